@@ -1,0 +1,134 @@
+//! Accounting: the last stage of every answer. Prices the usage, picks closed-set metric
+//! labels, and records requests, cost, baseline, savings and tokens exactly once.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use crate::metrics::Metrics;
+use crate::policy::ModelMap;
+use crate::pricing::{PriceTable, Priced, price};
+use crate::types::{Provider, Tier, Usage};
+
+/// Label used for any model that is neither priced nor named in a policy.
+pub const OTHER_MODEL: &str = "other";
+/// Unpriced model names are logged once each, up to this many distinct names.
+const MAX_WARNED_MODELS: usize = 1024;
+
+/// One answered request, as the accountant needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Answer<'a> {
+    pub route: &'a str,
+    pub client: &'a str,
+    pub provider: Provider,
+    pub model: &'a str,
+    pub tier: Tier,
+    pub status: u16,
+    pub usage: Option<Usage>,
+}
+
+pub struct Accountant {
+    prices: Arc<PriceTable>,
+    models: ModelMap,
+    metrics: Arc<Metrics>,
+    warned: Mutex<HashSet<String>>,
+}
+
+impl Accountant {
+    pub fn new(prices: Arc<PriceTable>, models: ModelMap, metrics: Arc<Metrics>) -> Accountant {
+        Accountant {
+            prices,
+            models,
+            metrics,
+            warned: Mutex::new(HashSet::new()),
+        }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The metric label for a model: its priced name, a policy-configured name, or `other`.
+    pub fn model_label<'m>(&'m self, model: &'m str) -> &'m str {
+        match self.prices.get(model) {
+            Some((name, _)) => name,
+            None if self.models.is_configured(model) => model,
+            None => OTHER_MODEL,
+        }
+    }
+
+    /// Prices `usage` at `tier` without recording anything (headers, response cache).
+    pub fn quote(&self, model: &str, tier: Tier, usage: &Usage) -> Option<Priced> {
+        self.prices.get(model).map(|(_, p)| price(p, tier, usage))
+    }
+
+    /// Records one answer. Returns its price when the model is priced and usage is known.
+    pub fn record(&self, a: &Answer<'_>) -> Option<Priced> {
+        let m = &self.metrics;
+        let model = self.model_label(a.model);
+        let provider = a.provider.as_str();
+        let status = status_label(a.status);
+        m.requests
+            .with_label_values(&[a.route, a.client, provider, model, a.tier.as_str(), status])
+            .inc();
+        let usage = a.usage?;
+        if a.tier != Tier::ResponseCache {
+            for (kind, n) in [
+                ("input", usage.input_tokens),
+                ("cached_input", usage.cached_input_tokens),
+                ("cache_write", usage.cache_write_5m_tokens + usage.cache_write_1h_tokens),
+                ("output", usage.output_tokens),
+            ] {
+                if n > 0 {
+                    m.tokens.with_label_values(&[a.route, provider, model, kind]).inc_by(n as f64);
+                }
+            }
+        }
+        let Some(priced) = self.quote(a.model, a.tier, &usage) else {
+            self.warn_unpriced(a.model);
+            return None;
+        };
+        let tier_labels = [a.route, a.client, provider, model, a.tier.as_str()];
+        m.cost.with_label_values(&tier_labels).inc_by(priced.cost_usd);
+        m.baseline.with_label_values(&tier_labels).inc_by(priced.baseline_usd);
+        for (lever, usd) in priced.savings.by_lever() {
+            if usd != 0.0 {
+                m.savings
+                    .with_label_values(&[a.route, a.client, provider, model, lever.as_str()])
+                    .add(usd);
+            }
+        }
+        Some(priced)
+    }
+
+    fn warn_unpriced(&self, model: &str) {
+        let Ok(mut warned) = self.warned.lock() else {
+            return;
+        };
+        if warned.len() < MAX_WARNED_MODELS && warned.insert(model.to_owned()) {
+            tracing::warn!(model, "model has no price: answered and counted, but its cost is not recorded");
+        }
+    }
+}
+
+fn status_label(code: u16) -> &'static str {
+    match code {
+        200 => "200",
+        201 => "201",
+        202 => "202",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        408 => "408",
+        413 => "413",
+        429 => "429",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        200..=299 => "2xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}

@@ -1,0 +1,213 @@
+//! The commands of the `sluice` binary, callable in-process (tests, demo).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::gateway::App;
+use crate::metrics::Metrics;
+use crate::policy::PolicySet;
+use crate::pricing::PriceTable;
+use crate::server::{self, ServerOptions};
+use crate::simulate::{self, SimConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+    #[error(transparent)]
+    Pricing(#[from] crate::pricing::PricingError),
+    #[error("{0}")]
+    Setup(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Config, policies and prices, loaded and checked together.
+pub struct Loaded {
+    pub config: Config,
+    pub policies: PolicySet,
+    pub prices: PriceTable,
+}
+
+pub fn load(config_path: Option<&std::path::Path>) -> Result<Loaded, CliError> {
+    let config = Config::load(config_path, &process_env)?;
+    let policies = PolicySet::load_dir(&config.policies)?;
+    let mut prices = PriceTable::builtin();
+    if let Some(p) = &config.prices {
+        prices = prices.merged(PriceTable::load(p)?);
+    }
+    Ok(Loaded {
+        config,
+        policies,
+        prices,
+    })
+}
+
+/// A running simulated provider on loopback.
+pub struct SimHandle {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl SimHandle {
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+pub async fn start_simulator(cfg: SimConfig) -> Result<SimHandle, CliError> {
+    let listener = bind("127.0.0.1:0".parse().map_err(|_| CliError::Setup("bad address".into()))?).await?;
+    let addr = listener.local_addr().map_err(|source| CliError::Io {
+        context: "simulator address".into(),
+        source,
+    })?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(simulate::serve(listener, cfg, async {
+        let _ = rx.await;
+    }));
+    Ok(SimHandle {
+        addr,
+        stop: Some(tx),
+        task,
+    })
+}
+
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, CliError> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|source| CliError::Io {
+        context: format!("cannot listen on {addr}"),
+        source,
+    })
+}
+
+/// Builds the app and serves on `listener` until `shutdown`.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    loaded: Loaded,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), CliError> {
+    let tls = match &loaded.config.tls {
+        Some(t) => Some(server::tls_acceptor(&t.cert, &t.key).map_err(CliError::Setup)?),
+        None => None,
+    };
+    let metrics = Arc::new(Metrics::new(prometheus::Registry::new()).map_err(|e| CliError::Setup(e.to_string()))?);
+    let header_read_timeout = loaded.config.header_read_timeout;
+    let app = Arc::new(App::new(&loaded.config, loaded.policies, loaded.prices, metrics).map_err(CliError::Setup)?);
+    server::run(
+        listener,
+        app,
+        ServerOptions {
+            header_read_timeout,
+            tls,
+        },
+        shutdown,
+    )
+    .await
+    .map_err(|source| CliError::Io {
+        context: "server".into(),
+        source,
+    })
+}
+
+/// `sluice serve [--config FILE] [--simulate]`.
+pub async fn serve(config_path: Option<PathBuf>, simulate: bool) -> Result<(), CliError> {
+    let mut loaded = load(config_path.as_deref())?;
+    let sim = if simulate {
+        let sim = start_simulator(SimConfig::default()).await?;
+        loaded.config.use_simulator(&sim.base_url());
+        tracing::info!(url = %sim.base_url(), "simulated provider started");
+        Some(sim)
+    } else {
+        None
+    };
+    let listener = bind(loaded.config.listen).await?;
+    let scheme = if loaded.config.tls.is_some() { "https" } else { "http" };
+    tracing::info!(
+        "sluice listening on {scheme}://{}  (policies: {}, clients: {})",
+        loaded.config.listen,
+        if loaded.policies.is_open() { "open" } else { "keyed" },
+        loaded.policies.clients().len()
+    );
+    serve_on(listener, loaded, shutdown_signal()).await?;
+    if let Some(sim) = sim {
+        sim.stop().await;
+    }
+    Ok(())
+}
+
+/// `sluice simulate [--listen ADDR]`.
+pub async fn simulate(listen: SocketAddr, cfg: SimConfig) -> Result<(), CliError> {
+    let listener = bind(listen).await?;
+    tracing::info!("simulated provider listening on http://{listen}/v1");
+    simulate::serve(listener, cfg, shutdown_signal())
+        .await
+        .map_err(|source| CliError::Io {
+            context: "simulator".into(),
+            source,
+        })
+}
+
+/// `sluice check [--config FILE]`: prints the resolved table, or the first error.
+pub fn check(config_path: Option<PathBuf>, out: &mut impl std::io::Write) -> Result<(), CliError> {
+    let loaded = load(config_path.as_deref())?;
+    let c = &loaded.config;
+    let io = |source| CliError::Io {
+        context: "stdout".into(),
+        source,
+    };
+    writeln!(out, "config ok: listen {}, store {}, policies {}", c.listen, c.store, c.policies.display()).map_err(io)?;
+    for p in &c.providers {
+        writeln!(
+            out,
+            "provider {:<9} {} (key {})",
+            p.provider.as_str(),
+            p.base_url,
+            if p.api_key.is_some() { "set" } else { "not set" }
+        )
+        .map_err(io)?;
+    }
+    writeln!(out, "prices: {} models", loaded.prices.len()).map_err(io)?;
+    write!(out, "{}", loaded.policies.describe()).map_err(io)?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,371 @@
+//! Configuration in two phases: the raw TOML shape (`RawConfig`, unknown keys rejected),
+//! then `Config`, checked and typed, with environment variables applied on top.
+//! Every setting has a default, so `sluice serve` runs with no file at all.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::duration::parse_duration;
+use crate::types::Provider;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {reason}")]
+    Parse {
+        path: String,
+        line: usize,
+        reason: String,
+    },
+    #[error("{origin}: {reason}")]
+    Invalid { origin: String, reason: String },
+}
+
+/// A secret that never prints: provider keys are never logged or returned.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    store: Option<String>,
+    policies: Option<String>,
+    prices: Option<String>,
+    max_body_bytes: Option<usize>,
+    header_read_timeout: Option<String>,
+    body_read_timeout: Option<String>,
+    tls: Option<RawTls>,
+    upstream: Option<RawUpstream>,
+    #[serde(default)]
+    providers: BTreeMap<String, RawProvider>,
+    batch: Option<RawBatch>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: String,
+    key: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    connect_timeout: Option<String>,
+    response_timeout: Option<String>,
+    pool_idle_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    base_url: Option<String>,
+    /// Name of the environment variable holding the key (keys are not written in files).
+    api_key_env: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBatch {
+    max_wait: Option<String>,
+    max_requests: Option<u32>,
+    poll_interval: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub provider: Provider,
+    /// Without a trailing slash, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    pub api_key: Option<Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub connect_timeout: Duration,
+    /// Until the response head arrives; bodies then stream for as long as they take.
+    pub response_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct BatchConfig {
+    pub max_wait: Duration,
+    pub max_requests: Option<u32>,
+    pub poll_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub store: String,
+    pub policies: PathBuf,
+    pub prices: Option<PathBuf>,
+    pub max_body_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub tls: Option<TlsConfig>,
+    pub upstream: UpstreamConfig,
+    pub providers: Vec<ProviderConfig>,
+    pub batch: BatchConfig,
+}
+
+pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+impl Config {
+    /// Loads the optional file, then applies the environment (`env` is injected so tests
+    /// never touch the process environment).
+    pub fn load(
+        path: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let (raw, origin) = match path {
+            Some(p) => {
+                let origin = p.display().to_string();
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: origin.clone(),
+                    source,
+                })?;
+                (parse_toml::<RawConfig>(&text, &origin)?, origin)
+            }
+            None => (RawConfig::default(), "defaults".to_owned()),
+        };
+        Self::resolve(raw, &origin, env)
+    }
+
+    fn resolve(
+        raw: RawConfig,
+        origin: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let invalid = |reason: String| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            reason,
+        };
+        let dur = |name: &str, v: Option<String>, default: &str| -> Result<Duration, ConfigError> {
+            let v = v.unwrap_or_else(|| default.to_owned());
+            parse_duration(&v).map_err(|e| invalid(format!("{name}: {e}")))
+        };
+
+        let listen_s = env("SLUICE_LISTEN")
+            .or(raw.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen: SocketAddr = listen_s
+            .parse()
+            .map_err(|_| invalid(format!("listen: {listen_s:?} is not an address such as 127.0.0.1:8080")))?;
+
+        let upstream_raw = raw.upstream.unwrap_or_default();
+        let upstream = UpstreamConfig {
+            connect_timeout: dur("upstream.connect_timeout", upstream_raw.connect_timeout, "5s")?,
+            response_timeout: dur("upstream.response_timeout", upstream_raw.response_timeout, "15m")?,
+            pool_idle_timeout: dur("upstream.pool_idle_timeout", upstream_raw.pool_idle_timeout, "90s")?,
+        };
+
+        let mut raw_providers = raw.providers;
+        for name in raw_providers.keys() {
+            if Provider::parse(name).is_none() {
+                return Err(invalid(format!(
+                    "providers.{name}: unknown provider (expected openai, anthropic or gemini)"
+                )));
+            }
+        }
+        let providers = Provider::ALL
+            .into_iter()
+            .map(|p| {
+                let rp = raw_providers.remove(p.as_str()).unwrap_or_default();
+                let (key_var, url_var, default_url) = match p {
+                    Provider::OpenAi => ("OPENAI_API_KEY", "OPENAI_BASE_URL", "https://api.openai.com/v1"),
+                    Provider::Anthropic => (
+                        "ANTHROPIC_API_KEY",
+                        "ANTHROPIC_BASE_URL",
+                        "https://api.anthropic.com/v1",
+                    ),
+                    Provider::Gemini => (
+                        "GEMINI_API_KEY",
+                        "GEMINI_BASE_URL",
+                        "https://generativelanguage.googleapis.com/v1beta",
+                    ),
+                };
+                let base_url = env(url_var)
+                    .or(rp.base_url)
+                    .unwrap_or_else(|| default_url.into())
+                    .trim_end_matches('/')
+                    .to_owned();
+                if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+                    return Err(invalid(format!(
+                        "{} base URL {base_url:?} must start with http:// or https://",
+                        p.as_str()
+                    )));
+                }
+                let key_var = rp.api_key_env.as_deref().unwrap_or(key_var);
+                let api_key = env(key_var).filter(|k| !k.is_empty()).map(Secret);
+                Ok(ProviderConfig {
+                    provider: p,
+                    base_url,
+                    api_key,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let batch_raw = raw.batch.unwrap_or_default();
+        let max_requests = match env("SLUICE_BATCH_MAX_REQUESTS") {
+            Some(v) => Some(v.parse::<u32>().map_err(|_| {
+                invalid(format!("SLUICE_BATCH_MAX_REQUESTS: {v:?} is not a positive integer"))
+            })?),
+            None => batch_raw.max_requests,
+        };
+        if max_requests == Some(0) {
+            return Err(invalid("batch.max_requests must be greater than zero".into()));
+        }
+        let batch = BatchConfig {
+            max_wait: dur("batch.max_wait", env("SLUICE_BATCH_MAX_WAIT").or(batch_raw.max_wait), "10m")?,
+            max_requests,
+            poll_interval: dur(
+                "batch.poll_interval",
+                env("SLUICE_BATCH_POLL_INTERVAL").or(batch_raw.poll_interval),
+                "30s",
+            )?,
+        };
+
+        let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if max_body_bytes == 0 {
+            return Err(invalid("max_body_bytes must be greater than zero".into()));
+        }
+
+        Ok(Config {
+            listen,
+            store: env("SLUICE_STORE")
+                .or(raw.store)
+                .unwrap_or_else(|| "sqlite://sluice.db".into()),
+            policies: PathBuf::from(
+                env("SLUICE_POLICIES")
+                    .or(raw.policies)
+                    .unwrap_or_else(|| "policies/".into()),
+            ),
+            prices: env("SLUICE_PRICES").or(raw.prices).map(PathBuf::from),
+            max_body_bytes,
+            header_read_timeout: dur("header_read_timeout", raw.header_read_timeout, "10s")?,
+            body_read_timeout: dur("body_read_timeout", raw.body_read_timeout, "60s")?,
+            tls: raw.tls.map(|t| TlsConfig {
+                cert: PathBuf::from(t.cert),
+                key: PathBuf::from(t.key),
+            }),
+            upstream,
+            providers,
+            batch,
+        })
+    }
+
+    pub fn provider(&self, p: Provider) -> &ProviderConfig {
+        // `providers` always holds one entry per provider, in `Provider::ALL` order.
+        &self.providers[p as usize]
+    }
+
+    /// Points every provider at one base URL with a placeholder key (`serve --simulate`, demo, tests).
+    pub fn use_simulator(&mut self, base_url: &str) {
+        for p in &mut self.providers {
+            p.base_url = base_url.trim_end_matches('/').to_owned();
+            p.api_key = Some(Secret::new("sk-sluice-simulated"));
+        }
+    }
+}
+
+/// Parses TOML, turning a syntax or type error into `file:line: reason`.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: origin.to_owned(),
+        line: e.span().map(|s| line_of(text, s.start)).unwrap_or(1),
+        reason: e.message().to_owned(),
+    })
+}
+
+/// 1-based line number of a byte offset.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn defaults_without_a_file() {
+        let c = Config::load(None, &no_env).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.store, "sqlite://sluice.db");
+        assert_eq!(c.max_body_bytes, 32 * 1024 * 1024);
+        assert_eq!(c.batch.max_wait, Duration::from_secs(600));
+        assert_eq!(c.provider(Provider::OpenAi).base_url, "https://api.openai.com/v1");
+        assert!(c.provider(Provider::OpenAi).api_key.is_none());
+    }
+
+    #[test]
+    fn environment_overrides_and_keys_never_print() {
+        let env = |k: &str| match k {
+            "SLUICE_LISTEN" => Some("0.0.0.0:9000".to_owned()),
+            "OPENAI_API_KEY" => Some("sk-secret".to_owned()),
+            "OPENAI_BASE_URL" => Some("http://127.0.0.1:1/v1/".to_owned()),
+            "SLUICE_BATCH_MAX_WAIT" => Some("90s".to_owned()),
+            _ => None,
+        };
+        let c = Config::load(None, &env).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.provider(Provider::OpenAi).base_url, "http://127.0.0.1:1/v1");
+        assert_eq!(c.batch.max_wait, Duration::from_secs(90));
+        assert!(!format!("{c:?}").contains("sk-secret"));
+    }
+
+    #[test]
+    fn unknown_keys_name_file_and_line() {
+        let text = "listen = \"127.0.0.1:1\"\n\n[upstream]\nconect_timeout = \"5s\"\n";
+        let err = parse_toml::<RawConfig>(text, "sluice.toml").unwrap_err().to_string();
+        assert!(err.starts_with("sluice.toml:4:"), "{err}");
+        assert!(err.contains("conect_timeout"), "{err}");
+    }
+
+    #[test]
+    fn bad_duration_is_rejected() {
+        let raw: RawConfig = parse_toml("header_read_timeout = \"10 seconds\"", "x").unwrap();
+        let err = Config::resolve(raw, "x", &no_env).unwrap_err().to_string();
+        assert!(err.contains("header_read_timeout"), "{err}");
+    }
+}

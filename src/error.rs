@@ -1,0 +1,159 @@
+//! Gateway errors, typed per layer, and the one table that maps them to HTTP.
+//!
+//! Every error the gateway itself produces leaves through [`GatewayError::status`] and
+//! [`GatewayError::to_openai_json`], so the status chosen for a failure lives in one place.
+//! Upstream errors never become a `GatewayError`: they are passed through unchanged.
+
+use http::StatusCode;
+
+/// Where a failure came from; decides the status class and whether a retry may help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The client sent something we cannot serve (4xx, do not retry unchanged).
+    Downstream,
+    /// The provider could not be reached or answered too late (502/504, retry may help).
+    Upstream,
+    /// Sluice itself (503 while not ready).
+    Internal,
+}
+
+/// Errors of the request path. Each variant carries what its message needs, nothing more.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("invalid x-sla header {value:?}: expected interactive, semi, batch or a duration such as 90s, 10m, 24h")]
+    InvalidSla { value: String },
+    #[error("{message}")]
+    InvalidRequest {
+        message: String,
+        param: Option<&'static str>,
+        code: &'static str,
+    },
+    #[error("missing gateway API key: send it as `Authorization: Bearer <key>`")]
+    MissingKey,
+    #[error("incorrect gateway API key provided")]
+    UnknownKey,
+    #[error("unknown route {route:?} in x-sluice-route: client {client:?} has no such route")]
+    UnknownRoute { route: String, client: String },
+    #[error("no such endpoint: {method} {path}")]
+    NotFound { method: String, path: String },
+    #[error("method {method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+    #[error("request body exceeds the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("timed out reading the request body")]
+    BodyTimeout,
+    #[error("model {model:?} is served by provider {provider}, which is not configured (set its API key)")]
+    ProviderNotConfigured { model: String, provider: &'static str },
+    #[error("could not reach the {provider} API: {reason}")]
+    UpstreamUnavailable { provider: &'static str, reason: String },
+    #[error("the {provider} API did not answer within {secs} s")]
+    UpstreamTimeout { provider: &'static str, secs: u64 },
+    #[error("the {provider} API answer could not be read: {reason}")]
+    UpstreamBadResponse { provider: &'static str, reason: String },
+    #[error("the gateway is not ready: {reason}")]
+    NotReady { reason: String },
+}
+
+impl GatewayError {
+    pub fn invalid(message: impl Into<String>, param: Option<&'static str>) -> Self {
+        GatewayError::InvalidRequest {
+            message: message.into(),
+            param,
+            code: "invalid_request",
+        }
+    }
+
+    pub fn source(&self) -> Source {
+        use GatewayError::*;
+        match self {
+            UpstreamUnavailable { .. } | UpstreamTimeout { .. } | UpstreamBadResponse { .. } => {
+                Source::Upstream
+            }
+            NotReady { .. } => Source::Internal,
+            _ => Source::Downstream,
+        }
+    }
+
+    /// The single status table.
+    pub fn status(&self) -> StatusCode {
+        use GatewayError::*;
+        match self {
+            InvalidSla { .. } | InvalidRequest { .. } | UnknownRoute { .. } => StatusCode::BAD_REQUEST,
+            ProviderNotConfigured { .. } => StatusCode::BAD_REQUEST,
+            MissingKey | UnknownKey => StatusCode::UNAUTHORIZED,
+            NotFound { .. } => StatusCode::NOT_FOUND,
+            MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            UpstreamUnavailable { .. } | UpstreamBadResponse { .. } => StatusCode::BAD_GATEWAY,
+            UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// OpenAI's `error.type`, `error.param` and `error.code` for this failure.
+    pub fn openai_fields(&self) -> (&'static str, Option<&'static str>, &'static str) {
+        use GatewayError::*;
+        match self {
+            InvalidSla { .. } => ("invalid_request_error", Some("x-sla"), "invalid_sla"),
+            InvalidRequest { param, code, .. } => ("invalid_request_error", *param, code),
+            MissingKey => ("invalid_request_error", None, "missing_api_key"),
+            UnknownKey => ("invalid_request_error", None, "invalid_api_key"),
+            UnknownRoute { .. } => ("invalid_request_error", Some("x-sluice-route"), "unknown_route"),
+            NotFound { .. } => ("invalid_request_error", None, "unknown_url"),
+            MethodNotAllowed { .. } => ("invalid_request_error", None, "method_not_allowed"),
+            BodyTooLarge { .. } => ("invalid_request_error", None, "request_too_large"),
+            BodyTimeout => ("invalid_request_error", None, "request_timeout"),
+            ProviderNotConfigured { .. } => {
+                ("invalid_request_error", Some("model"), "provider_not_configured")
+            }
+            UpstreamUnavailable { .. } => ("upstream_error", None, "upstream_unavailable"),
+            UpstreamTimeout { .. } => ("upstream_error", None, "upstream_timeout"),
+            UpstreamBadResponse { .. } => ("upstream_error", None, "upstream_bad_response"),
+            NotReady { .. } => ("server_error", None, "not_ready"),
+        }
+    }
+
+    /// A low-cardinality label for logs and metrics.
+    pub fn status_label(&self) -> &'static str {
+        self.openai_fields().2
+    }
+
+    pub fn to_openai_json(&self) -> Vec<u8> {
+        let (kind, param, code) = self.openai_fields();
+        let body = serde_json::json!({
+            "error": {
+                "message": self.to_string(),
+                "type": kind,
+                "param": param,
+                "code": code,
+            }
+        });
+        body.to_string().into_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sla_error_is_openai_shaped_and_names_the_header() {
+        let e = GatewayError::InvalidSla { value: "soon".into() };
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        let v: serde_json::Value = serde_json::from_slice(&e.to_openai_json()).unwrap();
+        assert_eq!(v["error"]["param"], "x-sla");
+        assert_eq!(v["error"]["code"], "invalid_sla");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert!(v["error"]["message"].as_str().unwrap().contains("x-sla"));
+    }
+
+    #[test]
+    fn upstream_failures_are_never_4xx() {
+        let e = GatewayError::UpstreamTimeout { provider: "openai", secs: 5 };
+        assert_eq!(e.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(e.source(), Source::Upstream);
+        let e = GatewayError::UpstreamUnavailable { provider: "openai", reason: "refused".into() };
+        assert_eq!(e.status(), StatusCode::BAD_GATEWAY);
+    }
+}

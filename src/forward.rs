@@ -1,0 +1,176 @@
+//! Forwarding to the provider: the upstream URL and headers for a request, sent through
+//! the shared pooled client. Knows providers and endpoints, nothing of policies or tiers.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+
+use crate::config::ProviderConfig;
+use crate::error::GatewayError;
+use crate::types::{Endpoint, Provider};
+use crate::upstream::{Upstream, UpstreamError};
+
+/// Largest non-streaming answer Sluice reads into memory (embeddings of big batches are large).
+pub const MAX_ANSWER_BYTES: usize = 256 * 1024 * 1024;
+
+/// Client headers never sent upstream: hop-by-hop headers, the gateway's own credentials
+/// and controls, and `accept-encoding` (Sluice reads usage from answers, so they must be plain).
+const DROP_REQUEST: [&str; 16] = [
+    "host",
+    "authorization",
+    "x-api-key",
+    "content-length",
+    "connection",
+    "keep-alive",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "x-sla",
+    "prefer",
+    "idempotency-key",
+    "accept-encoding",
+];
+
+/// Upstream response headers not relayed: hop-by-hop and length (Sluice may change the body).
+const DROP_RESPONSE: [&str; 6] = [
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "trailer",
+    "upgrade",
+];
+
+struct Target {
+    uri: Uri,
+    authorization: Option<HeaderValue>,
+}
+
+pub struct Forwarder {
+    upstream: Upstream,
+    /// Pre-built per provider and endpoint, so a request only clones.
+    targets: HashMap<(Provider, Endpoint), Target>,
+}
+
+impl Forwarder {
+    pub fn new(upstream: Upstream, providers: &[ProviderConfig]) -> Result<Forwarder, String> {
+        let mut targets = HashMap::new();
+        for p in providers {
+            let authorization = match &p.api_key {
+                Some(k) => {
+                    let mut v = HeaderValue::from_str(&format!("Bearer {}", k.expose()))
+                        .map_err(|_| format!("the {} API key contains characters not allowed in a header", p.provider))?;
+                    v.set_sensitive(true);
+                    Some(v)
+                }
+                None => None,
+            };
+            for e in [Endpoint::ChatCompletions, Endpoint::Completions, Endpoint::Embeddings, Endpoint::Responses] {
+                // Anthropic and Gemini are reached through their OpenAI-compatible endpoints.
+                let prefix = match p.provider {
+                    Provider::Gemini => "/openai",
+                    _ => "",
+                };
+                let url = format!("{}{}{}", p.base_url, prefix, e.suffix());
+                let uri: Uri = url.parse().map_err(|_| format!("invalid {} base URL {:?}", p.provider, p.base_url))?;
+                targets.insert(
+                    (p.provider, e),
+                    Target {
+                        uri,
+                        authorization: authorization.clone(),
+                    },
+                );
+            }
+        }
+        Ok(Forwarder { upstream, targets })
+    }
+
+    pub fn response_timeout(&self) -> Duration {
+        self.upstream.response_timeout()
+    }
+
+    /// Sends `body` to the provider's endpoint with the client's end-to-end headers.
+    pub async fn send(
+        &self,
+        provider: Provider,
+        endpoint: Endpoint,
+        model: &str,
+        client_headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<http::Response<Incoming>, GatewayError> {
+        let target = self.targets.get(&(provider, endpoint)).ok_or_else(|| GatewayError::ProviderNotConfigured {
+            model: model.to_owned(),
+            provider: provider.as_str(),
+        })?;
+        let auth = target.authorization.clone().ok_or_else(|| GatewayError::ProviderNotConfigured {
+            model: model.to_owned(),
+            provider: provider.as_str(),
+        })?;
+        let mut req = Request::new(Full::new(body));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = target.uri.clone();
+        let headers = req.headers_mut();
+        for (name, value) in client_headers {
+            if !DROP_REQUEST.contains(&name.as_str()) && !name.as_str().starts_with("x-sluice-") {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        headers.insert(header::AUTHORIZATION, auth);
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        self.upstream.send(req).await.map_err(|e| match e {
+            UpstreamError::Timeout(d) => GatewayError::UpstreamTimeout {
+                provider: provider.as_str(),
+                secs: d.as_secs(),
+            },
+            UpstreamError::Connect(reason) | UpstreamError::Request(reason) => GatewayError::UpstreamUnavailable {
+                provider: provider.as_str(),
+                reason,
+            },
+        })
+    }
+}
+
+/// Reads a whole upstream answer, bounded in size and time.
+pub async fn read_answer(provider: Provider, body: Incoming, timeout: Duration) -> Result<Bytes, GatewayError> {
+    let collect = Limited::new(body, MAX_ANSWER_BYTES).collect();
+    match tokio::time::timeout(timeout, collect).await {
+        Err(_) => Err(GatewayError::UpstreamTimeout {
+            provider: provider.as_str(),
+            secs: timeout.as_secs(),
+        }),
+        Ok(Err(e)) => Err(GatewayError::UpstreamBadResponse {
+            provider: provider.as_str(),
+            reason: e.to_string(),
+        }),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+    }
+}
+
+/// Copies the upstream response headers worth relaying.
+pub fn relay_headers(from: &HeaderMap, to: &mut HeaderMap) {
+    for (name, value) in from {
+        if !DROP_RESPONSE.contains(&name.as_str()) {
+            to.append(name.clone(), value.clone());
+        }
+    }
+}
+
+pub fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
+pub const X_SLUICE_TIER: HeaderName = HeaderName::from_static("x-sluice-tier");
+pub const X_SLUICE_COST: HeaderName = HeaderName::from_static("x-sluice-cost-usd");
+pub const X_SLUICE_BASELINE: HeaderName = HeaderName::from_static("x-sluice-baseline-usd");
+pub const X_SLUICE_ROUTE: HeaderName = HeaderName::from_static("x-sluice-route");

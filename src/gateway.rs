@@ -1,0 +1,403 @@
+//! The request path: identify → triage → (response cache | forward) → respond → account.
+//!
+//! `App` holds one handle per stage; `handle` is the one entry point the server calls and
+//! the one exit where gateway errors become OpenAI-shaped responses.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited, combinators::UnsyncBoxBody};
+use hyper::body::Incoming;
+
+use crate::account::{Accountant, Answer};
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::forward::{self, Forwarder, X_SLUICE_BASELINE, X_SLUICE_COST, X_SLUICE_ROUTE, X_SLUICE_TIER};
+use crate::inspect::{self, Additions, RequestFacts};
+use crate::metrics::Metrics;
+use crate::policy::{ClientPolicy, PolicySet, RoutePolicy};
+use crate::pricing::{PriceTable, Priced};
+use crate::relay::{BoxError, MeteredSse, StreamEnd};
+use crate::response_cache::{CachedAnswer, ResponseCache};
+use crate::sla::Sla;
+use crate::triage::{self, Capabilities, Facts};
+use crate::types::{Endpoint, Provider, Tier};
+
+pub type RespBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Default bound of the response cache, in bytes of cached bodies.
+pub const RESPONSE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+pub struct App {
+    policies: Arc<PolicySet>,
+    forwarder: Forwarder,
+    accountant: Arc<Accountant>,
+    response_cache: ResponseCache,
+    prices: Arc<PriceTable>,
+    configured: Vec<Provider>,
+    max_body_bytes: usize,
+    body_read_timeout: Duration,
+}
+
+impl App {
+    pub fn new(config: &Config, policies: PolicySet, prices: PriceTable, metrics: Arc<Metrics>) -> Result<App, String> {
+        let upstream = crate::upstream::Upstream::new(&config.upstream);
+        let forwarder = Forwarder::new(upstream, &config.providers)?;
+        let prices = Arc::new(prices);
+        let accountant = Arc::new(Accountant::new(prices.clone(), policies.models.clone(), metrics));
+        Ok(App {
+            policies: Arc::new(policies),
+            forwarder,
+            accountant,
+            response_cache: ResponseCache::new(RESPONSE_CACHE_BYTES),
+            prices,
+            configured: config
+                .providers
+                .iter()
+                .filter(|p| p.api_key.is_some())
+                .map(|p| p.provider)
+                .collect(),
+            max_body_bytes: config.max_body_bytes,
+            body_read_timeout: config.body_read_timeout,
+        })
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        self.accountant.metrics()
+    }
+}
+
+fn full(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<RespBody> {
+    let mut r = Response::new(Full::new(body.into()).map_err(|never| match never {}).boxed_unsync());
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+/// The single place a gateway error becomes a response.
+pub fn error_response(e: &GatewayError) -> Response<RespBody> {
+    match e.source() {
+        crate::error::Source::Downstream => tracing::debug!(error = %e, "request rejected"),
+        _ => tracing::warn!(error = %e, "request failed"),
+    }
+    full(e.status(), "application/json", e.to_openai_json())
+}
+
+/// Entry point for every request.
+pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<RespBody> {
+    let path = req.uri().path();
+    let result = match (req.method(), path) {
+        (&Method::GET, "/healthz") => Ok(full(StatusCode::OK, "text/plain", "ok\n")),
+        (&Method::GET, "/readyz") => Ok(full(StatusCode::OK, "text/plain", "ready\n")),
+        (&Method::GET, "/metrics") => Ok(full(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            app.metrics().render(),
+        )),
+        (&Method::GET, "/v1/models") => models(&app, &req, None),
+        (&Method::GET, p) if p.starts_with("/v1/models/") => {
+            let id = p["/v1/models/".len()..].to_owned();
+            models(&app, &req, Some(&id))
+        }
+        (&Method::POST, p) => match Endpoint::from_path(p) {
+            Some(endpoint) => proxy(&app, endpoint, req).await,
+            None => Err(not_found(&req)),
+        },
+        (_, p) if Endpoint::from_path(p).is_some() || is_get_route(p) => Err(GatewayError::MethodNotAllowed {
+            method: req.method().to_string(),
+            path: p.to_owned(),
+        }),
+        _ => Err(not_found(&req)),
+    };
+    result.unwrap_or_else(|e| error_response(&e))
+}
+
+fn is_get_route(p: &str) -> bool {
+    matches!(p, "/healthz" | "/readyz" | "/metrics" | "/v1/models") || p.starts_with("/v1/models/")
+}
+
+fn not_found(req: &Request<Incoming>) -> GatewayError {
+    GatewayError::NotFound {
+        method: req.method().to_string(),
+        path: req.uri().path().to_owned(),
+    }
+}
+
+/// The gateway key: `Authorization: Bearer` (OpenAI SDK) or `x-api-key` (Anthropic SDK).
+fn gateway_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let v = v.trim();
+        return v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).map(str::trim);
+    }
+    headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+fn models(app: &App, req: &Request<Incoming>, id: Option<&str>) -> Result<Response<RespBody>, GatewayError> {
+    app.policies.identify(gateway_key(req.headers()))?;
+    let entry = |name: &str, provider: Provider| {
+        serde_json::json!({"id": name, "object": "model", "created": 0, "owned_by": provider.as_str()})
+    };
+    let mut data: Vec<serde_json::Value> = app
+        .prices
+        .iter()
+        .filter(|(_, p)| app.configured.contains(&p.provider))
+        .map(|(name, p)| entry(name, p.provider))
+        .collect();
+    data.extend(
+        app.policies
+            .models
+            .configured_models()
+            .filter(|(m, p)| app.configured.contains(p) && app.prices.get(m).is_none())
+            .map(|(m, p)| entry(m, p)),
+    );
+    let body = match id {
+        None => serde_json::json!({"object": "list", "data": data}),
+        Some(id) => data.into_iter().find(|m| m["id"] == id).ok_or_else(|| GatewayError::InvalidRequest {
+            message: format!("The model '{id}' does not exist"),
+            param: Some("model"),
+            code: "model_not_found",
+        })?,
+    };
+    Ok(full(StatusCode::OK, "application/json", body.to_string()))
+}
+
+/// What the request path knows once the client is identified and the request triaged.
+struct Ctx {
+    client: Arc<str>,
+    route: Arc<str>,
+    provider: Provider,
+    facts: RequestFacts,
+    tier: Tier,
+}
+
+async fn read_body(app: &App, body: Incoming, headers: &HeaderMap) -> Result<Bytes, GatewayError> {
+    let limit = app.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(GatewayError::BodyTooLarge { limit });
+    }
+    match tokio::time::timeout(app.body_read_timeout, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(GatewayError::BodyTimeout),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(GatewayError::BodyTooLarge { limit }),
+        Ok(Err(e)) => Err(GatewayError::invalid(format!("could not read the request body: {e}"), None)),
+    }
+}
+
+async fn proxy(app: &Arc<App>, endpoint: Endpoint, req: Request<Incoming>) -> Result<Response<RespBody>, GatewayError> {
+    let (parts, body) = req.into_parts();
+    let client: &ClientPolicy = app.policies.identify(gateway_key(&parts.headers))?;
+    let sla_header = match parts.headers.get("x-sla") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(Sla::parse)
+                .ok_or_else(|| GatewayError::InvalidSla {
+                    value: String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                })?,
+        ),
+    };
+    let body = read_body(app, body, &parts.headers).await?;
+    let received = Instant::now();
+    let facts = inspect::inspect(endpoint, &body)?;
+    let hint = parts.headers.get(X_SLUICE_ROUTE).and_then(|v| v.to_str().ok());
+    let route: &RoutePolicy = client.route(endpoint.path(), &facts.model, hint)?;
+    let sla = client.effective_sla(route, sla_header);
+    let provider = app.policies.models.provider_for(&facts.model);
+    let flex_capable = app.prices.get(&facts.model).is_some_and(|(_, p)| p.has_flex());
+    let decision = triage::triage(
+        route,
+        &Facts {
+            endpoint,
+            stream: facts.stream,
+            flex_capable,
+        },
+        sla,
+        &Capabilities::INTERACTIVE_ONLY,
+    );
+
+    let cache_key = decision
+        .response_cache_ttl
+        .and_then(|_| ResponseCache::key(&client.name, &route.name, endpoint.path(), &body));
+    if let Some(key) = &cache_key {
+        if let Some(hit) = app.response_cache.get(key).await {
+            return Ok(answer_from_cache(app, client, route, provider, &facts.model, &hit));
+        }
+    }
+
+    let additions = Additions {
+        prompt_cache_key: match (route.cache_hints, facts.has_cache_key, &facts.prefix_hash) {
+            (true, false, Some(h)) if endpoint != Endpoint::Embeddings => {
+                Some(inspect::cache_key(&client.name, &route.name, h))
+            }
+            _ => None,
+        },
+        include_usage: facts.stream && endpoint.takes_stream_options() && !facts.client_wants_usage,
+    };
+    let upstream_body = inspect::rewrite(&body, &facts, &additions);
+    let ctx = Ctx {
+        client: client.name.clone(),
+        route: route.name.clone(),
+        provider,
+        tier: decision.tier,
+        facts,
+    };
+
+    let sent = Instant::now();
+    let resp = app
+        .forwarder
+        .send(provider, endpoint, &ctx.facts.model, &parts.headers, upstream_body)
+        .await;
+    let resp = match resp {
+        Ok(r) => r,
+        Err(e) => {
+            record_failure(app, &ctx, &e);
+            return Err(e);
+        }
+    };
+    let (up_parts, up_body) = resp.into_parts();
+
+    if ctx.facts.stream && up_parts.status.is_success() && forward::is_event_stream(&up_parts.headers) {
+        let upstream_head = sent.elapsed();
+        let mut out = Response::new(RespBody::default());
+        *out.status_mut() = up_parts.status;
+        forward::relay_headers(&up_parts.headers, out.headers_mut());
+        out.headers_mut().insert(X_SLUICE_TIER, HeaderValue::from_static(ctx.tier.as_str()));
+        let accountant = app.accountant.clone();
+        let status = up_parts.status.as_u16();
+        observe_latency(app, &ctx, upstream_head, received.elapsed());
+        let body = MeteredSse::new(up_body, additions.include_usage, move |end: StreamEnd| {
+            if end.usage.is_none() {
+                tracing::debug!(completed = end.completed, "stream ended without a usage chunk");
+            }
+            accountant.record(&Answer {
+                route: &ctx.route,
+                client: &ctx.client,
+                provider: ctx.provider,
+                model: &ctx.facts.model,
+                tier: ctx.tier,
+                status,
+                usage: end.usage,
+            });
+        });
+        *out.body_mut() = body.boxed_unsync();
+        return Ok(out);
+    }
+
+    let answer = forward::read_answer(provider, up_body, app.forwarder.response_timeout()).await;
+    let answer = match answer {
+        Ok(a) => a,
+        Err(e) => {
+            record_failure(app, &ctx, &e);
+            return Err(e);
+        }
+    };
+    let upstream_time = sent.elapsed();
+    let usage = if up_parts.status.is_success() {
+        crate::usage::from_json(&answer)
+    } else {
+        None
+    };
+    let priced = app.accountant.record(&Answer {
+        route: &ctx.route,
+        client: &ctx.client,
+        provider,
+        model: &ctx.facts.model,
+        tier: ctx.tier,
+        status: up_parts.status.as_u16(),
+        usage,
+    });
+    if let (Some(key), Some(ttl), true) = (cache_key, decision.response_cache_ttl, up_parts.status.is_success()) {
+        app.response_cache
+            .put(
+                key,
+                CachedAnswer {
+                    status: up_parts.status.as_u16(),
+                    content_type: up_parts.headers.get(header::CONTENT_TYPE).cloned(),
+                    body: answer.clone(),
+                    usage,
+                    ttl,
+                },
+            )
+            .await;
+    }
+    let mut out = Response::new(Full::new(answer).map_err(|never| match never {}).boxed_unsync());
+    *out.status_mut() = up_parts.status;
+    forward::relay_headers(&up_parts.headers, out.headers_mut());
+    price_headers(out.headers_mut(), ctx.tier, priced.as_ref());
+    observe_latency(app, &ctx, upstream_time, received.elapsed());
+    Ok(out)
+}
+
+fn observe_latency(app: &App, ctx: &Ctx, upstream: Duration, total: Duration) {
+    let m = app.metrics();
+    m.upstream_duration
+        .with_label_values(&[ctx.provider.as_str(), ctx.tier.as_str()])
+        .observe(upstream.as_secs_f64());
+    if ctx.tier == Tier::Interactive {
+        m.overhead
+            .with_label_values(&[&ctx.route])
+            .observe(total.saturating_sub(upstream).as_secs_f64());
+    }
+}
+
+/// Counts a request the provider never answered (502/504) under its route and client.
+fn record_failure(app: &App, ctx: &Ctx, e: &GatewayError) {
+    app.accountant.record(&Answer {
+        route: &ctx.route,
+        client: &ctx.client,
+        provider: ctx.provider,
+        model: &ctx.facts.model,
+        tier: ctx.tier,
+        status: e.status().as_u16(),
+        usage: None,
+    });
+}
+
+fn answer_from_cache(
+    app: &App,
+    client: &ClientPolicy,
+    route: &RoutePolicy,
+    provider: Provider,
+    model: &str,
+    hit: &CachedAnswer,
+) -> Response<RespBody> {
+    let priced = app.accountant.record(&Answer {
+        route: &route.name,
+        client: &client.name,
+        provider,
+        model,
+        tier: Tier::ResponseCache,
+        status: hit.status,
+        usage: hit.usage,
+    });
+    let mut out = Response::new(Full::new(hit.body.clone()).map_err(|never| match never {}).boxed_unsync());
+    *out.status_mut() = StatusCode::from_u16(hit.status).unwrap_or(StatusCode::OK);
+    if let Some(ct) = &hit.content_type {
+        out.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
+    }
+    price_headers(out.headers_mut(), Tier::ResponseCache, priced.as_ref());
+    out
+}
+
+fn usd(v: f64) -> HeaderValue {
+    let s = format!("{v:.10}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+fn price_headers(h: &mut HeaderMap, tier: Tier, priced: Option<&Priced>) {
+    h.insert(X_SLUICE_TIER, HeaderValue::from_static(tier.as_str()));
+    if let Some(p) = priced {
+        h.insert(X_SLUICE_COST, usd(p.cost_usd));
+        h.insert(X_SLUICE_BASELINE, usd(p.baseline_usd));
+    }
+}

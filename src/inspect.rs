@@ -1,0 +1,263 @@
+//! Request inspection: one parse of the JSON body that pulls out what routing, triage,
+//! cache hints and accounting need, and the byte-splicing rewrite that adds Sluice's own
+//! fields (`prompt_cache_key`, `stream_options.include_usage`) without touching any other
+//! byte the client sent.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use bytes::{Bytes, BytesMut};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+
+use crate::error::GatewayError;
+use crate::types::Endpoint;
+
+/// What Sluice knows about a request body after one parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestFacts {
+    pub model: String,
+    pub stream: bool,
+    /// The client itself asked for the final usage chunk (`stream_options.include_usage`).
+    pub client_wants_usage: bool,
+    /// The client set `prompt_cache_key` (even to null): Sluice then adds none.
+    pub has_cache_key: bool,
+    /// SHA-256 over the stable prefix (tools, then leading system/developer messages,
+    /// or Responses `instructions`); `None` when there is no such prefix.
+    pub prefix_hash: Option<[u8; 32]>,
+    /// Byte range of the client's `stream_options` value, when present.
+    stream_options_span: Option<Range<usize>>,
+}
+
+#[derive(Deserialize)]
+struct Probe<'a> {
+    #[serde(borrow)]
+    model: Option<Cow<'a, str>>,
+    stream: Option<bool>,
+    #[serde(borrow)]
+    stream_options: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    prompt_cache_key: Option<&'a RawValue>,
+    #[serde(borrow)]
+    messages: Option<Vec<&'a RawValue>>,
+    #[serde(borrow)]
+    tools: Option<&'a RawValue>,
+    #[serde(borrow)]
+    instructions: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct RoleProbe<'a> {
+    #[serde(borrow)]
+    role: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptionsProbe {
+    include_usage: Option<bool>,
+}
+
+fn span_of(body: &[u8], raw: &RawValue) -> Range<usize> {
+    // A borrowed RawValue points into `body`, so its offset is a pointer difference.
+    let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
+    start..start + raw.get().len()
+}
+
+/// Parses the body once. Invalid JSON or a missing `model` is a 400 that says why.
+pub fn inspect(endpoint: Endpoint, body: &[u8]) -> Result<RequestFacts, GatewayError> {
+    let probe: Probe = serde_json::from_slice(body).map_err(|e| {
+        GatewayError::invalid(
+            format!("the request body is not a valid JSON object: {e}"),
+            None,
+        )
+    })?;
+    let model = match probe.model {
+        Some(m) if !m.is_empty() => m.into_owned(),
+        _ => {
+            return Err(GatewayError::InvalidRequest {
+                message: "you must provide a model parameter".into(),
+                param: Some("model"),
+                code: "missing_required_parameter",
+            });
+        }
+    };
+    let stream = probe.stream.unwrap_or(false);
+    let client_wants_usage = match probe.stream_options {
+        Some(raw) => serde_json::from_str::<StreamOptionsProbe>(raw.get())
+            .map_err(|e| GatewayError::invalid(format!("invalid stream_options: {e}"), Some("stream_options")))?
+            .include_usage
+            .unwrap_or(false),
+        None => false,
+    };
+
+    let mut hasher: Option<Sha256> = None;
+    let mut feed = |part: &[u8]| {
+        let h = hasher.get_or_insert_with(Sha256::new);
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    };
+    if let Some(tools) = probe.tools {
+        feed(tools.get().as_bytes());
+    }
+    if endpoint == Endpoint::Responses {
+        if let Some(instr) = probe.instructions {
+            feed(instr.get().as_bytes());
+        }
+    }
+    for m in probe.messages.iter().flatten() {
+        let role = serde_json::from_str::<RoleProbe>(m.get())
+            .ok()
+            .and_then(|r| r.role);
+        match role.as_deref() {
+            Some("system") | Some("developer") => feed(m.get().as_bytes()),
+            _ => break,
+        }
+    }
+
+    Ok(RequestFacts {
+        model,
+        stream,
+        client_wants_usage,
+        has_cache_key: probe.prompt_cache_key.is_some(),
+        prefix_hash: hasher.map(|h| h.finalize().into()),
+        stream_options_span: probe.stream_options.map(|r| span_of(body, r)),
+    })
+}
+
+/// What Sluice adds to a request on its way upstream.
+#[derive(Debug, Default, Clone)]
+pub struct Additions {
+    pub prompt_cache_key: Option<String>,
+    /// Ask for the final usage chunk (the client did not; Sluice strips it again).
+    pub include_usage: bool,
+}
+
+impl Additions {
+    pub fn is_empty(&self) -> bool {
+        self.prompt_cache_key.is_none() && !self.include_usage
+    }
+}
+
+/// The body sent upstream: the client's bytes with new members spliced in after the
+/// opening brace, and `stream_options` replaced only when it must gain `include_usage`.
+pub fn rewrite(body: &Bytes, facts: &RequestFacts, add: &Additions) -> Bytes {
+    if add.is_empty() {
+        return body.clone();
+    }
+    let Some(open) = body.iter().position(|&b| b == b'{') else {
+        return body.clone();
+    };
+    let mut out = BytesMut::with_capacity(body.len() + 96);
+    out.extend_from_slice(&body[..=open]);
+    if let Some(key) = &add.prompt_cache_key {
+        out.extend_from_slice(b"\"prompt_cache_key\":");
+        out.extend_from_slice(serde_json::Value::from(key.as_str()).to_string().as_bytes());
+        out.extend_from_slice(b",");
+    }
+    let rest = &body[open + 1..];
+    match (&facts.stream_options_span, add.include_usage) {
+        (None, true) => {
+            out.extend_from_slice(b"\"stream_options\":{\"include_usage\":true},");
+            out.extend_from_slice(rest);
+        }
+        (Some(span), true) => {
+            // Keep the client's other stream options; only include_usage changes.
+            let mut opts: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(&body[span.clone()]).unwrap_or_default();
+            opts.insert("include_usage".into(), serde_json::Value::Bool(true));
+            out.extend_from_slice(&body[open + 1..span.start]);
+            out.extend_from_slice(serde_json::Value::Object(opts).to_string().as_bytes());
+            out.extend_from_slice(&body[span.end..]);
+        }
+        (_, false) => out.extend_from_slice(rest),
+    }
+    out.freeze()
+}
+
+/// The `prompt_cache_key` Sluice adds: stable for one client, route and prefix, so requests
+/// sharing a prefix are routed to the same provider cache, and distinct across clients.
+pub fn cache_key(client: &str, route: &str, prefix_hash: &[u8; 32]) -> String {
+    let mut h = Sha256::new();
+    h.update(client.as_bytes());
+    h.update([0]);
+    h.update(route.as_bytes());
+    h.update([0]);
+    h.update(prefix_hash);
+    let digest = h.finalize();
+    format!("sluice-{}", hex::encode(&digest[..16]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHAT: Endpoint = Endpoint::ChatCompletions;
+
+    #[test]
+    fn extracts_model_stream_and_prefix() {
+        let body = br#"{"model":"gpt-4o","stream":true,"messages":[{"role":"system","content":"S"},{"role":"user","content":"U"}]}"#;
+        let f = inspect(CHAT, body).unwrap();
+        assert_eq!(f.model, "gpt-4o");
+        assert!(f.stream && !f.client_wants_usage && !f.has_cache_key);
+        assert!(f.prefix_hash.is_some());
+    }
+
+    #[test]
+    fn prefix_hash_ignores_the_user_turn_and_sees_tools() {
+        let a = inspect(CHAT, br#"{"model":"m","messages":[{"role":"system","content":"S"},{"role":"user","content":"one"}]}"#).unwrap();
+        let b = inspect(CHAT, br#"{"model":"m","messages":[{"role":"system","content":"S"},{"role":"user","content":"two"}]}"#).unwrap();
+        let c = inspect(CHAT, br#"{"model":"m","messages":[{"role":"system","content":"T"},{"role":"user","content":"one"}]}"#).unwrap();
+        let d = inspect(CHAT, br#"{"model":"m","tools":[],"messages":[{"role":"system","content":"S"},{"role":"user","content":"one"}]}"#).unwrap();
+        let none = inspect(CHAT, br#"{"model":"m","messages":[{"role":"user","content":"one"}]}"#).unwrap();
+        assert_eq!(a.prefix_hash, b.prefix_hash);
+        assert_ne!(a.prefix_hash, c.prefix_hash);
+        assert_ne!(a.prefix_hash, d.prefix_hash);
+        assert_eq!(none.prefix_hash, None);
+    }
+
+    #[test]
+    fn bad_bodies_are_400s_naming_the_problem() {
+        for (body, param) in [
+            (&b"not json"[..], None),
+            (b"[1,2]", None),
+            (b"{\"messages\":[]}", Some("model")),
+            (b"{\"model\":\"\"}", Some("model")),
+            (b"{\"model\":\"m\",\"stream_options\":5}", Some("stream_options")),
+        ] {
+            let e = inspect(CHAT, body).unwrap_err();
+            assert_eq!(e.status(), http::StatusCode::BAD_REQUEST);
+            assert_eq!(e.openai_fields().1, param, "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn rewrite_only_adds_members() {
+        let body = Bytes::from_static(b" {\"model\": \"gpt-4o\",\n \"messages\": [{\"role\":\"system\",\"content\":\"caf\\u00e9  \"}], \"stream\": true}");
+        let f = inspect(CHAT, &body).unwrap();
+        let add = Additions { prompt_cache_key: Some("k1".into()), include_usage: true };
+        let out = rewrite(&body, &f, &add);
+        let expected = " {\"prompt_cache_key\":\"k1\",\"stream_options\":{\"include_usage\":true},\"model\": \"gpt-4o\",\n \"messages\": [{\"role\":\"system\",\"content\":\"caf\\u00e9  \"}], \"stream\": true}";
+        assert_eq!(std::str::from_utf8(&out).unwrap(), expected);
+        assert_eq!(rewrite(&body, &f, &Additions::default()), body);
+    }
+
+    #[test]
+    fn rewrite_keeps_other_stream_options() {
+        let body = Bytes::from_static(b"{\"model\":\"m\",\"stream\":true,\"stream_options\":{\"include_obfuscation\":false},\"messages\":[]}");
+        let f = inspect(CHAT, &body).unwrap();
+        let out = rewrite(&body, &f, &Additions { prompt_cache_key: None, include_usage: true });
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["stream_options"], serde_json::json!({"include_obfuscation": false, "include_usage": true}));
+        assert!(out.ends_with(b",\"messages\":[]}"));
+    }
+
+    #[test]
+    fn cache_key_is_stable_and_scoped() {
+        let h = [7u8; 32];
+        assert_eq!(cache_key("a", "r", &h), cache_key("a", "r", &h));
+        assert_ne!(cache_key("a", "r", &h), cache_key("b", "r", &h));
+        assert_ne!(cache_key("a", "r", &h), cache_key("a", "s", &h));
+        assert!(cache_key("a", "r", &h).len() <= 64);
+    }
+}

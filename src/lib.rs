@@ -1,0 +1,35 @@
+//! Sluice: an OpenAI-compatible LLM gateway that triages every request by how long its
+//! caller can wait, and prices every answer.
+//!
+//! ```text
+//! server → gateway (identify, parse once) → triage (pure) ─┬→ response cache
+//!                                                           └→ forward → upstream → provider
+//!        respond (one exit: response + metrics, once) ← relay (SSE) / answer ← account
+//! ```
+//!
+//! Leaves: `types`, `error`, `duration`, `metrics`, `config`. Pure stages: `policy`,
+//! `sla`, `triage`, `inspect`, `usage`, `pricing`. I/O: `upstream`, `forward`, `relay`,
+//! `gateway`, `server`. Tools: `simulate`, `estimate`, `demo`, `cli`.
+
+pub mod account;
+pub mod config;
+pub mod duration;
+pub mod error;
+pub mod estimate;
+pub mod forward;
+pub mod gateway;
+pub mod inspect;
+pub mod metrics;
+pub mod policy;
+pub mod pricing;
+pub mod relay;
+pub mod response_cache;
+pub mod server;
+pub mod simulate;
+pub mod sla;
+pub mod triage;
+pub mod types;
+pub mod upstream;
+pub mod usage;
+pub mod cli;
+pub mod demo;

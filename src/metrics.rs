@@ -1,0 +1,169 @@
+//! Prometheus metrics named by CONTRACT.md, owned by one struct on a registry passed in.
+//! Label values come from closed sets: policy names, priced/configured model names or
+//! `other`, tier and lever names, HTTP status codes.
+
+use prometheus::{CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, Opts, Registry, TextEncoder};
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: CounterVec,
+    pub cost: CounterVec,
+    pub baseline: CounterVec,
+    /// A gauge, not a counter: a cache write is a negative saving, and a counter that went
+    /// down would read as a reset to `rate()`. Query it with `delta()` / `increase()` alike.
+    pub savings: GaugeVec,
+    pub tokens: CounterVec,
+    pub wasted: CounterVec,
+    pub fallbacks: CounterVec,
+    pub sla_violations: CounterVec,
+    pub batch_queue_depth: GaugeVec,
+    pub batches: CounterVec,
+    pub batch_turnaround: HistogramVec,
+    pub upstream_duration: HistogramVec,
+    pub overhead: HistogramVec,
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<CounterVec> {
+    let c = CounterVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> prometheus::Result<HistogramVec> {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)?;
+    r.register(Box::new(h.clone()))?;
+    Ok(h)
+}
+
+impl Metrics {
+    pub fn new(registry: Registry) -> prometheus::Result<Metrics> {
+        let r = &registry;
+        let tier_labels = ["route", "client", "provider", "model", "tier"];
+        let batch_queue_depth = GaugeVec::new(
+            Opts::new("sluice_batch_queue_depth", "Deferred requests waiting to be flushed to a provider Batch API."),
+            &["provider", "model"],
+        )?;
+        r.register(Box::new(batch_queue_depth.clone()))?;
+        Ok(Metrics {
+            requests: counter(
+                r,
+                "sluice_requests_total",
+                "Requests answered, by route, client, provider, model, tier and HTTP status.",
+                &["route", "client", "provider", "model", "tier", "status"],
+            )?,
+            cost: counter(r, "sluice_cost_usd_total", "What the provider bills for the answered requests, in USD.", &tier_labels)?,
+            baseline: counter(
+                r,
+                "sluice_baseline_cost_usd_total",
+                "What the same tokens would cost synchronously and uncached at list price, in USD.",
+                &tier_labels,
+            )?,
+            savings: {
+                let g = GaugeVec::new(
+                    Opts::new(
+                        "sluice_savings_usd_total",
+                        "Baseline minus cost in USD, split by lever (negative for a cache write that has not paid off yet).",
+                    ),
+                    &["route", "client", "provider", "model", "lever"],
+                )?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
+            tokens: counter(
+                r,
+                "sluice_tokens_total",
+                "Tokens billed, by kind: input, cached_input, cache_write, output.",
+                &["route", "provider", "model", "kind"],
+            )?,
+            wasted: counter(r, "sluice_wasted_cost_usd_total", "Spend in USD on answers nobody used.", &["route", "reason"])?,
+            fallbacks: counter(
+                r,
+                "sluice_fallbacks_total",
+                "Deferred requests answered synchronously instead.",
+                &["route", "from_tier", "reason"],
+            )?,
+            sla_violations: counter(r, "sluice_sla_violations_total", "Answers later than their deadline.", &["route"])?,
+            batch_queue_depth,
+            batches: counter(r, "sluice_batches_total", "Upstream batches by final status.", &["provider", "status"])?,
+            batch_turnaround: histogram(
+                r,
+                "sluice_batch_turnaround_seconds",
+                "Upstream batch turnaround from submit to results, in seconds.",
+                &["provider"],
+                vec![60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 21600.0, 43200.0, 86400.0, 172800.0],
+            )?,
+            upstream_duration: histogram(
+                r,
+                "sluice_upstream_duration_seconds",
+                "Time the provider took, from sending the request to the answer (response head for streams), in seconds.",
+                &["provider", "tier"],
+                vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0],
+            )?,
+            overhead: histogram(
+                r,
+                "sluice_overhead_seconds",
+                "Time the gateway itself added to an interactive request, in seconds.",
+                &["route"],
+                vec![0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+            )?,
+            registry,
+        })
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The Prometheus text exposition of everything registered.
+    pub fn render(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(16 * 1024);
+        // Encoding into a Vec cannot fail for well-formed metric families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        buf
+    }
+
+    /// Per (route, tier) totals for the demo's table: requests, cost, baseline.
+    pub fn summary(&self) -> Vec<SummaryRow> {
+        use std::collections::BTreeMap;
+        let mut rows: BTreeMap<(String, String), SummaryRow> = BTreeMap::new();
+        for family in self.registry.gather() {
+            let which = match family.name() {
+                "sluice_requests_total" => 0,
+                "sluice_cost_usd_total" => 1,
+                "sluice_baseline_cost_usd_total" => 2,
+                _ => continue,
+            };
+            for m in family.get_metric() {
+                let label = |n: &str| {
+                    m.get_label()
+                        .iter()
+                        .find(|l| l.name() == n)
+                        .map(|l| l.value().to_owned())
+                        .unwrap_or_default()
+                };
+                let key = (label("route"), label("tier"));
+                let row = rows.entry(key.clone()).or_insert_with(|| SummaryRow {
+                    route: key.0.clone(),
+                    tier: key.1.clone(),
+                    ..SummaryRow::default()
+                });
+                let v = m.get_counter().get_value();
+                match which {
+                    0 => row.requests += v as u64,
+                    1 => row.cost_usd += v,
+                    _ => row.baseline_usd += v,
+                }
+            }
+        }
+        rows.into_values().collect()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SummaryRow {
+    pub route: String,
+    pub tier: String,
+    pub requests: u64,
+    pub cost_usd: f64,
+    pub baseline_usd: f64,
+}

@@ -1,0 +1,382 @@
+//! Loader for LiteLLM's `model_prices_and_context_window.json` (BerriAI/litellm, MIT).
+//!
+//! Rules:
+//! * the `sample_spec` entry, entries without `input_cost_per_token`, entries that do not parse
+//!   as a price entry (a field of the wrong type) and entries with a negative rate are skipped;
+//! * `mode` must be `chat`, `responses` (kept as chat), `completion` or `embedding`; a missing
+//!   `mode` is taken as chat; other modes (`image_generation`, `audio_transcription`, …) are skipped;
+//! * `litellm_provider` `openai` / `text-completion-openai` → OpenAI, `anthropic` → Anthropic,
+//!   `gemini` / `vertex_ai-language-models` → Gemini; every other provider is skipped;
+//! * a key with a provider prefix (`gemini/gemini-2.5-pro`) is stored under that key and also under
+//!   the bare name (`gemini-2.5-pro`). When several entries claim one name, an entry from the API
+//!   Sluice calls (`openai`, `anthropic`, `gemini`) beats a Vertex AI one, then an exact key beats
+//!   an alias, then the first in file order wins — so `gemini-2.5-pro` gets the Gemini API price
+//!   even though LiteLLM's bare `gemini-2.5-pro` key is the Vertex AI entry;
+//! * a missing `output_cost_per_token` is 0 (embeddings), a missing `cache_read_input_token_cost`
+//!   is the input rate (no cache discount).
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry as MapEntry;
+
+use serde::Deserialize;
+
+use super::{Mode, ModelPrice, PricingError};
+use crate::types::Provider;
+
+/// The cost fields Sluice uses; every other field of an entry is ignored.
+#[derive(Debug, Deserialize)]
+struct RawEntry {
+    litellm_provider: Option<String>,
+    mode: Option<String>,
+    input_cost_per_token: Option<f64>,
+    output_cost_per_token: Option<f64>,
+    cache_read_input_token_cost: Option<f64>,
+    cache_creation_input_token_cost: Option<f64>,
+    cache_creation_input_token_cost_above_1hr: Option<f64>,
+    input_cost_per_token_batches: Option<f64>,
+    output_cost_per_token_batches: Option<f64>,
+    cache_read_input_token_cost_batches: Option<f64>,
+    cache_creation_input_token_cost_batches: Option<f64>,
+    input_cost_per_token_flex: Option<f64>,
+    output_cost_per_token_flex: Option<f64>,
+    cache_read_input_token_cost_flex: Option<f64>,
+}
+
+/// Which of two entries claiming one name wins: lower is better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Rank {
+    via_vertex: bool,
+    alias: bool,
+}
+
+impl RawEntry {
+    /// The price row, and whether it came through Vertex AI; `None` if the entry is skipped.
+    fn to_price(&self) -> Option<(ModelPrice, bool)> {
+        let (provider, via_vertex) = match self.litellm_provider.as_deref()? {
+            "openai" | "text-completion-openai" => (Provider::OpenAi, false),
+            "anthropic" => (Provider::Anthropic, false),
+            "gemini" => (Provider::Gemini, false),
+            "vertex_ai-language-models" => (Provider::Gemini, true),
+            _ => return None,
+        };
+        let mode = match self.mode.as_deref() {
+            None | Some("chat" | "responses") => Mode::Chat,
+            Some("completion") => Mode::Completion,
+            Some("embedding") => Mode::Embedding,
+            Some(_) => return None,
+        };
+        let input = self.input_cost_per_token?;
+        let price = ModelPrice {
+            provider,
+            mode,
+            input,
+            cached_input: self.cache_read_input_token_cost.unwrap_or(input),
+            cache_write_5m: self.cache_creation_input_token_cost,
+            cache_write_1h: self.cache_creation_input_token_cost_above_1hr,
+            output: self.output_cost_per_token.unwrap_or(0.0),
+            batch_input: self.input_cost_per_token_batches,
+            batch_output: self.output_cost_per_token_batches,
+            batch_cached_input: self.cache_read_input_token_cost_batches,
+            batch_cache_write: self.cache_creation_input_token_cost_batches,
+            flex_input: self.input_cost_per_token_flex,
+            flex_output: self.output_cost_per_token_flex,
+            flex_cached_input: self.cache_read_input_token_cost_flex,
+        };
+        let rates = [
+            Some(price.input),
+            Some(price.cached_input),
+            price.cache_write_5m,
+            price.cache_write_1h,
+            Some(price.output),
+            price.batch_input,
+            price.batch_output,
+            price.batch_cached_input,
+            price.batch_cache_write,
+            price.flex_input,
+            price.flex_output,
+            price.flex_cached_input,
+        ];
+        if rates
+            .into_iter()
+            .flatten()
+            .any(|r| r < 0.0 || !r.is_finite())
+        {
+            return None;
+        }
+        Some((price, via_vertex))
+    }
+}
+
+pub(super) fn parse(bytes: &[u8]) -> Result<HashMap<String, ModelPrice>, PricingError> {
+    let root: serde_json::Value = serde_json::from_slice(bytes)?;
+    let serde_json::Value::Object(entries) = root else {
+        return Err(PricingError::NotAnObject);
+    };
+    let mut ranked: HashMap<String, (Rank, ModelPrice)> = HashMap::new();
+    let mut offer = |name: &str, rank: Rank, price: ModelPrice| match ranked.entry(name.to_owned())
+    {
+        MapEntry::Vacant(slot) => {
+            slot.insert((rank, price));
+        }
+        MapEntry::Occupied(mut slot) => {
+            if rank < slot.get().0 {
+                slot.insert((rank, price));
+            }
+        }
+    };
+    let mut skipped = 0usize;
+    for (key, value) in &entries {
+        if key == "sample_spec" {
+            continue;
+        }
+        let parsed = RawEntry::deserialize(value).ok();
+        let Some((price, via_vertex)) = parsed.as_ref().and_then(RawEntry::to_price) else {
+            skipped += 1;
+            continue;
+        };
+        offer(
+            key,
+            Rank {
+                via_vertex,
+                alias: false,
+            },
+            price,
+        );
+        if let Some((_, bare)) = key.rsplit_once('/')
+            && !bare.is_empty()
+        {
+            offer(
+                bare,
+                Rank {
+                    via_vertex,
+                    alias: true,
+                },
+                price,
+            );
+        }
+    }
+    tracing::debug!(kept = ranked.len(), skipped, "loaded LiteLLM price entries");
+    Ok(ranked
+        .into_iter()
+        .map(|(name, (_, price))| (name, price))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{BUILTIN, PriceTable};
+    use super::*;
+
+    /// Entries copied from the extract in prices.md (LiteLLM 1.110.2, MIT License,
+    /// Copyright (c) 2023 Berri AI), plus made-up entries that must be skipped or aliased.
+    const EXTRACT: &str = r#"{
+     "sample_spec": {
+      "input_cost_per_token": 0.0,
+      "litellm_provider": "one of https://docs.litellm.ai/docs/providers",
+      "max_tokens": "LEGACY parameter. set to max_output_tokens if provider specifies it.",
+      "mode": "one of: chat, embedding, completion, image_generation, audio_transcription",
+      "output_cost_per_token": 0.0
+     },
+     "gpt-4.1-mini": {
+      "cache_read_input_token_cost": 1e-07,
+      "cache_read_input_token_cost_priority": 1.75e-07,
+      "input_cost_per_token": 4e-07,
+      "input_cost_per_token_batches": 2e-07,
+      "input_cost_per_token_priority": 7e-07,
+      "litellm_provider": "openai",
+      "max_input_tokens": 1047576,
+      "max_output_tokens": 32768,
+      "mode": "chat",
+      "output_cost_per_token": 1.6e-06,
+      "output_cost_per_token_batches": 8e-07,
+      "output_cost_per_token_priority": 2.8e-06
+     },
+     "o4-mini": {
+      "cache_read_input_token_cost": 2.75e-07,
+      "cache_read_input_token_cost_flex": 1.38e-07,
+      "cache_read_input_token_cost_priority": 5e-07,
+      "input_cost_per_token": 1.1e-06,
+      "input_cost_per_token_batches": 5.5e-07,
+      "input_cost_per_token_flex": 5.5e-07,
+      "input_cost_per_token_priority": 2e-06,
+      "litellm_provider": "openai",
+      "max_input_tokens": 200000,
+      "max_output_tokens": 100000,
+      "mode": "chat",
+      "output_cost_per_token": 4.4e-06,
+      "output_cost_per_token_batches": 2.2e-06,
+      "output_cost_per_token_flex": 2.2e-06,
+      "output_cost_per_token_priority": 8e-06
+     },
+     "claude-sonnet-4-6": {
+      "cache_creation_input_token_cost": 3.75e-06,
+      "cache_creation_input_token_cost_above_1hr": 6e-06,
+      "cache_creation_input_token_cost_batches": 1.875e-06,
+      "cache_read_input_token_cost": 3e-07,
+      "cache_read_input_token_cost_batches": 1.5e-07,
+      "input_cost_per_token": 3e-06,
+      "input_cost_per_token_batches": 1.5e-06,
+      "litellm_provider": "anthropic",
+      "max_input_tokens": 1000000,
+      "max_output_tokens": 128000,
+      "mode": "chat",
+      "output_cost_per_token": 1.5e-05,
+      "output_cost_per_token_batches": 7.5e-06
+     },
+     "gemini/gemini-2.5-flash": {
+      "cache_read_input_token_cost": 3e-08,
+      "cache_read_input_token_cost_batches": 3e-08,
+      "cache_read_input_token_cost_flex": 3e-08,
+      "cache_read_input_token_cost_priority": 5.4e-08,
+      "input_cost_per_token": 3e-07,
+      "input_cost_per_token_batches": 1.5e-07,
+      "input_cost_per_token_flex": 1.5e-07,
+      "input_cost_per_token_priority": 5.4e-07,
+      "litellm_provider": "gemini",
+      "max_input_tokens": 1048576,
+      "max_output_tokens": 65536,
+      "mode": "chat",
+      "output_cost_per_reasoning_token": 2.5e-06,
+      "output_cost_per_token": 2.5e-06,
+      "output_cost_per_token_batches": 1.25e-06,
+      "output_cost_per_token_flex": 1.25e-06,
+      "output_cost_per_token_priority": 4.5e-06
+     },
+     "gemini-2.5-flash": {
+      "input_cost_per_token": 9e-07,
+      "litellm_provider": "vertex_ai-language-models",
+      "mode": "chat",
+      "output_cost_per_token": 9e-06
+     },
+     "vertex-only-model": {
+      "input_cost_per_token": 1e-06,
+      "litellm_provider": "vertex_ai-language-models",
+      "output_cost_per_token": 2e-06
+     },
+     "text-embedding-3-small": {
+      "input_cost_per_token": 2e-08,
+      "input_cost_per_token_batches": 1e-08,
+      "litellm_provider": "openai",
+      "mode": "embedding"
+     },
+     "gpt-4o-transcribe-like": {
+      "input_cost_per_token": 2.5e-06,
+      "litellm_provider": "openai",
+      "mode": "audio_transcription"
+     },
+     "dall-e-like": {
+      "litellm_provider": "openai",
+      "mode": "image_generation",
+      "input_cost_per_pixel": 1e-08
+     },
+     "anthropic.claude-sonnet-4-6": {
+      "input_cost_per_token": 3e-06,
+      "litellm_provider": "bedrock",
+      "mode": "chat"
+     },
+     "broken": {
+      "input_cost_per_token": "3e-06",
+      "litellm_provider": "openai"
+     },
+     "negative": {
+      "input_cost_per_token": -1e-06,
+      "litellm_provider": "openai"
+     },
+     "my-responses-model": {
+      "input_cost_per_token": 1e-06,
+      "litellm_provider": "openai",
+      "mode": "responses",
+      "output_cost_per_token": 4e-06
+     }
+    }"#;
+
+    fn builtin(name: &str) -> ModelPrice {
+        match BUILTIN.iter().find(|r| r.name == name) {
+            Some(row) => row.price,
+            None => panic!("{name} not built in"),
+        }
+    }
+
+    #[test]
+    fn loads_the_extract() {
+        let table = PriceTable::from_litellm_json(EXTRACT.as_bytes()).unwrap();
+        let names: Vec<&str> = table.iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [
+                "claude-sonnet-4-6",
+                "gemini-2.5-flash",
+                "gemini/gemini-2.5-flash",
+                "gpt-4.1-mini",
+                "my-responses-model",
+                "o4-mini",
+                "text-embedding-3-small",
+                "vertex-only-model",
+            ]
+        );
+        // The copied entries give exactly the built-in rows.
+        for name in [
+            "gpt-4.1-mini",
+            "o4-mini",
+            "claude-sonnet-4-6",
+            "gemini-2.5-flash",
+        ] {
+            assert_eq!(
+                table.get(name).map(|(_, p)| *p),
+                Some(builtin(name)),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            table.get("gemini/gemini-2.5-flash").map(|(_, p)| *p),
+            Some(builtin("gemini-2.5-flash"))
+        );
+        let emb = table.get("text-embedding-3-small").map(|(_, p)| *p);
+        assert_eq!(
+            emb.map(|p| (p.mode, p.output, p.cached_input)),
+            Some((Mode::Embedding, 0.0, 2e-08))
+        );
+        assert_eq!(emb.and_then(|p| p.batch_input), Some(1e-08));
+        let vertex = table
+            .get("vertex-only-model")
+            .map(|(_, p)| (p.provider, p.mode));
+        assert_eq!(vertex, Some((Provider::Gemini, Mode::Chat)));
+        let responses = table.get("my-responses-model").map(|(_, p)| p.mode);
+        assert_eq!(responses, Some(Mode::Chat));
+        // Date-suffix lookup works on loaded tables too.
+        assert_eq!(
+            table.get("claude-sonnet-4-6-20260101").map(|(n, _)| n),
+            Some("claude-sonnet-4-6")
+        );
+    }
+
+    #[test]
+    fn merged_file_overrides_builtin() {
+        let file = PriceTable::from_litellm_json(
+            br#"{"gpt-4o": {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06,
+                 "litellm_provider": "openai", "mode": "chat"}}"#,
+        )
+        .unwrap();
+        let table = PriceTable::builtin().merged(file);
+        let p = table.get("gpt-4o").map(|(_, p)| *p).unwrap();
+        assert_eq!(
+            (p.input, p.cached_input, p.output, p.batch_input),
+            (1e-06, 1e-06, 2e-06, None)
+        );
+        assert!(table.get("claude-sonnet-4-6").is_some());
+    }
+
+    #[test]
+    fn rejects_non_objects() {
+        assert!(matches!(
+            PriceTable::from_litellm_json(b"[]"),
+            Err(PricingError::NotAnObject)
+        ));
+        assert!(matches!(
+            PriceTable::from_litellm_json(b"{not json"),
+            Err(PricingError::Json(_))
+        ));
+        let empty = PriceTable::from_litellm_json(b"{}").unwrap();
+        assert!(empty.is_empty());
+    }
+}

@@ -1,0 +1,445 @@
+//! A built-in simulated OpenAI provider, used by tests, the demo and load benchmarks.
+//!
+//! Endpoints (all answers deterministic except ids and timestamps):
+//! `POST /v1/chat/completions` (JSON and SSE), `POST /v1/completions`, `POST /v1/embeddings`,
+//! `POST /v1/responses`, `GET /v1/models`, `GET /v1/models/{id}`, plus the test-only
+//! `GET|DELETE /sim/requests` (request log) and `DELETE /sim/cache` (forget cached prefixes).
+//!
+//! Fault controls: [`SimConfig::error_429_rate`] / [`SimConfig::error_500_rate`] (random,
+//! deterministic from [`SimConfig::seed`], inference endpoints only), and per request the
+//! header `x-sim-fault: 429 | 500 | slow | flex-429` and `x-sim-latency-ms: N`.
+
+mod body;
+mod cache;
+mod chat;
+mod completions;
+mod embeddings;
+mod error;
+mod log;
+mod models;
+mod responses;
+mod text;
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_more;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+pub use body::SimBody;
+pub use error::{ApiError, Fault};
+pub use log::{LOG_CAPACITY, LoggedRequest};
+
+use body::Reply;
+use cache::PromptCache;
+use error::Rng;
+use log::RequestLog;
+
+/// Largest accepted request body.
+const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// Extra delay of the `slow` fault.
+const SLOW_DELAY: Duration = Duration::from_millis(200);
+
+/// How long `serve` waits for open connections after shutdown before aborting them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Behaviour of the simulated provider.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Added before every answer (default 0).
+    pub latency: Duration,
+    /// Between SSE chunks (default 0).
+    pub stream_chunk_delay: Duration,
+    /// Fraction of inference requests answered 429 `rate_limit_exceeded` (default 0).
+    pub error_429_rate: f64,
+    /// Fraction of inference requests answered 500 `server_error` (default 0).
+    pub error_500_rate: f64,
+    /// Seed of the deterministic RNG behind the rates above (default 1).
+    pub seed: u64,
+    /// Prompt-cache threshold in tokens (default 1024).
+    pub cache_min_tokens: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            latency: Duration::ZERO,
+            stream_chunk_delay: Duration::ZERO,
+            error_429_rate: 0.0,
+            error_500_rate: 0.0,
+            seed: 1,
+            cache_min_tokens: 1024,
+        }
+    }
+}
+
+/// Per-request values shared with the endpoint handlers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Meta {
+    /// Request counter (used in ids).
+    seq: u64,
+    /// Unix seconds.
+    created: u64,
+}
+
+/// Shared state of the simulator: configuration, RNG, prompt-cache memory and request log.
+#[derive(Debug)]
+pub struct Simulator {
+    config: SimConfig,
+    rng: Rng,
+    counter: AtomicU64,
+    cache: PromptCache,
+    log: RequestLog,
+    models: Bytes,
+}
+
+/// Serves until `shutdown` resolves. Accepts HTTP/1.1 and h2c, sets `TCP_NODELAY`.
+pub async fn serve(
+    listener: TcpListener,
+    config: SimConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    Arc::new(Simulator::new(config))
+        .serve(listener, shutdown)
+        .await
+}
+
+enum Route<'a> {
+    Chat,
+    Completions,
+    Embeddings,
+    Responses,
+    Models,
+    Model(&'a str),
+}
+
+impl Route<'_> {
+    fn is_inference(&self) -> bool {
+        matches!(
+            self,
+            Route::Chat | Route::Completions | Route::Embeddings | Route::Responses
+        )
+    }
+}
+
+fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
+    let (route, allowed) = match path {
+        "/v1/chat/completions" => (Route::Chat, Method::POST),
+        "/v1/completions" => (Route::Completions, Method::POST),
+        "/v1/embeddings" => (Route::Embeddings, Method::POST),
+        "/v1/responses" => (Route::Responses, Method::POST),
+        "/v1/models" => (Route::Models, Method::GET),
+        _ => match path.strip_prefix("/v1/models/") {
+            Some(id) if !id.is_empty() => (Route::Model(id), Method::GET),
+            _ => return Err(ApiError::not_found(method, path)),
+        },
+    };
+    if *method == allowed {
+        Ok(route)
+    } else {
+        Err(ApiError::method_not_allowed(method, path))
+    }
+}
+
+fn authorized(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(http::header::AUTHORIZATION) else {
+        return false;
+    };
+    let value = value.as_bytes();
+    value.len() > 7
+        && value[..7].eq_ignore_ascii_case(b"bearer ")
+        && value[7..].iter().any(|b| !b.is_ascii_whitespace())
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+static FIXED_HEADERS: [(&str, &str); 7] = [
+    ("openai-version", "2020-10-01"),
+    ("x-ratelimit-limit-requests", "10000"),
+    ("x-ratelimit-limit-tokens", "2000000"),
+    ("x-ratelimit-remaining-requests", "9999"),
+    ("x-ratelimit-remaining-tokens", "1999000"),
+    ("x-ratelimit-reset-requests", "6ms"),
+    ("x-ratelimit-reset-tokens", "30ms"),
+];
+
+impl Simulator {
+    /// A simulator with empty cache and log.
+    pub fn new(config: SimConfig) -> Self {
+        Self {
+            rng: Rng::new(config.seed),
+            config,
+            counter: AtomicU64::new(0),
+            cache: PromptCache::default(),
+            log: RequestLog::default(),
+            models: models::list().unwrap_or_default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SimConfig {
+        &self.config
+    }
+
+    /// The logged requests, oldest first (at most [`LOG_CAPACITY`]).
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        self.log.snapshot()
+    }
+
+    /// Empties the request log.
+    pub fn clear_requests(&self) {
+        self.log.clear();
+    }
+
+    /// Forgets every remembered prompt prefix.
+    pub fn clear_cache(&self) {
+        self.cache.clear();
+    }
+
+    /// Serves connections from `listener` until `shutdown` resolves, then lets open
+    /// connections finish (at most 5 s) and aborts the rest.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let builder = auto::Builder::new(TokioExecutor::new());
+        let graceful = GracefulShutdown::new();
+        let mut conns = JoinSet::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _peer)) => {
+                        if let Err(e) = stream.set_nodelay(true) {
+                            tracing::debug!(error = %e, "simulator: set_nodelay failed");
+                        }
+                        let sim = Arc::clone(&self);
+                        let svc = hyper::service::service_fn(move |req| {
+                            let sim = Arc::clone(&sim);
+                            async move { Ok::<_, Infallible>(sim.handle(req).await) }
+                        });
+                        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                        let conn = graceful.watch(conn);
+                        conns.spawn(async move {
+                            if let Err(e) = conn.await {
+                                tracing::debug!(error = %e, "simulator: connection ended with error");
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        // Usually transient (aborted handshake, fd exhaustion): back off briefly.
+                        tracing::warn!(error = %e, "simulator: accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                },
+            }
+        }
+        drop(listener);
+        tokio::select! {
+            () = graceful.shutdown() => {}
+            () = tokio::time::sleep(SHUTDOWN_GRACE) => {}
+        }
+        conns.shutdown().await;
+        Ok(())
+    }
+
+    /// Answers one request.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<SimBody>
+    where
+        B: Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let start = Instant::now();
+        let seq = self.counter.fetch_add(1, Ordering::Relaxed) + 1;
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) => {
+                let err = if e.downcast_ref::<LengthLimitError>().is_some() {
+                    ApiError::too_large()
+                } else {
+                    ApiError::invalid(format!("Failed to read request body: {e}"), None, None)
+                };
+                return self.error_response(seq, start, &err);
+            }
+        };
+        let path = parts.uri.path();
+        if let Some(admin) = path.strip_prefix("/sim/") {
+            return self.admin(&parts.method, admin, seq, start);
+        }
+        self.log.record(LoggedRequest {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+            body: body.clone(),
+        });
+        match self.dispatch(&parts, &body, seq).await {
+            Ok(reply) => self.reply_response(seq, start, reply),
+            Err(err) => self.error_response(seq, start, &err),
+        }
+    }
+
+    async fn dispatch(
+        &self,
+        parts: &Parts,
+        body: &Bytes,
+        seq: u64,
+    ) -> Result<(Reply, Duration), ApiError> {
+        let headers = &parts.headers;
+        let fault = headers
+            .get("x-sim-fault")
+            .and_then(|v| Fault::parse(v.as_bytes()));
+        let latency = headers
+            .get("x-sim-latency-ms")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map_or(self.config.latency, Duration::from_millis);
+        let routed = route(&parts.method, parts.uri.path()).and_then(|r| {
+            if authorized(headers) {
+                Ok(r)
+            } else {
+                Err(ApiError::unauthorized())
+            }
+        });
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        let route = routed?;
+        if let Some(err) = fault.and_then(Fault::error) {
+            return Err(err);
+        }
+        if route.is_inference() {
+            self.random_fault()?;
+        }
+        let meta = Meta {
+            seq,
+            created: unix_now(),
+        };
+        let b = body.as_ref();
+        let reply = match route {
+            Route::Chat => chat::handle(self, &meta, b)?,
+            Route::Completions => completions::handle(self, &meta, b)?,
+            Route::Embeddings => embeddings::handle(self, &meta, b)?,
+            Route::Responses => responses::handle(self, &meta, b)?,
+            Route::Models => Reply::Json(self.models.clone()),
+            Route::Model(id) => Reply::Json(models::get(id)?),
+        };
+        let slow = fault == Some(Fault::Slow);
+        let chunk_delay = if slow {
+            SLOW_DELAY
+        } else {
+            self.config.stream_chunk_delay
+        };
+        if slow && matches!(reply, Reply::Json(_)) {
+            tokio::time::sleep(SLOW_DELAY).await;
+        }
+        Ok((reply, chunk_delay))
+    }
+
+    fn random_fault(&self) -> Result<(), ApiError> {
+        let (r429, r500) = (self.config.error_429_rate, self.config.error_500_rate);
+        if r429 <= 0.0 && r500 <= 0.0 {
+            return Ok(());
+        }
+        let x = self.rng.next_f64();
+        if x < r429 {
+            Err(ApiError::rate_limited())
+        } else if x < r429 + r500 {
+            Err(ApiError::server_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    fn admin(&self, method: &Method, path: &str, seq: u64, start: Instant) -> Response<SimBody> {
+        let result = match (path, method) {
+            ("requests", &Method::GET) => self.log.to_json(),
+            ("requests", &Method::DELETE) => {
+                self.log.clear();
+                Ok(Bytes::from_static(b"{\"cleared\":true}"))
+            }
+            ("cache", &Method::DELETE) => {
+                self.cache.clear();
+                Ok(Bytes::from_static(b"{\"cleared\":true}"))
+            }
+            ("requests" | "cache", m) => Err(ApiError::method_not_allowed(m, &format!("/sim/{path}"))),
+            (_, m) => Err(ApiError::not_found(m, &format!("/sim/{path}"))),
+        };
+        match result {
+            Ok(json) => self.reply_response(seq, start, (Reply::Json(json), Duration::ZERO)),
+            Err(err) => self.error_response(seq, start, &err),
+        }
+    }
+
+    fn reply_response(
+        &self,
+        seq: u64,
+        start: Instant,
+        (reply, delay): (Reply, Duration),
+    ) -> Response<SimBody> {
+        let (body, content_type) = match reply {
+            Reply::Json(bytes) => (SimBody::full(bytes), "application/json"),
+            Reply::Sse(frames) => (SimBody::frames(frames, delay), "text/event-stream"),
+        };
+        let mut resp = Response::new(body);
+        let h = resp.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        if content_type == "text/event-stream" {
+            h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        }
+        common_headers(h, seq, start);
+        resp
+    }
+
+    fn error_response(&self, seq: u64, start: Instant, err: &ApiError) -> Response<SimBody> {
+        let mut resp = Response::new(SimBody::full(Bytes::from(err.body())));
+        *resp.status_mut() = err.status;
+        let h = resp.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if err.retry_after {
+            h.insert("retry-after", HeaderValue::from_static("1"));
+            h.insert("retry-after-ms", HeaderValue::from_static("1000"));
+        }
+        if err.status == StatusCode::METHOD_NOT_ALLOWED {
+            h.insert(http::header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
+        }
+        common_headers(h, seq, start);
+        resp
+    }
+}
+
+fn common_headers(h: &mut HeaderMap, seq: u64, start: Instant) {
+    if let Ok(v) = HeaderValue::try_from(format!("req_sim{seq}")) {
+        h.insert("x-request-id", v);
+    }
+    let ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+    h.insert("openai-processing-ms", HeaderValue::from(ms));
+    for (name, value) in FIXED_HEADERS {
+        h.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+    }
+}

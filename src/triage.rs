@@ -1,0 +1,156 @@
+//! Triage: one pure function from (route policy, request facts, SLA, what the gateway can
+//! do right now) to a tier. No I/O and no clock, so every case is a unit test.
+
+use std::time::Duration;
+
+use crate::policy::RoutePolicy;
+use crate::sla::Sla;
+use crate::types::{Endpoint, Tier};
+
+/// An SLA shorter than this is always served interactively: no deferred tier can answer in time.
+pub const INTERACTIVE_BELOW: Duration = Duration::from_secs(60);
+
+/// Batch turnaround (p95) assumed for a provider and model until observed data exists.
+/// Providers promise 24 h and typically answer in 2-6 h; 6 h is the prior.
+pub const BATCH_TURNAROUND_PRIOR: Duration = Duration::from_secs(6 * 3600);
+
+/// What triage needs to know about the request itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts {
+    pub endpoint: Endpoint,
+    pub stream: bool,
+    /// The model is offered at flex prices by its provider.
+    pub flex_capable: bool,
+}
+
+/// What the gateway can do for this provider and model right now.
+#[derive(Debug, Clone, Copy)]
+pub struct Capabilities {
+    pub batch: bool,
+    pub flex: bool,
+    /// Observed (or prior) p95 batch turnaround for this provider and model.
+    pub batch_turnaround_p95: Duration,
+}
+
+impl Capabilities {
+    /// Only the synchronous path exists.
+    pub const INTERACTIVE_ONLY: Capabilities = Capabilities {
+        batch: false,
+        flex: false,
+        batch_turnaround_p95: BATCH_TURNAROUND_PRIOR,
+    };
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// The tier that serves the request (on a response-cache miss, when a TTL is set).
+    pub tier: Tier,
+    /// Look the request up in, and store its answer to, the response cache for this long.
+    pub response_cache_ttl: Option<Duration>,
+}
+
+/// Picks the cheapest tier the SLA, the policy and the gateway's capabilities allow.
+/// Interactive is the floor: when nothing else fits (even if a policy forbids it) the
+/// request is answered synchronously rather than refused.
+pub fn triage(route: &RoutePolicy, facts: &Facts, sla: Sla, caps: &Capabilities) -> Decision {
+    let allowed = |t: Tier| match route.pin_tier {
+        Some(pin) => pin == t,
+        None => !route.forbid_tiers.contains(&t),
+    };
+    let deferrable = sla.deadline() >= INTERACTIVE_BELOW;
+    let fits = |t: Tier| match t {
+        Tier::Batch => deferrable && caps.batch && caps.batch_turnaround_p95 <= sla.deadline(),
+        Tier::Flex => deferrable && caps.flex && facts.flex_capable,
+        Tier::Interactive => true,
+        Tier::ResponseCache => false,
+    };
+    let tier = [Tier::Batch, Tier::Flex]
+        .into_iter()
+        .find(|&t| allowed(t) && fits(t))
+        .unwrap_or(Tier::Interactive);
+    let response_cache_ttl = route
+        .response_cache_ttl
+        .filter(|_| !facts.stream && !route.forbid_tiers.contains(&Tier::ResponseCache))
+        .filter(|_| route.pin_tier.is_none_or(|p| p == Tier::ResponseCache || p == tier));
+    Decision {
+        tier,
+        response_cache_ttl,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::PolicySet;
+
+    fn route(extra: &str) -> RoutePolicy {
+        let text = format!("[client]\nname = \"c\"\n\n[[route]]\nname = \"r\"\n{extra}\n");
+        let set = PolicySet::from_sources(&[("c.toml".into(), text)]).unwrap();
+        set.clients().iter().find(|c| &*c.name == "c").unwrap().routes[0].clone()
+    }
+
+    const CHAT: Facts = Facts {
+        endpoint: Endpoint::ChatCompletions,
+        stream: false,
+        flex_capable: true,
+    };
+    const ALL: Capabilities = Capabilities {
+        batch: true,
+        flex: true,
+        batch_turnaround_p95: BATCH_TURNAROUND_PRIOR,
+    };
+
+    fn sla(s: &str) -> Sla {
+        Sla::parse(s).unwrap()
+    }
+
+    #[test]
+    fn without_deferred_tiers_everything_is_interactive() {
+        let r = route("");
+        for s in ["interactive", "90s", "semi", "batch", "7d"] {
+            let d = triage(&r, &CHAT, sla(s), &Capabilities::INTERACTIVE_ONLY);
+            assert_eq!(d.tier, Tier::Interactive, "{s}");
+            assert_eq!(d.response_cache_ttl, None);
+        }
+    }
+
+    #[test]
+    fn sla_decides_between_batch_flex_and_interactive() {
+        let r = route("");
+        assert_eq!(triage(&r, &CHAT, sla("interactive"), &ALL).tier, Tier::Interactive);
+        assert_eq!(triage(&r, &CHAT, sla("59s"), &ALL).tier, Tier::Interactive);
+        assert_eq!(triage(&r, &CHAT, sla("60s"), &ALL).tier, Tier::Flex);
+        assert_eq!(triage(&r, &CHAT, sla("semi"), &ALL).tier, Tier::Flex);
+        assert_eq!(triage(&r, &CHAT, sla("6h"), &ALL).tier, Tier::Batch);
+        assert_eq!(triage(&r, &CHAT, sla("batch"), &ALL).tier, Tier::Batch);
+        let no_flex = Facts { flex_capable: false, ..CHAT };
+        assert_eq!(triage(&r, &no_flex, sla("semi"), &ALL).tier, Tier::Interactive);
+        let fast = Capabilities { batch_turnaround_p95: Duration::from_secs(600), ..ALL };
+        assert_eq!(triage(&r, &CHAT, sla("semi"), &fast).tier, Tier::Batch);
+    }
+
+    #[test]
+    fn policy_pins_and_forbids() {
+        let r = route("forbid_tiers = [\"batch\"]");
+        assert_eq!(triage(&r, &CHAT, sla("batch"), &ALL).tier, Tier::Flex);
+        let r = route("pin_tier = \"interactive\"");
+        assert_eq!(triage(&r, &CHAT, sla("batch"), &ALL).tier, Tier::Interactive);
+        let r = route("pin_tier = \"flex\"");
+        assert_eq!(triage(&r, &CHAT, sla("batch"), &ALL).tier, Tier::Flex);
+        // A pin the SLA cannot honour falls back to interactive, never fails the request.
+        assert_eq!(triage(&r, &CHAT, sla("interactive"), &ALL).tier, Tier::Interactive);
+        let r = route("forbid_tiers = [\"batch\", \"flex\", \"interactive\"]");
+        assert_eq!(triage(&r, &CHAT, sla("batch"), &ALL).tier, Tier::Interactive);
+    }
+
+    #[test]
+    fn response_cache_only_for_non_streaming_with_a_ttl() {
+        let r = route("response_cache_ttl = \"5m\"");
+        let d = triage(&r, &CHAT, sla("interactive"), &ALL);
+        assert_eq!(d.response_cache_ttl, Some(Duration::from_secs(300)));
+        let streaming = Facts { stream: true, ..CHAT };
+        assert_eq!(triage(&r, &streaming, sla("interactive"), &ALL).response_cache_ttl, None);
+        let r = route("response_cache_ttl = \"5m\"\nforbid_tiers = [\"response_cache\"]");
+        assert_eq!(triage(&r, &CHAT, sla("interactive"), &ALL).response_cache_ttl, None);
+    }
+}
