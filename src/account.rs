@@ -66,7 +66,9 @@ impl Accountant {
         let m = &self.metrics;
         let model = self.model_label(a.model);
         let provider = a.provider.as_str();
-        let status = status_label(a.status);
+        // Status codes are a closed set of three-digit strings.
+        let code = http::StatusCode::from_u16(a.status).ok();
+        let status = code.as_ref().map_or("000", |c| c.as_str());
         m.requests
             .with_label_values(&[a.route, a.client, provider, model, a.tier.as_str(), status])
             .inc();
@@ -75,11 +77,16 @@ impl Accountant {
             for (kind, n) in [
                 ("input", usage.input_tokens),
                 ("cached_input", usage.cached_input_tokens),
-                ("cache_write", usage.cache_write_5m_tokens + usage.cache_write_1h_tokens),
+                (
+                    "cache_write",
+                    usage.cache_write_5m_tokens + usage.cache_write_1h_tokens,
+                ),
                 ("output", usage.output_tokens),
             ] {
                 if n > 0 {
-                    m.tokens.with_label_values(&[a.route, provider, model, kind]).inc_by(n as f64);
+                    m.tokens
+                        .with_label_values(&[a.route, provider, model, kind])
+                        .inc_by(n as f64);
                 }
             }
         }
@@ -88,8 +95,12 @@ impl Accountant {
             return None;
         };
         let tier_labels = [a.route, a.client, provider, model, a.tier.as_str()];
-        m.cost.with_label_values(&tier_labels).inc_by(priced.cost_usd);
-        m.baseline.with_label_values(&tier_labels).inc_by(priced.baseline_usd);
+        m.cost
+            .with_label_values(&tier_labels)
+            .inc_by(priced.cost_usd);
+        m.baseline
+            .with_label_values(&tier_labels)
+            .inc_by(priced.baseline_usd);
         for (lever, usd) in priced.savings.by_lever() {
             if usd != 0.0 {
                 m.savings
@@ -105,30 +116,10 @@ impl Accountant {
             return;
         };
         if warned.len() < MAX_WARNED_MODELS && warned.insert(model.to_owned()) {
-            tracing::warn!(model, "model has no price: answered and counted, but its cost is not recorded");
+            tracing::warn!(
+                model,
+                "model has no price: answered and counted, but its cost is not recorded"
+            );
         }
-    }
-}
-
-fn status_label(code: u16) -> &'static str {
-    match code {
-        200 => "200",
-        201 => "201",
-        202 => "202",
-        400 => "400",
-        401 => "401",
-        403 => "403",
-        404 => "404",
-        405 => "405",
-        408 => "408",
-        413 => "413",
-        429 => "429",
-        500 => "500",
-        502 => "502",
-        503 => "503",
-        504 => "504",
-        200..=299 => "2xx",
-        400..=499 => "4xx",
-        _ => "5xx",
     }
 }

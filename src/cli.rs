@@ -76,7 +76,12 @@ impl SimHandle {
 }
 
 pub async fn start_simulator(cfg: SimConfig) -> Result<SimHandle, CliError> {
-    let listener = bind("127.0.0.1:0".parse().map_err(|_| CliError::Setup("bad address".into()))?).await?;
+    let listener = bind(
+        "127.0.0.1:0"
+            .parse()
+            .map_err(|_| CliError::Setup("bad address".into()))?,
+    )
+    .await?;
     let addr = listener.local_addr().map_err(|source| CliError::Io {
         context: "simulator address".into(),
         source,
@@ -93,10 +98,12 @@ pub async fn start_simulator(cfg: SimConfig) -> Result<SimHandle, CliError> {
 }
 
 pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, CliError> {
-    tokio::net::TcpListener::bind(addr).await.map_err(|source| CliError::Io {
-        context: format!("cannot listen on {addr}"),
-        source,
-    })
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| CliError::Io {
+            context: format!("cannot listen on {addr}"),
+            source,
+        })
 }
 
 /// Builds the app and serves on `listener` until `shutdown`.
@@ -109,9 +116,14 @@ pub async fn serve_on(
         Some(t) => Some(server::tls_acceptor(&t.cert, &t.key).map_err(CliError::Setup)?),
         None => None,
     };
-    let metrics = Arc::new(Metrics::new(prometheus::Registry::new()).map_err(|e| CliError::Setup(e.to_string()))?);
+    let metrics = Arc::new(
+        Metrics::new(prometheus::Registry::new()).map_err(|e| CliError::Setup(e.to_string()))?,
+    );
     let header_read_timeout = loaded.config.header_read_timeout;
-    let app = Arc::new(App::new(&loaded.config, loaded.policies, loaded.prices, metrics).map_err(CliError::Setup)?);
+    let app = Arc::new(
+        App::new(&loaded.config, loaded.policies, loaded.prices, metrics)
+            .map_err(CliError::Setup)?,
+    );
     server::run(
         listener,
         app,
@@ -140,11 +152,19 @@ pub async fn serve(config_path: Option<PathBuf>, simulate: bool) -> Result<(), C
         None
     };
     let listener = bind(loaded.config.listen).await?;
-    let scheme = if loaded.config.tls.is_some() { "https" } else { "http" };
+    let scheme = if loaded.config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     tracing::info!(
         "sluice listening on {scheme}://{}  (policies: {}, clients: {})",
         loaded.config.listen,
-        if loaded.policies.is_open() { "open" } else { "keyed" },
+        if loaded.policies.is_open() {
+            "open"
+        } else {
+            "keyed"
+        },
         loaded.policies.clients().len()
     );
     serve_on(listener, loaded, shutdown_signal()).await?;
@@ -174,14 +194,25 @@ pub fn check(config_path: Option<PathBuf>, out: &mut impl std::io::Write) -> Res
         context: "stdout".into(),
         source,
     };
-    writeln!(out, "config ok: listen {}, store {}, policies {}", c.listen, c.store, c.policies.display()).map_err(io)?;
+    writeln!(
+        out,
+        "config ok: listen {}, store {}, policies {}",
+        c.listen,
+        c.store,
+        c.policies.display()
+    )
+    .map_err(io)?;
     for p in &c.providers {
         writeln!(
             out,
             "provider {:<9} {} (key {})",
             p.provider.as_str(),
             p.base_url,
-            if p.api_key.is_some() { "set" } else { "not set" }
+            if p.api_key.is_some() {
+                "set"
+            } else {
+                "not set"
+            }
         )
         .map_err(io)?;
     }
@@ -193,13 +224,14 @@ pub fn check(config_path: Option<PathBuf>, out: &mut impl std::io::Write) -> Res
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

@@ -181,15 +181,29 @@ impl Config {
         let listen_s = env("SLUICE_LISTEN")
             .or(raw.listen)
             .unwrap_or_else(|| "127.0.0.1:8080".into());
-        let listen: SocketAddr = listen_s
-            .parse()
-            .map_err(|_| invalid(format!("listen: {listen_s:?} is not an address such as 127.0.0.1:8080")))?;
+        let listen: SocketAddr = listen_s.parse().map_err(|_| {
+            invalid(format!(
+                "listen: {listen_s:?} is not an address such as 127.0.0.1:8080"
+            ))
+        })?;
 
         let upstream_raw = raw.upstream.unwrap_or_default();
         let upstream = UpstreamConfig {
-            connect_timeout: dur("upstream.connect_timeout", upstream_raw.connect_timeout, "5s")?,
-            response_timeout: dur("upstream.response_timeout", upstream_raw.response_timeout, "15m")?,
-            pool_idle_timeout: dur("upstream.pool_idle_timeout", upstream_raw.pool_idle_timeout, "90s")?,
+            connect_timeout: dur(
+                "upstream.connect_timeout",
+                upstream_raw.connect_timeout,
+                "5s",
+            )?,
+            response_timeout: dur(
+                "upstream.response_timeout",
+                upstream_raw.response_timeout,
+                "15m",
+            )?,
+            pool_idle_timeout: dur(
+                "upstream.pool_idle_timeout",
+                upstream_raw.pool_idle_timeout,
+                "90s",
+            )?,
         };
 
         let mut raw_providers = raw.providers;
@@ -205,7 +219,11 @@ impl Config {
             .map(|p| {
                 let rp = raw_providers.remove(p.as_str()).unwrap_or_default();
                 let (key_var, url_var, default_url) = match p {
-                    Provider::OpenAi => ("OPENAI_API_KEY", "OPENAI_BASE_URL", "https://api.openai.com/v1"),
+                    Provider::OpenAi => (
+                        "OPENAI_API_KEY",
+                        "OPENAI_BASE_URL",
+                        "https://api.openai.com/v1",
+                    ),
                     Provider::Anthropic => (
                         "ANTHROPIC_API_KEY",
                         "ANTHROPIC_BASE_URL",
@@ -241,15 +259,23 @@ impl Config {
         let batch_raw = raw.batch.unwrap_or_default();
         let max_requests = match env("SLUICE_BATCH_MAX_REQUESTS") {
             Some(v) => Some(v.parse::<u32>().map_err(|_| {
-                invalid(format!("SLUICE_BATCH_MAX_REQUESTS: {v:?} is not a positive integer"))
+                invalid(format!(
+                    "SLUICE_BATCH_MAX_REQUESTS: {v:?} is not a positive integer"
+                ))
             })?),
             None => batch_raw.max_requests,
         };
         if max_requests == Some(0) {
-            return Err(invalid("batch.max_requests must be greater than zero".into()));
+            return Err(invalid(
+                "batch.max_requests must be greater than zero".into(),
+            ));
         }
         let batch = BatchConfig {
-            max_wait: dur("batch.max_wait", env("SLUICE_BATCH_MAX_WAIT").or(batch_raw.max_wait), "10m")?,
+            max_wait: dur(
+                "batch.max_wait",
+                env("SLUICE_BATCH_MAX_WAIT").or(batch_raw.max_wait),
+                "10m",
+            )?,
             max_requests,
             poll_interval: dur(
                 "batch.poll_interval",
@@ -302,7 +328,10 @@ impl Config {
 }
 
 /// Parses TOML, turning a syntax or type error into `file:line: reason`.
-pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> Result<T, ConfigError> {
+pub fn parse_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    origin: &str,
+) -> Result<T, ConfigError> {
     toml::from_str(text).map_err(|e| ConfigError::Parse {
         path: origin.to_owned(),
         line: e.span().map(|s| line_of(text, s.start)).unwrap_or(1),
@@ -334,7 +363,10 @@ mod tests {
         assert_eq!(c.store, "sqlite://sluice.db");
         assert_eq!(c.max_body_bytes, 32 * 1024 * 1024);
         assert_eq!(c.batch.max_wait, Duration::from_secs(600));
-        assert_eq!(c.provider(Provider::OpenAi).base_url, "https://api.openai.com/v1");
+        assert_eq!(
+            c.provider(Provider::OpenAi).base_url,
+            "https://api.openai.com/v1"
+        );
         assert!(c.provider(Provider::OpenAi).api_key.is_none());
     }
 
@@ -349,7 +381,10 @@ mod tests {
         };
         let c = Config::load(None, &env).unwrap();
         assert_eq!(c.listen.port(), 9000);
-        assert_eq!(c.provider(Provider::OpenAi).base_url, "http://127.0.0.1:1/v1");
+        assert_eq!(
+            c.provider(Provider::OpenAi).base_url,
+            "http://127.0.0.1:1/v1"
+        );
         assert_eq!(c.batch.max_wait, Duration::from_secs(90));
         assert!(!format!("{c:?}").contains("sk-secret"));
     }
@@ -357,7 +392,9 @@ mod tests {
     #[test]
     fn unknown_keys_name_file_and_line() {
         let text = "listen = \"127.0.0.1:1\"\n\n[upstream]\nconect_timeout = \"5s\"\n";
-        let err = parse_toml::<RawConfig>(text, "sluice.toml").unwrap_err().to_string();
+        let err = parse_toml::<RawConfig>(text, "sluice.toml")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("sluice.toml:4:"), "{err}");
         assert!(err.contains("conect_timeout"), "{err}");
     }

@@ -55,9 +55,14 @@ paths = ["/v1/embeddings"]
 
 /// A long, stable system prompt (well over 1,024 tokens) so prompt caching shows.
 fn handbook() -> String {
-    let mut s = String::from("You are the support assistant of Example Corp. Follow the handbook below exactly.\n");
+    let mut s = String::from(
+        "You are the support assistant of Example Corp. Follow the handbook below exactly.\n",
+    );
     for i in 1..=120 {
-        let _ = writeln!(s, "Rule {i}: answer politely, cite the relevant policy section, and never invent order numbers.");
+        let _ = writeln!(
+            s,
+            "Rule {i}: answer politely, cite the relevant policy section, and never invent order numbers."
+        );
     }
     s
 }
@@ -68,7 +73,12 @@ struct Demo {
 }
 
 impl Demo {
-    async fn post(&self, path: &str, sla: Option<&str>, body: serde_json::Value) -> Result<(u16, Bytes), CliError> {
+    async fn post(
+        &self,
+        path: &str,
+        sla: Option<&str>,
+        body: serde_json::Value,
+    ) -> Result<(u16, Bytes), CliError> {
         let mut req = http::Request::post(format!("{}{path}", self.base))
             .header("authorization", format!("Bearer {DEMO_KEY}"))
             .header("content-type", "application/json");
@@ -115,17 +125,28 @@ pub async fn run(out: &mut impl std::io::Write) -> Result<(), CliError> {
         policies,
         prices: PriceTable::builtin(),
     };
-    let listener = bind("127.0.0.1:0".parse().map_err(|_| CliError::Setup("address".into()))?).await?;
+    let listener = bind(
+        "127.0.0.1:0"
+            .parse()
+            .map_err(|_| CliError::Setup("address".into()))?,
+    )
+    .await?;
     let addr = listener.local_addr().map_err(|source| CliError::Io {
         context: "gateway address".into(),
         source,
     })?;
     let metrics = std::sync::Arc::new(
-        crate::metrics::Metrics::new(prometheus::Registry::new()).map_err(|e| CliError::Setup(e.to_string()))?,
+        crate::metrics::Metrics::new(prometheus::Registry::new())
+            .map_err(|e| CliError::Setup(e.to_string()))?,
     );
     let app = std::sync::Arc::new(
-        crate::gateway::App::new(&loaded.config, loaded.policies, loaded.prices, metrics.clone())
-            .map_err(CliError::Setup)?,
+        crate::gateway::App::new(
+            &loaded.config,
+            loaded.policies,
+            loaded.prices,
+            metrics.clone(),
+        )
+        .map_err(CliError::Setup)?,
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(crate::server::run(
@@ -151,22 +172,63 @@ pub async fn run(out: &mut impl std::io::Write) -> Result<(), CliError> {
             failures += 1;
         }
     };
-    writeln!(out, "sluice demo: gateway http://{addr} -> simulated provider {}", sim.base_url()).ok();
-    writeln!(out, "sending a mixed workload (interactive, streaming, semi, batch, cached, embeddings)...\n").ok();
+    writeln!(
+        out,
+        "sluice demo: gateway http://{addr} -> simulated provider {}",
+        sim.base_url()
+    )
+    .ok();
+    writeln!(
+        out,
+        "sending a mixed workload (interactive, streaming, semi, batch, cached, embeddings)...\n"
+    )
+    .ok();
     for i in 0..16 {
-        let body = chat("gpt-4o-mini", &handbook, &format!("Customer {i}: where is my parcel?"), i % 4 == 3);
-        check(demo.post("/v1/chat/completions", Some("interactive"), body).await?);
+        let body = chat(
+            "gpt-4o-mini",
+            &handbook,
+            &format!("Customer {i}: where is my parcel?"),
+            i % 4 == 3,
+        );
+        check(
+            demo.post("/v1/chat/completions", Some("interactive"), body)
+                .await?,
+        );
     }
     for i in 0..12 {
-        let body = chat("gpt-4.1-mini", &handbook, &format!("Summarise yesterday's ticket #{i}."), false);
-        check(demo.post("/v1/chat/completions", Some("batch"), body).await?);
+        let body = chat(
+            "gpt-4.1-mini",
+            &handbook,
+            &format!("Summarise yesterday's ticket #{i}."),
+            false,
+        );
+        check(
+            demo.post("/v1/chat/completions", Some("batch"), body)
+                .await?,
+        );
     }
     for i in 0..8 {
-        let body = chat("gpt-5-mini", &handbook, &format!("Classify ticket #{i}: refund or bug?"), i % 2 == 0);
-        check(demo.post("/v1/chat/completions", Some("semi"), body).await?);
+        let body = chat(
+            "gpt-5-mini",
+            &handbook,
+            &format!("Classify ticket #{i}: refund or bug?"),
+            i % 2 == 0,
+        );
+        check(
+            demo.post("/v1/chat/completions", Some("semi"), body)
+                .await?,
+        );
     }
     for i in 0..10 {
-        let body = chat("gpt-5", "You answer FAQs in one sentence.", ["How do I reset my password?", "What are your opening hours?"][i % 2], false);
+        let body = chat(
+            "gpt-5",
+            "You answer FAQs in one sentence.",
+            [
+                "How do I reset my password?",
+                "What are your opening hours?",
+            ][i % 2],
+            false,
+        );
         check(demo.post("/v1/chat/completions", None, body).await?);
     }
     for i in 0..6 {
@@ -209,7 +271,11 @@ pub fn render(rows: &[SummaryRow]) -> String {
     }
     for r in rows.iter().chain(std::iter::once(&total)) {
         let savings = r.baseline_usd - r.cost_usd;
-        let pct = if r.baseline_usd > 0.0 { 100.0 * savings / r.baseline_usd } else { 0.0 };
+        let pct = if r.baseline_usd > 0.0 {
+            100.0 * savings / r.baseline_usd
+        } else {
+            0.0
+        };
         let _ = writeln!(
             s,
             "{:<18} {:<15} {:>8} {:>12.6} {:>12.6} {:>12.6} {:>7.1}%",
@@ -226,8 +292,20 @@ mod tests {
     #[test]
     fn table_totals_rows() {
         let rows = vec![
-            SummaryRow { route: "a".into(), tier: "interactive".into(), requests: 2, cost_usd: 1.0, baseline_usd: 2.0 },
-            SummaryRow { route: "b".into(), tier: "response_cache".into(), requests: 1, cost_usd: 0.0, baseline_usd: 1.0 },
+            SummaryRow {
+                route: "a".into(),
+                tier: "interactive".into(),
+                requests: 2,
+                cost_usd: 1.0,
+                baseline_usd: 2.0,
+            },
+            SummaryRow {
+                route: "b".into(),
+                tier: "response_cache".into(),
+                requests: 1,
+                cost_usd: 0.0,
+                baseline_usd: 1.0,
+            },
         ];
         let t = render(&rows);
         assert!(t.contains("TOTAL"), "{t}");

@@ -20,7 +20,9 @@ pub enum Source {
 /// Errors of the request path. Each variant carries what its message needs, nothing more.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    #[error("invalid x-sla header {value:?}: expected interactive, semi, batch or a duration such as 90s, 10m, 24h")]
+    #[error(
+        "invalid x-sla header {value:?}: expected interactive, semi, batch or a duration such as 90s, 10m, 24h"
+    )]
     InvalidSla { value: String },
     #[error("{message}")]
     InvalidRequest {
@@ -42,14 +44,25 @@ pub enum GatewayError {
     BodyTooLarge { limit: usize },
     #[error("timed out reading the request body")]
     BodyTimeout,
-    #[error("model {model:?} is served by provider {provider}, which is not configured (set its API key)")]
-    ProviderNotConfigured { model: String, provider: &'static str },
+    #[error(
+        "model {model:?} is served by provider {provider}, which is not configured (set its API key)"
+    )]
+    ProviderNotConfigured {
+        model: String,
+        provider: &'static str,
+    },
     #[error("could not reach the {provider} API: {reason}")]
-    UpstreamUnavailable { provider: &'static str, reason: String },
+    UpstreamUnavailable {
+        provider: &'static str,
+        reason: String,
+    },
     #[error("the {provider} API did not answer within {secs} s")]
     UpstreamTimeout { provider: &'static str, secs: u64 },
     #[error("the {provider} API answer could not be read: {reason}")]
-    UpstreamBadResponse { provider: &'static str, reason: String },
+    UpstreamBadResponse {
+        provider: &'static str,
+        reason: String,
+    },
     #[error("the gateway is not ready: {reason}")]
     NotReady { reason: String },
 }
@@ -78,7 +91,9 @@ impl GatewayError {
     pub fn status(&self) -> StatusCode {
         use GatewayError::*;
         match self {
-            InvalidSla { .. } | InvalidRequest { .. } | UnknownRoute { .. } => StatusCode::BAD_REQUEST,
+            InvalidSla { .. } | InvalidRequest { .. } | UnknownRoute { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             ProviderNotConfigured { .. } => StatusCode::BAD_REQUEST,
             MissingKey | UnknownKey => StatusCode::UNAUTHORIZED,
             NotFound { .. } => StatusCode::NOT_FOUND,
@@ -99,14 +114,20 @@ impl GatewayError {
             InvalidRequest { param, code, .. } => ("invalid_request_error", *param, code),
             MissingKey => ("invalid_request_error", None, "missing_api_key"),
             UnknownKey => ("invalid_request_error", None, "invalid_api_key"),
-            UnknownRoute { .. } => ("invalid_request_error", Some("x-sluice-route"), "unknown_route"),
+            UnknownRoute { .. } => (
+                "invalid_request_error",
+                Some("x-sluice-route"),
+                "unknown_route",
+            ),
             NotFound { .. } => ("invalid_request_error", None, "unknown_url"),
             MethodNotAllowed { .. } => ("invalid_request_error", None, "method_not_allowed"),
             BodyTooLarge { .. } => ("invalid_request_error", None, "request_too_large"),
             BodyTimeout => ("invalid_request_error", None, "request_timeout"),
-            ProviderNotConfigured { .. } => {
-                ("invalid_request_error", Some("model"), "provider_not_configured")
-            }
+            ProviderNotConfigured { .. } => (
+                "invalid_request_error",
+                Some("model"),
+                "provider_not_configured",
+            ),
             UpstreamUnavailable { .. } => ("upstream_error", None, "upstream_unavailable"),
             UpstreamTimeout { .. } => ("upstream_error", None, "upstream_timeout"),
             UpstreamBadResponse { .. } => ("upstream_error", None, "upstream_bad_response"),
@@ -139,7 +160,9 @@ mod tests {
 
     #[test]
     fn sla_error_is_openai_shaped_and_names_the_header() {
-        let e = GatewayError::InvalidSla { value: "soon".into() };
+        let e = GatewayError::InvalidSla {
+            value: "soon".into(),
+        };
         assert_eq!(e.status(), StatusCode::BAD_REQUEST);
         let v: serde_json::Value = serde_json::from_slice(&e.to_openai_json()).unwrap();
         assert_eq!(v["error"]["param"], "x-sla");
@@ -150,10 +173,16 @@ mod tests {
 
     #[test]
     fn upstream_failures_are_never_4xx() {
-        let e = GatewayError::UpstreamTimeout { provider: "openai", secs: 5 };
+        let e = GatewayError::UpstreamTimeout {
+            provider: "openai",
+            secs: 5,
+        };
         assert_eq!(e.status(), StatusCode::GATEWAY_TIMEOUT);
         assert_eq!(e.source(), Source::Upstream);
-        let e = GatewayError::UpstreamUnavailable { provider: "openai", reason: "refused".into() };
+        let e = GatewayError::UpstreamUnavailable {
+            provider: "openai",
+            reason: "refused".into(),
+        };
         assert_eq!(e.status(), StatusCode::BAD_GATEWAY);
     }
 }

@@ -12,7 +12,7 @@
 //! | `sync+cache` | interactive | one 5-minute cache write of P, N−1 cache reads of P, N×I uncached |
 //! | `batch` | batch | N×(P+I) uncached at batch rates |
 //! | `batch+cache` | batch | one 1-hour cache write of P, N−1 reads, N×I, at batch rates |
-//! | `flex`, `flex+cache` | flex | as sync, at flex rates (only for models with flex prices) |
+//! | `flex`, `flex+cache` | flex | as sync / sync+cache at flex rates (OpenAI models with flex prices) |
 //!
 //! A cache write costs the model's write rate where it has one (Anthropic) and the input rate
 //! otherwise (OpenAI before GPT-5.6, Gemini implicit caching). Batches use the 1-hour cache because
@@ -39,8 +39,6 @@ pub const MIN_CACHEABLE_PREFIX_TOKENS: u64 = 1024;
 
 /// Estimate what a workload costs synchronously, in batches and on flex, with and without the
 /// prompt cache; the tier an SLA allows; the break-even against a reserved GPU.
-///
-/// (The flags of `sluice estimate`, CONTRACT.md.)
 #[derive(clap::Args, Debug, Clone)]
 pub struct EstimateArgs {
     /// Number of requests in the workload.

@@ -66,21 +66,33 @@ impl Forwarder {
         for p in providers {
             let authorization = match &p.api_key {
                 Some(k) => {
-                    let mut v = HeaderValue::from_str(&format!("Bearer {}", k.expose()))
-                        .map_err(|_| format!("the {} API key contains characters not allowed in a header", p.provider))?;
+                    let mut v =
+                        HeaderValue::from_str(&format!("Bearer {}", k.expose())).map_err(|_| {
+                            format!(
+                                "the {} API key contains characters not allowed in a header",
+                                p.provider
+                            )
+                        })?;
                     v.set_sensitive(true);
                     Some(v)
                 }
                 None => None,
             };
-            for e in [Endpoint::ChatCompletions, Endpoint::Completions, Endpoint::Embeddings, Endpoint::Responses] {
+            for e in [
+                Endpoint::ChatCompletions,
+                Endpoint::Completions,
+                Endpoint::Embeddings,
+                Endpoint::Responses,
+            ] {
                 // Anthropic and Gemini are reached through their OpenAI-compatible endpoints.
                 let prefix = match p.provider {
                     Provider::Gemini => "/openai",
                     _ => "",
                 };
                 let url = format!("{}{}{}", p.base_url, prefix, e.suffix());
-                let uri: Uri = url.parse().map_err(|_| format!("invalid {} base URL {:?}", p.provider, p.base_url))?;
+                let uri: Uri = url
+                    .parse()
+                    .map_err(|_| format!("invalid {} base URL {:?}", p.provider, p.base_url))?;
                 targets.insert(
                     (p.provider, e),
                     Target {
@@ -106,14 +118,20 @@ impl Forwarder {
         client_headers: &HeaderMap,
         body: Bytes,
     ) -> Result<http::Response<Incoming>, GatewayError> {
-        let target = self.targets.get(&(provider, endpoint)).ok_or_else(|| GatewayError::ProviderNotConfigured {
-            model: model.to_owned(),
-            provider: provider.as_str(),
+        let target = self.targets.get(&(provider, endpoint)).ok_or_else(|| {
+            GatewayError::ProviderNotConfigured {
+                model: model.to_owned(),
+                provider: provider.as_str(),
+            }
         })?;
-        let auth = target.authorization.clone().ok_or_else(|| GatewayError::ProviderNotConfigured {
-            model: model.to_owned(),
-            provider: provider.as_str(),
-        })?;
+        let auth =
+            target
+                .authorization
+                .clone()
+                .ok_or_else(|| GatewayError::ProviderNotConfigured {
+                    model: model.to_owned(),
+                    provider: provider.as_str(),
+                })?;
         let mut req = Request::new(Full::new(body));
         *req.method_mut() = Method::POST;
         *req.uri_mut() = target.uri.clone();
@@ -124,22 +142,31 @@ impl Forwarder {
             }
         }
         headers.insert(header::AUTHORIZATION, auth);
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         self.upstream.send(req).await.map_err(|e| match e {
             UpstreamError::Timeout(d) => GatewayError::UpstreamTimeout {
                 provider: provider.as_str(),
                 secs: d.as_secs(),
             },
-            UpstreamError::Connect(reason) | UpstreamError::Request(reason) => GatewayError::UpstreamUnavailable {
-                provider: provider.as_str(),
-                reason,
-            },
+            UpstreamError::Connect(reason) | UpstreamError::Request(reason) => {
+                GatewayError::UpstreamUnavailable {
+                    provider: provider.as_str(),
+                    reason,
+                }
+            }
         })
     }
 }
 
 /// Reads a whole upstream answer, bounded in size and time.
-pub async fn read_answer(provider: Provider, body: Incoming, timeout: Duration) -> Result<Bytes, GatewayError> {
+pub async fn read_answer(
+    provider: Provider,
+    body: Incoming,
+    timeout: Duration,
+) -> Result<Bytes, GatewayError> {
     let collect = Limited::new(body, MAX_ANSWER_BYTES).collect();
     match tokio::time::timeout(timeout, collect).await {
         Err(_) => Err(GatewayError::UpstreamTimeout {

@@ -15,7 +15,9 @@ use hyper::body::Incoming;
 use crate::account::{Accountant, Answer};
 use crate::config::Config;
 use crate::error::GatewayError;
-use crate::forward::{self, Forwarder, X_SLUICE_BASELINE, X_SLUICE_COST, X_SLUICE_ROUTE, X_SLUICE_TIER};
+use crate::forward::{
+    self, Forwarder, X_SLUICE_BASELINE, X_SLUICE_COST, X_SLUICE_ROUTE, X_SLUICE_TIER,
+};
 use crate::inspect::{self, Additions, RequestFacts};
 use crate::metrics::Metrics;
 use crate::policy::{ClientPolicy, PolicySet, RoutePolicy};
@@ -43,11 +45,20 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(config: &Config, policies: PolicySet, prices: PriceTable, metrics: Arc<Metrics>) -> Result<App, String> {
+    pub fn new(
+        config: &Config,
+        policies: PolicySet,
+        prices: PriceTable,
+        metrics: Arc<Metrics>,
+    ) -> Result<App, String> {
         let upstream = crate::upstream::Upstream::new(&config.upstream);
         let forwarder = Forwarder::new(upstream, &config.providers)?;
         let prices = Arc::new(prices);
-        let accountant = Arc::new(Accountant::new(prices.clone(), policies.models.clone(), metrics));
+        let accountant = Arc::new(Accountant::new(
+            prices.clone(),
+            policies.models.clone(),
+            metrics,
+        ));
         Ok(App {
             policies: Arc::new(policies),
             forwarder,
@@ -70,8 +81,16 @@ impl App {
     }
 }
 
-fn full(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<RespBody> {
-    let mut r = Response::new(Full::new(body.into()).map_err(|never| match never {}).boxed_unsync());
+fn full(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<RespBody> {
+    let mut r = Response::new(
+        Full::new(body.into())
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
     *r.status_mut() = status;
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -107,10 +126,12 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<RespBody>
             Some(endpoint) => proxy(&app, endpoint, req).await,
             None => Err(not_found(&req)),
         },
-        (_, p) if Endpoint::from_path(p).is_some() || is_get_route(p) => Err(GatewayError::MethodNotAllowed {
-            method: req.method().to_string(),
-            path: p.to_owned(),
-        }),
+        (_, p) if Endpoint::from_path(p).is_some() || is_get_route(p) => {
+            Err(GatewayError::MethodNotAllowed {
+                method: req.method().to_string(),
+                path: p.to_owned(),
+            })
+        }
         _ => Err(not_found(&req)),
     };
     result.unwrap_or_else(|e| error_response(&e))
@@ -129,18 +150,29 @@ fn not_found(req: &Request<Incoming>) -> GatewayError {
 
 /// The gateway key: `Authorization: Bearer` (OpenAI SDK) or `x-api-key` (Anthropic SDK).
 fn gateway_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         let v = v.trim();
-        return v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).map(str::trim);
+        return v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+            .map(str::trim);
     }
-    headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
 }
 
-fn models(app: &App, req: &Request<Incoming>, id: Option<&str>) -> Result<Response<RespBody>, GatewayError> {
+fn models(
+    app: &App,
+    req: &Request<Incoming>,
+    id: Option<&str>,
+) -> Result<Response<RespBody>, GatewayError> {
     app.policies.identify(gateway_key(req.headers()))?;
-    let entry = |name: &str, provider: Provider| {
-        serde_json::json!({"id": name, "object": "model", "created": 0, "owned_by": provider.as_str()})
-    };
+    let entry = |name: &str, provider: Provider| serde_json::json!({"id": name, "object": "model", "created": 0, "owned_by": provider.as_str()});
     let mut data: Vec<serde_json::Value> = app
         .prices
         .iter()
@@ -156,10 +188,12 @@ fn models(app: &App, req: &Request<Incoming>, id: Option<&str>) -> Result<Respon
     );
     let body = match id {
         None => serde_json::json!({"object": "list", "data": data}),
-        Some(id) => data.into_iter().find(|m| m["id"] == id).ok_or_else(|| GatewayError::InvalidRequest {
-            message: format!("The model '{id}' does not exist"),
-            param: Some("model"),
-            code: "model_not_found",
+        Some(id) => data.into_iter().find(|m| m["id"] == id).ok_or_else(|| {
+            GatewayError::InvalidRequest {
+                message: format!("The model '{id}' does not exist"),
+                param: Some("model"),
+                code: "model_not_found",
+            }
         })?,
     };
     Ok(full(StatusCode::OK, "application/json", body.to_string()))
@@ -186,33 +220,46 @@ async fn read_body(app: &App, body: Incoming, headers: &HeaderMap) -> Result<Byt
     match tokio::time::timeout(app.body_read_timeout, Limited::new(body, limit).collect()).await {
         Err(_) => Err(GatewayError::BodyTimeout),
         Ok(Ok(c)) => Ok(c.to_bytes()),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(GatewayError::BodyTooLarge { limit }),
-        Ok(Err(e)) => Err(GatewayError::invalid(format!("could not read the request body: {e}"), None)),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(GatewayError::BodyTooLarge { limit })
+        }
+        Ok(Err(e)) => Err(GatewayError::invalid(
+            format!("could not read the request body: {e}"),
+            None,
+        )),
     }
 }
 
-async fn proxy(app: &Arc<App>, endpoint: Endpoint, req: Request<Incoming>) -> Result<Response<RespBody>, GatewayError> {
+async fn proxy(
+    app: &Arc<App>,
+    endpoint: Endpoint,
+    req: Request<Incoming>,
+) -> Result<Response<RespBody>, GatewayError> {
     let (parts, body) = req.into_parts();
     let client: &ClientPolicy = app.policies.identify(gateway_key(&parts.headers))?;
-    let sla_header = match parts.headers.get("x-sla") {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(Sla::parse)
-                .ok_or_else(|| GatewayError::InvalidSla {
+    let sla_header =
+        match parts.headers.get("x-sla") {
+            None => None,
+            Some(v) => Some(v.to_str().ok().and_then(Sla::parse).ok_or_else(|| {
+                GatewayError::InvalidSla {
                     value: String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                })?,
-        ),
-    };
+                }
+            })?),
+        };
     let body = read_body(app, body, &parts.headers).await?;
     let received = Instant::now();
     let facts = inspect::inspect(endpoint, &body)?;
-    let hint = parts.headers.get(X_SLUICE_ROUTE).and_then(|v| v.to_str().ok());
+    let hint = parts
+        .headers
+        .get(X_SLUICE_ROUTE)
+        .and_then(|v| v.to_str().ok());
     let route: &RoutePolicy = client.route(endpoint.path(), &facts.model, hint)?;
     let sla = client.effective_sla(route, sla_header);
     let provider = app.policies.models.provider_for(&facts.model);
-    let flex_capable = app.prices.get(&facts.model).is_some_and(|(_, p)| p.has_flex());
+    let flex_capable = app
+        .prices
+        .get(&facts.model)
+        .is_some_and(|(_, p)| p.has_flex());
     let decision = triage::triage(
         route,
         &Facts {
@@ -229,7 +276,14 @@ async fn proxy(app: &Arc<App>, endpoint: Endpoint, req: Request<Incoming>) -> Re
         .and_then(|_| ResponseCache::key(&client.name, &route.name, endpoint.path(), &body));
     if let Some(key) = &cache_key {
         if let Some(hit) = app.response_cache.get(key).await {
-            return Ok(answer_from_cache(app, client, route, provider, &facts.model, &hit));
+            return Ok(answer_from_cache(
+                app,
+                client,
+                route,
+                provider,
+                &facts.model,
+                &hit,
+            ));
         }
     }
 
@@ -254,7 +308,13 @@ async fn proxy(app: &Arc<App>, endpoint: Endpoint, req: Request<Incoming>) -> Re
     let sent = Instant::now();
     let resp = app
         .forwarder
-        .send(provider, endpoint, &ctx.facts.model, &parts.headers, upstream_body)
+        .send(
+            provider,
+            endpoint,
+            &ctx.facts.model,
+            &parts.headers,
+            upstream_body,
+        )
         .await;
     let resp = match resp {
         Ok(r) => r,
@@ -265,18 +325,25 @@ async fn proxy(app: &Arc<App>, endpoint: Endpoint, req: Request<Incoming>) -> Re
     };
     let (up_parts, up_body) = resp.into_parts();
 
-    if ctx.facts.stream && up_parts.status.is_success() && forward::is_event_stream(&up_parts.headers) {
+    if ctx.facts.stream
+        && up_parts.status.is_success()
+        && forward::is_event_stream(&up_parts.headers)
+    {
         let upstream_head = sent.elapsed();
         let mut out = Response::new(RespBody::default());
         *out.status_mut() = up_parts.status;
         forward::relay_headers(&up_parts.headers, out.headers_mut());
-        out.headers_mut().insert(X_SLUICE_TIER, HeaderValue::from_static(ctx.tier.as_str()));
+        out.headers_mut()
+            .insert(X_SLUICE_TIER, HeaderValue::from_static(ctx.tier.as_str()));
         let accountant = app.accountant.clone();
         let status = up_parts.status.as_u16();
         observe_latency(app, &ctx, upstream_head, received.elapsed());
         let body = MeteredSse::new(up_body, additions.include_usage, move |end: StreamEnd| {
             if end.usage.is_none() {
-                tracing::debug!(completed = end.completed, "stream ended without a usage chunk");
+                tracing::debug!(
+                    completed = end.completed,
+                    "stream ended without a usage chunk"
+                );
             }
             accountant.record(&Answer {
                 route: &ctx.route,
@@ -315,7 +382,11 @@ async fn proxy(app: &Arc<App>, endpoint: Endpoint, req: Request<Incoming>) -> Re
         status: up_parts.status.as_u16(),
         usage,
     });
-    if let (Some(key), Some(ttl), true) = (cache_key, decision.response_cache_ttl, up_parts.status.is_success()) {
+    if let (Some(key), Some(ttl), true) = (
+        cache_key,
+        decision.response_cache_ttl,
+        up_parts.status.is_success(),
+    ) {
         app.response_cache
             .put(
                 key,
@@ -329,7 +400,11 @@ async fn proxy(app: &Arc<App>, endpoint: Endpoint, req: Request<Incoming>) -> Re
             )
             .await;
     }
-    let mut out = Response::new(Full::new(answer).map_err(|never| match never {}).boxed_unsync());
+    let mut out = Response::new(
+        Full::new(answer)
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
     *out.status_mut() = up_parts.status;
     forward::relay_headers(&up_parts.headers, out.headers_mut());
     price_headers(out.headers_mut(), ctx.tier, priced.as_ref());
@@ -379,7 +454,11 @@ fn answer_from_cache(
         status: hit.status,
         usage: hit.usage,
     });
-    let mut out = Response::new(Full::new(hit.body.clone()).map_err(|never| match never {}).boxed_unsync());
+    let mut out = Response::new(
+        Full::new(hit.body.clone())
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
     *out.status_mut() = StatusCode::from_u16(hit.status).unwrap_or(StatusCode::OK);
     if let Some(ct) = &hit.content_type {
         out.headers_mut().insert(header::CONTENT_TYPE, ct.clone());

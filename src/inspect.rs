@@ -85,7 +85,12 @@ pub fn inspect(endpoint: Endpoint, body: &[u8]) -> Result<RequestFacts, GatewayE
     let stream = probe.stream.unwrap_or(false);
     let client_wants_usage = match probe.stream_options {
         Some(raw) => serde_json::from_str::<StreamOptionsProbe>(raw.get())
-            .map_err(|e| GatewayError::invalid(format!("invalid stream_options: {e}"), Some("stream_options")))?
+            .map_err(|e| {
+                GatewayError::invalid(
+                    format!("invalid stream_options: {e}"),
+                    Some("stream_options"),
+                )
+            })?
             .include_usage
             .unwrap_or(false),
         None => false,
@@ -209,7 +214,11 @@ mod tests {
         let b = inspect(CHAT, br#"{"model":"m","messages":[{"role":"system","content":"S"},{"role":"user","content":"two"}]}"#).unwrap();
         let c = inspect(CHAT, br#"{"model":"m","messages":[{"role":"system","content":"T"},{"role":"user","content":"one"}]}"#).unwrap();
         let d = inspect(CHAT, br#"{"model":"m","tools":[],"messages":[{"role":"system","content":"S"},{"role":"user","content":"one"}]}"#).unwrap();
-        let none = inspect(CHAT, br#"{"model":"m","messages":[{"role":"user","content":"one"}]}"#).unwrap();
+        let none = inspect(
+            CHAT,
+            br#"{"model":"m","messages":[{"role":"user","content":"one"}]}"#,
+        )
+        .unwrap();
         assert_eq!(a.prefix_hash, b.prefix_hash);
         assert_ne!(a.prefix_hash, c.prefix_hash);
         assert_ne!(a.prefix_hash, d.prefix_hash);
@@ -223,11 +232,19 @@ mod tests {
             (b"[1,2]", None),
             (b"{\"messages\":[]}", Some("model")),
             (b"{\"model\":\"\"}", Some("model")),
-            (b"{\"model\":\"m\",\"stream_options\":5}", Some("stream_options")),
+            (
+                b"{\"model\":\"m\",\"stream_options\":5}",
+                Some("stream_options"),
+            ),
         ] {
             let e = inspect(CHAT, body).unwrap_err();
             assert_eq!(e.status(), http::StatusCode::BAD_REQUEST);
-            assert_eq!(e.openai_fields().1, param, "{}", String::from_utf8_lossy(body));
+            assert_eq!(
+                e.openai_fields().1,
+                param,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 
@@ -235,7 +252,10 @@ mod tests {
     fn rewrite_only_adds_members() {
         let body = Bytes::from_static(b" {\"model\": \"gpt-4o\",\n \"messages\": [{\"role\":\"system\",\"content\":\"caf\\u00e9  \"}], \"stream\": true}");
         let f = inspect(CHAT, &body).unwrap();
-        let add = Additions { prompt_cache_key: Some("k1".into()), include_usage: true };
+        let add = Additions {
+            prompt_cache_key: Some("k1".into()),
+            include_usage: true,
+        };
         let out = rewrite(&body, &f, &add);
         let expected = " {\"prompt_cache_key\":\"k1\",\"stream_options\":{\"include_usage\":true},\"model\": \"gpt-4o\",\n \"messages\": [{\"role\":\"system\",\"content\":\"caf\\u00e9  \"}], \"stream\": true}";
         assert_eq!(std::str::from_utf8(&out).unwrap(), expected);
@@ -246,9 +266,19 @@ mod tests {
     fn rewrite_keeps_other_stream_options() {
         let body = Bytes::from_static(b"{\"model\":\"m\",\"stream\":true,\"stream_options\":{\"include_obfuscation\":false},\"messages\":[]}");
         let f = inspect(CHAT, &body).unwrap();
-        let out = rewrite(&body, &f, &Additions { prompt_cache_key: None, include_usage: true });
+        let out = rewrite(
+            &body,
+            &f,
+            &Additions {
+                prompt_cache_key: None,
+                include_usage: true,
+            },
+        );
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v["stream_options"], serde_json::json!({"include_obfuscation": false, "include_usage": true}));
+        assert_eq!(
+            v["stream_options"],
+            serde_json::json!({"include_obfuscation": false, "include_usage": true})
+        );
         assert!(out.ends_with(b",\"messages\":[]}"));
     }
 

@@ -12,7 +12,9 @@
 //! `gateway`, `server`. Tools: `simulate`, `estimate`, `demo`, `cli`.
 
 pub mod account;
+pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod duration;
 pub mod error;
 pub mod estimate;
@@ -31,5 +33,3 @@ pub mod triage;
 pub mod types;
 pub mod upstream;
 pub mod usage;
-pub mod cli;
-pub mod demo;

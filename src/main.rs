@@ -9,7 +9,11 @@ use sluice::duration::parse_duration;
 use sluice::simulate::SimConfig;
 
 #[derive(Parser)]
-#[command(name = "sluice", version, about = "An OpenAI-compatible LLM gateway that triages requests by SLA and prices every answer")]
+#[command(
+    name = "sluice",
+    version,
+    about = "An OpenAI-compatible LLM gateway that triages requests by SLA and prices every answer"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -75,10 +79,17 @@ fn main() -> ExitCode {
         .init();
 
     let result = match cli.command {
-        Command::Estimate(args) => sluice::estimate::run(&args, &mut std::io::stdout().lock()).map_err(|e| e.to_string()),
-        Command::Check { config } => sluice::cli::check(config, &mut std::io::stdout().lock()).map_err(|e| e.to_string()),
+        Command::Estimate(args) => {
+            sluice::estimate::run(&args, &mut std::io::stdout().lock()).map_err(|e| e.to_string())
+        }
+        Command::Check { config } => {
+            sluice::cli::check(config, &mut std::io::stdout().lock()).map_err(|e| e.to_string())
+        }
         command => {
-            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("error: cannot start the runtime: {e}");
@@ -87,7 +98,9 @@ fn main() -> ExitCode {
             };
             rt.block_on(async move {
                 match command {
-                    Command::Serve { config, simulate } => sluice::cli::serve(config, simulate).await.map_err(|e| e.to_string()),
+                    Command::Serve { config, simulate } => sluice::cli::serve(config, simulate)
+                        .await
+                        .map_err(|e| e.to_string()),
                     Command::Simulate {
                         listen,
                         latency,
@@ -105,9 +118,13 @@ fn main() -> ExitCode {
                             seed,
                             cache_min_tokens,
                         };
-                        sluice::cli::simulate(listen, cfg).await.map_err(|e| e.to_string())
+                        sluice::cli::simulate(listen, cfg)
+                            .await
+                            .map_err(|e| e.to_string())
                     }
-                    Command::Demo => sluice::demo::run(&mut std::io::stdout()).await.map_err(|e| e.to_string()),
+                    Command::Demo => sluice::demo::run(&mut std::io::stdout())
+                        .await
+                        .map_err(|e| e.to_string()),
                     Command::Estimate(_) | Command::Check { .. } => Ok(()),
                 }
             })

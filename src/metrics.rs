@@ -2,7 +2,9 @@
 //! Label values come from closed sets: policy names, priced/configured model names or
 //! `other`, tier and lever names, HTTP status codes.
 
-use prometheus::{CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, Opts, Registry, TextEncoder,
+};
 
 pub struct Metrics {
     registry: Registry,
@@ -23,13 +25,24 @@ pub struct Metrics {
     pub overhead: HistogramVec,
 }
 
-fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<CounterVec> {
+fn counter(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<CounterVec> {
     let c = CounterVec::new(Opts::new(name, help), labels)?;
     r.register(Box::new(c.clone()))?;
     Ok(c)
 }
 
-fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> prometheus::Result<HistogramVec> {
+fn histogram(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: Vec<f64>,
+) -> prometheus::Result<HistogramVec> {
     let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)?;
     r.register(Box::new(h.clone()))?;
     Ok(h)
@@ -40,7 +53,10 @@ impl Metrics {
         let r = &registry;
         let tier_labels = ["route", "client", "provider", "model", "tier"];
         let batch_queue_depth = GaugeVec::new(
-            Opts::new("sluice_batch_queue_depth", "Deferred requests waiting to be flushed to a provider Batch API."),
+            Opts::new(
+                "sluice_batch_queue_depth",
+                "Deferred requests waiting to be flushed to a provider Batch API.",
+            ),
             &["provider", "model"],
         )?;
         r.register(Box::new(batch_queue_depth.clone()))?;
@@ -51,7 +67,12 @@ impl Metrics {
                 "Requests answered, by route, client, provider, model, tier and HTTP status.",
                 &["route", "client", "provider", "model", "tier", "status"],
             )?,
-            cost: counter(r, "sluice_cost_usd_total", "What the provider bills for the answered requests, in USD.", &tier_labels)?,
+            cost: counter(
+                r,
+                "sluice_cost_usd_total",
+                "What the provider bills for the answered requests, in USD.",
+                &tier_labels,
+            )?,
             baseline: counter(
                 r,
                 "sluice_baseline_cost_usd_total",
@@ -75,36 +96,59 @@ impl Metrics {
                 "Tokens billed, by kind: input, cached_input, cache_write, output.",
                 &["route", "provider", "model", "kind"],
             )?,
-            wasted: counter(r, "sluice_wasted_cost_usd_total", "Spend in USD on answers nobody used.", &["route", "reason"])?,
+            wasted: counter(
+                r,
+                "sluice_wasted_cost_usd_total",
+                "Spend in USD on answers nobody used.",
+                &["route", "reason"],
+            )?,
             fallbacks: counter(
                 r,
                 "sluice_fallbacks_total",
                 "Deferred requests answered synchronously instead.",
                 &["route", "from_tier", "reason"],
             )?,
-            sla_violations: counter(r, "sluice_sla_violations_total", "Answers later than their deadline.", &["route"])?,
+            sla_violations: counter(
+                r,
+                "sluice_sla_violations_total",
+                "Answers later than their deadline.",
+                &["route"],
+            )?,
             batch_queue_depth,
-            batches: counter(r, "sluice_batches_total", "Upstream batches by final status.", &["provider", "status"])?,
+            batches: counter(
+                r,
+                "sluice_batches_total",
+                "Upstream batches by final status.",
+                &["provider", "status"],
+            )?,
             batch_turnaround: histogram(
                 r,
                 "sluice_batch_turnaround_seconds",
                 "Upstream batch turnaround from submit to results, in seconds.",
                 &["provider"],
-                vec![60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 21600.0, 43200.0, 86400.0, 172800.0],
+                vec![
+                    60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 21600.0, 43200.0, 86400.0,
+                    172800.0,
+                ],
             )?,
             upstream_duration: histogram(
                 r,
                 "sluice_upstream_duration_seconds",
                 "Time the provider took, from sending the request to the answer (response head for streams), in seconds.",
                 &["provider", "tier"],
-                vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0],
+                vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                    120.0, 300.0, 900.0,
+                ],
             )?,
             overhead: histogram(
                 r,
                 "sluice_overhead_seconds",
                 "Time the gateway itself added to an interactive request, in seconds.",
                 &["route"],
-                vec![0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+                vec![
+                    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                ],
             )?,
             registry,
         })

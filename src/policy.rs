@@ -74,7 +74,9 @@ struct RawRoute {
 
 fn de_opt_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     let s = String::deserialize(d)?;
-    parse_duration(&s).map(Some).map_err(serde::de::Error::custom)
+    parse_duration(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 fn tier_from(s: &str) -> Result<Tier, String> {
@@ -181,7 +183,12 @@ impl ClientPolicy {
 
     /// The route a request belongs to: the `x-sluice-route` hint if given (it must name one
     /// of this client's routes), else the first route matching path and model.
-    pub fn route(&self, path: &str, model: &str, hint: Option<&str>) -> Result<&RoutePolicy, GatewayError> {
+    pub fn route(
+        &self,
+        path: &str,
+        model: &str,
+        hint: Option<&str>,
+    ) -> Result<&RoutePolicy, GatewayError> {
         if let Some(h) = hint {
             return self
                 .routes
@@ -311,7 +318,11 @@ pub struct PolicyError {
 impl From<ConfigError> for PolicyError {
     fn from(e: ConfigError) -> Self {
         match e {
-            ConfigError::Parse { path, line, reason } => PolicyError { file: path, line, reason },
+            ConfigError::Parse { path, line, reason } => PolicyError {
+                file: path,
+                line,
+                reason,
+            },
             ConfigError::Read { path, source } => PolicyError {
                 file: path,
                 line: 0,
@@ -382,8 +393,11 @@ impl PolicySet {
                 reason,
             };
 
-            let mut names: Vec<(String, std::ops::Range<usize>)> =
-                raw.models.iter().map(|(k, v)| (k.clone(), v.span())).collect();
+            let mut names: Vec<(String, std::ops::Range<usize>)> = raw
+                .models
+                .iter()
+                .map(|(k, v)| (k.clone(), v.span()))
+                .collect();
             names.sort_by_key(|(_, s)| s.start);
             for (pattern, span) in names {
                 let prov_s = raw.models[&pattern].get_ref();
@@ -397,7 +411,10 @@ impl PolicySet {
                     if *p != prov {
                         return Err(err(
                             span,
-                            format!("model {pattern:?} is mapped to {} here and to {} in {other}", prov, p),
+                            format!(
+                                "model {pattern:?} is mapped to {} here and to {} in {other}",
+                                prov, p
+                            ),
                         ));
                     }
                     continue;
@@ -409,7 +426,10 @@ impl PolicySet {
             let Some(c) = raw.client else {
                 if !raw.routes.is_empty() {
                     let span = raw.routes[0].name.span();
-                    return Err(err(span, "routes need a [client] table in the same file".into()));
+                    return Err(err(
+                        span,
+                        "routes need a [client] table in the same file".into(),
+                    ));
                 }
                 continue;
             };
@@ -417,11 +437,16 @@ impl PolicySet {
             if !is_label_safe(&name) {
                 return Err(err(
                     c.name.span(),
-                    format!("client name {name:?} must be 1-64 characters of a-z, A-Z, 0-9, '_', '-', '.'"),
+                    format!(
+                        "client name {name:?} must be 1-64 characters of a-z, A-Z, 0-9, '_', '-', '.'"
+                    ),
                 ));
             }
             if let Some(other) = client_origin.insert(name.clone(), file.clone()) {
-                return Err(err(c.name.span(), format!("client {name:?} is already defined in {other}")));
+                return Err(err(
+                    c.name.span(),
+                    format!("client {name:?} is already defined in {other}"),
+                ));
             }
             let idx = clients.len();
             for k in &c.keys {
@@ -434,13 +459,19 @@ impl PolicySet {
                     ));
                 }
                 if keys.insert(digest, idx).is_some() {
-                    return Err(err(k.span(), "this key hash is listed for more than one client".into()));
+                    return Err(err(
+                        k.span(),
+                        "this key hash is listed for more than one client".into(),
+                    ));
                 }
             }
             let min_sla = c.min_sla.unwrap_or(Sla::INTERACTIVE);
             let max_sla = c.max_sla.unwrap_or(Sla::BATCH);
             if min_sla > max_sla {
-                return Err(err(c.name.span(), format!("min_sla {min_sla} is greater than max_sla {max_sla}")));
+                return Err(err(
+                    c.name.span(),
+                    format!("min_sla {min_sla} is greater than max_sla {max_sla}"),
+                ));
             }
             let cache_hints = c.cache_hints.unwrap_or(true);
             let mut routes: Vec<RoutePolicy> = Vec::new();
@@ -449,22 +480,36 @@ impl PolicySet {
                 if !is_label_safe(&rname) || rname == DEFAULT_ROUTE {
                     return Err(err(
                         r.name.span(),
-                        format!("route name {rname:?} must be 1-64 characters of a-z, A-Z, 0-9, '_', '-', '.' and not \"default\""),
+                        format!(
+                            "route name {rname:?} must be 1-64 characters of a-z, A-Z, 0-9, '_', '-', '.' and not \"default\""
+                        ),
                     ));
                 }
                 if routes.iter().any(|x| *x.name == *rname) {
-                    return Err(err(r.name.span(), format!("route {rname:?} is defined twice for client {name:?}")));
+                    return Err(err(
+                        r.name.span(),
+                        format!("route {rname:?} is defined twice for client {name:?}"),
+                    ));
                 }
                 if let Some(p) = r.paths.iter().find(|p| !p.starts_with('/')) {
-                    return Err(err(r.name.span(), format!("route {rname:?}: path {p:?} must start with '/'")));
+                    return Err(err(
+                        r.name.span(),
+                        format!("route {rname:?}: path {p:?} must start with '/'"),
+                    ));
                 }
                 if let Some(t) = r.pin_tier {
                     if r.forbid_tiers.contains(&t) {
-                        return Err(err(r.name.span(), format!("route {rname:?} pins tier {t} and also forbids it")));
+                        return Err(err(
+                            r.name.span(),
+                            format!("route {rname:?} pins tier {t} and also forbids it"),
+                        ));
                     }
                 }
                 if r.batch_max_requests == Some(0) {
-                    return Err(err(r.name.span(), format!("route {rname:?}: batch_max_requests must be greater than zero")));
+                    return Err(err(
+                        r.name.span(),
+                        format!("route {rname:?}: batch_max_requests must be greater than zero"),
+                    ));
                 }
                 routes.push(RoutePolicy {
                     name: rname.into(),
@@ -538,20 +583,38 @@ impl PolicySet {
         let _ = writeln!(out, "mode: {mode}");
         let _ = writeln!(
             out,
-            "{:<16} {:<20} {:>4} {:<12} {:<24} {:<28} {:<28} {:<5} {:<8} {}",
-            "client", "route", "keys", "sla", "override(min..max)", "paths", "models", "hints", "resp_ttl", "tiers"
+            "{:<16} {:<20} {:>4} {:<12} {:<24} {:<28} {:<28} {:<5} {:<8} tiers",
+            "client",
+            "route",
+            "keys",
+            "sla",
+            "override(min..max)",
+            "paths",
+            "models",
+            "hints",
+            "resp_ttl"
         );
         for c in &self.clients {
             if self.is_open() && &*c.name != DEFAULT_CLIENT {
                 continue;
             }
             for r in c.routes.iter().chain(std::iter::once(&c.default_route)) {
-                let join = |v: Vec<String>| if v.is_empty() { "*".to_owned() } else { v.join(",") };
+                let join = |v: Vec<String>| {
+                    if v.is_empty() {
+                        "*".to_owned()
+                    } else {
+                        v.join(",")
+                    }
+                };
                 let tiers = match (r.pin_tier, r.forbid_tiers.is_empty()) {
                     (Some(t), _) => format!("pin {t}"),
                     (None, false) => format!(
                         "forbid {}",
-                        r.forbid_tiers.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(",")
+                        r.forbid_tiers
+                            .iter()
+                            .map(|t| t.as_str())
+                            .collect::<Vec<_>>()
+                            .join(",")
                     ),
                     (None, true) => "any".to_owned(),
                 };
@@ -570,7 +633,9 @@ impl PolicySet {
                     join(r.paths.clone()),
                     join(r.models.iter().map(|m| m.to_string()).collect()),
                     if r.cache_hints { "on" } else { "off" },
-                    r.response_cache_ttl.map(format_duration).unwrap_or_else(|| "off".into()),
+                    r.response_cache_ttl
+                        .map(format_duration)
+                        .unwrap_or_else(|| "off".into()),
                     tiers
                 );
             }
@@ -587,7 +652,8 @@ impl PolicySet {
 fn is_label_safe(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
 }
 
 #[cfg(test)]
@@ -595,7 +661,10 @@ mod tests {
     use super::*;
 
     fn set(files: &[(&str, &str)]) -> Result<PolicySet, PolicyError> {
-        let owned: Vec<(String, String)> = files.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let owned: Vec<(String, String)> = files
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
         PolicySet::from_sources(&owned)
     }
 
@@ -613,10 +682,16 @@ mod tests {
 
     #[test]
     fn keys_identify_clients_and_unknown_is_401() {
-        let text = format!("[client]\nname = \"acme\"\nkeys = [\"{}\"]\n", key_hash("sk-acme"));
+        let text = format!(
+            "[client]\nname = \"acme\"\nkeys = [\"{}\"]\n",
+            key_hash("sk-acme")
+        );
         let s = set(&[("acme.toml", &text)]).unwrap();
         assert_eq!(&*s.identify(Some("sk-acme")).unwrap().name, "acme");
-        assert!(matches!(s.identify(Some("sk-other")), Err(GatewayError::UnknownKey)));
+        assert!(matches!(
+            s.identify(Some("sk-other")),
+            Err(GatewayError::UnknownKey)
+        ));
         assert!(matches!(s.identify(None), Err(GatewayError::MissingKey)));
     }
 
@@ -641,37 +716,81 @@ paths = ["/v1/embeddings"]
         // open mode: "default" client is built in; look the named client up directly.
         assert_eq!(&*c.name, "default");
         let acme = s.clients().iter().find(|c| &*c.name == "acme").unwrap();
-        assert_eq!(&*acme.route("/v1/chat/completions", "gpt-4o-mini", None).unwrap().name, "summaries");
-        assert_eq!(&*acme.route("/v1/chat/completions", "gpt-5", None).unwrap().name, "default");
-        assert_eq!(&*acme.route("/v1/embeddings", "x", None).unwrap().name, "embed");
-        assert_eq!(&*acme.route("/v1/embeddings", "x", Some("summaries")).unwrap().name, "summaries");
-        assert!(matches!(acme.route("/v1/embeddings", "x", Some("nope")), Err(GatewayError::UnknownRoute { .. })));
+        assert_eq!(
+            &*acme
+                .route("/v1/chat/completions", "gpt-4o-mini", None)
+                .unwrap()
+                .name,
+            "summaries"
+        );
+        assert_eq!(
+            &*acme
+                .route("/v1/chat/completions", "gpt-5", None)
+                .unwrap()
+                .name,
+            "default"
+        );
+        assert_eq!(
+            &*acme.route("/v1/embeddings", "x", None).unwrap().name,
+            "embed"
+        );
+        assert_eq!(
+            &*acme
+                .route("/v1/embeddings", "x", Some("summaries"))
+                .unwrap()
+                .name,
+            "summaries"
+        );
+        assert!(matches!(
+            acme.route("/v1/embeddings", "x", Some("nope")),
+            Err(GatewayError::UnknownRoute { .. })
+        ));
         let r = acme.route("/v1/chat/completions", "gpt-4o", None).unwrap();
         assert_eq!(acme.effective_sla(r, None), Sla::BATCH);
     }
 
     #[test]
     fn sla_override_is_clamped_or_ignored() {
-        let text = "[client]\nname = \"a\"\ndefault_sla = \"semi\"\nmin_sla = \"90s\"\nmax_sla = \"1h\"\n";
+        let text =
+            "[client]\nname = \"a\"\ndefault_sla = \"semi\"\nmin_sla = \"90s\"\nmax_sla = \"1h\"\n";
         let s = set(&[("a.toml", text)]).unwrap();
         let a = s.clients().iter().find(|c| &*c.name == "a").unwrap();
         let r = &a.default_route;
         assert_eq!(a.effective_sla(r, None), Sla::SEMI);
-        assert_eq!(a.effective_sla(r, Some(Sla::INTERACTIVE)), Sla::within(Duration::from_secs(90)));
-        assert_eq!(a.effective_sla(r, Some(Sla::BATCH)), Sla::within(Duration::from_secs(3600)));
+        assert_eq!(
+            a.effective_sla(r, Some(Sla::INTERACTIVE)),
+            Sla::within(Duration::from_secs(90))
+        );
+        assert_eq!(
+            a.effective_sla(r, Some(Sla::BATCH)),
+            Sla::within(Duration::from_secs(3600))
+        );
         let text = "[client]\nname = \"b\"\ndefault_sla = \"batch\"\nallow_sla_override = false\n";
         let s = set(&[("b.toml", text)]).unwrap();
         let b = s.clients().iter().find(|c| &*c.name == "b").unwrap();
-        assert_eq!(b.effective_sla(&b.default_route, Some(Sla::INTERACTIVE)), Sla::BATCH);
+        assert_eq!(
+            b.effective_sla(&b.default_route, Some(Sla::INTERACTIVE)),
+            Sla::BATCH
+        );
     }
 
     #[test]
     fn model_map_defaults_and_overrides() {
-        let s = set(&[("m.toml", "[models]\n\"claude-local*\" = \"openai\"\n\"my-ft\" = \"anthropic\"\n")]).unwrap();
+        let s = set(&[(
+            "m.toml",
+            "[models]\n\"claude-local*\" = \"openai\"\n\"my-ft\" = \"anthropic\"\n",
+        )])
+        .unwrap();
         assert_eq!(s.models.provider_for("gpt-4o"), Provider::OpenAi);
         assert_eq!(s.models.provider_for("o3-mini"), Provider::OpenAi);
-        assert_eq!(s.models.provider_for("text-embedding-3-small"), Provider::OpenAi);
-        assert_eq!(s.models.provider_for("claude-sonnet-4-6"), Provider::Anthropic);
+        assert_eq!(
+            s.models.provider_for("text-embedding-3-small"),
+            Provider::OpenAi
+        );
+        assert_eq!(
+            s.models.provider_for("claude-sonnet-4-6"),
+            Provider::Anthropic
+        );
         assert_eq!(s.models.provider_for("gemini-2.5-pro"), Provider::Gemini);
         assert_eq!(s.models.provider_for("claude-local-7b"), Provider::OpenAi);
         assert_eq!(s.models.provider_for("my-ft"), Provider::Anthropic);
@@ -681,11 +800,27 @@ paths = ["/v1/embeddings"]
     #[test]
     fn errors_name_file_line_and_reason() {
         let cases: [(&str, usize, &str); 6] = [
-            ("[client]\nname = \"a\"\nkeys = [\"sk-plaintext\"]\n", 3, "SHA-256"),
-            ("[client]\nname = \"a\"\ndefault_sla = \"soonish\"\n", 3, "invalid SLA"),
-            ("[client]\nname = \"a\"\n\n[[route]]\nname = \"r\"\npin_tier = \"fast\"\n", 6, "unknown tier"),
+            (
+                "[client]\nname = \"a\"\nkeys = [\"sk-plaintext\"]\n",
+                3,
+                "SHA-256",
+            ),
+            (
+                "[client]\nname = \"a\"\ndefault_sla = \"soonish\"\n",
+                3,
+                "invalid SLA",
+            ),
+            (
+                "[client]\nname = \"a\"\n\n[[route]]\nname = \"r\"\npin_tier = \"fast\"\n",
+                6,
+                "unknown tier",
+            ),
             ("[client]\nname = \"a\"\nbogus = 1\n", 3, "bogus"),
-            ("[client]\nname = \"a\"\n\n[[route]]\nname = \"r\"\nresponse_cache_ttl = \"5 min\"\n", 6, "invalid duration"),
+            (
+                "[client]\nname = \"a\"\n\n[[route]]\nname = \"r\"\nresponse_cache_ttl = \"5 min\"\n",
+                6,
+                "invalid duration",
+            ),
             ("[models]\n\"x\" = \"azure\"\n", 2, "unknown provider"),
         ];
         for (text, line, reason) in cases {
@@ -698,7 +833,11 @@ paths = ["/v1/embeddings"]
 
     #[test]
     fn duplicates_across_files_are_rejected() {
-        let e = set(&[("a.toml", "[client]\nname = \"x\"\n"), ("b.toml", "[client]\nname = \"x\"\n")]).unwrap_err();
+        let e = set(&[
+            ("a.toml", "[client]\nname = \"x\"\n"),
+            ("b.toml", "[client]\nname = \"x\"\n"),
+        ])
+        .unwrap_err();
         assert_eq!(e.file, "b.toml");
         assert!(e.reason.contains("already defined in a.toml"), "{e}");
     }

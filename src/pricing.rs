@@ -106,9 +106,12 @@ impl Rates {
 }
 
 impl ModelPrice {
-    /// Whether the model has flex (OpenAI `service_tier: "flex"`) prices of its own.
+    /// Whether the model can be served on Sluice's flex tier: an OpenAI model with flex prices of
+    /// its own (`service_tier: "flex"`, CONTRACT.md "Triage"). Gemini rows carry LiteLLM's flex
+    /// prices too, but the flex tier is OpenAI's, so they do not count.
     pub fn has_flex(&self) -> bool {
-        self.flex_input.is_some() || self.flex_output.is_some()
+        self.provider == Provider::OpenAi
+            && (self.flex_input.is_some() || self.flex_output.is_some())
     }
 
     /// The rates a tier is billed at, with these fallbacks for rates the row does not list:
@@ -605,6 +608,11 @@ mod tests {
         close(r.cached_input, 0.25e-6);
         assert!(!model("gpt-4.1").has_flex());
         assert!(model("gpt-5").has_flex());
+        assert!(model("o4-mini").has_flex());
+        assert!(
+            !model("gemini-2.5-flash").has_flex(),
+            "the flex tier is OpenAI's"
+        );
     }
 
     #[test]

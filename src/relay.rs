@@ -34,7 +34,11 @@ pub struct MeteredSse<B> {
 }
 
 impl<B> MeteredSse<B> {
-    pub fn new(inner: B, strip_usage_chunk: bool, finish: impl FnOnce(StreamEnd) + Send + Sync + 'static) -> Self {
+    pub fn new(
+        inner: B,
+        strip_usage_chunk: bool,
+        finish: impl FnOnce(StreamEnd) + Send + Sync + 'static,
+    ) -> Self {
         MeteredSse {
             inner,
             pending: BytesMut::new(),
@@ -83,7 +87,12 @@ impl<B> MeteredSse<B> {
         out.freeze()
     }
 
-    fn inspect_event(&mut self, event: &[u8], span: std::ops::Range<usize>, removed: &mut Vec<std::ops::Range<usize>>) {
+    fn inspect_event(
+        &mut self,
+        event: &[u8],
+        span: std::ops::Range<usize>,
+        removed: &mut Vec<std::ops::Range<usize>>,
+    ) {
         if memchr::memmem::find(event, b"\"usage\"").is_none() {
             return;
         }
@@ -128,7 +137,10 @@ where
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         loop {
             match ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
                 Some(Ok(frame)) => match frame.into_data() {
@@ -180,10 +192,13 @@ mod tests {
     const USAGE: &str = "data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":1,\"total_tokens\":10}}\n\n";
     const DONE: &str = "data: [DONE]\n\n";
 
-    async fn relay(parts: Vec<&'static str>, strip: bool) -> (String, Vec<usize>, Option<StreamEnd>) {
-        let frames = parts
-            .into_iter()
-            .map(|p| Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from_static(p.as_bytes()))));
+    async fn relay(
+        parts: Vec<&'static str>,
+        strip: bool,
+    ) -> (String, Vec<usize>, Option<StreamEnd>) {
+        let frames = parts.into_iter().map(|p| {
+            Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from_static(p.as_bytes())))
+        });
         let inner = StreamBody::new(futures_util::stream::iter(frames));
         let seen = Arc::new(Mutex::new(None));
         let s2 = seen.clone();
@@ -222,7 +237,11 @@ mod tests {
         let (a, b) = joined.split_at(CHUNK.len() + 20);
         let (out, sizes, end) = relay(vec![a, b], true).await;
         assert_eq!(out, format!("{CHUNK}{DONE}"));
-        assert_eq!(sizes[0], CHUNK.len(), "the complete first event is forwarded at once");
+        assert_eq!(
+            sizes[0],
+            CHUNK.len(),
+            "the complete first event is forwarded at once"
+        );
         assert!(end.unwrap().usage.is_some());
     }
 

@@ -25,7 +25,12 @@ pub struct CachedAnswer {
 struct PerEntryTtl;
 
 impl Expiry<[u8; 32], Arc<CachedAnswer>> for PerEntryTtl {
-    fn expire_after_create(&self, _key: &[u8; 32], value: &Arc<CachedAnswer>, _now: Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _key: &[u8; 32],
+        value: &Arc<CachedAnswer>,
+        _now: Instant,
+    ) -> Option<Duration> {
         Some(value.ttl)
     }
 }
@@ -77,10 +82,30 @@ mod tests {
 
     #[test]
     fn key_ignores_formatting_but_not_content_or_client() {
-        let a = ResponseCache::key("c", "r", "/v1/chat/completions", br#"{"model":"m","messages":[1]}"#);
-        let b = ResponseCache::key("c", "r", "/v1/chat/completions", b"{ \"messages\": [1],\n \"model\": \"m\" }");
-        let other_client = ResponseCache::key("d", "r", "/v1/chat/completions", br#"{"model":"m","messages":[1]}"#);
-        let other_body = ResponseCache::key("c", "r", "/v1/chat/completions", br#"{"model":"m","messages":[2]}"#);
+        let a = ResponseCache::key(
+            "c",
+            "r",
+            "/v1/chat/completions",
+            br#"{"model":"m","messages":[1]}"#,
+        );
+        let b = ResponseCache::key(
+            "c",
+            "r",
+            "/v1/chat/completions",
+            b"{ \"messages\": [1],\n \"model\": \"m\" }",
+        );
+        let other_client = ResponseCache::key(
+            "d",
+            "r",
+            "/v1/chat/completions",
+            br#"{"model":"m","messages":[1]}"#,
+        );
+        let other_body = ResponseCache::key(
+            "c",
+            "r",
+            "/v1/chat/completions",
+            br#"{"model":"m","messages":[2]}"#,
+        );
         assert!(a.is_some());
         assert_eq!(a, b);
         assert_ne!(a, other_client);

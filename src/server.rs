@@ -29,12 +29,14 @@ pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<Tls
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{}: {e}", cert.display()))?;
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("TLS certificate/key: {e}"))?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| format!("TLS certificate/key: {e}"))?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(cfg)))
 }
@@ -92,7 +94,9 @@ pub async fn run(
                 let watcher = graceful.watcher();
                 let header_timeout = opts.header_read_timeout;
                 tokio::spawn(async move {
-                    let tls = match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                    let tls = match tokio::time::timeout(header_timeout, acceptor.accept(stream))
+                        .await
+                    {
                         Ok(Ok(s)) => s,
                         Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
                         Err(_) => return tracing::debug!("TLS handshake timed out"),

@@ -68,10 +68,22 @@ mod tests {
     #[test]
     fn named_levels_and_durations() {
         assert_eq!(Sla::parse("interactive"), Some(Sla::INTERACTIVE));
-        assert_eq!(Sla::parse("semi"), Some(Sla::within(Duration::from_secs(900))));
-        assert_eq!(Sla::parse("batch"), Some(Sla::within(Duration::from_secs(86_400))));
-        assert_eq!(Sla::parse("90s"), Some(Sla::within(Duration::from_secs(90))));
-        assert_eq!(Sla::parse(" 2h "), Some(Sla::within(Duration::from_secs(7200))));
+        assert_eq!(
+            Sla::parse("semi"),
+            Some(Sla::within(Duration::from_secs(900)))
+        );
+        assert_eq!(
+            Sla::parse("batch"),
+            Some(Sla::within(Duration::from_secs(86_400)))
+        );
+        assert_eq!(
+            Sla::parse("90s"),
+            Some(Sla::within(Duration::from_secs(90)))
+        );
+        assert_eq!(
+            Sla::parse(" 2h "),
+            Some(Sla::within(Duration::from_secs(7200)))
+        );
     }
 
     #[test]

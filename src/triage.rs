@@ -71,7 +71,11 @@ pub fn triage(route: &RoutePolicy, facts: &Facts, sla: Sla, caps: &Capabilities)
     let response_cache_ttl = route
         .response_cache_ttl
         .filter(|_| !facts.stream && !route.forbid_tiers.contains(&Tier::ResponseCache))
-        .filter(|_| route.pin_tier.is_none_or(|p| p == Tier::ResponseCache || p == tier));
+        .filter(|_| {
+            route
+                .pin_tier
+                .is_none_or(|p| p == Tier::ResponseCache || p == tier)
+        });
     Decision {
         tier,
         response_cache_ttl,
@@ -86,7 +90,12 @@ mod tests {
     fn route(extra: &str) -> RoutePolicy {
         let text = format!("[client]\nname = \"c\"\n\n[[route]]\nname = \"r\"\n{extra}\n");
         let set = PolicySet::from_sources(&[("c.toml".into(), text)]).unwrap();
-        set.clients().iter().find(|c| &*c.name == "c").unwrap().routes[0].clone()
+        set.clients()
+            .iter()
+            .find(|c| &*c.name == "c")
+            .unwrap()
+            .routes[0]
+            .clone()
     }
 
     const CHAT: Facts = Facts {
@@ -117,15 +126,27 @@ mod tests {
     #[test]
     fn sla_decides_between_batch_flex_and_interactive() {
         let r = route("");
-        assert_eq!(triage(&r, &CHAT, sla("interactive"), &ALL).tier, Tier::Interactive);
+        assert_eq!(
+            triage(&r, &CHAT, sla("interactive"), &ALL).tier,
+            Tier::Interactive
+        );
         assert_eq!(triage(&r, &CHAT, sla("59s"), &ALL).tier, Tier::Interactive);
         assert_eq!(triage(&r, &CHAT, sla("60s"), &ALL).tier, Tier::Flex);
         assert_eq!(triage(&r, &CHAT, sla("semi"), &ALL).tier, Tier::Flex);
         assert_eq!(triage(&r, &CHAT, sla("6h"), &ALL).tier, Tier::Batch);
         assert_eq!(triage(&r, &CHAT, sla("batch"), &ALL).tier, Tier::Batch);
-        let no_flex = Facts { flex_capable: false, ..CHAT };
-        assert_eq!(triage(&r, &no_flex, sla("semi"), &ALL).tier, Tier::Interactive);
-        let fast = Capabilities { batch_turnaround_p95: Duration::from_secs(600), ..ALL };
+        let no_flex = Facts {
+            flex_capable: false,
+            ..CHAT
+        };
+        assert_eq!(
+            triage(&r, &no_flex, sla("semi"), &ALL).tier,
+            Tier::Interactive
+        );
+        let fast = Capabilities {
+            batch_turnaround_p95: Duration::from_secs(600),
+            ..ALL
+        };
         assert_eq!(triage(&r, &CHAT, sla("semi"), &fast).tier, Tier::Batch);
     }
 
@@ -134,13 +155,22 @@ mod tests {
         let r = route("forbid_tiers = [\"batch\"]");
         assert_eq!(triage(&r, &CHAT, sla("batch"), &ALL).tier, Tier::Flex);
         let r = route("pin_tier = \"interactive\"");
-        assert_eq!(triage(&r, &CHAT, sla("batch"), &ALL).tier, Tier::Interactive);
+        assert_eq!(
+            triage(&r, &CHAT, sla("batch"), &ALL).tier,
+            Tier::Interactive
+        );
         let r = route("pin_tier = \"flex\"");
         assert_eq!(triage(&r, &CHAT, sla("batch"), &ALL).tier, Tier::Flex);
         // A pin the SLA cannot honour falls back to interactive, never fails the request.
-        assert_eq!(triage(&r, &CHAT, sla("interactive"), &ALL).tier, Tier::Interactive);
+        assert_eq!(
+            triage(&r, &CHAT, sla("interactive"), &ALL).tier,
+            Tier::Interactive
+        );
         let r = route("forbid_tiers = [\"batch\", \"flex\", \"interactive\"]");
-        assert_eq!(triage(&r, &CHAT, sla("batch"), &ALL).tier, Tier::Interactive);
+        assert_eq!(
+            triage(&r, &CHAT, sla("batch"), &ALL).tier,
+            Tier::Interactive
+        );
     }
 
     #[test]
@@ -148,9 +178,18 @@ mod tests {
         let r = route("response_cache_ttl = \"5m\"");
         let d = triage(&r, &CHAT, sla("interactive"), &ALL);
         assert_eq!(d.response_cache_ttl, Some(Duration::from_secs(300)));
-        let streaming = Facts { stream: true, ..CHAT };
-        assert_eq!(triage(&r, &streaming, sla("interactive"), &ALL).response_cache_ttl, None);
+        let streaming = Facts {
+            stream: true,
+            ..CHAT
+        };
+        assert_eq!(
+            triage(&r, &streaming, sla("interactive"), &ALL).response_cache_ttl,
+            None
+        );
         let r = route("response_cache_ttl = \"5m\"\nforbid_tiers = [\"response_cache\"]");
-        assert_eq!(triage(&r, &CHAT, sla("interactive"), &ALL).response_cache_ttl, None);
+        assert_eq!(
+            triage(&r, &CHAT, sla("interactive"), &ALL).response_cache_ttl,
+            None
+        );
     }
 }

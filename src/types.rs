@@ -13,7 +13,12 @@ pub enum Tier {
 }
 
 impl Tier {
-    pub const ALL: [Tier; 4] = [Tier::ResponseCache, Tier::Batch, Tier::Flex, Tier::Interactive];
+    pub const ALL: [Tier; 4] = [
+        Tier::ResponseCache,
+        Tier::Batch,
+        Tier::Flex,
+        Tier::Interactive,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -71,7 +71,10 @@ impl Upstream {
     }
 
     /// Sends a request and waits for the response head, within the response timeout.
-    pub async fn send(&self, req: http::Request<Full<Bytes>>) -> Result<http::Response<Incoming>, UpstreamError> {
+    pub async fn send(
+        &self,
+        req: http::Request<Full<Bytes>>,
+    ) -> Result<http::Response<Incoming>, UpstreamError> {
         match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
             Err(_) => Err(UpstreamError::Timeout(self.response_timeout)),
             Ok(Ok(resp)) => Ok(resp),

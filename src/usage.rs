@@ -53,10 +53,15 @@ impl RawUsage {
             // Anthropic: input_tokens excludes cache reads and writes.
             let created = self.cache_creation_input_tokens.unwrap_or(0);
             let (w5, w1) = match self.cache_creation {
-                Some(c) if c.ephemeral_5m_input_tokens.is_some() || c.ephemeral_1h_input_tokens.is_some() => (
-                    c.ephemeral_5m_input_tokens.unwrap_or(0),
-                    c.ephemeral_1h_input_tokens.unwrap_or(0),
-                ),
+                Some(c)
+                    if c.ephemeral_5m_input_tokens.is_some()
+                        || c.ephemeral_1h_input_tokens.is_some() =>
+                {
+                    (
+                        c.ephemeral_5m_input_tokens.unwrap_or(0),
+                        c.ephemeral_1h_input_tokens.unwrap_or(0),
+                    )
+                }
                 _ => (created, 0),
             };
             return Usage {
@@ -147,26 +152,75 @@ mod tests {
     fn openai_chat_usage_splits_cached_tokens() {
         let body = br#"{"id":"x","usage":{"prompt_tokens":2006,"completion_tokens":3,"total_tokens":2009,"prompt_tokens_details":{"cached_tokens":1920,"audio_tokens":0}}}"#;
         let u = from_json(body).unwrap();
-        assert_eq!(u, Usage { input_tokens: 86, cached_input_tokens: 1920, output_tokens: 3, ..Usage::default() });
+        assert_eq!(
+            u,
+            Usage {
+                input_tokens: 86,
+                cached_input_tokens: 1920,
+                output_tokens: 3,
+                ..Usage::default()
+            }
+        );
     }
 
     #[test]
     fn embeddings_and_responses_and_anthropic() {
         let e = from_json(br#"{"usage":{"prompt_tokens":8,"total_tokens":8}}"#).unwrap();
-        assert_eq!(e, Usage { input_tokens: 8, ..Usage::default() });
+        assert_eq!(
+            e,
+            Usage {
+                input_tokens: 8,
+                ..Usage::default()
+            }
+        );
         let r = from_json(br#"{"usage":{"input_tokens":100,"input_tokens_details":{"cached_tokens":40},"output_tokens":5}}"#).unwrap();
-        assert_eq!(r, Usage { input_tokens: 60, cached_input_tokens: 40, output_tokens: 5, ..Usage::default() });
+        assert_eq!(
+            r,
+            Usage {
+                input_tokens: 60,
+                cached_input_tokens: 40,
+                output_tokens: 5,
+                ..Usage::default()
+            }
+        );
         let a = from_json(br#"{"usage":{"input_tokens":10,"cache_creation_input_tokens":2000,"cache_read_input_tokens":0,"output_tokens":7,"cache_creation":{"ephemeral_5m_input_tokens":0,"ephemeral_1h_input_tokens":2000}}}"#).unwrap();
-        assert_eq!(a, Usage { input_tokens: 10, cache_write_1h_tokens: 2000, output_tokens: 7, ..Usage::default() });
+        assert_eq!(
+            a,
+            Usage {
+                input_tokens: 10,
+                cache_write_1h_tokens: 2000,
+                output_tokens: 7,
+                ..Usage::default()
+            }
+        );
         assert_eq!(from_json(br#"{"error":{"message":"x"}}"#), None);
     }
 
     #[test]
     fn events_distinguish_usage_chunks() {
-        assert_eq!(from_event_data(br#"{"choices":[{"delta":{"content":"\"usage\": {"}}],"usage":null}"#), EventUsage::None);
-        let u = from_event_data(br#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#);
-        assert_eq!(u, EventUsage::UsageOnlyChunk(Usage { input_tokens: 5, output_tokens: 2, ..Usage::default() }));
+        assert_eq!(
+            from_event_data(br#"{"choices":[{"delta":{"content":"\"usage\": {"}}],"usage":null}"#),
+            EventUsage::None
+        );
+        let u = from_event_data(
+            br#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#,
+        );
+        assert_eq!(
+            u,
+            EventUsage::UsageOnlyChunk(Usage {
+                input_tokens: 5,
+                output_tokens: 2,
+                ..Usage::default()
+            })
+        );
         let r = from_event_data(br#"{"type":"response.completed","response":{"usage":{"input_tokens":5,"output_tokens":2}}}"#);
-        assert_eq!(r, EventUsage::Within(Usage { input_tokens: 5, output_tokens: 2, ..Usage::default() }));
+        assert_eq!(
+            r,
+            EventUsage::Within(Usage {
+                input_tokens: 5,
+                output_tokens: 2,
+                ..Usage::default()
+            })
+        );
     }
 }

@@ -69,7 +69,11 @@ impl Body for SimBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = self.get_mut();
         match &mut this.kind {
-            Kind::Full(slot) => Poll::Ready(slot.take().filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b)))),
+            Kind::Full(slot) => Poll::Ready(
+                slot.take()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| Ok(Frame::data(b))),
+            ),
             Kind::Frames {
                 frames,
                 delay,

@@ -141,6 +141,9 @@ mod tests {
         let b: Value = serde_json::from_str(r#"{ "content": "x", "role": "system" }"#).unwrap();
         assert_eq!(cache.lookup_and_insert(&prompt("m", &[(&a, 50)]), 10), 0);
         assert_eq!(cache.lookup_and_insert(&prompt("m", &[(&b, 50)]), 10), 10);
-        assert_eq!(cache.lookup_and_insert(&prompt("m", &[(&b, 1300)]), 10), 1280);
+        assert_eq!(
+            cache.lookup_and_insert(&prompt("m", &[(&b, 1300)]), 10),
+            1280
+        );
     }
 }

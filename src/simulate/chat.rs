@@ -50,7 +50,9 @@ pub fn token_limit(value: Option<i64>, param: &'static str) -> Result<Option<u64
         None => Ok(None),
         Some(v) if v >= 1 => Ok(Some(v.unsigned_abs())),
         Some(v) => Err(ApiError::invalid(
-            format!("Invalid '{param}': integer below minimum value. Expected a value >= 1, but got {v} instead."),
+            format!(
+                "Invalid '{param}': integer below minimum value. Expected a value >= 1, but got {v} instead."
+            ),
             Some(param),
             Some("integer_below_min_value"),
         )),
@@ -63,12 +65,16 @@ pub fn choice_count(n: Option<i64>) -> Result<u32, ApiError> {
         None => Ok(1),
         Some(v @ 1..=128) => Ok(u32::try_from(v).unwrap_or(1)),
         Some(v) if v < 1 => Err(ApiError::invalid(
-            format!("Invalid 'n': integer below minimum value. Expected a value >= 1, but got {v} instead."),
+            format!(
+                "Invalid 'n': integer below minimum value. Expected a value >= 1, but got {v} instead."
+            ),
             Some("n"),
             Some("integer_below_min_value"),
         )),
         Some(v) => Err(ApiError::invalid(
-            format!("Invalid 'n': integer above maximum value. Expected a value <= 128, but got {v} instead."),
+            format!(
+                "Invalid 'n': integer above maximum value. Expected a value <= 128, but got {v} instead."
+            ),
             Some("n"),
             Some("integer_above_max_value"),
         )),
@@ -183,7 +189,10 @@ pub fn handle(sim: &Simulator, meta: &Meta, body: &[u8]) -> Result<Reply, ApiErr
         Some(m) if !m.is_empty() => m,
         _ => return Err(ApiError::missing("model")),
     };
-    let messages = req.messages.as_deref().ok_or_else(|| ApiError::missing("messages"))?;
+    let messages = req
+        .messages
+        .as_deref()
+        .ok_or_else(|| ApiError::missing("messages"))?;
     if messages.is_empty() {
         return Err(ApiError::invalid(
             "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.",
@@ -231,7 +240,16 @@ pub fn handle(sim: &Simulator, meta: &Meta, body: &[u8]) -> Result<Reply, ApiErr
             .stream_options
             .and_then(|o| o.include_usage)
             .unwrap_or(false);
-        let frames = stream_frames(&id, meta.created, model, tier, n, &answer, usage, include_usage)?;
+        let frames = stream_frames(
+            &id,
+            meta.created,
+            model,
+            tier,
+            n,
+            &answer,
+            usage,
+            include_usage,
+        )?;
         return Ok(Reply::Sse(frames));
     }
 

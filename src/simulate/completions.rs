@@ -102,7 +102,9 @@ fn prompts(prompt: Option<&Value>) -> Result<Vec<(String, u64)>, ApiError> {
         None | Some(Value::Null) => Ok(vec![("<|endoftext|>".to_owned(), 1)]),
         Some(Value::String(s)) => Ok(vec![(s.clone(), tokens(s))]),
         Some(Value::Array(items)) if items.is_empty() => Err(bad()),
-        Some(Value::Array(items)) if items.iter().all(Value::is_u64) => Ok(vec![token_text(items)?]),
+        Some(Value::Array(items)) if items.iter().all(Value::is_u64) => {
+            Ok(vec![token_text(items)?])
+        }
         Some(Value::Array(items)) => items
             .iter()
             .map(|item| match item {
@@ -160,7 +162,9 @@ pub fn handle(_sim: &Simulator, meta: &Meta, body: &[u8]) -> Result<Reply, ApiEr
                 finish_reason: Some(a.finish_reason),
             })
             .collect();
-        return Ok(Reply::Json(json_bytes(&head.object(&choices, Some(Some(usage))))?));
+        return Ok(Reply::Json(json_bytes(
+            &head.object(&choices, Some(Some(usage))),
+        )?));
     }
 
     let include_usage = req

@@ -112,7 +112,9 @@ fn inputs(input: Option<&Value>) -> Result<Vec<Input<'_>>, ApiError> {
     };
     if list.len() > MAX_INPUTS {
         return Err(ApiError::invalid(
-            format!("Invalid 'input': array too long. Expected an array with maximum length {MAX_INPUTS}."),
+            format!(
+                "Invalid 'input': array too long. Expected an array with maximum length {MAX_INPUTS}."
+            ),
             Some("input"),
             Some("array_above_max_length"),
         ));
@@ -152,7 +154,9 @@ pub fn handle(_sim: &Simulator, _meta: &Meta, body: &[u8]) -> Result<Reply, ApiE
         Some("base64") => true,
         Some(other) => {
             return Err(ApiError::invalid(
-                format!("Invalid value for 'encoding_format': '{other}'. Expected 'float' or 'base64'."),
+                format!(
+                    "Invalid value for 'encoding_format': '{other}'. Expected 'float' or 'base64'."
+                ),
                 Some("encoding_format"),
                 Some("invalid_value"),
             ));
@@ -164,7 +168,9 @@ pub fn handle(_sim: &Simulator, _meta: &Meta, body: &[u8]) -> Result<Reply, ApiE
             Ok(d @ 1..=MAX_DIMENSIONS) => d,
             _ => {
                 return Err(ApiError::invalid(
-                    format!("Invalid 'dimensions': expected a value between 1 and {MAX_DIMENSIONS}, but got {d} instead."),
+                    format!(
+                        "Invalid 'dimensions': expected a value between 1 and {MAX_DIMENSIONS}, but got {d} instead."
+                    ),
                     Some("dimensions"),
                     Some("invalid_value"),
                 ));
@@ -180,7 +186,8 @@ pub fn handle(_sim: &Simulator, _meta: &Meta, body: &[u8]) -> Result<Reply, ApiE
             let v = vector(input.seed(), dims);
             let embedding = if base64 {
                 let mut raw = Vec::with_capacity(v.len() * 4);
-                v.iter().for_each(|x| raw.extend_from_slice(&x.to_le_bytes()));
+                v.iter()
+                    .for_each(|x| raw.extend_from_slice(&x.to_le_bytes()));
                 Vector::Base64(base64::engine::general_purpose::STANDARD.encode(raw))
             } else {
                 Vector::Float(v)

@@ -89,9 +89,11 @@ impl ApiError {
     pub fn from_json(err: &serde_json::Error) -> Self {
         use serde_json::error::Category;
         match err.classify() {
-            Category::Syntax | Category::Eof | Category::Io => {
-                Self::new(StatusCode::BAD_REQUEST, PARSE_MESSAGE, "invalid_request_error")
-            }
+            Category::Syntax | Category::Eof | Category::Io => Self::new(
+                StatusCode::BAD_REQUEST,
+                PARSE_MESSAGE,
+                "invalid_request_error",
+            ),
             Category::Data => Self::new(
                 StatusCode::BAD_REQUEST,
                 format!("Invalid request body: {err}"),

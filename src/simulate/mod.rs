@@ -387,7 +387,9 @@ impl Simulator {
                 self.cache.clear();
                 Ok(Bytes::from_static(b"{\"cleared\":true}"))
             }
-            ("requests" | "cache", m) => Err(ApiError::method_not_allowed(m, &format!("/sim/{path}"))),
+            ("requests" | "cache", m) => {
+                Err(ApiError::method_not_allowed(m, &format!("/sim/{path}")))
+            }
             (_, m) => Err(ApiError::not_found(m, &format!("/sim/{path}"))),
         };
         match result {
@@ -426,7 +428,10 @@ impl Simulator {
             h.insert("retry-after-ms", HeaderValue::from_static("1000"));
         }
         if err.status == StatusCode::METHOD_NOT_ALLOWED {
-            h.insert(http::header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
+            h.insert(
+                http::header::ALLOW,
+                HeaderValue::from_static("GET, POST, DELETE"),
+            );
         }
         common_headers(h, seq, start);
         resp
@@ -440,6 +445,9 @@ fn common_headers(h: &mut HeaderMap, seq: u64, start: Instant) {
     let ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
     h.insert("openai-processing-ms", HeaderValue::from(ms));
     for (name, value) in FIXED_HEADERS {
-        h.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+        h.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
     }
 }

@@ -283,23 +283,29 @@ pub fn handle(sim: &Simulator, meta: &Meta, body: &[u8]) -> Result<Reply, ApiErr
         Ok(())
     };
     for kind in ["response.created", "response.in_progress"] {
-        push(&mut frames, Event {
-            kind,
-            response: Some(&started),
-            ..Event::default()
-        })?;
+        push(
+            &mut frames,
+            Event {
+                kind,
+                response: Some(&started),
+                ..Event::default()
+            },
+        )?;
     }
     let empty_parts: [OutputText<'_>; 0] = [];
-    push(&mut frames, Event {
-        kind: "response.output_item.added",
-        output_index: Some(0),
-        item: Some(OutputMessage {
-            status: "in_progress",
-            content: &empty_parts,
-            ..message
-        }),
-        ..Event::default()
-    })?;
+    push(
+        &mut frames,
+        Event {
+            kind: "response.output_item.added",
+            output_index: Some(0),
+            item: Some(OutputMessage {
+                status: "in_progress",
+                content: &empty_parts,
+                ..message
+            }),
+            ..Event::default()
+        },
+    )?;
     let text_event = |kind| Event {
         kind,
         item_id: Some(&msg_id),
@@ -307,40 +313,58 @@ pub fn handle(sim: &Simulator, meta: &Meta, body: &[u8]) -> Result<Reply, ApiErr
         content_index: Some(0),
         ..Event::default()
     };
-    push(&mut frames, Event {
-        part: Some(OutputText { text: "", ..part }),
-        ..text_event("response.content_part.added")
-    })?;
-    for piece in answer.pieces() {
-        push(&mut frames, Event {
-            delta: Some(piece),
-            logprobs: Some([]),
-            ..text_event("response.output_text.delta")
-        })?;
-    }
-    push(&mut frames, Event {
-        text: Some(&answer.text),
-        logprobs: Some([]),
-        ..text_event("response.output_text.done")
-    })?;
-    push(&mut frames, Event {
-        part: Some(part),
-        ..text_event("response.content_part.done")
-    })?;
-    push(&mut frames, Event {
-        kind: "response.output_item.done",
-        output_index: Some(0),
-        item: Some(message),
-        ..Event::default()
-    })?;
-    push(&mut frames, Event {
-        kind: if truncated {
-            "response.incomplete"
-        } else {
-            "response.completed"
+    push(
+        &mut frames,
+        Event {
+            part: Some(OutputText { text: "", ..part }),
+            ..text_event("response.content_part.added")
         },
-        response: Some(&done),
-        ..Event::default()
-    })?;
+    )?;
+    for piece in answer.pieces() {
+        push(
+            &mut frames,
+            Event {
+                delta: Some(piece),
+                logprobs: Some([]),
+                ..text_event("response.output_text.delta")
+            },
+        )?;
+    }
+    push(
+        &mut frames,
+        Event {
+            text: Some(&answer.text),
+            logprobs: Some([]),
+            ..text_event("response.output_text.done")
+        },
+    )?;
+    push(
+        &mut frames,
+        Event {
+            part: Some(part),
+            ..text_event("response.content_part.done")
+        },
+    )?;
+    push(
+        &mut frames,
+        Event {
+            kind: "response.output_item.done",
+            output_index: Some(0),
+            item: Some(message),
+            ..Event::default()
+        },
+    )?;
+    push(
+        &mut frames,
+        Event {
+            kind: if truncated {
+                "response.incomplete"
+            } else {
+                "response.completed"
+            },
+            response: Some(&done),
+            ..Event::default()
+        },
+    )?;
     Ok(Reply::Sse(frames))
 }

@@ -42,7 +42,10 @@ impl Answer {
     /// The `data:` payloads of an SSE body, in order.
     pub fn sse_data(&self) -> Vec<String> {
         let text = self.text();
-        assert!(text.ends_with("\n\n"), "SSE body must end with a blank line");
+        assert!(
+            text.ends_with("\n\n"),
+            "SSE body must end with a blank line"
+        );
         text.split_terminator("\n\n")
             .map(|event| {
                 let data = event
@@ -152,10 +155,17 @@ fn streamed_content(chunks: &[Value]) -> String {
 #[tokio::test]
 async fn chat_non_stream_has_reference_shape() {
     let srv = Server::start(SimConfig::default()).await;
-    let a = srv.post("/v1/chat/completions", &chat_body(json!({}))).await;
+    let a = srv
+        .post("/v1/chat/completions", &chat_body(json!({})))
+        .await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.headers["content-type"], "application/json");
-    assert!(a.headers["x-request-id"].to_str().unwrap().starts_with("req_sim"));
+    assert!(
+        a.headers["x-request-id"]
+            .to_str()
+            .unwrap()
+            .starts_with("req_sim")
+    );
     for h in [
         "x-ratelimit-limit-requests",
         "x-ratelimit-limit-tokens",
@@ -197,21 +207,33 @@ async fn chat_non_stream_has_reference_shape() {
 #[tokio::test]
 async fn chat_stream_without_usage_matches_non_stream() {
     let srv = Server::start(SimConfig::default()).await;
-    let plain = srv.post("/v1/chat/completions", &chat_body(json!({}))).await.json();
+    let plain = srv
+        .post("/v1/chat/completions", &chat_body(json!({})))
+        .await
+        .json();
     let a = srv
         .post("/v1/chat/completions", &chat_body(json!({"stream": true})))
         .await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.headers["content-type"], "text/event-stream");
     let chunks = chunks(&a);
-    assert_eq!(chunks[0]["choices"][0]["delta"], json!({"role": "assistant", "content": ""}));
-    assert_eq!(streamed_content(&chunks), plain["choices"][0]["message"]["content"].as_str().unwrap());
+    assert_eq!(
+        chunks[0]["choices"][0]["delta"],
+        json!({"role": "assistant", "content": ""})
+    );
+    assert_eq!(
+        streamed_content(&chunks),
+        plain["choices"][0]["message"]["content"].as_str().unwrap()
+    );
     let last = chunks.last().unwrap();
     assert_eq!(last["choices"][0]["delta"], json!({}));
     assert_eq!(last["choices"][0]["finish_reason"], "stop");
     let (id, created) = (&chunks[0]["id"], &chunks[0]["created"]);
     for c in &chunks {
-        assert!(c.get("usage").is_none(), "no usage key without include_usage");
+        assert!(
+            c.get("usage").is_none(),
+            "no usage key without include_usage"
+        );
         assert_eq!(c["object"], "chat.completion.chunk");
         assert_eq!((&c["id"], &c["created"]), (id, created));
         assert_eq!(c["model"], "gpt-4o-mini");
@@ -219,14 +241,20 @@ async fn chat_stream_without_usage_matches_non_stream() {
         assert_eq!(c["service_tier"], "default");
     }
     // one chunk per word
-    assert_eq!(chunks.len() as u64, plain["usage"]["completion_tokens"].as_u64().unwrap() + 2);
+    assert_eq!(
+        chunks.len() as u64,
+        plain["usage"]["completion_tokens"].as_u64().unwrap() + 2
+    );
     srv.stop().await;
 }
 
 #[tokio::test]
 async fn chat_stream_with_include_usage_ends_with_usage_chunk() {
     let srv = Server::start(SimConfig::default()).await;
-    let plain = srv.post("/v1/chat/completions", &chat_body(json!({}))).await.json();
+    let plain = srv
+        .post("/v1/chat/completions", &chat_body(json!({})))
+        .await
+        .json();
     let body = chat_body(json!({"stream": true, "stream_options": {"include_usage": true}}));
     let a = srv.post("/v1/chat/completions", &body).await;
     let chunks = chunks(&a);
@@ -236,7 +264,10 @@ async fn chat_stream_with_include_usage_ends_with_usage_chunk() {
     for c in rest {
         assert_eq!(c.get("usage"), Some(&Value::Null));
     }
-    assert_eq!(streamed_content(rest), plain["choices"][0]["message"]["content"].as_str().unwrap());
+    assert_eq!(
+        streamed_content(rest),
+        plain["choices"][0]["message"]["content"].as_str().unwrap()
+    );
     assert_eq!(rest.last().unwrap()["choices"][0]["finish_reason"], "stop");
     srv.stop().await;
 }
@@ -248,7 +279,9 @@ async fn chat_streams_identical_except_id_and_created() {
     let normalise = |a: &Answer| {
         let v = chunks(a);
         let (id, created) = (v[0]["id"].to_string(), v[0]["created"].to_string());
-        a.text().replace(&id, "\"ID\"").replace(&format!("\"created\":{created}"), "\"created\":0")
+        a.text()
+            .replace(&id, "\"ID\"")
+            .replace(&format!("\"created\":{created}"), "\"created\":0")
     };
     let one = srv.post("/v1/chat/completions", &body).await;
     let two = srv.post("/v1/chat/completions", &body).await;
@@ -267,10 +300,19 @@ async fn chat_cached_tokens_on_shared_long_system_prompt() {
             {"role": "user", "content": user}
         ]})
     };
-    let first = srv.post("/v1/chat/completions", &req("first question")).await.json();
+    let first = srv
+        .post("/v1/chat/completions", &req("first question"))
+        .await
+        .json();
     assert_eq!(first["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
-    let second = srv.post("/v1/chat/completions", &req("another question")).await.json();
-    assert_eq!(second["usage"]["prompt_tokens_details"]["cached_tokens"], 1024);
+    let second = srv
+        .post("/v1/chat/completions", &req("another question"))
+        .await
+        .json();
+    assert_eq!(
+        second["usage"]["prompt_tokens_details"]["cached_tokens"],
+        1024
+    );
     assert!(second["usage"]["prompt_tokens"].as_u64().unwrap() >= 1024);
     // Caches are per model.
     let mut other = req("another question");
@@ -278,8 +320,12 @@ async fn chat_cached_tokens_on_shared_long_system_prompt() {
     let other = srv.post("/v1/chat/completions", &other).await.json();
     assert_eq!(other["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
     // Short prompts are never cached.
-    srv.post("/v1/chat/completions", &chat_body(json!({}))).await;
-    let short = srv.post("/v1/chat/completions", &chat_body(json!({}))).await.json();
+    srv.post("/v1/chat/completions", &chat_body(json!({})))
+        .await;
+    let short = srv
+        .post("/v1/chat/completions", &chat_body(json!({})))
+        .await
+        .json();
     assert_eq!(short["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
     srv.stop().await;
 }
@@ -298,12 +344,17 @@ async fn chat_honours_n_max_tokens_and_service_tier() {
     assert_eq!(v["usage"]["completion_tokens"], 6);
     assert_eq!(v["service_tier"], "flex");
     let v = srv
-        .post("/v1/chat/completions", &chat_body(json!({"max_tokens": 1, "service_tier": "auto"})))
+        .post(
+            "/v1/chat/completions",
+            &chat_body(json!({"max_tokens": 1, "service_tier": "auto"})),
+        )
         .await
         .json();
     assert_eq!(v["choices"][0]["message"]["content"], "Simulated");
     assert_eq!(v["service_tier"], "default");
-    let bad = srv.post("/v1/chat/completions", &chat_body(json!({"max_tokens": 0}))).await;
+    let bad = srv
+        .post("/v1/chat/completions", &chat_body(json!({"max_tokens": 0})))
+        .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert_eq!(bad.json()["error"]["param"], "max_tokens");
     srv.stop().await;
@@ -316,7 +367,10 @@ async fn chat_content_parts_and_tools_count() {
         {"role": "user", "content": [{"type": "text", "text": "hello"}, {"type": "text", "text": " there"}]}
     ]});
     let v = srv.post("/v1/chat/completions", &parts).await.json();
-    assert_eq!(v["choices"][0]["message"]["content"], "Simulated answer to: hello there");
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "Simulated answer to: hello there"
+    );
     assert_eq!(v["usage"]["prompt_tokens"], 4 + 3);
     let mut with_tools = parts.clone();
     with_tools["tools"] = json!([{"type": "function", "function": {"name": "f"}}]);

@@ -37,26 +37,85 @@ async fn invalid_requests_get_openai_errors() {
     let bad_json = srv
         .send(Method::POST, "/v1/chat/completions", &[AUTH], "{not json")
         .await;
-    assert_error(&bad_json, StatusCode::BAD_REQUEST, "invalid_request_error", Value::Null, Value::Null);
+    assert_error(
+        &bad_json,
+        StatusCode::BAD_REQUEST,
+        "invalid_request_error",
+        Value::Null,
+        Value::Null,
+    );
     let no_model = srv
-        .post("/v1/chat/completions", &json!({"messages": [{"role": "user", "content": "x"}]}))
+        .post(
+            "/v1/chat/completions",
+            &json!({"messages": [{"role": "user", "content": "x"}]}),
+        )
         .await;
-    assert_error(&no_model, StatusCode::BAD_REQUEST, "invalid_request_error", json!("missing_required_parameter"), json!("model"));
-    let no_msgs = srv.post("/v1/chat/completions", &json!({"model": "gpt-4o"})).await;
-    assert_error(&no_msgs, StatusCode::BAD_REQUEST, "invalid_request_error", json!("missing_required_parameter"), json!("messages"));
+    assert_error(
+        &no_model,
+        StatusCode::BAD_REQUEST,
+        "invalid_request_error",
+        json!("missing_required_parameter"),
+        json!("model"),
+    );
+    let no_msgs = srv
+        .post("/v1/chat/completions", &json!({"model": "gpt-4o"}))
+        .await;
+    assert_error(
+        &no_msgs,
+        StatusCode::BAD_REQUEST,
+        "invalid_request_error",
+        json!("missing_required_parameter"),
+        json!("messages"),
+    );
     let empty = srv
-        .post("/v1/chat/completions", &json!({"model": "gpt-4o", "messages": []}))
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "gpt-4o", "messages": []}),
+        )
         .await;
-    assert_error(&empty, StatusCode::BAD_REQUEST, "invalid_request_error", json!("empty_array"), json!("messages"));
+    assert_error(
+        &empty,
+        StatusCode::BAD_REQUEST,
+        "invalid_request_error",
+        json!("empty_array"),
+        json!("messages"),
+    );
     let unknown = srv.post("/v1/nope", &chat()).await;
-    assert_error(&unknown, StatusCode::NOT_FOUND, "invalid_request_error", Value::Null, Value::Null);
-    let wrong = srv.send(Method::GET, "/v1/chat/completions", &[AUTH], "").await;
-    assert_error(&wrong, StatusCode::METHOD_NOT_ALLOWED, "invalid_request_error", Value::Null, Value::Null);
+    assert_error(
+        &unknown,
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        Value::Null,
+        Value::Null,
+    );
+    let wrong = srv
+        .send(Method::GET, "/v1/chat/completions", &[AUTH], "")
+        .await;
+    assert_error(
+        &wrong,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request_error",
+        Value::Null,
+        Value::Null,
+    );
     let body = chat().to_string();
-    let unauth = srv.send(Method::POST, "/v1/chat/completions", &[], body.clone()).await;
-    assert_error(&unauth, StatusCode::UNAUTHORIZED, "invalid_request_error", json!("invalid_api_key"), Value::Null);
+    let unauth = srv
+        .send(Method::POST, "/v1/chat/completions", &[], body.clone())
+        .await;
+    assert_error(
+        &unauth,
+        StatusCode::UNAUTHORIZED,
+        "invalid_request_error",
+        json!("invalid_api_key"),
+        Value::Null,
+    );
     let empty_bearer = srv
-        .send(Method::POST, "/v1/chat/completions", &[("authorization", "Bearer  ")], body)
+        .send(
+            Method::POST,
+            "/v1/chat/completions",
+            &[("authorization", "Bearer  ")],
+            body,
+        )
         .await;
     assert_eq!(empty_bearer.status, StatusCode::UNAUTHORIZED);
     assert!(unauth.headers.contains_key("x-request-id"));
@@ -66,14 +125,42 @@ async fn invalid_requests_get_openai_errors() {
 #[tokio::test]
 async fn fault_header_forces_429_500_and_flex() {
     let srv = Server::start(SimConfig::default()).await;
-    let r429 = srv.post_with("/v1/chat/completions", &[("x-sim-fault", "429")], &chat()).await;
-    assert_error(&r429, StatusCode::TOO_MANY_REQUESTS, "tokens", json!("rate_limit_exceeded"), Value::Null);
+    let r429 = srv
+        .post_with("/v1/chat/completions", &[("x-sim-fault", "429")], &chat())
+        .await;
+    assert_error(
+        &r429,
+        StatusCode::TOO_MANY_REQUESTS,
+        "tokens",
+        json!("rate_limit_exceeded"),
+        Value::Null,
+    );
     assert_eq!(r429.headers["retry-after"], "1");
     assert_eq!(r429.headers["retry-after-ms"], "1000");
-    let r500 = srv.post_with("/v1/chat/completions", &[("x-sim-fault", "500")], &chat()).await;
-    assert_error(&r500, StatusCode::INTERNAL_SERVER_ERROR, "server_error", Value::Null, Value::Null);
-    let flex = srv.post_with("/v1/responses", &[("x-sim-fault", "flex-429")], &json!({"model": "o3", "input": "x"})).await;
-    assert_error(&flex, StatusCode::TOO_MANY_REQUESTS, "server_error", json!("resource_unavailable"), Value::Null);
+    let r500 = srv
+        .post_with("/v1/chat/completions", &[("x-sim-fault", "500")], &chat())
+        .await;
+    assert_error(
+        &r500,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        Value::Null,
+        Value::Null,
+    );
+    let flex = srv
+        .post_with(
+            "/v1/responses",
+            &[("x-sim-fault", "flex-429")],
+            &json!({"model": "o3", "input": "x"}),
+        )
+        .await;
+    assert_error(
+        &flex,
+        StatusCode::TOO_MANY_REQUESTS,
+        "server_error",
+        json!("resource_unavailable"),
+        Value::Null,
+    );
     assert_eq!(flex.json()["error"]["message"], "Resource Unavailable");
     let ok = srv.post("/v1/chat/completions", &chat()).await;
     assert_eq!(ok.status, StatusCode::OK);
@@ -92,7 +179,12 @@ async fn fault_rates_are_deterministic_per_seed() {
         let srv = Server::start(cfg).await;
         let mut out = Vec::new();
         for _ in 0..40 {
-            out.push(srv.post("/v1/embeddings", &json!({"model": "m", "input": "x"})).await.status.as_u16());
+            out.push(
+                srv.post("/v1/embeddings", &json!({"model": "m", "input": "x"}))
+                    .await
+                    .status
+                    .as_u16(),
+            );
         }
         srv.stop().await;
         out
@@ -103,10 +195,22 @@ async fn fault_rates_are_deterministic_per_seed() {
     for code in [200, 429, 500] {
         assert!(a.contains(&code), "{code} missing from {a:?}");
     }
-    let all = Server::start(SimConfig { error_500_rate: 1.0, ..SimConfig::default() }).await;
-    assert_eq!(all.post("/v1/chat/completions", &chat()).await.status, StatusCode::INTERNAL_SERVER_ERROR);
+    let all = Server::start(SimConfig {
+        error_500_rate: 1.0,
+        ..SimConfig::default()
+    })
+    .await;
+    assert_eq!(
+        all.post("/v1/chat/completions", &chat()).await.status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
     // Models are never randomly faulted.
-    assert_eq!(all.send(Method::GET, "/v1/models", &[AUTH], "").await.status, StatusCode::OK);
+    assert_eq!(
+        all.send(Method::GET, "/v1/models", &[AUTH], "")
+            .await
+            .status,
+        StatusCode::OK
+    );
     all.stop().await;
 }
 
@@ -117,7 +221,10 @@ async fn embeddings_float_and_base64_agree() {
     let float = srv.post("/v1/embeddings", &body).await.json();
     assert_eq!(float["object"], "list");
     assert_eq!(float["model"], "text-embedding-3-small");
-    assert_eq!(float["usage"], json!({"prompt_tokens": 3, "total_tokens": 3}));
+    assert_eq!(
+        float["usage"],
+        json!({"prompt_tokens": 3, "total_tokens": 3})
+    );
     let data = float["data"].as_array().unwrap();
     assert_eq!(data.len(), 2);
     let v0: Vec<f32> = data[0]["embedding"]
@@ -146,7 +253,10 @@ async fn embeddings_float_and_base64_agree() {
     assert_eq!(decoded, v0);
 
     let dims = srv
-        .post("/v1/embeddings", &json!({"model": "m", "input": [[1, 2, 3]], "dimensions": 8}))
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "m", "input": [[1, 2, 3]], "dimensions": 8}),
+        )
         .await
         .json();
     assert_eq!(dims["data"][0]["embedding"].as_array().unwrap().len(), 8);
@@ -164,18 +274,31 @@ async fn legacy_completions_json_and_stream() {
     let text = v["choices"][0]["text"].as_str().unwrap().to_owned();
     assert_eq!(text, "Simulated completion of: Say hello");
     assert_eq!(v["choices"][0]["logprobs"], Value::Null);
-    assert_eq!(v["usage"], json!({"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}));
+    assert_eq!(
+        v["usage"],
+        json!({"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8})
+    );
     let mut s = body.clone();
     s["stream"] = json!(true);
     s["stream_options"] = json!({"include_usage": true});
     let a = srv.post("/v1/completions", &s).await;
     let data = a.sse_data();
     assert_eq!(data.last().unwrap(), "[DONE]");
-    let chunks: Vec<Value> = data[..data.len() - 1].iter().map(|d| serde_json::from_str(d).unwrap()).collect();
-    let joined: String = chunks.iter().filter_map(|c| c["choices"][0]["text"].as_str()).collect();
+    let chunks: Vec<Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let joined: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["text"].as_str())
+        .collect();
     assert_eq!(joined, text);
     assert_eq!(chunks.last().unwrap()["usage"], v["usage"]);
-    assert!(chunks[..chunks.len() - 1].iter().all(|c| c["usage"].is_null() && c["object"] == "text_completion"));
+    assert!(
+        chunks[..chunks.len() - 1]
+            .iter()
+            .all(|c| c["usage"].is_null() && c["object"] == "text_completion")
+    );
     srv.stop().await;
 }
 
@@ -187,10 +310,24 @@ async fn responses_json_and_stream() {
     assert!(v["id"].as_str().unwrap().starts_with("resp_sim"));
     assert_eq!(v["object"], "response");
     assert_eq!(v["status"], "completed");
-    for key in ["error", "incomplete_details", "instructions", "tools", "parallel_tool_calls", "metadata", "tool_choice", "temperature", "top_p", "created_at"] {
+    for key in [
+        "error",
+        "incomplete_details",
+        "instructions",
+        "tools",
+        "parallel_tool_calls",
+        "metadata",
+        "tool_choice",
+        "temperature",
+        "top_p",
+        "created_at",
+    ] {
         assert!(v.get(key).is_some(), "missing {key}");
     }
-    let text = v["output"][0]["content"][0]["text"].as_str().unwrap().to_owned();
+    let text = v["output"][0]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(text, "Simulated answer to: ping");
     assert_eq!(v["output"][0]["type"], "message");
     assert_eq!(v["usage"]["input_tokens"], 5);
@@ -206,7 +343,10 @@ async fn responses_json_and_stream() {
         .map(|e| {
             let (name, data) = e.split_once('\n').unwrap();
             let name = name.strip_prefix("event: ").unwrap().to_owned();
-            (name, serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap())
+            (
+                name,
+                serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap(),
+            )
         })
         .collect();
     for (i, (name, data)) in events.iter().enumerate() {
@@ -229,23 +369,41 @@ async fn responses_json_and_stream() {
 #[tokio::test]
 async fn models_list_and_lookup() {
     let srv = Server::start(SimConfig::default()).await;
-    let list = srv.send(Method::GET, "/v1/models", &[AUTH], "").await.json();
+    let list = srv
+        .send(Method::GET, "/v1/models", &[AUTH], "")
+        .await
+        .json();
     assert_eq!(list["object"], "list");
     assert_eq!(list["data"].as_array().unwrap().len(), 10);
-    let one = srv.send(Method::GET, "/v1/models/gpt-4o", &[AUTH], "").await.json();
+    let one = srv
+        .send(Method::GET, "/v1/models/gpt-4o", &[AUTH], "")
+        .await
+        .json();
     assert_eq!(one["id"], "gpt-4o");
     assert_eq!(one["owned_by"], "sluice-sim");
     let missing = srv.send(Method::GET, "/v1/models/nope", &[AUTH], "").await;
-    assert_error(&missing, StatusCode::NOT_FOUND, "invalid_request_error", json!("model_not_found"), json!("model"));
+    assert_error(
+        &missing,
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        json!("model_not_found"),
+        json!("model"),
+    );
     srv.stop().await;
 }
 
 #[tokio::test]
 async fn request_log_records_exact_bytes_and_clears() {
     let srv = Server::start(SimConfig::default()).await;
-    let raw = "{ \"model\" : \"gpt-4o\",\n \"messages\":[{\"role\":\"user\",\"content\":\"h\u{e9}\"}] }";
+    let raw =
+        "{ \"model\" : \"gpt-4o\",\n \"messages\":[{\"role\":\"user\",\"content\":\"h\u{e9}\"}] }";
     let a = srv
-        .send(Method::POST, "/v1/chat/completions", &[AUTH, ("X-Custom", "Yes")], raw)
+        .send(
+            Method::POST,
+            "/v1/chat/completions",
+            &[AUTH, ("X-Custom", "Yes")],
+            raw,
+        )
         .await;
     assert_eq!(a.status, StatusCode::OK);
     let log = srv.send(Method::GET, "/sim/requests", &[], "").await.json();
@@ -296,7 +454,13 @@ async fn stream_chunks_are_separate_paced_frames() {
 async fn latency_header_and_h2c() {
     let srv = Server::start(SimConfig::default()).await;
     let started = Instant::now();
-    let a = srv.post_with("/v1/chat/completions", &[("x-sim-latency-ms", "60")], &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]})).await;
+    let a = srv
+        .post_with(
+            "/v1/chat/completions",
+            &[("x-sim-latency-ms", "60")],
+            &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .await;
     assert_eq!(a.status, StatusCode::OK);
     assert!(started.elapsed() >= Duration::from_millis(60));
 
@@ -311,5 +475,20 @@ async fn latency_header_and_h2c() {
     assert_eq!(resp.version(), http::Version::HTTP_2);
     assert_eq!(resp.status(), StatusCode::OK);
     drop(h2);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn slow_fault_paces_stream_chunks() {
+    let srv = Server::start(SimConfig::default()).await;
+    let body =
+        json!({"model": "gpt-4o", "stream": true, "messages": [{"role": "user", "content": "x"}]});
+    let started = Instant::now();
+    let a = srv
+        .post_with("/v1/chat/completions", &[("x-sim-fault", "slow")], &body)
+        .await;
+    // role + 4 words + finish + [DONE] = 7 frames, 6 gaps of 200 ms.
+    assert_eq!(a.sse_data().len(), 7);
+    assert!(started.elapsed() >= Duration::from_millis(1200));
     srv.stop().await;
 }

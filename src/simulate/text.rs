@@ -242,7 +242,8 @@ mod tests {
 
     #[test]
     fn canonical_sorts_keys() {
-        let a: Value = serde_json::from_str(r#"{"b":1,"a":{"d":[1,"x"],"c":null}}"#).unwrap_or_default();
+        let a: Value =
+            serde_json::from_str(r#"{"b":1,"a":{"d":[1,"x"],"c":null}}"#).unwrap_or_default();
         let mut out = Vec::new();
         write_canonical(&a, &mut out);
         assert_eq!(out, br#"{"a":{"c":null,"d":[1,"x"]},"b":1}"#);
