@@ -109,29 +109,25 @@ pub fn error_response(e: &GatewayError) -> Response<RespBody> {
 /// Entry point for every request.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<RespBody> {
     let path = req.uri().path();
-    let result = match (req.method(), path) {
-        (&Method::GET, "/healthz") => Ok(full(StatusCode::OK, "text/plain", "ok\n")),
-        (&Method::GET, "/readyz") => Ok(full(StatusCode::OK, "text/plain", "ready\n")),
-        (&Method::GET, "/metrics") => Ok(full(
+    let endpoint = Endpoint::from_path(path);
+    let result = match (req.method(), path, endpoint) {
+        (&Method::POST, _, Some(endpoint)) => proxy(&app, endpoint, req).await,
+        (&Method::GET, "/healthz", _) => Ok(full(StatusCode::OK, "text/plain", "ok\n")),
+        (&Method::GET, "/readyz", _) => Ok(full(StatusCode::OK, "text/plain", "ready\n")),
+        (&Method::GET, "/metrics", _) => Ok(full(
             StatusCode::OK,
             "text/plain; version=0.0.4",
             app.metrics().render(),
         )),
-        (&Method::GET, "/v1/models") => models(&app, &req, None),
-        (&Method::GET, p) if p.starts_with("/v1/models/") => {
+        (&Method::GET, "/v1/models", _) => models(&app, &req, None),
+        (&Method::GET, p, _) if p.starts_with("/v1/models/") => {
             let id = p["/v1/models/".len()..].to_owned();
             models(&app, &req, Some(&id))
         }
-        (&Method::POST, p) => match Endpoint::from_path(p) {
-            Some(endpoint) => proxy(&app, endpoint, req).await,
-            None => Err(not_found(&req)),
-        },
-        (_, p) if Endpoint::from_path(p).is_some() || is_get_route(p) => {
-            Err(GatewayError::MethodNotAllowed {
-                method: req.method().to_string(),
-                path: p.to_owned(),
-            })
-        }
+        (_, p, e) if e.is_some() || is_get_route(p) => Err(GatewayError::MethodNotAllowed {
+            method: req.method().to_string(),
+            path: p.to_owned(),
+        }),
         _ => Err(not_found(&req)),
     };
     result.unwrap_or_else(|e| error_response(&e))

@@ -1,0 +1,204 @@
+//! Test harness: the real gateway in-process on 127.0.0.1:0, against the built-in
+//! simulated provider or a canned upstream, plus small HTTP and metric helpers.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use sluice::cli::{Loaded, SimHandle, serve_on, start_simulator};
+use sluice::config::Config;
+use sluice::policy::{PolicySet, hash_key};
+use sluice::pricing::PriceTable;
+use sluice::simulate::SimConfig;
+
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub sim: Option<SimHandle>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+pub fn key_hash(key: &str) -> String {
+    hex::encode(hash_key(key))
+}
+
+/// A policy file with one keyed client and the given extra TOML (routes).
+pub fn keyed_policy(client: &str, key: &str, extra: &str) -> (String, String) {
+    (
+        format!("{client}.toml"),
+        format!("[client]\nname = \"{client}\"\nkeys = [\"{}\"]\n{extra}\n", key_hash(key)),
+    )
+}
+
+impl Gateway {
+    /// Gateway + simulator, open mode unless `policies` name keys.
+    pub async fn start(policies: Vec<(String, String)>, tweak: impl FnOnce(&mut Config)) -> Gateway {
+        let sim = start_simulator(SimConfig::default()).await.unwrap();
+        let url = sim.base_url();
+        Gateway::start_at(&url, Some(sim), policies, tweak).await
+    }
+
+    /// Gateway whose every provider is `base_url` (a canned upstream, a closed port...).
+    pub async fn start_at(
+        base_url: &str,
+        sim: Option<SimHandle>,
+        policies: Vec<(String, String)>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Gateway {
+        let mut config = Config::load(None, &|_| None).unwrap();
+        config.use_simulator(base_url);
+        tweak(&mut config);
+        let policies = PolicySet::from_sources(&policies).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let loaded = Loaded {
+            config,
+            policies,
+            prices: PriceTable::builtin(),
+        };
+        let task = tokio::spawn(async move {
+            serve_on(listener, loaded, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Gateway {
+            addr,
+            sim,
+            stop: Some(tx),
+            task: Some(task),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn send(&self, req: Request<Full<Bytes>>) -> (StatusCode, HeaderMap, Bytes) {
+        let resp = self.client.request(req).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        (parts.status, parts.headers, body.collect().await.unwrap().to_bytes())
+    }
+
+    /// POST with JSON `body` and optional extra headers.
+    pub async fn post(&self, path: &str, headers: &[(&str, &str)], body: &str) -> (StatusCode, HeaderMap, Bytes) {
+        let mut b = Request::post(self.url(path)).header("content-type", "application/json");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        self.send(b.body(Full::new(Bytes::from(body.to_owned()))).unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, Bytes) {
+        let mut b = Request::get(self.url(path));
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        self.send(b.body(Full::new(Bytes::new())).unwrap()).await
+    }
+
+    pub async fn metrics(&self) -> String {
+        let (s, _, b) = self.get("/metrics", &[]).await;
+        assert_eq!(s, StatusCode::OK);
+        String::from_utf8(b.to_vec()).unwrap()
+    }
+
+    /// What the simulated provider received, oldest first.
+    pub async fn sim_requests(&self) -> Vec<serde_json::Value> {
+        let sim = self.sim.as_ref().expect("gateway started with a simulator");
+        let url = format!("http://{}/sim/requests", sim.addr);
+        let (s, _, b) = self.send(Request::get(url).body(Full::new(Bytes::new())).unwrap()).await;
+        assert_eq!(s, StatusCode::OK);
+        serde_json::from_slice(&b).unwrap()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap();
+        }
+        if let Some(sim) = self.sim.take() {
+            sim.stop().await;
+        }
+    }
+}
+
+/// Sum of a metric's samples whose labels include all of `labels`.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+            if n != name {
+                return None;
+            }
+            let ok = labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+            ok.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
+
+/// A fake provider answering every request with fixed bytes, recording request bodies.
+pub struct Canned {
+    pub addr: SocketAddr,
+    pub bodies: Arc<Mutex<Vec<Bytes>>>,
+}
+
+impl Canned {
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+}
+
+pub async fn canned(status: u16, content_type: &'static str, frames: Vec<&'static str>) -> Canned {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let seen = seen.clone();
+            let frames = frames.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let seen = seen.clone();
+                    let frames = frames.clone();
+                    async move {
+                        let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                        seen.lock().unwrap().push(body);
+                        let frames: Vec<Result<Frame<Bytes>, Infallible>> = frames
+                            .iter()
+                            .map(|f: &&'static str| Ok(Frame::data(Bytes::from_static(f.as_bytes()))))
+                            .collect();
+                        let stream = futures_util::stream::iter(frames);
+                        let mut resp = Response::new(StreamBody::new(stream));
+                        *resp.status_mut() = StatusCode::from_u16(status).unwrap();
+                        resp.headers_mut().insert("content-type", content_type.parse().unwrap());
+                        resp.headers_mut().insert("x-request-id", "req_canned".parse().unwrap());
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Canned { addr, bodies }
+}
