@@ -36,6 +36,8 @@ pub enum GatewayError {
     UnknownKey,
     #[error("unknown route {route:?} in x-sluice-route: client {client:?} has no such route")]
     UnknownRoute { route: String, client: String },
+    #[error("The model '{model}' does not exist")]
+    ModelNotFound { model: String },
     #[error("no such endpoint: {method} {path}")]
     NotFound { method: String, path: String },
     #[error("method {method} is not allowed on {path}")]
@@ -96,7 +98,7 @@ impl GatewayError {
             }
             ProviderNotConfigured { .. } => StatusCode::BAD_REQUEST,
             MissingKey | UnknownKey => StatusCode::UNAUTHORIZED,
-            NotFound { .. } => StatusCode::NOT_FOUND,
+            NotFound { .. } | ModelNotFound { .. } => StatusCode::NOT_FOUND,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BodyTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -120,6 +122,7 @@ impl GatewayError {
                 "unknown_route",
             ),
             NotFound { .. } => ("invalid_request_error", None, "unknown_url"),
+            ModelNotFound { .. } => ("invalid_request_error", Some("model"), "model_not_found"),
             MethodNotAllowed { .. } => ("invalid_request_error", None, "method_not_allowed"),
             BodyTooLarge { .. } => ("invalid_request_error", None, "request_too_large"),
             BodyTimeout => ("invalid_request_error", None, "request_timeout"),

@@ -184,13 +184,10 @@ fn models(
     );
     let body = match id {
         None => serde_json::json!({"object": "list", "data": data}),
-        Some(id) => data.into_iter().find(|m| m["id"] == id).ok_or_else(|| {
-            GatewayError::InvalidRequest {
-                message: format!("The model '{id}' does not exist"),
-                param: Some("model"),
-                code: "model_not_found",
-            }
-        })?,
+        Some(id) => data
+            .into_iter()
+            .find(|m| m["id"] == id)
+            .ok_or_else(|| GatewayError::ModelNotFound { model: id.to_owned() })?,
     };
     Ok(full(StatusCode::OK, "application/json", body.to_string()))
 }

@@ -1,0 +1,165 @@
+//! The official OpenAI Python SDK against the gateway: starts the simulated provider and
+//! the gateway in-process on loopback, then runs `pytest tests/python` against them.
+//!
+//! The interpreter is `$SLUICE_PYTHON`, else `.venv/bin/python` in the crate, else
+//! `python3`; it needs `tests/python/requirements.txt` installed. With
+//! `SLUICE_SKIP_PYTHON=1` the test is skipped when that interpreter cannot import the SDK.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sluice::cli::{Loaded, serve_on, start_simulator};
+use sluice::config::Config;
+use sluice::policy::PolicySet;
+use sluice::pricing::PriceTable;
+use sluice::simulate::SimConfig;
+
+const KEY: &str = "sk-sluice-python-sdk";
+
+const SETUP: &str =
+    "python3 -m venv .venv && .venv/bin/pip install -r tests/python/requirements.txt";
+
+fn policy() -> String {
+    format!(
+        "[client]\nname = \"python-sdk\"\nkeys = [\"{}\"]\n",
+        hex::encode(sluice::policy::hash_key(KEY))
+    )
+}
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("SLUICE_PYTHON").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let venv = manifest_dir().join(".venv").join("bin").join("python");
+    if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    }
+}
+
+/// A child Python that talks only to loopback, whatever proxy the environment sets.
+fn python_command(python: &Path) -> Command {
+    let mut cmd = Command::new(python);
+    cmd.current_dir(manifest_dir())
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    for var in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "OPENAI_ORG_ID",
+        "OPENAI_PROJECT_ID",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost");
+    cmd
+}
+
+async fn run(mut cmd: Command) -> std::io::Result<Output> {
+    tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("the blocking task running python panicked")
+}
+
+fn text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(bytes)
+}
+
+/// `Ok(())` when the interpreter can import the SDK and pytest, else why not.
+async fn check_interpreter(python: &Path) -> Result<(), String> {
+    let mut cmd = python_command(python);
+    cmd.args(["-c", "import openai, pytest; print(openai.__version__)"]);
+    match run(cmd).await {
+        Ok(out) if out.status.success() => {
+            println!(
+                "using {} (openai {})",
+                python.display(),
+                text(&out.stdout).trim()
+            );
+            Ok(())
+        }
+        Ok(out) => Err(format!(
+            "{} cannot import openai and pytest ({}):\n{}",
+            python.display(),
+            out.status,
+            text(&out.stderr)
+        )),
+        Err(e) => Err(format!("cannot run {}: {e}", python.display())),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_python_sdk_against_the_gateway() {
+    let python = python();
+    if let Err(why) = check_interpreter(&python).await {
+        if std::env::var("SLUICE_SKIP_PYTHON").is_ok_and(|v| v == "1") {
+            println!("SLUICE_SKIP_PYTHON=1: skipping the OpenAI Python SDK tests: {why}");
+            return;
+        }
+        panic!(
+            "{why}\nThe OpenAI Python SDK tests need a Python with the SDK: run `{SETUP}` in {} \
+             (or point SLUICE_PYTHON at an interpreter that has it; SLUICE_SKIP_PYTHON=1 skips this test).",
+            manifest_dir().display()
+        );
+    }
+
+    let sim = start_simulator(SimConfig::default())
+        .await
+        .expect("simulator");
+    let sim_url = sim.base_url();
+    let mut config = Config::load(None, &|_| None).expect("default config");
+    config.use_simulator(&sim_url);
+    let policies =
+        PolicySet::from_sources(&[("python-sdk.toml".into(), policy())]).expect("policy");
+    let loaded = Loaded {
+        config,
+        policies,
+        prices: PriceTable::builtin(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("gateway address");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve_on(listener, loaded, async {
+        let _ = stop_rx.await;
+    }));
+
+    let mut cmd = python_command(&python);
+    cmd.args([
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "tests/python",
+    ])
+    .env("SLUICE_BASE_URL", format!("http://{addr}/v1"))
+    .env("SLUICE_KEY", KEY)
+    .env("SIM_BASE_URL", &sim_url);
+    let out = run(cmd).await.expect("run pytest");
+    println!("{}", text(&out.stdout));
+    eprintln!("{}", text(&out.stderr));
+
+    let _ = stop_tx.send(());
+    server.await.expect("gateway task").expect("gateway");
+    sim.stop().await;
+    assert!(
+        out.status.success(),
+        "pytest tests/python failed ({}):\n{}\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
