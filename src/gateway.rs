@@ -182,13 +182,15 @@ fn models(
             .filter(|(m, p)| app.configured.contains(p) && app.prices.get(m).is_none())
             .map(|(m, p)| entry(m, p)),
     );
-    let body = match id {
-        None => serde_json::json!({"object": "list", "data": data}),
-        Some(id) => data
-            .into_iter()
-            .find(|m| m["id"] == id)
-            .ok_or_else(|| GatewayError::ModelNotFound { model: id.to_owned() })?,
-    };
+    let body =
+        match id {
+            None => serde_json::json!({"object": "list", "data": data}),
+            Some(id) => data.into_iter().find(|m| m["id"] == id).ok_or_else(|| {
+                GatewayError::ModelNotFound {
+                    model: id.to_owned(),
+                }
+            })?,
+        };
     Ok(full(StatusCode::OK, "application/json", body.to_string()))
 }
 

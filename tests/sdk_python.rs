@@ -2,7 +2,8 @@
 //! the gateway in-process on loopback, then runs `pytest tests/python` against them.
 //!
 //! The interpreter is `$SLUICE_PYTHON`, else `.venv/bin/python` in the crate, else
-//! `python3`; it needs `tests/python/requirements.txt` installed. With
+//! `python3`; it needs `tests/python/requirements.txt` installed, and without
+//! `SLUICE_PYTHON` the test creates `.venv` with `tests/python/setup.sh` first. With
 //! `SLUICE_SKIP_PYTHON=1` the test is skipped when that interpreter cannot import the SDK.
 
 use std::path::{Path, PathBuf};
@@ -16,8 +17,7 @@ use sluice::simulate::SimConfig;
 
 const KEY: &str = "sk-sluice-python-sdk";
 
-const SETUP: &str =
-    "python3 -m venv .venv && .venv/bin/pip install -r tests/python/requirements.txt";
+const SETUP: &str = "sh tests/python/setup.sh";
 
 fn policy() -> String {
     format!(
@@ -101,7 +101,20 @@ async fn check_interpreter(python: &Path) -> Result<(), String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_python_sdk_against_the_gateway() {
-    let python = python();
+    let mut python = python();
+    if check_interpreter(&python).await.is_err() && std::env::var_os("SLUICE_PYTHON").is_none() {
+        // A fresh checkout: create .venv with the pinned SDK, so `cargo test` is all it takes.
+        println!("setting up .venv with `{SETUP}`");
+        let mut setup = Command::new("sh");
+        setup
+            .arg("tests/python/setup.sh")
+            .current_dir(manifest_dir());
+        match run(setup).await {
+            Ok(out) if out.status.success() => python = manifest_dir().join(".venv/bin/python"),
+            Ok(out) => println!("setup failed: {}", text(&out.stderr)),
+            Err(e) => println!("setup failed: {e}"),
+        }
+    }
     if let Err(why) = check_interpreter(&python).await {
         if std::env::var("SLUICE_SKIP_PYTHON").is_ok_and(|v| v == "1") {
             println!("SLUICE_SKIP_PYTHON=1: skipping the OpenAI Python SDK tests: {why}");

@@ -35,13 +35,19 @@ pub fn key_hash(key: &str) -> String {
 pub fn keyed_policy(client: &str, key: &str, extra: &str) -> (String, String) {
     (
         format!("{client}.toml"),
-        format!("[client]\nname = \"{client}\"\nkeys = [\"{}\"]\n{extra}\n", key_hash(key)),
+        format!(
+            "[client]\nname = \"{client}\"\nkeys = [\"{}\"]\n{extra}\n",
+            key_hash(key)
+        ),
     )
 }
 
 impl Gateway {
     /// Gateway + simulator, open mode unless `policies` name keys.
-    pub async fn start(policies: Vec<(String, String)>, tweak: impl FnOnce(&mut Config)) -> Gateway {
+    pub async fn start(
+        policies: Vec<(String, String)>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Gateway {
         let sim = start_simulator(SimConfig::default()).await.unwrap();
         let url = sim.base_url();
         Gateway::start_at(&url, Some(sim), policies, tweak).await
@@ -89,19 +95,33 @@ impl Gateway {
     pub async fn send(&self, req: Request<Full<Bytes>>) -> (StatusCode, HeaderMap, Bytes) {
         let resp = self.client.request(req).await.unwrap();
         let (parts, body) = resp.into_parts();
-        (parts.status, parts.headers, body.collect().await.unwrap().to_bytes())
+        (
+            parts.status,
+            parts.headers,
+            body.collect().await.unwrap().to_bytes(),
+        )
     }
 
     /// POST with JSON `body` and optional extra headers.
-    pub async fn post(&self, path: &str, headers: &[(&str, &str)], body: &str) -> (StatusCode, HeaderMap, Bytes) {
+    pub async fn post(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (StatusCode, HeaderMap, Bytes) {
         let mut b = Request::post(self.url(path)).header("content-type", "application/json");
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
-        self.send(b.body(Full::new(Bytes::from(body.to_owned()))).unwrap()).await
+        self.send(b.body(Full::new(Bytes::from(body.to_owned()))).unwrap())
+            .await
     }
 
-    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, Bytes) {
+    pub async fn get(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, HeaderMap, Bytes) {
         let mut b = Request::get(self.url(path));
         for (k, v) in headers {
             b = b.header(*k, *v);
@@ -119,7 +139,9 @@ impl Gateway {
     pub async fn sim_requests(&self) -> Vec<serde_json::Value> {
         let sim = self.sim.as_ref().expect("gateway started with a simulator");
         let url = format!("http://{}/sim/requests", sim.addr);
-        let (s, _, b) = self.send(Request::get(url).body(Full::new(Bytes::new())).unwrap()).await;
+        let (s, _, b) = self
+            .send(Request::get(url).body(Full::new(Bytes::new())).unwrap())
+            .await;
         assert_eq!(s, StatusCode::OK);
         serde_json::from_slice(&b).unwrap()
     }
@@ -147,7 +169,9 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
             if n != name {
                 return None;
             }
-            let ok = labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+            let ok = labels
+                .iter()
+                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
             ok.then(|| value.parse::<f64>().ok()).flatten()
         })
         .sum()
@@ -172,7 +196,9 @@ pub async fn canned(status: u16, content_type: &'static str, frames: Vec<&'stati
     let seen = bodies.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let seen = seen.clone();
             let frames = frames.clone();
             tokio::spawn(async move {
@@ -180,17 +206,26 @@ pub async fn canned(status: u16, content_type: &'static str, frames: Vec<&'stati
                     let seen = seen.clone();
                     let frames = frames.clone();
                     async move {
-                        let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|c| c.to_bytes())
+                            .unwrap_or_default();
                         seen.lock().unwrap().push(body);
                         let frames: Vec<Result<Frame<Bytes>, Infallible>> = frames
                             .iter()
-                            .map(|f: &&'static str| Ok(Frame::data(Bytes::from_static(f.as_bytes()))))
+                            .map(|f: &&'static str| {
+                                Ok(Frame::data(Bytes::from_static(f.as_bytes())))
+                            })
                             .collect();
                         let stream = futures_util::stream::iter(frames);
                         let mut resp = Response::new(StreamBody::new(stream));
                         *resp.status_mut() = StatusCode::from_u16(status).unwrap();
-                        resp.headers_mut().insert("content-type", content_type.parse().unwrap());
-                        resp.headers_mut().insert("x-request-id", "req_canned".parse().unwrap());
+                        resp.headers_mut()
+                            .insert("content-type", content_type.parse().unwrap());
+                        resp.headers_mut()
+                            .insert("x-request-id", "req_canned".parse().unwrap());
                         Ok::<_, Infallible>(resp)
                     }
                 });
