@@ -285,7 +285,7 @@ async fn proxy(
     let additions = Additions {
         prompt_cache_key: match (route.cache_hints, facts.has_cache_key, &facts.prefix_hash) {
             (true, false, Some(h)) if endpoint != Endpoint::Embeddings => {
-                Some(inspect::cache_key(&client.name, &route.name, h))
+                Some(inspect::cache_key(&client.name, &route.name, *h))
             }
             _ => None,
         },

@@ -9,7 +9,7 @@ use std::ops::Range;
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use sha2::{Digest, Sha256};
+use xxhash_rust::xxh3::Xxh3;
 
 use crate::error::GatewayError;
 use crate::types::Endpoint;
@@ -23,9 +23,10 @@ pub struct RequestFacts {
     pub client_wants_usage: bool,
     /// The client set `prompt_cache_key` (even to null): Sluice then adds none.
     pub has_cache_key: bool,
-    /// SHA-256 over the stable prefix (tools, then leading system/developer messages,
-    /// or Responses `instructions`); `None` when there is no such prefix.
-    pub prefix_hash: Option<[u8; 32]>,
+    /// XXH3-128 over the stable prefix (tools, then leading system/developer messages,
+    /// or Responses `instructions`); `None` when there is no such prefix. A fast, stable,
+    /// non-cryptographic hash: it only picks a provider cache, and prompts can be large.
+    pub prefix_hash: Option<u128>,
     /// Byte range of the client's `stream_options` value, when present.
     stream_options_span: Option<Range<usize>>,
 }
@@ -96,10 +97,10 @@ pub fn inspect(endpoint: Endpoint, body: &[u8]) -> Result<RequestFacts, GatewayE
         None => false,
     };
 
-    let mut hasher: Option<Sha256> = None;
+    let mut hasher: Option<Xxh3> = None;
     let mut feed = |part: &[u8]| {
-        let h = hasher.get_or_insert_with(Sha256::new);
-        h.update((part.len() as u64).to_le_bytes());
+        let h = hasher.get_or_insert_with(Xxh3::new);
+        h.update(&(part.len() as u64).to_le_bytes());
         h.update(part);
     };
     if let Some(tools) = probe.tools {
@@ -125,7 +126,7 @@ pub fn inspect(endpoint: Endpoint, body: &[u8]) -> Result<RequestFacts, GatewayE
         stream,
         client_wants_usage,
         has_cache_key: probe.prompt_cache_key.is_some(),
-        prefix_hash: hasher.map(|h| h.finalize().into()),
+        prefix_hash: hasher.map(|h| h.digest128()),
         stream_options_span: probe.stream_options.map(|r| span_of(body, r)),
     })
 }
@@ -182,15 +183,14 @@ pub fn rewrite(body: &Bytes, facts: &RequestFacts, add: &Additions) -> Bytes {
 
 /// The `prompt_cache_key` Sluice adds: stable for one client, route and prefix, so requests
 /// sharing a prefix are routed to the same provider cache, and distinct across clients.
-pub fn cache_key(client: &str, route: &str, prefix_hash: &[u8; 32]) -> String {
-    let mut h = Sha256::new();
-    h.update(client.as_bytes());
-    h.update([0]);
-    h.update(route.as_bytes());
-    h.update([0]);
-    h.update(prefix_hash);
-    let digest = h.finalize();
-    format!("sluice-{}", hex::encode(&digest[..16]))
+pub fn cache_key(client: &str, route: &str, prefix_hash: u128) -> String {
+    let mut h = Xxh3::new();
+    for part in [client.as_bytes(), route.as_bytes()] {
+        h.update(&(part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    h.update(&prefix_hash.to_le_bytes());
+    format!("sluice-{:032x}", h.digest128())
 }
 
 #[cfg(test)]
@@ -284,10 +284,11 @@ mod tests {
 
     #[test]
     fn cache_key_is_stable_and_scoped() {
-        let h = [7u8; 32];
-        assert_eq!(cache_key("a", "r", &h), cache_key("a", "r", &h));
-        assert_ne!(cache_key("a", "r", &h), cache_key("b", "r", &h));
-        assert_ne!(cache_key("a", "r", &h), cache_key("a", "s", &h));
-        assert!(cache_key("a", "r", &h).len() <= 64);
+        let h = 7u128;
+        assert_eq!(cache_key("a", "r", h), cache_key("a", "r", h));
+        assert_ne!(cache_key("a", "r", h), cache_key("b", "r", h));
+        assert_ne!(cache_key("a", "r", h), cache_key("a", "s", h));
+        assert_ne!(cache_key("ab", "r", h), cache_key("a", "br", h));
+        assert!(cache_key("a", "r", h).len() <= 64);
     }
 }
