@@ -102,7 +102,7 @@ fn benches(c: &mut Criterion) {
                 prompt_cache_key: Some(cache_key(
                     "team37",
                     "a",
-                    facts16.prefix_hash.as_ref().unwrap(),
+                    facts16.prefix_hash.unwrap(),
                 )),
                 include_usage: true,
             };
