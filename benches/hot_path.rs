@@ -99,11 +99,7 @@ fn benches(c: &mut Criterion) {
     c.bench_function("inspect/rewrite_16KiB", |b| {
         b.iter(|| {
             let add = Additions {
-                prompt_cache_key: Some(cache_key(
-                    "team37",
-                    "a",
-                    facts16.prefix_hash.unwrap(),
-                )),
+                prompt_cache_key: Some(cache_key("team37", "a", facts16.prefix_hash.unwrap())),
                 include_usage: true,
             };
             rewrite(black_box(&body), &facts16, &add)

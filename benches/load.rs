@@ -1,0 +1,522 @@
+//! Load benchmark: the gateway against a bare forwarder and the provider itself.
+//!
+//! `cargo bench --bench load [-- --quick]` builds `sluice`, starts a simulated
+//! provider (`sluice simulate`, fixed 20 ms latency), the gateway (`sluice serve`)
+//! and a bare hyper forwarder (this binary re-executed with `--bare-forwarder`), then
+//! drives each of them with the same load:
+//!
+//! * A: non-streaming chat completions from a fixed number of concurrent workers;
+//! * B: a fixed request rate (open loop, timed from the scheduled send time);
+//! * C: streaming chat completions, time to the first `data:` chunk.
+//!
+//! It prints one table per scenario and the sluice/bare and sluice/direct ratios
+//! with PASS/MISS against the goals. A MISS still exits 0: this is a measurement.
+
+#[path = "load/forwarder.rs"]
+mod forwarder;
+#[path = "load/generator.rs"]
+mod generator;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use generator::{HttpClient, Sample, Shot, percentile};
+use hyper::Uri;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+const SYSTEM_PROMPT: &str = "You are a concise support assistant for Acme Cloud. Answer in plain \
+     English, in at most three sentences, point to the relevant documentation page when you know \
+     it, and never invent account details, prices or deadlines.";
+const USER_MESSAGE: &str = "My nightly backup job started failing with 'permission denied' right \
+     after I rotated the storage access key. What should I check first?";
+
+/// Goals, as multiples of the bare forwarder.
+const GOAL_THROUGHPUT: f64 = 0.8;
+const GOAL_LATENCY: f64 = 1.3;
+const GOAL_TTFB: f64 = 1.2;
+
+/// How much load, and for how long.
+struct Plan {
+    workers: usize,
+    closed: Duration,
+    closed_warmup: Duration,
+    rate: f64,
+    open: Duration,
+    open_warmup: Duration,
+    stream_workers: usize,
+    streams: usize,
+    stream_warmup: usize,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Self {
+        let pick =
+            |full: f64, quick_s: f64| Duration::from_secs_f64(if quick { quick_s } else { full });
+        Plan {
+            workers: 64,
+            closed: pick(8.0, 2.0),
+            closed_warmup: pick(1.0, 0.3),
+            rate: 200.0,
+            open: pick(5.0, 1.0),
+            open_warmup: pick(0.5, 0.25),
+            stream_workers: 8,
+            streams: if quick { 48 } else { 200 },
+            stream_warmup: if quick { 8 } else { 16 },
+        }
+    }
+}
+
+/// Child processes, killed when dropped (also on panic).
+#[derive(Default)]
+struct Procs(Vec<(&'static str, Child)>);
+
+impl Procs {
+    fn spawn(&mut self, name: &'static str, cmd: &mut Command) -> Result<(), BoxError> {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start {name}: {e}"))?;
+        self.0.push((name, child));
+        Ok(())
+    }
+
+    /// A message naming the first child that has already exited.
+    fn exited(&mut self) -> Option<String> {
+        self.0
+            .iter_mut()
+            .find_map(|(name, child)| match child.try_wait() {
+                Ok(Some(status)) => Some(format!("{name} exited early ({status})")),
+                _ => None,
+            })
+    }
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("load bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_main() -> Result<(), BoxError> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--bare-forwarder") {
+        let (Some(listen), Some(upstream)) = (args.get(1), args.get(2)) else {
+            return Err("usage: --bare-forwarder LISTEN UPSTREAM".into());
+        };
+        return forwarder::run(listen.parse()?, upstream.clone());
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let plan = Plan::new(quick);
+    let sluice = build_sluice()?;
+
+    let [sim, bare, gateway] = free_addrs()?;
+    let mut procs = Procs::default();
+    procs.spawn(
+        "simulator",
+        Command::new(&sluice)
+            .args(["simulate", "--listen", &sim.to_string()])
+            .args(["--latency", "20ms", "--stream-chunk-delay", "5ms"])
+            .env("RUST_LOG", "warn"),
+    )?;
+    procs.spawn(
+        "sluice serve",
+        Command::new(&sluice)
+            .arg("serve")
+            .env_remove("SLUICE_CONFIG")
+            .env("SLUICE_LISTEN", gateway.to_string())
+            .env("OPENAI_BASE_URL", format!("http://{sim}/v1"))
+            .env("OPENAI_API_KEY", "sk-bench")
+            .env("SLUICE_POLICIES", "/nonexistent-dir")
+            .env("RUST_LOG", "warn"),
+    )?;
+    procs.spawn(
+        "bare forwarder",
+        Command::new(std::env::current_exe()?).args([
+            "--bare-forwarder",
+            &bare.to_string(),
+            &format!("http://{sim}"),
+        ]),
+    )?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let all_answered = rt.block_on(async {
+        let client = generator::client();
+        wait_ready(
+            &client,
+            &mut procs,
+            "simulator",
+            format!("http://{sim}/v1/models"),
+        )
+        .await?;
+        wait_ready(
+            &client,
+            &mut procs,
+            "sluice serve",
+            format!("http://{gateway}/healthz"),
+        )
+        .await?;
+        wait_ready(
+            &client,
+            &mut procs,
+            "bare forwarder",
+            format!("http://{bare}/v1/models"),
+        )
+        .await?;
+        let targets = [("direct", sim), ("bare", bare), ("sluice", gateway)];
+        run(&plan, quick, &targets).await
+    })?;
+    drop(rt);
+    drop(procs);
+    if !all_answered {
+        return Err("every request to some target failed (see the errors above)".into());
+    }
+    Ok(())
+}
+
+/// Builds the `sluice` binary in release mode and returns its path.
+fn build_sluice() -> Result<PathBuf, BoxError> {
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--bin", "sluice"])
+        .current_dir(&manifest)
+        .stderr(Stdio::inherit())
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("cargo build --release --bin sluice failed ({status})").into());
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| manifest.join("target"), |d| manifest.join(d));
+    let bin = target
+        .join("release")
+        .join(format!("sluice{}", std::env::consts::EXE_SUFFIX));
+    if !bin.is_file() {
+        return Err(format!("{} not found after the build", bin.display()).into());
+    }
+    Ok(bin)
+}
+
+/// Three distinct free loopback ports (all held while picking, then released).
+fn free_addrs() -> Result<[SocketAddr; 3], BoxError> {
+    let listeners = [
+        TcpListener::bind("127.0.0.1:0")?,
+        TcpListener::bind("127.0.0.1:0")?,
+        TcpListener::bind("127.0.0.1:0")?,
+    ];
+    Ok([
+        listeners[0].local_addr()?,
+        listeners[1].local_addr()?,
+        listeners[2].local_addr()?,
+    ])
+}
+
+async fn wait_ready(
+    client: &HttpClient,
+    procs: &mut Procs,
+    name: &str,
+    url: String,
+) -> Result<(), BoxError> {
+    let url: Uri = url.parse()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(msg) = procs.exited() {
+            return Err(msg.into());
+        }
+        if generator::get_ok(client, &url).await {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{name} not ready at {url} after 60 s").into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn chat_body(stream: bool) -> Bytes {
+    let body = serde_json::json!({
+        "model": "gpt-4o-mini",
+        "messages": [
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": USER_MESSAGE},
+        ],
+        "max_tokens": 64,
+        "temperature": 0.2,
+        "stream": stream,
+    });
+    Bytes::from(serde_json::to_vec(&body).expect("static JSON"))
+}
+
+fn shot(addr: SocketAddr, body: &Bytes) -> Shot {
+    Shot {
+        url: format!("http://{addr}/v1/chat/completions")
+            .parse()
+            .expect("valid URI"),
+        body: body.clone(),
+    }
+}
+
+/// Runs the three scenarios and prints the report; false if some target answered nothing.
+async fn run(
+    plan: &Plan,
+    quick: bool,
+    targets: &[(&'static str, SocketAddr); 3],
+) -> Result<bool, BoxError> {
+    let plain = chat_body(false);
+    let streaming = chat_body(true);
+    let mut verdicts = Verdicts::default();
+    let mut all_answered = true;
+    println!(
+        "\nsluice load bench{}: provider = sluice simulate --latency 20ms --stream-chunk-delay 5ms; \
+         body {} bytes; loopback, HTTP/1.1, pooled keep-alive",
+        if quick { " (--quick)" } else { "" },
+        plain.len()
+    );
+
+    let mut a = Vec::new();
+    for &(name, addr) in targets {
+        let client = generator::client();
+        let shot = shot(addr, &plain);
+        generator::closed_loop(&client, &shot, plan.workers, plan.closed_warmup).await;
+        a.push((
+            name,
+            generator::closed_loop(&client, &shot, plan.workers, plan.closed).await,
+        ));
+    }
+    println!(
+        "\nA. non-streaming chat, {} concurrent workers, {:.1} s per target",
+        plan.workers,
+        plan.closed.as_secs_f64()
+    );
+    print_latency_table(&a);
+    let [d, b, s] = [&a[0].1, &a[1].1, &a[2].1];
+    print_ratio_header();
+    verdicts.add(ratio(
+        "throughput",
+        s.rps(),
+        b.rps(),
+        d.rps(),
+        Goal::AtLeast(GOAL_THROUGHPUT),
+    ));
+    verdicts.add(ratio(
+        "p50",
+        p50(&s.latencies),
+        p50(&b.latencies),
+        p50(&d.latencies),
+        Goal::AtMost(GOAL_LATENCY),
+    ));
+    verdicts.add(ratio(
+        "p99",
+        p99(&s.latencies),
+        p99(&b.latencies),
+        p99(&d.latencies),
+        Goal::AtMost(GOAL_LATENCY),
+    ));
+    all_answered &= print_errors(&a);
+
+    let mut bb = Vec::new();
+    for &(name, addr) in targets {
+        let client = generator::client();
+        let shot = shot(addr, &plain);
+        generator::open_loop(&client, &shot, plan.rate, plan.open_warmup).await;
+        bb.push((
+            name,
+            generator::open_loop(&client, &shot, plan.rate, plan.open).await,
+        ));
+    }
+    println!(
+        "\nB. fixed rate (open loop), {:.0} req/s for {:.1} s per target, timed from the scheduled send",
+        plan.rate,
+        plan.open.as_secs_f64()
+    );
+    print_latency_table(&bb);
+    let [d, b, s] = [&bb[0].1, &bb[1].1, &bb[2].1];
+    print_ratio_header();
+    verdicts.add(ratio(
+        "p50",
+        p50(&s.latencies),
+        p50(&b.latencies),
+        p50(&d.latencies),
+        Goal::AtMost(GOAL_LATENCY),
+    ));
+    verdicts.add(ratio(
+        "p99",
+        p99(&s.latencies),
+        p99(&b.latencies),
+        p99(&d.latencies),
+        Goal::AtMost(GOAL_LATENCY),
+    ));
+    all_answered &= print_errors(&bb);
+
+    let mut c = Vec::new();
+    for &(name, addr) in targets {
+        let client = generator::client();
+        let shot = shot(addr, &streaming);
+        generator::fixed_count(&client, &shot, plan.stream_workers, plan.stream_warmup).await;
+        c.push((
+            name,
+            generator::fixed_count(&client, &shot, plan.stream_workers, plan.streams).await,
+        ));
+    }
+    println!(
+        "\nC. streaming chat, {} requests per target, {} concurrent; TTFB = first chunk with `data:`",
+        plan.streams, plan.stream_workers
+    );
+    println!(
+        "{:<8} {:>12} {:>12} {:>14} {:>7}",
+        "target", "TTFB p50 ms", "TTFB p99 ms", "total p50 ms", "errors"
+    );
+    for (name, s) in &c {
+        println!(
+            "{:<8} {:>12.2} {:>12.2} {:>14.2} {:>7}",
+            name,
+            p50(&s.ttfb),
+            p99(&s.ttfb),
+            p50(&s.latencies),
+            s.error_count()
+        );
+    }
+    let [d, b, s] = [&c[0].1, &c[1].1, &c[2].1];
+    print_ratio_header();
+    verdicts.add(ratio(
+        "TTFB p50",
+        p50(&s.ttfb),
+        p50(&b.ttfb),
+        p50(&d.ttfb),
+        Goal::AtMost(GOAL_TTFB),
+    ));
+    verdicts.add(ratio(
+        "TTFB p99",
+        p99(&s.ttfb),
+        p99(&b.ttfb),
+        p99(&d.ttfb),
+        Goal::AtMost(GOAL_TTFB),
+    ));
+    ratio(
+        "total p50",
+        p50(&s.latencies),
+        p50(&b.latencies),
+        p50(&d.latencies),
+        Goal::None,
+    );
+    all_answered &= print_errors(&c);
+
+    println!(
+        "\nsummary: {} PASS, {} MISS (goals relative to the bare forwarder)",
+        verdicts.pass, verdicts.miss
+    );
+    Ok(all_answered)
+}
+
+fn p50(sorted: &[Duration]) -> f64 {
+    ms(percentile(sorted, 0.50))
+}
+
+fn p99(sorted: &[Duration]) -> f64 {
+    ms(percentile(sorted, 0.99))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn print_latency_table(rows: &[(&str, Sample)]) {
+    println!(
+        "{:<8} {:>9} {:>9} {:>9} {:>7}",
+        "target", "RPS", "p50 ms", "p99 ms", "errors"
+    );
+    for (name, s) in rows {
+        println!(
+            "{:<8} {:>9.1} {:>9.2} {:>9.2} {:>7}",
+            name,
+            s.rps(),
+            p50(&s.latencies),
+            p99(&s.latencies),
+            s.error_count()
+        );
+    }
+}
+
+/// Prints the error messages of every row; false if some row has no success at all.
+fn print_errors(rows: &[(&str, Sample)]) -> bool {
+    let mut all_answered = true;
+    for (name, s) in rows {
+        for (msg, n) in &s.errors {
+            println!("  {name} error x{n}: {msg}");
+        }
+        if s.ok() == 0 {
+            println!("  {name}: no successful request");
+            all_answered = false;
+        }
+    }
+    all_answered
+}
+
+enum Goal {
+    AtLeast(f64),
+    AtMost(f64),
+    None,
+}
+
+fn print_ratio_header() {
+    println!(
+        "{:<12} {:>12} {:>14}   {:<14} result",
+        "ratio", "sluice/bare", "sluice/direct", "goal"
+    );
+}
+
+/// Prints one ratio line; `Some(pass)` when the metric has a goal.
+fn ratio(label: &str, sluice: f64, bare: f64, direct: f64, goal: Goal) -> Option<bool> {
+    let vs_bare = sluice / bare;
+    let vs_direct = sluice / direct;
+    let (goal_text, pass) = match goal {
+        Goal::AtLeast(g) => (format!(">= {g:.2}x bare"), Some(vs_bare >= g)),
+        Goal::AtMost(g) => (format!("<= {g:.2}x bare"), Some(vs_bare <= g)),
+        Goal::None => ("-".to_owned(), None),
+    };
+    let result = match pass {
+        Some(true) => "PASS",
+        Some(false) => "MISS",
+        None => "",
+    };
+    println!("{label:<12} {vs_bare:>12.3} {vs_direct:>14.3}   {goal_text:<14} {result}");
+    pass
+}
+
+#[derive(Default)]
+struct Verdicts {
+    pass: usize,
+    miss: usize,
+}
+
+impl Verdicts {
+    fn add(&mut self, verdict: Option<bool>) {
+        match verdict {
+            Some(true) => self.pass += 1,
+            Some(false) => self.miss += 1,
+            None => {}
+        }
+    }
+}
