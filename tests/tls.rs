@@ -36,8 +36,13 @@ async fn serves_https_with_the_configured_certificate() {
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let tls = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+    let tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
     tokio::spawn(conn);
 
     let body = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi over TLS"}]}"#;
@@ -55,6 +60,9 @@ async fn serves_https_with_the_configured_certificate() {
 
     // Plain HTTP on the TLS port is not served.
     let plain = gw.client_get_plain("/healthz").await;
-    assert!(plain.is_err(), "plain HTTP must not be answered on a TLS listener");
+    assert!(
+        plain.is_err(),
+        "plain HTTP must not be answered on a TLS listener"
+    );
     gw.stop().await;
 }

@@ -131,8 +131,12 @@ impl Gateway {
 
     /// A plain-HTTP GET that reports failure instead of panicking (TLS listener tests).
     pub async fn client_get_plain(&self, path: &str) -> Result<StatusCode, String> {
-        let req = Request::get(self.url(path)).body(Full::new(Bytes::new())).unwrap();
-        match tokio::time::timeout(std::time::Duration::from_secs(20), self.client.request(req)).await {
+        let req = Request::get(self.url(path))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        match tokio::time::timeout(std::time::Duration::from_secs(20), self.client.request(req))
+            .await
+        {
             Ok(Ok(r)) => Ok(r.status()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("timed out".into()),
