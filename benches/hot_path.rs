@@ -101,6 +101,7 @@ fn benches(c: &mut Criterion) {
             let add = Additions {
                 prompt_cache_key: Some(cache_key("team37", "a", facts16.prefix_hash.unwrap())),
                 include_usage: true,
+                flex: false,
             };
             rewrite(black_box(&body), &facts16, &add)
         })

@@ -106,6 +106,46 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, CliError>
         })
 }
 
+/// Builds the app: store, engine, and every stage's handles.
+pub async fn build(loaded: Loaded, metrics: Arc<Metrics>) -> Result<Arc<App>, CliError> {
+    let store = crate::store::open(&loaded.config.store)
+        .await
+        .map_err(|e| CliError::Setup(format!("store {}: {e}", loaded.config.store)))?;
+    let app = App::new(
+        &loaded.config,
+        loaded.policies,
+        loaded.prices,
+        metrics,
+        Some(store),
+    )
+    .map_err(CliError::Setup)?;
+    Ok(Arc::new(app))
+}
+
+/// Serves `app` on `listener` until `shutdown`, with the deferred-tier engine beside it.
+pub async fn run_app(
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    opts: ServerOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), CliError> {
+    let (stop_engine, engine_stopped) = tokio::sync::oneshot::channel::<()>();
+    let engine_task = app.engine().map(|engine| {
+        tokio::spawn(engine.run(async {
+            let _ = engine_stopped.await;
+        }))
+    });
+    let served = server::run(listener, app, opts, shutdown).await;
+    let _ = stop_engine.send(());
+    if let Some(t) = engine_task {
+        let _ = t.await;
+    }
+    served.map_err(|source| CliError::Io {
+        context: "server".into(),
+        source,
+    })
+}
+
 /// Builds the app and serves on `listener` until `shutdown`.
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
@@ -120,11 +160,8 @@ pub async fn serve_on(
         Metrics::new(prometheus::Registry::new()).map_err(|e| CliError::Setup(e.to_string()))?,
     );
     let header_read_timeout = loaded.config.header_read_timeout;
-    let app = Arc::new(
-        App::new(&loaded.config, loaded.policies, loaded.prices, metrics)
-            .map_err(CliError::Setup)?,
-    );
-    server::run(
+    let app = build(loaded, metrics).await?;
+    run_app(
         listener,
         app,
         ServerOptions {
@@ -134,10 +171,6 @@ pub async fn serve_on(
         shutdown,
     )
     .await
-    .map_err(|source| CliError::Io {
-        context: "server".into(),
-        source,
-    })
 }
 
 /// `sluice serve [--config FILE] [--simulate]`.

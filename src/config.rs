@@ -95,6 +95,11 @@ struct RawBatch {
     max_wait: Option<String>,
     max_requests: Option<u32>,
     poll_interval: Option<String>,
+    turnaround_prior: Option<String>,
+    fallback_lead: Option<String>,
+    result_retention: Option<String>,
+    keep_alive: Option<String>,
+    replica_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -124,6 +129,16 @@ pub struct BatchConfig {
     pub max_wait: Duration,
     pub max_requests: Option<u32>,
     pub poll_interval: Duration,
+    /// Batch turnaround (p95) assumed before any is observed.
+    pub turnaround_prior: Duration,
+    /// Send a deferred job synchronously when it is still unanswered this long before its deadline.
+    pub fallback_lead: Duration,
+    /// How long finished results stay readable.
+    pub result_retention: Duration,
+    /// Interval of SSE `: keep-alive` comments on held streaming requests.
+    pub keep_alive: Duration,
+    /// This replica's name in flush leases (`SLUICE_REPLICA_ID`, default the host name).
+    pub replica_id: String,
 }
 
 #[derive(Debug, Clone)]
@@ -282,6 +297,26 @@ impl Config {
                 env("SLUICE_BATCH_POLL_INTERVAL").or(batch_raw.poll_interval),
                 "30s",
             )?,
+            turnaround_prior: dur(
+                "batch.turnaround_prior",
+                env("SLUICE_BATCH_TURNAROUND_PRIOR").or(batch_raw.turnaround_prior),
+                "6h",
+            )?,
+            fallback_lead: dur(
+                "batch.fallback_lead",
+                env("SLUICE_BATCH_FALLBACK_LEAD").or(batch_raw.fallback_lead),
+                "5m",
+            )?,
+            result_retention: dur(
+                "batch.result_retention",
+                env("SLUICE_RESULT_RETENTION").or(batch_raw.result_retention),
+                "7d",
+            )?,
+            keep_alive: dur("batch.keep_alive", batch_raw.keep_alive, "15s")?,
+            replica_id: env("SLUICE_REPLICA_ID")
+                .or(batch_raw.replica_id)
+                .or_else(|| env("HOSTNAME"))
+                .unwrap_or_else(|| "sluice".into()),
         };
 
         let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);

@@ -119,6 +119,11 @@ pub async fn run(out: &mut impl std::io::Write) -> Result<(), CliError> {
     let sim = start_simulator(SimConfig::default()).await?;
     let mut config = Config::load(None, &|_| None)?;
     config.use_simulator(&sim.base_url());
+    let db = std::env::temp_dir().join(format!("sluice-demo-{}.db", std::process::id()));
+    config.store = format!("sqlite://{}", db.display());
+    // A demo cannot wait ten minutes: flush batches after a second and poll often.
+    config.batch.max_wait = std::time::Duration::from_secs(1);
+    config.batch.poll_interval = std::time::Duration::from_millis(100);
     let policies = PolicySet::from_sources(&[("demo-team.toml".into(), demo_policy())])?;
     let loaded = Loaded {
         config,
@@ -139,17 +144,9 @@ pub async fn run(out: &mut impl std::io::Write) -> Result<(), CliError> {
         crate::metrics::Metrics::new(prometheus::Registry::new())
             .map_err(|e| CliError::Setup(e.to_string()))?,
     );
-    let app = std::sync::Arc::new(
-        crate::gateway::App::new(
-            &loaded.config,
-            loaded.policies,
-            loaded.prices,
-            metrics.clone(),
-        )
-        .map_err(CliError::Setup)?,
-    );
+    let app = crate::cli::build(loaded, metrics.clone()).await?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::server::run(
+    let server = tokio::spawn(crate::cli::run_app(
         listener,
         app,
         crate::server::ServerOptions {
@@ -183,29 +180,39 @@ pub async fn run(out: &mut impl std::io::Write) -> Result<(), CliError> {
         "sending a mixed workload (interactive, streaming, semi, batch, cached, embeddings)...\n"
     )
     .ok();
-    for i in 0..16 {
-        let body = chat(
-            "gpt-4o-mini",
-            &handbook,
-            &format!("Customer {i}: where is my parcel?"),
-            i % 4 == 3,
-        );
-        check(
-            demo.post("/v1/chat/completions", Some("interactive"), body)
-                .await?,
-        );
-    }
-    for i in 0..12 {
+    // Batch traffic: the callers wait on held connections while Sluice accumulates their
+    // requests into one upstream batch (sent together, answered together).
+    let batch_calls = (0..12).map(|i| {
         let body = chat(
             "gpt-4.1-mini",
             &handbook,
             &format!("Summarise yesterday's ticket #{i}."),
-            false,
+            i % 3 == 2,
         );
-        check(
-            demo.post("/v1/chat/completions", Some("batch"), body)
-                .await?,
-        );
+        demo.post("/v1/chat/completions", Some("batch"), body)
+    });
+    let interactive_calls = async {
+        let mut results = Vec::new();
+        for i in 0..16 {
+            let body = chat(
+                "gpt-4o-mini",
+                &handbook,
+                &format!("Customer {i}: where is my parcel?"),
+                i % 4 == 3,
+            );
+            results.push(
+                demo.post("/v1/chat/completions", Some("interactive"), body)
+                    .await,
+            );
+        }
+        results
+    };
+    let (batch_results, interactive_results) = tokio::join!(
+        futures_util::future::join_all(batch_calls),
+        interactive_calls
+    );
+    for r in batch_results.into_iter().chain(interactive_results) {
+        check(r?);
     }
     for i in 0..8 {
         let body = chat(
@@ -240,12 +247,15 @@ pub async fn run(out: &mut impl std::io::Write) -> Result<(), CliError> {
     write!(out, "{}", render(&rows)).ok();
     writeln!(
         out,
-        "\nBatch and semi traffic is served interactively until the deferred tiers land; the metrics are at http://{addr}/metrics while the demo runs."
+        "\nbatch: deferred into one upstream Batch API call at 50% off; semi: flex tier where the model has it; faq-bot repeats: response cache."
     )
     .ok();
     let _ = stop_tx.send(());
     let _ = server.await;
     sim.stop().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
     if failures > 0 {
         return Err(CliError::Setup(format!("{failures} demo requests failed")));
     }

@@ -36,6 +36,8 @@ pub enum GatewayError {
     UnknownKey,
     #[error("unknown route {route:?} in x-sluice-route: client {client:?} has no such route")]
     UnknownRoute { route: String, client: String },
+    #[error("no job {id} for this client")]
+    JobNotFound { id: String },
     #[error("The model '{model}' does not exist")]
     ModelNotFound { model: String },
     #[error("no such endpoint: {method} {path}")]
@@ -98,7 +100,7 @@ impl GatewayError {
             }
             ProviderNotConfigured { .. } => StatusCode::BAD_REQUEST,
             MissingKey | UnknownKey => StatusCode::UNAUTHORIZED,
-            NotFound { .. } | ModelNotFound { .. } => StatusCode::NOT_FOUND,
+            NotFound { .. } | ModelNotFound { .. } | JobNotFound { .. } => StatusCode::NOT_FOUND,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BodyTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -123,6 +125,7 @@ impl GatewayError {
             ),
             NotFound { .. } => ("invalid_request_error", None, "unknown_url"),
             ModelNotFound { .. } => ("invalid_request_error", Some("model"), "model_not_found"),
+            JobNotFound { .. } => ("invalid_request_error", None, "job_not_found"),
             MethodNotAllowed { .. } => ("invalid_request_error", None, "method_not_allowed"),
             BodyTooLarge { .. } => ("invalid_request_error", None, "request_too_large"),
             BodyTimeout => ("invalid_request_error", None, "request_timeout"),

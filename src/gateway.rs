@@ -13,7 +13,10 @@ use http_body_util::{BodyExt, Full, Limited, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
 
 use crate::account::{Accountant, Answer};
+use crate::batch::client::BatchClient;
+use crate::batch::engine::{Engine, EngineConfig};
 use crate::config::Config;
+use crate::deliver;
 use crate::error::GatewayError;
 use crate::forward::{
     self, Forwarder, X_SLUICE_BASELINE, X_SLUICE_COST, X_SLUICE_ROUTE, X_SLUICE_TIER,
@@ -25,6 +28,7 @@ use crate::pricing::{PriceTable, Priced};
 use crate::relay::{BoxError, MeteredSse, StreamEnd};
 use crate::response_cache::{CachedAnswer, ResponseCache};
 use crate::sla::Sla;
+use crate::store::{Enqueued, NewJob, Store};
 use crate::triage::{self, Capabilities, Facts};
 use crate::types::{Endpoint, Provider, Tier};
 
@@ -35,7 +39,11 @@ pub const RESPONSE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 pub struct App {
     policies: Arc<PolicySet>,
-    forwarder: Forwarder,
+    forwarder: Arc<Forwarder>,
+    /// The deferred tiers; `None` without a store (interactive and flex only).
+    engine: Option<Arc<Engine>>,
+    keep_alive: Duration,
+    fallback_lead: Duration,
     accountant: Arc<Accountant>,
     response_cache: ResponseCache,
     prices: Arc<PriceTable>,
@@ -50,18 +58,33 @@ impl App {
         policies: PolicySet,
         prices: PriceTable,
         metrics: Arc<Metrics>,
+        store: Option<Arc<dyn Store>>,
     ) -> Result<App, String> {
         let upstream = crate::upstream::Upstream::new(&config.upstream);
-        let forwarder = Forwarder::new(upstream, &config.providers)?;
+        let forwarder = Arc::new(Forwarder::new(upstream, &config.providers)?);
         let prices = Arc::new(prices);
         let accountant = Arc::new(Accountant::new(
             prices.clone(),
             policies.models.clone(),
             metrics,
         ));
+        let policies = Arc::new(policies);
+        let engine = store.map(|store| {
+            Arc::new(Engine::new(
+                store,
+                BatchClient::new(&config.upstream, &config.providers),
+                forwarder.clone(),
+                accountant.clone(),
+                policies.clone(),
+                EngineConfig::from_config(&config.batch),
+            ))
+        });
         Ok(App {
-            policies: Arc::new(policies),
+            policies,
             forwarder,
+            engine,
+            keep_alive: config.batch.keep_alive,
+            fallback_lead: config.batch.fallback_lead,
             accountant,
             response_cache: ResponseCache::new(RESPONSE_CACHE_BYTES),
             prices,
@@ -78,6 +101,11 @@ impl App {
 
     pub fn metrics(&self) -> &Metrics {
         self.accountant.metrics()
+    }
+
+    /// The deferred-tier engine, whose loop the caller runs (`Engine::run`).
+    pub fn engine(&self) -> Option<Arc<Engine>> {
+        self.engine.clone()
     }
 }
 
@@ -120,6 +148,8 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<RespBody>
             app.metrics().render(),
         )),
         (&Method::GET, "/v1/models", _) => models(&app, &req, None),
+        (&Method::GET, "/sluice/v1/turnaround", _) => turnaround(&app, &req).await,
+        (&Method::GET, p, _) if p.starts_with("/sluice/v1/jobs/") => jobs(&app, &req).await,
         (&Method::GET, p, _) if p.starts_with("/v1/models/") => {
             let id = p["/v1/models/".len()..].to_owned();
             models(&app, &req, Some(&id))
@@ -134,7 +164,65 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<RespBody>
 }
 
 fn is_get_route(p: &str) -> bool {
-    matches!(p, "/healthz" | "/readyz" | "/metrics" | "/v1/models") || p.starts_with("/v1/models/")
+    matches!(
+        p,
+        "/healthz" | "/readyz" | "/metrics" | "/v1/models" | "/sluice/v1/turnaround"
+    ) || p.starts_with("/v1/models/")
+        || p.starts_with("/sluice/v1/jobs/")
+}
+
+/// `GET /sluice/v1/jobs/{id}` and `/sluice/v1/jobs/{id}/result`.
+async fn jobs(app: &App, req: &Request<Incoming>) -> Result<Response<RespBody>, GatewayError> {
+    let client = app.policies.identify(gateway_key(req.headers()))?;
+    let rest = &req.uri().path()["/sluice/v1/jobs/".len()..];
+    let (id, result) = match rest.strip_suffix("/result") {
+        Some(id) => (id, true),
+        None => (rest, false),
+    };
+    let Some(engine) = &app.engine else {
+        return Err(GatewayError::JobNotFound { id: id.to_owned() });
+    };
+    deliver::job_endpoint(engine, &app.accountant, &client.name, id, result).await
+}
+
+/// `GET /sluice/v1/turnaround`: observed batch turnaround percentiles per provider and model.
+async fn turnaround(
+    app: &App,
+    req: &Request<Incoming>,
+) -> Result<Response<RespBody>, GatewayError> {
+    app.policies.identify(gateway_key(req.headers()))?;
+    let mut data = Vec::new();
+    let prior = app.engine.as_ref().map(|e| e.config().turnaround_prior);
+    if let Some(engine) = &app.engine {
+        for (name, p) in app.prices.iter() {
+            if !engine.batches(p.provider) {
+                continue;
+            }
+            let mut samples = engine.store().turnarounds(p.provider, name, 1000).await?;
+            if samples.is_empty() {
+                continue;
+            }
+            samples.sort_unstable();
+            let pct =
+                |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
+            data.push(serde_json::json!({
+                "provider": p.provider.as_str(),
+                "model": name,
+                "samples": samples.len(),
+                "p50_seconds": pct(0.50),
+                "p90_seconds": pct(0.90),
+                "p95_seconds": pct(0.95),
+                "p99_seconds": pct(0.99),
+            }));
+        }
+    }
+    let body = serde_json::json!({
+        "object": "list",
+        "prior_p95_seconds": prior.map(|d| d.as_secs()),
+        "interactive_below_seconds": triage::INTERACTIVE_BELOW.as_secs(),
+        "data": data,
+    });
+    Ok(full(StatusCode::OK, "application/json", body.to_string()))
 }
 
 fn not_found(req: &Request<Incoming>) -> GatewayError {
@@ -251,10 +339,11 @@ async fn proxy(
     let route: &RoutePolicy = client.route(endpoint.path(), &facts.model, hint)?;
     let sla = client.effective_sla(route, sla_header);
     let provider = app.policies.models.provider_for(&facts.model);
-    let flex_capable = app
-        .prices
-        .get(&facts.model)
-        .is_some_and(|(_, p)| p.has_flex());
+    let flex_capable = !facts.has_service_tier
+        && app
+            .prices
+            .get(&facts.model)
+            .is_some_and(|(_, p)| p.has_flex());
     let decision = triage::triage(
         route,
         &Facts {
@@ -263,7 +352,7 @@ async fn proxy(
             flex_capable,
         },
         sla,
-        &Capabilities::INTERACTIVE_ONLY,
+        &capabilities(app, provider, endpoint, &facts),
     );
 
     let cache_key = decision
@@ -290,9 +379,27 @@ async fn proxy(
             _ => None,
         },
         include_usage: facts.stream && endpoint.takes_stream_options() && !facts.client_wants_usage,
+        flex: false,
     };
     let upstream_body = inspect::rewrite(&body, &facts, &additions);
-    let ctx = Ctx {
+    if decision.tier == Tier::Batch {
+        if let Some(engine) = &app.engine {
+            return defer(
+                app,
+                engine,
+                &parts.headers,
+                client,
+                route,
+                provider,
+                endpoint,
+                &facts,
+                sla,
+                upstream_body,
+            )
+            .await;
+        }
+    }
+    let mut ctx = Ctx {
         client: client.name.clone(),
         route: route.name.clone(),
         provider,
@@ -301,16 +408,36 @@ async fn proxy(
     };
 
     let sent = Instant::now();
-    let resp = app
-        .forwarder
-        .send(
-            provider,
-            endpoint,
-            &ctx.facts.model,
+    let resp = if ctx.tier == Tier::Flex {
+        let flex_body = inspect::rewrite(
+            &body,
+            &ctx.facts,
+            &Additions {
+                flex: true,
+                ..additions.clone()
+            },
+        );
+        send_flex(
+            app,
+            &mut ctx,
             &parts.headers,
+            endpoint,
+            flex_body,
             upstream_body,
+            sla,
         )
-        .await;
+        .await
+    } else {
+        app.forwarder
+            .send(
+                provider,
+                endpoint,
+                &ctx.facts.model,
+                &parts.headers,
+                upstream_body,
+            )
+            .await
+    };
     let resp = match resp {
         Ok(r) => r,
         Err(e) => {
@@ -462,7 +589,7 @@ fn answer_from_cache(
     out
 }
 
-fn usd(v: f64) -> HeaderValue {
+pub fn usd(v: f64) -> HeaderValue {
     let s = format!("{v:.10}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("0"))
@@ -474,4 +601,155 @@ fn price_headers(h: &mut HeaderMap, tier: Tier, priced: Option<&Priced>) {
         h.insert(X_SLUICE_COST, usd(p.cost_usd));
         h.insert(X_SLUICE_BASELINE, usd(p.baseline_usd));
     }
+}
+
+/// What the gateway can do for this request right now.
+fn capabilities(
+    app: &App,
+    provider: Provider,
+    endpoint: Endpoint,
+    facts: &RequestFacts,
+) -> Capabilities {
+    match &app.engine {
+        Some(e) => Capabilities {
+            // A client-chosen service tier is honoured synchronously, never batched.
+            batch: e.batches(provider)
+                && !facts.has_service_tier
+                && endpoint != Endpoint::Responses,
+            flex: provider == Provider::OpenAi,
+            batch_turnaround_p95: e.turnaround_p95(provider, &facts.model),
+        },
+        None => Capabilities {
+            flex: provider == Provider::OpenAi,
+            ..Capabilities::INTERACTIVE_ONLY
+        },
+    }
+}
+
+/// A flex call with a default-tier call made in time: when flex answers 429 (resource
+/// unavailable) or has not answered within its share of the deadline.
+async fn send_flex(
+    app: &App,
+    ctx: &mut Ctx,
+    headers: &HeaderMap,
+    endpoint: Endpoint,
+    flex_body: Bytes,
+    default_body: Bytes,
+    sla: Sla,
+) -> Result<http::Response<Incoming>, GatewayError> {
+    let deadline = sla.deadline();
+    // Leave the default-tier call its lead time; a short SLA splits the time in half.
+    let budget = if deadline > app.fallback_lead * 2 {
+        deadline - app.fallback_lead
+    } else {
+        deadline / 2
+    };
+    let flex = tokio::time::timeout(
+        budget,
+        app.forwarder
+            .send(ctx.provider, endpoint, &ctx.facts.model, headers, flex_body),
+    )
+    .await;
+    let reason = match flex {
+        Ok(Ok(r)) if r.status() != StatusCode::TOO_MANY_REQUESTS => return Ok(r),
+        Ok(Ok(_)) => "flex_unavailable",
+        Ok(Err(e)) => return Err(e),
+        Err(_) => "flex_timeout",
+    };
+    app.metrics()
+        .fallbacks
+        .with_label_values(&[&ctx.route, Tier::Flex.as_str(), reason])
+        .inc();
+    ctx.tier = Tier::Interactive;
+    app.forwarder
+        .send(
+            ctx.provider,
+            endpoint,
+            &ctx.facts.model,
+            headers,
+            default_body,
+        )
+        .await
+}
+
+/// The batch tier: the job is durable before anything is acknowledged; then the caller
+/// gets 202 (`Prefer: respond-async`), a held SSE stream, or the held answer.
+#[allow(clippy::too_many_arguments)]
+async fn defer(
+    app: &App,
+    engine: &Arc<Engine>,
+    headers: &HeaderMap,
+    client: &ClientPolicy,
+    route: &RoutePolicy,
+    provider: Provider,
+    endpoint: Endpoint,
+    facts: &RequestFacts,
+    sla: Sla,
+    upstream_body: Bytes,
+) -> Result<Response<RespBody>, GatewayError> {
+    let body = crate::batch::openai::without_members(&upstream_body, &["stream", "stream_options"])
+        .map_err(|e| {
+            GatewayError::invalid(format!("the request body is not a JSON object: {e}"), None)
+        })?;
+    let idempotency_key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(k) if !k.is_empty() && k.len() <= 255 => Some(k.to_owned()),
+            _ => {
+                return Err(GatewayError::InvalidRequest {
+                    message: "Idempotency-Key must be 1-255 visible ASCII characters".into(),
+                    param: Some("idempotency-key"),
+                    code: "invalid_idempotency_key",
+                });
+            }
+        },
+    };
+    let now = crate::batch::now_ms();
+    let job = NewJob {
+        id: crate::batch::new_id("job"),
+        client: client.name.to_string(),
+        route: route.name.to_string(),
+        idempotency_key,
+        provider,
+        endpoint,
+        model: facts.model.clone(),
+        body,
+        stream: facts.stream,
+        tier: Tier::Batch,
+        prefix: facts.prefix_hash.map(|h| format!("{h:032x}")),
+        created_at_ms: now,
+        deadline_ms: now + sla.deadline().as_millis().min(i64::MAX as u128) as i64,
+    };
+    let id = job.id.clone();
+    let job = match engine.submit(job).await? {
+        Enqueued::Created => {
+            engine
+                .store()
+                .job(&id)
+                .await?
+                .ok_or_else(|| GatewayError::NotReady {
+                    reason: format!("job {id} was not stored"),
+                })?
+        }
+        Enqueued::Existing(job) => *job,
+    };
+    let prefer_async = headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case("respond-async"));
+    if prefer_async {
+        return Ok(deliver::accepted(&job));
+    }
+    if facts.stream {
+        return Ok(deliver::hold_stream(
+            engine.clone(),
+            app.accountant.clone(),
+            job,
+            facts.client_wants_usage,
+            app.keep_alive,
+        ));
+    }
+    deliver::hold(engine, &app.accountant, &job.id).await
 }

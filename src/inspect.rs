@@ -23,6 +23,8 @@ pub struct RequestFacts {
     pub client_wants_usage: bool,
     /// The client set `prompt_cache_key` (even to null): Sluice then adds none.
     pub has_cache_key: bool,
+    /// The client chose a `service_tier` itself: Sluice then never picks flex for it.
+    pub has_service_tier: bool,
     /// XXH3-128 over the stable prefix (tools, then leading system/developer messages,
     /// or Responses `instructions`); `None` when there is no such prefix. A fast, stable,
     /// non-cryptographic hash: it only picks a provider cache, and prompts can be large.
@@ -40,6 +42,8 @@ struct Probe<'a> {
     stream_options: Option<&'a RawValue>,
     #[serde(borrow, default)]
     prompt_cache_key: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    service_tier: Option<&'a RawValue>,
     #[serde(borrow)]
     messages: Option<Vec<&'a RawValue>>,
     #[serde(borrow)]
@@ -126,6 +130,7 @@ pub fn inspect(endpoint: Endpoint, body: &[u8]) -> Result<RequestFacts, GatewayE
         stream,
         client_wants_usage,
         has_cache_key: probe.prompt_cache_key.is_some(),
+        has_service_tier: probe.service_tier.is_some(),
         prefix_hash: hasher.map(|h| h.digest128()),
         stream_options_span: probe.stream_options.map(|r| span_of(body, r)),
     })
@@ -137,11 +142,13 @@ pub struct Additions {
     pub prompt_cache_key: Option<String>,
     /// Ask for the final usage chunk (the client did not; Sluice strips it again).
     pub include_usage: bool,
+    /// `service_tier: "flex"` (triage chose the flex tier).
+    pub flex: bool,
 }
 
 impl Additions {
     pub fn is_empty(&self) -> bool {
-        self.prompt_cache_key.is_none() && !self.include_usage
+        self.prompt_cache_key.is_none() && !self.include_usage && !self.flex
     }
 }
 
@@ -160,6 +167,9 @@ pub fn rewrite(body: &Bytes, facts: &RequestFacts, add: &Additions) -> Bytes {
         out.extend_from_slice(b"\"prompt_cache_key\":");
         out.extend_from_slice(serde_json::Value::from(key.as_str()).to_string().as_bytes());
         out.extend_from_slice(b",");
+    }
+    if add.flex {
+        out.extend_from_slice(b"\"service_tier\":\"flex\",");
     }
     let rest = &body[open + 1..];
     match (&facts.stream_options_span, add.include_usage) {
@@ -255,6 +265,7 @@ mod tests {
         let add = Additions {
             prompt_cache_key: Some("k1".into()),
             include_usage: true,
+            flex: false,
         };
         let out = rewrite(&body, &f, &add);
         let expected = " {\"prompt_cache_key\":\"k1\",\"stream_options\":{\"include_usage\":true},\"model\": \"gpt-4o\",\n \"messages\": [{\"role\":\"system\",\"content\":\"caf\\u00e9  \"}], \"stream\": true}";
@@ -272,9 +283,11 @@ mod tests {
             &Additions {
                 prompt_cache_key: None,
                 include_usage: true,
+                flex: true,
             },
         );
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["service_tier"], "flex");
         assert_eq!(
             v["stream_options"],
             serde_json::json!({"include_obfuscation": false, "include_usage": true})

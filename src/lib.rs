@@ -12,8 +12,10 @@
 //! `gateway`, `server`. Tools: `simulate`, `estimate`, `demo`, `cli`.
 
 pub mod account;
+pub mod batch;
 pub mod cli;
 pub mod config;
+pub mod deliver;
 pub mod demo;
 pub mod duration;
 pub mod error;
@@ -29,6 +31,8 @@ pub mod response_cache;
 pub mod server;
 pub mod simulate;
 pub mod sla;
+pub mod store;
+pub mod synth;
 pub mod triage;
 pub mod types;
 pub mod upstream;

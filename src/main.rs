@@ -52,6 +52,15 @@ enum Command {
         /// Prompt prefix length (tokens) from which repeats are reported as cached.
         #[arg(long, default_value_t = 1024)]
         cache_min_tokens: u64,
+        /// Time from batch creation to completion, e.g. 2s (0ms: done at the first read).
+        #[arg(long, default_value = "2s", value_parser = parse_duration)]
+        batch_turnaround: std::time::Duration,
+        /// How long a cancelled batch stays `cancelling`, e.g. 1s.
+        #[arg(long, default_value = "0ms", value_parser = parse_duration)]
+        cancel_delay: std::time::Duration,
+        /// Fraction of `service_tier: "flex"` requests answered 429 Resource Unavailable (0..1).
+        #[arg(long, default_value_t = 0.0)]
+        flex_429_rate: f64,
     },
     /// Gateway + simulated provider + a sample workload; prints the savings table.
     Demo,
@@ -109,6 +118,9 @@ fn main() -> ExitCode {
                         error_500_rate,
                         seed,
                         cache_min_tokens,
+                        batch_turnaround,
+                        cancel_delay,
+                        flex_429_rate,
                     } => {
                         let cfg = SimConfig {
                             latency,
@@ -117,6 +129,10 @@ fn main() -> ExitCode {
                             error_500_rate,
                             seed,
                             cache_min_tokens,
+                            batch_turnaround,
+                            cancel_delay,
+                            flex_429_rate,
+                            ..SimConfig::default()
                         };
                         sluice::cli::simulate(listen, cfg)
                             .await

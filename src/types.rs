@@ -115,7 +115,7 @@ impl Usage {
 }
 
 /// The OpenAI-compatible endpoints Sluice proxies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Endpoint {
     ChatCompletions,
     Completions,

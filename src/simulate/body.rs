@@ -158,4 +158,13 @@ pub enum Reply {
     Json(Bytes),
     /// `text/event-stream` body made of these events.
     Sse(Vec<Bytes>),
+    /// `application/octet-stream` body (file content).
+    Raw(Bytes),
+}
+
+impl Reply {
+    /// A compact JSON reply of `value`.
+    pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Self, ApiError> {
+        json_bytes(value).map(Self::Json)
+    }
 }

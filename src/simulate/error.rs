@@ -176,6 +176,32 @@ impl ApiError {
         .with_code("resource_unavailable")
     }
 
+    /// 404 for an unknown object id (file, batch); `param` names the id parameter.
+    pub fn no_such(message: String, param: &'static str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message, "invalid_request_error").with_param(param)
+    }
+
+    /// 409 for an operation the object's state does not allow (e.g. cancelling a
+    /// completed batch).
+    pub fn conflict(message: String) -> Self {
+        Self::new(StatusCode::CONFLICT, message, "invalid_request_error")
+    }
+
+    /// 429 on batch creation when the enqueued-token budget of `model` is exhausted
+    /// (reference 1.8 limits; wording SECONDARY), with `retry-after: 1`.
+    pub fn enqueued_limit(model: &str) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "Enqueued token limit reached for {model} in organization org-sluice-sim. Limit: 2,000,000 enqueued tokens. Please try again once some in_progress batches have been completed."
+            ),
+            "tokens",
+        )
+        .with_code("rate_limit_exceeded");
+        e.retry_after = true;
+        e
+    }
+
     /// 500 `server_error`.
     pub fn server_error() -> Self {
         Self::new(

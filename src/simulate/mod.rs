@@ -2,26 +2,40 @@
 //!
 //! Endpoints (all answers deterministic except ids and timestamps):
 //! `POST /v1/chat/completions` (JSON and SSE), `POST /v1/completions`, `POST /v1/embeddings`,
-//! `POST /v1/responses`, `GET /v1/models`, `GET /v1/models/{id}`, plus the test-only
-//! `GET|DELETE /sim/requests` (request log) and `DELETE /sim/cache` (forget cached prefixes).
+//! `POST /v1/responses`, `GET /v1/models`, `GET /v1/models/{id}`, the Files API
+//! (`POST|GET /v1/files`, `GET|DELETE /v1/files/{id}`, `GET /v1/files/{id}/content`), the
+//! Batch API (`POST|GET /v1/batches`, `GET /v1/batches/{id}`, `POST /v1/batches/{id}/cancel`),
+//! plus the test-only `GET|DELETE /sim/requests` (request log), `DELETE /sim/cache` (forget
+//! cached prefixes), `GET|POST /sim/batch-faults` and `GET /sim/batches/stats`.
 //!
 //! Fault controls: [`SimConfig::error_429_rate`] / [`SimConfig::error_500_rate`] (random,
-//! deterministic from [`SimConfig::seed`], inference endpoints only), and per request the
-//! header `x-sim-fault: 429 | 500 | slow | flex-429` and `x-sim-latency-ms: N`.
+//! deterministic from [`SimConfig::seed`], inference endpoints only),
+//! [`SimConfig::flex_429_rate`] (`service_tier: "flex"` chat/responses requests), per
+//! request the header `x-sim-fault: 429 | 500 | slow | flex-429` and `x-sim-latency-ms: N`,
+//! and the batch faults of `POST /sim/batch-faults` (see `faults.rs`).
 
+mod batch;
+mod batch_run;
 mod body;
 mod cache;
 mod chat;
 mod completions;
 mod embeddings;
 mod error;
+mod faults;
+mod files;
 mod log;
 mod models;
+mod multipart;
 mod responses;
 mod text;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_batch;
+#[cfg(test)]
+mod tests_files;
 #[cfg(test)]
 mod tests_more;
 
@@ -47,13 +61,19 @@ pub use body::SimBody;
 pub use error::{ApiError, Fault};
 pub use log::{LOG_CAPACITY, LoggedRequest};
 
+use batch::BatchStore;
 use body::Reply;
 use cache::PromptCache;
-use error::Rng;
+use error::{Rng, splitmix};
+use faults::BatchControl;
+use files::FileStore;
 use log::RequestLog;
 
 /// Largest accepted request body.
 const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// Largest accepted `POST /v1/files` body: a 512 MB file plus form overhead.
+const MAX_UPLOAD_BYTES: usize = files::MAX_FILE_BYTES + 1024 * 1024;
 
 /// Extra delay of the `slow` fault.
 const SLOW_DELAY: Duration = Duration::from_millis(200);
@@ -76,6 +96,17 @@ pub struct SimConfig {
     pub seed: u64,
     /// Prompt-cache threshold in tokens (default 1024).
     pub cache_min_tokens: u64,
+    /// Creation to `completed` of a batch (default 2 s; 0 = done at the first read).
+    pub batch_turnaround: Duration,
+    /// How long a cancelled batch stays `cancelling` (default 0).
+    pub cancel_delay: Duration,
+    /// Fraction of `service_tier: "flex"` chat/responses requests answered 429
+    /// "Resource Unavailable" (default 0; deterministic from [`SimConfig::seed`]).
+    pub flex_429_rate: f64,
+    /// Most requests in one batch input file (default 50,000).
+    pub batch_max_requests: usize,
+    /// Largest batch input file in bytes (default 200 MB).
+    pub batch_max_file_bytes: u64,
 }
 
 impl Default for SimConfig {
@@ -87,6 +118,11 @@ impl Default for SimConfig {
             error_500_rate: 0.0,
             seed: 1,
             cache_min_tokens: 1024,
+            batch_turnaround: Duration::from_secs(2),
+            cancel_delay: Duration::ZERO,
+            flex_429_rate: 0.0,
+            batch_max_requests: 50_000,
+            batch_max_file_bytes: 200 * 1024 * 1024,
         }
     }
 }
@@ -100,15 +136,23 @@ pub(crate) struct Meta {
     created: u64,
 }
 
-/// Shared state of the simulator: configuration, RNG, prompt-cache memory and request log.
+/// Shared state of the simulator: configuration, RNGs, prompt-cache memory, request log,
+/// files, batches and batch fault controls.
 #[derive(Debug)]
 pub struct Simulator {
     config: SimConfig,
     rng: Rng,
+    flex_rng: Rng,
     counter: AtomicU64,
     cache: PromptCache,
     log: RequestLog,
     models: Bytes,
+    files: FileStore,
+    batches: BatchStore,
+    control: BatchControl,
+    /// Per-instance part of file and batch ids, so that ids of a restarted simulator do
+    /// not collide with ids a client remembers from an earlier one.
+    tag: String,
 }
 
 /// Serves until `shutdown` resolves. Accepts HTTP/1.1 and h2c, sets `TCP_NODELAY`.
@@ -129,6 +173,8 @@ enum Route<'a> {
     Responses,
     Models,
     Model(&'a str),
+    Files(files::FileRoute<'a>),
+    Batches(batch::BatchRoute<'a>),
 }
 
 impl Route<'_> {
@@ -141,6 +187,12 @@ impl Route<'_> {
 }
 
 fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
+    if let Some(r) = files::route(method, path) {
+        return r.map(Route::Files);
+    }
+    if let Some(r) = batch::route(method, path) {
+        return r.map(Route::Batches);
+    }
     let (route, allowed) = match path {
         "/v1/chat/completions" => (Route::Chat, Method::POST),
         "/v1/completions" => (Route::Completions, Method::POST),
@@ -188,14 +240,27 @@ static FIXED_HEADERS: [(&str, &str); 7] = [
 impl Simulator {
     /// A simulator with empty cache and log.
     pub fn new(config: SimConfig) -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
         Self {
             rng: Rng::new(config.seed),
+            flex_rng: Rng::new(splitmix(config.seed ^ 0xF1E5)),
+            files: FileStore::default(),
+            batches: BatchStore::default(),
+            control: BatchControl::default(),
+            tag: format!("{:06x}", splitmix(nanos) & 0xFF_FFFF),
             config,
             counter: AtomicU64::new(0),
             cache: PromptCache::default(),
             log: RequestLog::default(),
             models: models::list().unwrap_or_default(),
         }
+    }
+
+    /// The next request counter value (also used for file, batch and line ids).
+    fn next_seq(&self) -> u64 {
+        self.counter.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// The configuration.
@@ -275,9 +340,14 @@ impl Simulator {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let start = Instant::now();
-        let seq = self.counter.fetch_add(1, Ordering::Relaxed) + 1;
+        let seq = self.next_seq();
         let (parts, body) = req.into_parts();
-        let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        let limit = if parts.uri.path() == "/v1/files" {
+            MAX_UPLOAD_BYTES
+        } else {
+            MAX_BODY_BYTES
+        };
+        let body = match Limited::new(body, limit).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(e) => {
                 let err = if e.downcast_ref::<LengthLimitError>().is_some() {
@@ -290,7 +360,7 @@ impl Simulator {
         };
         let path = parts.uri.path();
         if let Some(admin) = path.strip_prefix("/sim/") {
-            return self.admin(&parts.method, admin, seq, start);
+            return self.admin(&parts.method, admin, &body, seq, start);
         }
         self.log.record(LoggedRequest {
             method: parts.method.clone(),
@@ -336,6 +406,9 @@ impl Simulator {
         if route.is_inference() {
             self.random_fault()?;
         }
+        if matches!(route, Route::Chat | Route::Responses) {
+            self.flex_fault(body)?;
+        }
         let meta = Meta {
             seq,
             created: unix_now(),
@@ -348,6 +421,8 @@ impl Simulator {
             Route::Responses => responses::handle(self, &meta, b)?,
             Route::Models => Reply::Json(self.models.clone()),
             Route::Model(id) => Reply::Json(models::get(id)?),
+            Route::Files(r) => files::handle(self, r, parts, body, seq)?,
+            Route::Batches(r) => batch::handle(self, r, parts.uri.query(), b, seq)?,
         };
         let slow = fault == Some(Fault::Slow);
         let chunk_delay = if slow {
@@ -376,8 +451,37 @@ impl Simulator {
         }
     }
 
-    fn admin(&self, method: &Method, path: &str, seq: u64, start: Instant) -> Response<SimBody> {
+    /// A `service_tier: "flex"` request draws from the flex RNG when a rate is set.
+    fn flex_fault(&self, body: &[u8]) -> Result<(), ApiError> {
+        #[derive(serde::Deserialize)]
+        struct Tier<'a> {
+            #[serde(borrow)]
+            service_tier: Option<std::borrow::Cow<'a, str>>,
+        }
+        let rate = self.config.flex_429_rate;
+        if rate <= 0.0 {
+            return Ok(());
+        }
+        let flex = serde_json::from_slice::<Tier<'_>>(body)
+            .is_ok_and(|t| t.service_tier.as_deref() == Some("flex"));
+        if flex && self.flex_rng.next_f64() < rate {
+            return Err(ApiError::flex_unavailable());
+        }
+        Ok(())
+    }
+
+    fn admin(
+        &self,
+        method: &Method,
+        path: &str,
+        body: &[u8],
+        seq: u64,
+        start: Instant,
+    ) -> Response<SimBody> {
         let result = match (path, method) {
+            ("batch-faults", &Method::GET) => self.control.faults_json(),
+            ("batch-faults", &Method::POST) => self.control.update(body),
+            ("batches/stats", &Method::GET) => self.control.stats_json(),
             ("requests", &Method::GET) => self.log.to_json(),
             ("requests", &Method::DELETE) => {
                 self.log.clear();
@@ -387,7 +491,7 @@ impl Simulator {
                 self.cache.clear();
                 Ok(Bytes::from_static(b"{\"cleared\":true}"))
             }
-            ("requests" | "cache", m) => {
+            ("requests" | "cache" | "batch-faults" | "batches/stats", m) => {
                 Err(ApiError::method_not_allowed(m, &format!("/sim/{path}")))
             }
             (_, m) => Err(ApiError::not_found(m, &format!("/sim/{path}"))),
@@ -407,6 +511,7 @@ impl Simulator {
         let (body, content_type) = match reply {
             Reply::Json(bytes) => (SimBody::full(bytes), "application/json"),
             Reply::Sse(frames) => (SimBody::frames(frames, delay), "text/event-stream"),
+            Reply::Raw(bytes) => (SimBody::full(bytes), "application/octet-stream"),
         };
         let mut resp = Response::new(body);
         let h = resp.headers_mut();

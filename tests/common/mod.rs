@@ -21,10 +21,28 @@ use sluice::simulate::SimConfig;
 
 pub struct Gateway {
     pub addr: SocketAddr,
+    pub db: std::path::PathBuf,
     pub sim: Option<SimHandle>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// A fresh SQLite path for one gateway instance.
+pub fn temp_db() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    std::env::temp_dir().join(format!(
+        "sluice-test-{}-{}.db",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+pub fn remove_db(db: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
 }
 
 pub fn key_hash(key: &str) -> String {
@@ -62,6 +80,11 @@ impl Gateway {
     ) -> Gateway {
         let mut config = Config::load(None, &|_| None).unwrap();
         config.use_simulator(base_url);
+        let db = temp_db();
+        config.store = format!("sqlite://{}", db.display());
+        // Fast loops so deferred work finishes within a test.
+        config.batch.poll_interval = std::time::Duration::from_millis(50);
+        config.batch.max_wait = std::time::Duration::from_millis(200);
         tweak(&mut config);
         let policies = PolicySet::from_sources(&policies).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -81,6 +104,7 @@ impl Gateway {
         });
         Gateway {
             addr,
+            db,
             sim,
             stop: Some(tx),
             task: Some(task),
@@ -170,6 +194,7 @@ impl Gateway {
         if let Some(sim) = self.sim.take() {
             sim.stop().await;
         }
+        remove_db(&self.db);
     }
 }
 

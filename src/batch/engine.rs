@@ -1,0 +1,891 @@
+//! The engine of the deferred tiers. One loop per replica: flush due groups into upstream
+//! batches, advance every flush it leases (upload → create → poll → deliver), and answer
+//! synchronously any job whose batch answer would come too late. Every step is recorded
+//! in the store before the next upstream call, so a restart resumes where it stopped and
+//! never submits a job twice.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use tokio::sync::Notify;
+
+use crate::account::{Accountant, Answer};
+use crate::batch::accumulator::{self, GroupKey, Limits, Pending};
+use crate::batch::client::{BatchApiError, BatchClient};
+use crate::batch::openai::{self, Batch, LineOutcome, LineSplitter};
+use crate::batch::{failpoint, new_id, now_ms};
+use crate::forward::{self, Forwarder};
+use crate::policy::PolicySet;
+use crate::store::{
+    Enqueued, Flush, FlushState, FlushUpdate, Job, JobResult, LedgerEntry, NewFlush, NewJob, Store,
+    StoreError,
+};
+use crate::types::{Provider, Tier, Usage};
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// This replica's name: it owns the flushes it leases.
+    pub owner: String,
+    pub max_wait: Duration,
+    pub max_requests: Option<u32>,
+    pub poll_interval: Duration,
+    /// Batch turnaround assumed until the ledger has observations.
+    pub turnaround_prior: Duration,
+    /// A job still unanswered this long before its deadline is sent synchronously.
+    pub fallback_lead: Duration,
+    /// Finished results are kept this long for the job endpoints and idempotent retries.
+    pub result_retention: Duration,
+    pub lease: Duration,
+}
+
+impl EngineConfig {
+    pub fn from_config(c: &crate::config::BatchConfig) -> EngineConfig {
+        EngineConfig {
+            owner: c.replica_id.clone(),
+            max_wait: c.max_wait,
+            max_requests: c.max_requests,
+            poll_interval: c.poll_interval,
+            turnaround_prior: c.turnaround_prior,
+            fallback_lead: c.fallback_lead,
+            result_retention: c.result_retention,
+            lease: Duration::from_secs(60),
+        }
+    }
+}
+
+pub struct Engine {
+    store: Arc<dyn Store>,
+    client: BatchClient,
+    forwarder: Arc<Forwarder>,
+    accountant: Arc<Accountant>,
+    policies: Arc<PolicySet>,
+    cfg: EngineConfig,
+    wake: Notify,
+    waiters: Mutex<HashMap<String, Arc<Notify>>>,
+    turnaround: Mutex<HashMap<(Provider, String), Duration>>,
+    /// Groups whose last batch failed as a whole (e.g. enqueued-token limit): not before.
+    backoff: Mutex<HashMap<GroupKey, i64>>,
+}
+
+fn ms(d: Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these small maps cannot leave them inconsistent.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Engine {
+    pub fn new(
+        store: Arc<dyn Store>,
+        client: BatchClient,
+        forwarder: Arc<Forwarder>,
+        accountant: Arc<Accountant>,
+        policies: Arc<PolicySet>,
+        cfg: EngineConfig,
+    ) -> Engine {
+        Engine {
+            store,
+            client,
+            forwarder,
+            accountant,
+            policies,
+            cfg,
+            wake: Notify::new(),
+            waiters: Mutex::new(HashMap::new()),
+            turnaround: Mutex::new(HashMap::new()),
+            backoff: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// Whether the batch tier can serve this provider now.
+    pub fn batches(&self, p: Provider) -> bool {
+        self.client.supports(p)
+    }
+
+    /// Observed p95 batch turnaround for a provider and model, or the prior.
+    pub fn turnaround_p95(&self, provider: Provider, model: &str) -> Duration {
+        lock(&self.turnaround)
+            .get(&(provider, model.to_owned()))
+            .copied()
+            .unwrap_or(self.cfg.turnaround_prior)
+    }
+
+    /// Makes a job durable, then lets the scheduler know.
+    pub async fn submit(&self, job: NewJob) -> Result<Enqueued, StoreError> {
+        let r = self.store.enqueue(job).await?;
+        failpoint("after_enqueue");
+        self.wake.notify_one();
+        Ok(r)
+    }
+
+    /// Waits until the job is done (woken by this replica, or found by polling the store,
+    /// which another replica may have written).
+    pub async fn wait_done(&self, id: &str) -> Result<Job, StoreError> {
+        let poll = self
+            .cfg
+            .poll_interval
+            .clamp(Duration::from_millis(50), Duration::from_secs(2));
+        loop {
+            let n = lock(&self.waiters)
+                .entry(id.to_owned())
+                .or_insert_with(|| Arc::new(Notify::new()))
+                .clone();
+            let notified = n.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.store.job(id).await? {
+                Some(job) if job.result.is_some() => return Ok(job),
+                Some(_) => {}
+                None => return Err(StoreError::Query(format!("job {id} vanished"))),
+            }
+            let _ = tokio::time::timeout(poll, notified).await;
+        }
+    }
+
+    fn notify(&self, id: &str) {
+        if let Some(n) = lock(&self.waiters).remove(id) {
+            n.notify_waiters();
+        }
+    }
+
+    /// Runs until `shutdown` resolves.
+    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut last_purge = 0i64;
+        loop {
+            let next = match self.tick().await {
+                Ok(next) => next,
+                Err(e) => {
+                    tracing::warn!(error = %e, "deferred tier: store error, retrying");
+                    now_ms() + 1_000
+                }
+            };
+            let now = now_ms();
+            if now - last_purge > 60_000 {
+                last_purge = now;
+                if let Err(e) = self.store.purge(now - ms(self.cfg.result_retention)).await {
+                    tracing::warn!(error = %e, "purging old results failed");
+                }
+            }
+            let sleep = Duration::from_millis(
+                (next - now).clamp(10, ms(self.cfg.poll_interval).max(10)) as u64,
+            );
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(sleep) => {}
+            }
+        }
+    }
+
+    fn route_limits(&self, route: &str) -> (Option<Duration>, Option<u32>) {
+        // Route names are per client; a name shared by clients takes the strictest setting.
+        let mut wait: Option<Duration> = None;
+        let mut max: Option<u32> = None;
+        for r in self
+            .policies
+            .clients()
+            .iter()
+            .flat_map(|c| c.routes.iter())
+            .filter(|r| &*r.name == route)
+        {
+            wait = match (wait, r.batch_max_wait) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            max = match (max, r.batch_max_requests) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        (wait, max)
+    }
+
+    /// One pass: flush, advance flushes, fallbacks. Returns when to look again (unix ms).
+    pub async fn tick(self: &Arc<Self>) -> Result<i64, StoreError> {
+        let now = now_ms();
+        let mut next = now + ms(self.cfg.poll_interval);
+
+        // 1. Flush due groups.
+        let queued = self.store.queued().await?;
+        let mut depth: HashMap<(Provider, &str), f64> = HashMap::new();
+        let mut group_max: HashMap<GroupKey, u32> = HashMap::new();
+        let backoff = lock(&self.backoff).clone();
+        let mut pending = Vec::with_capacity(queued.len());
+        for q in &queued {
+            *depth.entry((q.provider, q.model.as_str())).or_default() += 1.0;
+            if q.tier != Tier::Batch || !self.client.supports(q.provider) {
+                continue;
+            }
+            let key = GroupKey {
+                provider: q.provider,
+                endpoint: q.endpoint,
+                model: q.model.clone(),
+            };
+            let (wait, max) = self.route_limits(&q.route);
+            let by_wait = q.created_at_ms + ms(wait.unwrap_or(self.cfg.max_wait));
+            let by_deadline = q.deadline_ms
+                - ms(self.turnaround_p95(q.provider, &q.model))
+                - ms(self.cfg.fallback_lead);
+            let mut flush_by = by_wait.min(by_deadline);
+            if let Some(&until) = backoff.get(&key) {
+                flush_by = flush_by.max(until);
+            }
+            if let Some(m) = max.or(self.cfg.max_requests) {
+                let e = group_max.entry(key.clone()).or_insert(m);
+                *e = (*e).min(m);
+            }
+            pending.push(Pending {
+                id: q.id.clone(),
+                key,
+                body_bytes: q.body_bytes,
+                prefix: q.prefix.clone(),
+                created_at_ms: q.created_at_ms,
+                flush_by_ms: flush_by,
+            });
+        }
+        let m = self.accountant.metrics();
+        m.batch_queue_depth.reset();
+        for ((p, model), n) in depth {
+            m.batch_queue_depth
+                .with_label_values(&[p.as_str(), self.accountant.model_label(model)])
+                .add(n);
+        }
+        let plans = accumulator::plan(&pending, now, |k| {
+            let base = Limits::for_provider(k.provider);
+            Limits {
+                max_requests: group_max
+                    .get(k)
+                    .map_or(base.max_requests, |&m| (m as usize).min(base.max_requests)),
+                max_bytes: base.max_bytes,
+            }
+        });
+        let planned: std::collections::HashSet<&str> = plans
+            .iter()
+            .flat_map(|p| p.job_ids.iter().map(String::as_str))
+            .collect();
+        if let Some(t) = accumulator::next_due(
+            &pending
+                .iter()
+                .filter(|p| !planned.contains(p.id.as_str()))
+                .cloned()
+                .collect::<Vec<_>>(),
+        ) {
+            next = next.min(t);
+        }
+        for plan in plans {
+            let flush = NewFlush {
+                id: new_id("flush"),
+                provider: plan.key.provider,
+                endpoint: plan.key.endpoint,
+                model: plan.key.model.clone(),
+                created_at_ms: now,
+            };
+            let claimed = self
+                .store
+                .claim_flush(
+                    flush,
+                    &plan.job_ids,
+                    &self.cfg.owner,
+                    now + ms(self.cfg.lease),
+                )
+                .await?;
+            tracing::info!(model = %plan.key.model, jobs = claimed.len(), reason = ?plan.reason, "flushing a batch group");
+            failpoint("after_claim");
+        }
+
+        // 2. Advance every flush this replica holds.
+        for f in self
+            .store
+            .lease_flushes(&self.cfg.owner, now, now + ms(self.cfg.lease))
+            .await?
+        {
+            match self.advance(&f, now).await {
+                Ok(at) => next = next.min(at),
+                Err(e) => {
+                    tracing::warn!(flush = %f.id, error = %e, "batch step failed; will retry");
+                    let retry = now + ms(self.cfg.poll_interval);
+                    self.store
+                        .update_flush(
+                            &f.id,
+                            FlushUpdate {
+                                next_poll_at_ms: Some(retry),
+                                ..FlushUpdate::default()
+                            },
+                        )
+                        .await?;
+                    next = next.min(retry);
+                }
+            }
+        }
+
+        // 3. The watchdog: answer in time what the batch would answer late.
+        let lead = ms(self.cfg.fallback_lead);
+        for job in self.store.due_before(now + lead).await? {
+            if job.result.is_none() {
+                let engine = self.clone();
+                tokio::spawn(async move { engine.fallback(job, "deadline").await });
+            }
+        }
+        Ok(next)
+    }
+
+    /// Moves one flush forward as far as it can go now. Returns when to look again.
+    async fn advance(&self, f: &Flush, now: i64) -> Result<i64, EngineError> {
+        if f.next_poll_at_ms > now {
+            return Ok(f.next_poll_at_ms);
+        }
+        let mut state = f.state;
+        let mut file_id = f.file_id.clone();
+        if state == FlushState::Claimed || (state == FlushState::Uploaded && file_id.is_none()) {
+            let id = self.upload(f).await?;
+            self.store
+                .update_flush(
+                    &f.id,
+                    FlushUpdate {
+                        state: Some(FlushState::Uploaded),
+                        file_id: Some(id.clone()),
+                        ..FlushUpdate::default()
+                    },
+                )
+                .await?;
+            failpoint("after_upload");
+            file_id = Some(id);
+            state = FlushState::Uploaded;
+        }
+        if state == FlushState::Creating {
+            // The batch may exist upstream although its id was never recorded.
+            if let Some(b) = self.find_batch(f).await? {
+                self.record_submitted(f, &b, now).await?;
+                return Ok(now + ms(self.cfg.poll_interval));
+            }
+            state = FlushState::Uploaded;
+        }
+        if state == FlushState::Uploaded {
+            let Some(file_id) = file_id else {
+                return Err(EngineError::Invariant(format!(
+                    "flush {} uploaded without a file id",
+                    f.id
+                )));
+            };
+            self.store
+                .update_flush(
+                    &f.id,
+                    FlushUpdate {
+                        state: Some(FlushState::Creating),
+                        ..FlushUpdate::default()
+                    },
+                )
+                .await?;
+            failpoint("before_create");
+            match self
+                .client
+                .create(
+                    f.provider,
+                    openai::create_request(&file_id, f.endpoint, &f.id),
+                )
+                .await
+            {
+                Ok(b) => {
+                    failpoint("after_create");
+                    self.record_submitted(f, &b, now).await?;
+                    return Ok(now + ms(self.cfg.poll_interval));
+                }
+                Err(e) if e.is_retryable() => {
+                    // 429 on create (enqueued-token limits) or an outage: back off, never drop.
+                    let attempts = f.create_attempts + 1;
+                    let wait = match &e {
+                        BatchApiError::Status {
+                            retry_after: Some(r),
+                            ..
+                        } => *r,
+                        _ => self.cfg.poll_interval * 2u32.saturating_pow(attempts.min(6)),
+                    };
+                    tracing::warn!(flush = %f.id, error = %e, attempts, "batch create refused; backing off");
+                    let at = now + ms(wait.min(Duration::from_secs(900)));
+                    self.store
+                        .update_flush(
+                            &f.id,
+                            FlushUpdate {
+                                state: Some(FlushState::Uploaded),
+                                create_attempts: Some(attempts),
+                                next_poll_at_ms: Some(at),
+                                ..FlushUpdate::default()
+                            },
+                        )
+                        .await?;
+                    return Ok(at);
+                }
+                Err(e) => {
+                    // Rejected for good (e.g. 400): answer every job with the error.
+                    self.fail_all(f, &e.to_string(), now).await?;
+                    return Ok(now);
+                }
+            }
+        }
+        if state == FlushState::Submitted {
+            let Some(batch_id) = &f.batch_id else {
+                return Err(EngineError::Invariant(format!(
+                    "flush {} submitted without a batch id",
+                    f.id
+                )));
+            };
+            let b = self.client.get(f.provider, batch_id).await?;
+            if b.is_terminal() {
+                self.finish(f, &b).await?;
+                return Ok(now);
+            }
+            let at = now + ms(self.cfg.poll_interval);
+            self.store
+                .update_flush(
+                    &f.id,
+                    FlushUpdate {
+                        upstream_status: Some(b.status.clone()),
+                        next_poll_at_ms: Some(at),
+                        ..FlushUpdate::default()
+                    },
+                )
+                .await?;
+            return Ok(at);
+        }
+        Ok(now + ms(self.cfg.poll_interval))
+    }
+
+    async fn record_submitted(&self, f: &Flush, b: &Batch, now: i64) -> Result<(), EngineError> {
+        self.store
+            .update_flush(
+                &f.id,
+                FlushUpdate {
+                    state: Some(FlushState::Submitted),
+                    batch_id: Some(b.id.clone()),
+                    upstream_status: Some(b.status.clone()),
+                    submitted_at_ms: Some(now),
+                    next_poll_at_ms: Some(now + ms(self.cfg.poll_interval)),
+                    ..FlushUpdate::default()
+                },
+            )
+            .await?;
+        tracing::info!(flush = %f.id, batch = %b.id, "batch submitted");
+        Ok(())
+    }
+
+    /// Lists the provider's batches for one carrying this flush's id in its metadata.
+    async fn find_batch(&self, f: &Flush) -> Result<Option<Batch>, EngineError> {
+        let mut after: Option<String> = None;
+        // Newest first: a batch created just before a crash is on the first pages.
+        for _ in 0..20 {
+            let page = self.client.list(f.provider, after.as_deref()).await?;
+            if let Some(b) = page
+                .data
+                .iter()
+                .find(|b| b.flush_id() == Some(f.id.as_str()))
+            {
+                return Ok(Some(b.clone()));
+            }
+            if !page.has_more {
+                break;
+            }
+            after = page
+                .last_id
+                .or_else(|| page.data.last().map(|b| b.id.clone()));
+        }
+        Ok(None)
+    }
+
+    /// Streams the flush's bodies from the store into a multipart upload.
+    async fn upload(&self, f: &Flush) -> Result<String, EngineError> {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let store = self.store.clone();
+        let flush_id = f.id.clone();
+        let endpoint = f.endpoint;
+        let producer = tokio::spawn(async move {
+            let mut after = None;
+            loop {
+                let page = match store.flush_bodies(&flush_id, after, 500).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = tx.send(Err(Box::new(e) as crate::relay::BoxError)).await;
+                        return;
+                    }
+                };
+                let Some((last, _, _)) = page.last() else {
+                    return;
+                };
+                after = Some(*last);
+                let mut chunk = bytes::BytesMut::new();
+                for (_, id, body) in &page {
+                    chunk.extend_from_slice(&openai::input_line(id, endpoint, body));
+                }
+                if tx.send(Ok(chunk.freeze())).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let filename = format!("{}.jsonl", f.id);
+        let r = self.client.upload(f.provider, &filename, rx).await;
+        producer.abort();
+        Ok(r?)
+    }
+
+    /// A terminal batch: deliver every result line, put back what did not run.
+    async fn finish(&self, f: &Flush, b: &Batch) -> Result<(), EngineError> {
+        let now = now_ms();
+        if b.status == "failed" {
+            let lines: Vec<(u64, String)> = b
+                .errors
+                .as_ref()
+                .map(|e| {
+                    e.data
+                        .iter()
+                        .filter_map(|d| Some((d.line?, d.message.clone().unwrap_or_default())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if lines.is_empty() {
+                // The whole batch was refused (e.g. enqueued-token limit): try again later.
+                let until = now + ms(self.cfg.poll_interval * 10).max(60_000);
+                lock(&self.backoff).insert(
+                    GroupKey {
+                        provider: f.provider,
+                        endpoint: f.endpoint,
+                        model: f.model.clone(),
+                    },
+                    until,
+                );
+            } else {
+                // Answer the invalid lines with the provider's reason; resubmit the rest.
+                let mut positions: HashMap<u32, String> = HashMap::new();
+                let mut after = None;
+                loop {
+                    let page = self.store.flush_bodies(&f.id, after, 1000).await?;
+                    let Some((last, _, _)) = page.last() else {
+                        break;
+                    };
+                    after = Some(*last);
+                    positions.extend(page.into_iter().map(|(pos, id, _)| (pos, id)));
+                }
+                let mut sorted: Vec<u32> = positions.keys().copied().collect();
+                sorted.sort_unstable();
+                for (line, message) in lines {
+                    let Some(id) = sorted
+                        .get((line as usize).saturating_sub(1))
+                        .and_then(|p| positions.get(p))
+                    else {
+                        continue;
+                    };
+                    let body = openai::error_body(&message, "invalid_batch_line");
+                    self.complete(id, 400, body, Tier::Batch, None, now).await?;
+                }
+            }
+        } else {
+            for file in [&b.output_file_id, &b.error_file_id].into_iter().flatten() {
+                self.deliver_file(f, file).await?;
+            }
+        }
+        let open = self.store.flush_open_jobs(&f.id).await?;
+        if !open.is_empty() {
+            tracing::info!(flush = %f.id, status = %b.status, jobs = open.len(), "requeueing jobs the batch did not answer");
+            self.store.requeue(&open).await?;
+            self.wake.notify_one();
+        }
+        self.store
+            .update_flush(
+                &f.id,
+                FlushUpdate {
+                    state: Some(FlushState::Ended),
+                    upstream_status: Some(b.status.clone()),
+                    ended_at_ms: Some(now),
+                    ..FlushUpdate::default()
+                },
+            )
+            .await?;
+        let m = self.accountant.metrics();
+        m.batches
+            .with_label_values(&[f.provider.as_str(), &b.status])
+            .inc();
+        if let Some(sub) = f.submitted_at_ms {
+            m.batch_turnaround
+                .with_label_values(&[f.provider.as_str()])
+                .observe((now - sub).max(0) as f64 / 1000.0);
+        }
+        self.refresh_turnaround(f.provider, &f.model).await?;
+        Ok(())
+    }
+
+    async fn deliver_file(&self, f: &Flush, file_id: &str) -> Result<(), EngineError> {
+        let mut body = self.client.download(f.provider, file_id).await?;
+        let mut lines = LineSplitter::default();
+        let mut delivered = 0usize;
+        loop {
+            let (batch, end) = match body.frame().await {
+                Some(Ok(frame)) => (
+                    frame
+                        .into_data()
+                        .map(|d| lines.push(&d))
+                        .unwrap_or_default(),
+                    false,
+                ),
+                Some(Err(e)) => {
+                    return Err(EngineError::Api(BatchApiError::Transport {
+                        provider: f.provider.as_str(),
+                        reason: e.to_string(),
+                    }));
+                }
+                None => (lines.finish().into_iter().collect(), true),
+            };
+            for line in batch {
+                match openai::parse_line(&line) {
+                    Ok((id, outcome)) => {
+                        self.deliver_line(&id, outcome).await?;
+                        delivered += 1;
+                        if delivered == 1 {
+                            failpoint("mid_delivery");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(flush = %f.id, error = %e, "skipping an unreadable result line")
+                    }
+                }
+            }
+            if end {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn deliver_line(&self, id: &str, outcome: LineOutcome) -> Result<(), EngineError> {
+        match outcome {
+            LineOutcome::Answered { status, body } => {
+                let usage = (200..300)
+                    .contains(&status)
+                    .then(|| crate::usage::from_json(&body))
+                    .flatten();
+                self.complete(id, status, body, Tier::Batch, usage, now_ms())
+                    .await
+            }
+            // Expired or cancelled before it ran: requeued with the flush's open jobs.
+            LineOutcome::NotRun { .. } => Ok(()),
+        }
+    }
+
+    /// Stores a job's answer (first answer wins), accounts for it and wakes its waiters.
+    /// A batch answer that lost to a fallback is recorded as waste.
+    async fn complete(
+        &self,
+        id: &str,
+        status: u16,
+        body: Bytes,
+        tier: Tier,
+        usage: Option<Usage>,
+        now: i64,
+    ) -> Result<(), EngineError> {
+        let Some(job) = self.store.job(id).await? else {
+            tracing::warn!(job = id, "result for an unknown job (purged?)");
+            return Ok(());
+        };
+        let result = JobResult {
+            status,
+            body,
+            answered_by: tier,
+            usage,
+            completed_at_ms: now,
+        };
+        let won = self.store.complete_job(id, result).await?;
+        self.account(&job, tier, status, usage, !won, now).await?;
+        if won {
+            self.notify(id);
+        }
+        Ok(())
+    }
+
+    async fn account(
+        &self,
+        job: &Job,
+        tier: Tier,
+        status: u16,
+        usage: Option<Usage>,
+        wasted: bool,
+        now: i64,
+    ) -> Result<(), EngineError> {
+        let m = self.accountant.metrics();
+        let model_label = self.accountant.model_label(&job.model).to_owned();
+        if wasted {
+            if let Some(p) = usage.and_then(|u| self.accountant.quote(&job.model, tier, &u)) {
+                m.wasted
+                    .with_label_values(&[&job.route, "late_batch_result"])
+                    .inc_by(p.cost_usd);
+                self.store
+                    .record(&[LedgerEntry {
+                        at_ms: now,
+                        route: job.route.clone(),
+                        client: job.client.clone(),
+                        provider: job.provider,
+                        model: model_label,
+                        tier,
+                        status,
+                        usage: usage.unwrap_or_default(),
+                        cost_usd: p.cost_usd,
+                        baseline_usd: p.baseline_usd,
+                        savings_usd: [0.0; 4],
+                        wasted: true,
+                    }])
+                    .await?;
+            }
+            return Ok(());
+        }
+        if now > job.deadline_ms {
+            m.sla_violations.with_label_values(&[&job.route]).inc();
+        }
+        let priced = self.accountant.record(&Answer {
+            route: &job.route,
+            client: &job.client,
+            provider: job.provider,
+            model: &job.model,
+            tier,
+            status,
+            usage,
+        });
+        let (cost, baseline, savings) = match &priced {
+            Some(p) => {
+                let s = p.savings.by_lever();
+                (p.cost_usd, p.baseline_usd, [s[0].1, s[1].1, s[2].1, s[3].1])
+            }
+            None => (0.0, 0.0, [0.0; 4]),
+        };
+        self.store
+            .record(&[LedgerEntry {
+                at_ms: now,
+                route: job.route.clone(),
+                client: job.client.clone(),
+                provider: job.provider,
+                model: model_label,
+                tier,
+                status,
+                usage: usage.unwrap_or_default(),
+                cost_usd: cost,
+                baseline_usd: baseline,
+                savings_usd: savings,
+                wasted: false,
+            }])
+            .await?;
+        Ok(())
+    }
+
+    async fn fail_all(&self, f: &Flush, message: &str, now: i64) -> Result<(), EngineError> {
+        let body = openai::error_body(
+            &format!("the provider refused the batch: {message}"),
+            "batch_rejected",
+        );
+        for id in self.store.flush_open_jobs(&f.id).await? {
+            self.complete(&id, 502, body.clone(), Tier::Batch, None, now)
+                .await?;
+        }
+        self.store
+            .update_flush(
+                &f.id,
+                FlushUpdate {
+                    state: Some(FlushState::Ended),
+                    upstream_status: Some("rejected".into()),
+                    ended_at_ms: Some(now),
+                    ..FlushUpdate::default()
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn refresh_turnaround(&self, provider: Provider, model: &str) -> Result<(), EngineError> {
+        let mut samples = self.store.turnarounds(provider, model, 200).await?;
+        if samples.is_empty() {
+            return Ok(());
+        }
+        samples.sort_unstable();
+        let p95 = samples[((samples.len() - 1) as f64 * 0.95).round() as usize];
+        lock(&self.turnaround).insert(
+            (provider, model.to_owned()),
+            Duration::from_millis(p95.max(0) as u64),
+        );
+        Ok(())
+    }
+
+    /// Answers a job synchronously (deadline fallback). Only the replica that claims the
+    /// job sends it.
+    pub async fn fallback(self: Arc<Self>, job: Job, reason: &'static str) {
+        match self.store.claim_fallback(&job.id).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => return tracing::warn!(job = %job.id, error = %e, "fallback claim failed"),
+        }
+        self.accountant
+            .metrics()
+            .fallbacks
+            .with_label_values(&[&job.route, job.tier.as_str(), reason])
+            .inc();
+        let body = match self.store.job_body(&job.id).await {
+            Ok(Some(b)) => b,
+            Ok(None) => return,
+            Err(e) => {
+                return tracing::warn!(job = %job.id, error = %e, "fallback: cannot read the body");
+            }
+        };
+        let (status, answer) = match self
+            .forwarder
+            .send(
+                job.provider,
+                job.endpoint,
+                &job.model,
+                &http::HeaderMap::new(),
+                body,
+            )
+            .await
+        {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                match forward::read_answer(
+                    job.provider,
+                    resp.into_body(),
+                    self.forwarder.response_timeout(),
+                )
+                .await
+                {
+                    Ok(a) => (status, a),
+                    Err(e) => (e.status().as_u16(), Bytes::from(e.to_openai_json())),
+                }
+            }
+            Err(e) => (e.status().as_u16(), Bytes::from(e.to_openai_json())),
+        };
+        let usage = (200..300)
+            .contains(&status)
+            .then(|| crate::usage::from_json(&answer))
+            .flatten();
+        if let Err(e) = self
+            .complete(&job.id, status, answer, Tier::Interactive, usage, now_ms())
+            .await
+        {
+            tracing::warn!(job = %job.id, error = %e, "fallback answer could not be stored");
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Api(#[from] BatchApiError),
+    #[error("{0}")]
+    Invariant(String),
+}

@@ -1,0 +1,200 @@
+//! Delivery of deferred answers to their callers: held connections (JSON or SSE with
+//! keep-alives), `Prefer: respond-async` (202 + `Location`), and the job endpoints, which
+//! serve a job only to the client that created it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+
+use crate::account::Accountant;
+use crate::batch::engine::Engine;
+use crate::error::GatewayError;
+use crate::forward::{X_SLUICE_BASELINE, X_SLUICE_COST, X_SLUICE_TIER};
+use crate::gateway::RespBody;
+use crate::relay::BoxError;
+use crate::store::{Job, JobState, StoreError};
+use crate::synth;
+
+pub const X_SLUICE_JOB_ID: http::HeaderName = http::HeaderName::from_static("x-sluice-job-id");
+
+impl From<StoreError> for GatewayError {
+    fn from(e: StoreError) -> Self {
+        GatewayError::NotReady {
+            reason: e.to_string(),
+        }
+    }
+}
+
+fn job_json(job: &Job) -> serde_json::Value {
+    let status = match job.state {
+        JobState::Queued => "queued",
+        JobState::Batched => "in_progress",
+        JobState::Fallback => "in_progress",
+        JobState::Done => "completed",
+    };
+    serde_json::json!({
+        "id": job.id,
+        "object": "sluice.job",
+        "status": status,
+        "tier": job.tier.as_str(),
+        "answered_by": job.result.as_ref().map(|r| r.answered_by.as_str()),
+        "model": job.model,
+        "route": job.route,
+        "created_at": job.created_at_ms / 1000,
+        "deadline_at": job.deadline_ms / 1000,
+        "completed_at": job.result.as_ref().map(|r| r.completed_at_ms / 1000),
+        "result_url": format!("/sluice/v1/jobs/{}/result", job.id),
+    })
+}
+
+fn json_response(status: StatusCode, body: Bytes) -> Response<RespBody> {
+    let mut r = Response::new(
+        Full::new(body)
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn set_job_headers(h: &mut http::HeaderMap, job: &Job, accountant: &Accountant) {
+    if let Ok(v) = HeaderValue::from_str(&job.id) {
+        h.insert(X_SLUICE_JOB_ID, v);
+    }
+    let tier = job.result.as_ref().map_or(job.tier, |r| r.answered_by);
+    h.insert(X_SLUICE_TIER, HeaderValue::from_static(tier.as_str()));
+    if let Some(r) = &job.result {
+        if let Some(p) = r
+            .usage
+            .and_then(|u| accountant.quote(&job.model, r.answered_by, &u))
+        {
+            h.insert(X_SLUICE_COST, crate::gateway::usd(p.cost_usd));
+            h.insert(X_SLUICE_BASELINE, crate::gateway::usd(p.baseline_usd));
+        }
+    }
+}
+
+/// `202 Accepted` with `Location` and the job.
+pub fn accepted(job: &Job) -> Response<RespBody> {
+    let mut r = json_response(StatusCode::ACCEPTED, Bytes::from(job_json(job).to_string()));
+    if let Ok(v) = HeaderValue::from_str(&format!("/sluice/v1/jobs/{}", job.id)) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&job.id) {
+        r.headers_mut().insert(X_SLUICE_JOB_ID, v);
+    }
+    r.headers_mut()
+        .insert(X_SLUICE_TIER, HeaderValue::from_static(job.tier.as_str()));
+    r
+}
+
+/// The finished answer exactly as a synchronous call would have returned it.
+pub fn finished(job: &Job, accountant: &Accountant) -> Response<RespBody> {
+    let Some(result) = &job.result else {
+        return accepted(job);
+    };
+    let status = StatusCode::from_u16(result.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut r = json_response(status, result.body.clone());
+    set_job_headers(r.headers_mut(), job, accountant);
+    r
+}
+
+/// Holds the connection until the job is answered.
+pub async fn hold(
+    engine: &Engine,
+    accountant: &Accountant,
+    id: &str,
+) -> Result<Response<RespBody>, GatewayError> {
+    let job = engine.wait_done(id).await?;
+    Ok(finished(&job, accountant))
+}
+
+/// Holds a streaming request: `: keep-alive` comments while waiting, then the answer as
+/// chat-completion chunks ending in `data: [DONE]`.
+pub fn hold_stream(
+    engine: Arc<Engine>,
+    accountant: Arc<Accountant>,
+    job: Job,
+    include_usage: bool,
+    keep_alive: Duration,
+) -> Response<RespBody> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(8);
+    let id = job.id.clone();
+    let waiter = engine.clone();
+    tokio::spawn(async move {
+        let engine = waiter;
+        let wait = engine.wait_done(&id);
+        tokio::pin!(wait);
+        let mut tick = tokio::time::interval(keep_alive);
+        tick.tick().await;
+        let done = loop {
+            tokio::select! {
+                r = &mut wait => break r,
+                _ = tick.tick() => {
+                    if tx.send(Ok(Frame::data(Bytes::from_static(synth::KEEP_ALIVE)))).await.is_err() {
+                        return; // the client went away; the job is answered anyway
+                    }
+                }
+            }
+        };
+        let events = match done {
+            Ok(job) => match &job.result {
+                Some(r) => synth::chunks(r.status, &r.body, include_usage),
+                None => return,
+            },
+            Err(e) => synth::chunks(503, &GatewayError::from(e).to_openai_json(), false),
+        };
+        for e in events {
+            if tx.send(Ok(Frame::data(e))).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut rx = rx;
+    let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let mut r = Response::new(StreamBody::new(stream).boxed_unsync());
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    set_job_headers(r.headers_mut(), &job, &accountant);
+    r
+}
+
+/// `GET /sluice/v1/jobs/{id}` and `.../result`, for the job's own client only.
+pub async fn job_endpoint(
+    engine: &Engine,
+    accountant: &Accountant,
+    client: &str,
+    id: &str,
+    result: bool,
+) -> Result<Response<RespBody>, GatewayError> {
+    let job = engine.store().job(id).await?;
+    // Another client's job is indistinguishable from a missing one.
+    let job = job
+        .filter(|j| j.client == client)
+        .ok_or_else(|| GatewayError::JobNotFound { id: id.to_owned() })?;
+    if !result {
+        let mut r = json_response(StatusCode::OK, Bytes::from(job_json(&job).to_string()));
+        set_job_headers(r.headers_mut(), &job, accountant);
+        return Ok(r);
+    }
+    if job.result.is_none() {
+        let mut r = accepted(&job);
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return Ok(r);
+    }
+    Ok(finished(&job, accountant))
+}

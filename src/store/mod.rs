@@ -1,0 +1,346 @@
+//! The durable store behind the deferred tiers: jobs, idempotency keys, flushes (upstream
+//! batches), results and the cost ledger, behind one trait so an embedded SQLite store and
+//! a shared PostgreSQL store are interchangeable.
+//!
+//! Designed for several gateway replicas sharing one store: work on a flush is owned by a
+//! replica through a lease (`owner`, `lease_until_ms`) that another replica may take over
+//! once it lapses; jobs are completed with compare-and-set, so a late batch line can never
+//! overwrite a fallback answer. Times are unix milliseconds passed in by the caller: the
+//! store never reads the clock, which keeps it deterministic under test.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::types::{Endpoint, Provider, Tier, Usage};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store query failed: {0}")]
+    Query(String),
+    #[error("corrupt row in the store: {0}")]
+    Corrupt(String),
+    #[error("unsupported store URL {0:?}: expected sqlite://PATH or postgres://...")]
+    UnsupportedUrl(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Where a deferred job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    /// Durable and waiting to be flushed.
+    Queued,
+    /// Assigned to a flush (an upstream batch being built, submitted or polled).
+    Batched,
+    /// A synchronous call is answering it instead (deadline fallback or flex).
+    Fallback,
+    /// Answered: the result is stored.
+    Done,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Batched => "batched",
+            JobState::Fallback => "fallback",
+            JobState::Done => "done",
+        }
+    }
+    pub fn parse(s: &str) -> Option<JobState> {
+        [
+            JobState::Queued,
+            JobState::Batched,
+            JobState::Fallback,
+            JobState::Done,
+        ]
+        .into_iter()
+        .find(|j| j.as_str() == s)
+    }
+}
+
+/// A deferred request as accepted: everything needed to send it later, on any replica.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    /// `job_` + 32 hex digits; also the batch line's `custom_id`.
+    pub id: String,
+    pub client: String,
+    pub route: String,
+    pub idempotency_key: Option<String>,
+    pub provider: Provider,
+    pub endpoint: Endpoint,
+    pub model: String,
+    /// The request body to send upstream (cache hints added, `stream` fields removed).
+    pub body: Bytes,
+    /// The client asked for an SSE stream; the answer is turned into one on delivery.
+    pub stream: bool,
+    /// The tier triage chose (`Batch` or `Flex`).
+    pub tier: Tier,
+    /// Prefix hash (hex) so requests sharing a prompt prefix are flushed together.
+    pub prefix: Option<String>,
+    pub created_at_ms: i64,
+    /// The caller's deadline: the latest acceptable answer time.
+    pub deadline_ms: i64,
+}
+
+/// A finished answer, byte-for-byte what a synchronous call would have returned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobResult {
+    pub status: u16,
+    pub body: Bytes,
+    /// The tier that actually answered (`Batch`, `Flex`, or `Interactive` for a fallback).
+    pub answered_by: Tier,
+    pub usage: Option<Usage>,
+    pub completed_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: String,
+    pub client: String,
+    pub route: String,
+    pub provider: Provider,
+    pub endpoint: Endpoint,
+    pub model: String,
+    pub stream: bool,
+    pub tier: Tier,
+    pub state: JobState,
+    pub flush_id: Option<String>,
+    pub created_at_ms: i64,
+    pub deadline_ms: i64,
+    pub result: Option<JobResult>,
+}
+
+/// The accumulator's view of a queued job: no body, just what grouping and deadlines need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedJob {
+    pub id: String,
+    pub route: String,
+    pub provider: Provider,
+    pub endpoint: Endpoint,
+    pub model: String,
+    pub body_bytes: u64,
+    pub prefix: Option<String>,
+    pub created_at_ms: i64,
+    pub deadline_ms: i64,
+    pub tier: Tier,
+}
+
+#[derive(Debug)]
+pub enum Enqueued {
+    /// Durable now; safe to acknowledge.
+    Created,
+    /// The same client already sent this `Idempotency-Key` within 24 h: that job.
+    Existing(Box<Job>),
+}
+
+/// Progress of one flush (one upstream batch). Each step is recorded before the next
+/// upstream call, so a restart knows exactly what may already exist upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushState {
+    /// Jobs assigned; the input file is not uploaded yet.
+    Claimed,
+    /// Input file uploaded (`file_id` set).
+    Uploaded,
+    /// About to create the batch: it may exist upstream even without a `batch_id`;
+    /// reconcile by listing batches and matching the flush id in their metadata.
+    Creating,
+    /// Batch created (`batch_id` set); being polled.
+    Submitted,
+    /// Terminal upstream status seen and every line delivered or requeued.
+    Ended,
+}
+
+impl FlushState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlushState::Claimed => "claimed",
+            FlushState::Uploaded => "uploaded",
+            FlushState::Creating => "creating",
+            FlushState::Submitted => "submitted",
+            FlushState::Ended => "ended",
+        }
+    }
+    pub fn parse(s: &str) -> Option<FlushState> {
+        [
+            FlushState::Claimed,
+            FlushState::Uploaded,
+            FlushState::Creating,
+            FlushState::Submitted,
+            FlushState::Ended,
+        ]
+        .into_iter()
+        .find(|f| f.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewFlush {
+    /// `flush_` + 32 hex digits; sent upstream as batch metadata `sluice_flush`.
+    pub id: String,
+    pub provider: Provider,
+    pub endpoint: Endpoint,
+    pub model: String,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Flush {
+    pub id: String,
+    pub provider: Provider,
+    pub endpoint: Endpoint,
+    pub model: String,
+    pub state: FlushState,
+    pub file_id: Option<String>,
+    pub batch_id: Option<String>,
+    /// The provider's last reported status (`in_progress`, `completed`, `expired`, ...).
+    pub upstream_status: Option<String>,
+    pub job_count: u32,
+    pub created_at_ms: i64,
+    pub submitted_at_ms: Option<i64>,
+    pub ended_at_ms: Option<i64>,
+    pub owner: String,
+    pub lease_until_ms: i64,
+    /// When to poll next (backoff), unix ms.
+    pub next_poll_at_ms: i64,
+    /// Times creation was refused upstream (429 on create) so far.
+    pub create_attempts: u32,
+}
+
+/// A change to a flush; `None` fields stay as they are.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FlushUpdate {
+    pub state: Option<FlushState>,
+    pub file_id: Option<String>,
+    pub batch_id: Option<String>,
+    pub upstream_status: Option<String>,
+    pub submitted_at_ms: Option<i64>,
+    pub ended_at_ms: Option<i64>,
+    pub next_poll_at_ms: Option<i64>,
+    pub create_attempts: Option<u32>,
+}
+
+/// One priced answer in the durable ledger (`sluice report`, turnaround).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerEntry {
+    pub at_ms: i64,
+    pub route: String,
+    pub client: String,
+    pub provider: Provider,
+    /// The metric label (priced or configured name, or `other`).
+    pub model: String,
+    pub tier: Tier,
+    pub status: u16,
+    pub usage: Usage,
+    pub cost_usd: f64,
+    pub baseline_usd: f64,
+    /// Savings by lever: batch, flex, prompt_cache, response_cache.
+    pub savings_usd: [f64; 4],
+    /// Spend nobody used (a batch line that finished after its fallback).
+    pub wasted: bool,
+}
+
+/// `sluice report`: totals per route, client and tier.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportRow {
+    pub route: String,
+    pub client: String,
+    pub tier: Tier,
+    pub requests: u64,
+    pub cost_usd: f64,
+    pub baseline_usd: f64,
+    pub savings_usd: f64,
+    pub wasted_usd: f64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Makes the job durable (group-committed: concurrent calls share one fsync) unless
+    /// the same client sent the same idempotency key within the last 24 h.
+    async fn enqueue(&self, job: NewJob) -> Result<Enqueued>;
+
+    async fn job(&self, id: &str) -> Result<Option<Job>>;
+
+    /// The request body of a job (for a synchronous fallback).
+    async fn job_body(&self, id: &str) -> Result<Option<Bytes>>;
+
+    /// Every job in `Queued` state (no bodies), oldest first: the accumulator's input.
+    async fn queued(&self) -> Result<Vec<QueuedJob>>;
+
+    /// Jobs not `Done` whose deadline is at or before `before_ms` (the watchdog's input).
+    async fn due_before(&self, before_ms: i64) -> Result<Vec<Job>>;
+
+    /// Atomically creates the flush (state `Claimed`, owned by `owner` until
+    /// `lease_until_ms`) and moves those of `job_ids` still `Queued` into it, remembering
+    /// their order (same-prefix requests adjacent) as their position in the flush.
+    /// Returns the ids actually claimed (another replica may have taken some).
+    async fn claim_flush(
+        &self,
+        flush: NewFlush,
+        job_ids: &[String],
+        owner: &str,
+        lease_until_ms: i64,
+    ) -> Result<Vec<String>>;
+
+    /// Bodies of a flush's jobs in pages, in the order `claim_flush` was given them
+    /// (`after` = the last position seen), so a large input file is built without holding
+    /// every body at once. Returns (position, job id, body).
+    async fn flush_bodies(
+        &self,
+        flush_id: &str,
+        after: Option<u32>,
+        limit: u32,
+    ) -> Result<Vec<(u32, String, Bytes)>>;
+
+    /// Ids of the jobs in a flush that are not `Done`.
+    async fn flush_open_jobs(&self, flush_id: &str) -> Result<Vec<String>>;
+
+    async fn update_flush(&self, flush_id: &str, update: FlushUpdate) -> Result<()>;
+
+    async fn flush(&self, flush_id: &str) -> Result<Option<Flush>>;
+
+    /// Flushes not `Ended` that `owner` holds or whose lease lapsed before `now_ms`; each
+    /// returned flush is (re)leased to `owner` until `lease_until_ms`.
+    async fn lease_flushes(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Vec<Flush>>;
+
+    /// Puts jobs of a flush back into `Queued` (batch failed validation, expired or was
+    /// cancelled): they will be flushed again or answered synchronously.
+    async fn requeue(&self, job_ids: &[String]) -> Result<()>;
+
+    /// `Queued`/`Batched` → `Fallback`. True if this caller won the job.
+    async fn claim_fallback(&self, job_id: &str) -> Result<bool>;
+
+    /// Stores the answer if the job is not `Done` yet. True if this call completed it.
+    async fn complete_job(&self, job_id: &str, result: JobResult) -> Result<bool>;
+
+    async fn record(&self, entries: &[LedgerEntry]) -> Result<()>;
+
+    async fn report(&self, since_ms: i64) -> Result<Vec<ReportRow>>;
+
+    /// Submit-to-end durations (ms) of the last `limit` ended flushes for a provider and model.
+    async fn turnarounds(&self, provider: Provider, model: &str, limit: u32) -> Result<Vec<i64>>;
+
+    /// Deletes finished jobs completed before `before_ms` and idempotency keys older than 24 h.
+    async fn purge(&self, before_ms: i64) -> Result<u64>;
+
+    /// Readiness: the store answers.
+    async fn ping(&self) -> Result<()>;
+}
+
+/// Opens the store a `SLUICE_STORE` URL names.
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_owned()))
+    }
+}

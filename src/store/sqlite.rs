@@ -1,0 +1,331 @@
+//! The embedded SQLite store: one file (WAL, `synchronous = FULL`), one writer task that
+//! group-commits every write, and a small read pool that never waits behind it.
+//!
+//! Schema: `migrations/sqlite/` (embedded; versions recorded in `_sqlx_migrations`).
+
+mod rows;
+mod writer;
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use sqlx::ConnectOptions;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use self::rows::{FLUSH_COLUMNS, JOB_COLUMNS, db_error, migrate_error};
+use self::writer::Request;
+use super::{
+    Enqueued, Flush, FlushUpdate, Job, JobResult, LedgerEntry, NewFlush, NewJob, QueuedJob,
+    ReportRow, Result, Store, StoreError,
+};
+use crate::types::Provider;
+
+/// How long a statement waits for a lock held by another process before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections for reads; writes never use them.
+const READ_CONNECTIONS: u32 = 4;
+/// Writes waiting for the writer before `enqueue` callers are held back.
+const WRITE_QUEUE: usize = 4096;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+pub struct SqliteStore {
+    writer: mpsc::Sender<Request>,
+    read: SqlitePool,
+    commits: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("commits", &self.commit_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database `url` names: `sqlite://PATH`,
+    /// `sqlite:PATH` or `sqlite::memory:`, and brings its schema up to date.
+    pub async fn open(url: &str) -> Result<SqliteStore> {
+        if !url.starts_with("sqlite:") {
+            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        }
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::UnsupportedUrl(format!("{url}: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        if !in_memory {
+            if let Some(dir) = options.get_filename().parent() {
+                if !dir.as_os_str().is_empty() {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        StoreError::Unavailable(format!("creating {}: {e}", dir.display()))
+                    })?;
+                }
+            }
+        }
+
+        // The writer connection exists first: it creates the file and, for an in-memory
+        // database, keeps it alive for the readers (shared cache) as long as the store.
+        let conn = options.connect().await.map_err(db_error)?;
+
+        let read = SqlitePoolOptions::new()
+            .max_connections(READ_CONNECTIONS)
+            .min_connections(0)
+            .connect_with(options.clone())
+            .await
+            .map_err(db_error)?;
+        // Through the pool: `Migrator::run` on a `&mut` connection makes this future not
+        // `Send` for every lifetime (sqlx's "Acquire is not general enough").
+        MIGRATOR.run(&read).await.map_err(migrate_error)?;
+
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let commits = Arc::new(AtomicU64::new(0));
+        tokio::spawn(writer::run(options, conn, rx, Arc::clone(&commits)));
+        Ok(SqliteStore {
+            writer: tx,
+            read,
+            commits,
+        })
+    }
+
+    /// Write transactions committed so far (one per group commit).
+    pub fn commit_count(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Hands a write to the writer task and waits until it is committed.
+    async fn write<T>(&self, request: impl FnOnce(writer::Reply<T>) -> Request) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.writer
+            .send(request(tx))
+            .await
+            .map_err(|_| StoreError::Unavailable("the store writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the store writer dropped the request".into()))?
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
+        self.write(|reply| Request::Enqueue(job, reply)).await
+    }
+
+    async fn job(&self, id: &str) -> Result<Option<Job>> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_error)?;
+        row.as_ref().map(rows::job).transpose()
+    }
+
+    async fn job_body(&self, id: &str) -> Result<Option<Bytes>> {
+        let row = sqlx::query("SELECT body FROM jobs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_error)?;
+        row.as_ref().map(rows::body).transpose()
+    }
+
+    async fn queued(&self) -> Result<Vec<QueuedJob>> {
+        let found = sqlx::query(
+            "SELECT id, route, provider, endpoint, model, length(body) AS body_bytes, prefix, \
+             created_at_ms, deadline_ms, tier FROM jobs WHERE state = 'queued' \
+             ORDER BY created_at_ms, rowid",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_error)?;
+        found.iter().map(rows::queued_job).collect()
+    }
+
+    async fn due_before(&self, before_ms: i64) -> Result<Vec<Job>> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE state <> 'done' AND deadline_ms <= ? \
+             ORDER BY deadline_ms, rowid"
+        );
+        let found = sqlx::query(&sql)
+            .bind(before_ms)
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_error)?;
+        found.iter().map(rows::job).collect()
+    }
+
+    async fn claim_flush(
+        &self,
+        flush: NewFlush,
+        job_ids: &[String],
+        owner: &str,
+        lease_until_ms: i64,
+    ) -> Result<Vec<String>> {
+        let job_ids = job_ids.to_vec();
+        let owner = owner.to_owned();
+        self.write(|reply| Request::ClaimFlush {
+            flush,
+            job_ids,
+            owner,
+            lease_until_ms,
+            reply,
+        })
+        .await
+    }
+
+    async fn flush_bodies(
+        &self,
+        flush_id: &str,
+        after: Option<u32>,
+        limit: u32,
+    ) -> Result<Vec<(u32, String, Bytes)>> {
+        let found = sqlx::query(
+            "SELECT flush_pos, id, body FROM jobs WHERE flush_id = ? AND flush_pos > ? \
+             ORDER BY flush_pos LIMIT ?",
+        )
+        .bind(flush_id)
+        .bind(after.map_or(-1, i64::from))
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_error)?;
+        found.iter().map(rows::flush_body).collect()
+    }
+
+    async fn flush_open_jobs(&self, flush_id: &str) -> Result<Vec<String>> {
+        let found = sqlx::query(
+            "SELECT id FROM jobs WHERE flush_id = ? AND state <> 'done' ORDER BY flush_pos",
+        )
+        .bind(flush_id)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_error)?;
+        found.iter().map(|r| rows::string_column(r, "id")).collect()
+    }
+
+    async fn update_flush(&self, flush_id: &str, update: FlushUpdate) -> Result<()> {
+        let flush_id = flush_id.to_owned();
+        self.write(|reply| Request::UpdateFlush {
+            flush_id,
+            update,
+            reply,
+        })
+        .await
+    }
+
+    async fn flush(&self, flush_id: &str) -> Result<Option<Flush>> {
+        let sql = format!("SELECT {FLUSH_COLUMNS} FROM flushes WHERE id = ?");
+        let row = sqlx::query(&sql)
+            .bind(flush_id)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_error)?;
+        row.as_ref().map(rows::flush).transpose()
+    }
+
+    async fn lease_flushes(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Vec<Flush>> {
+        let owner = owner.to_owned();
+        self.write(|reply| Request::LeaseFlushes {
+            owner,
+            now_ms,
+            lease_until_ms,
+            reply,
+        })
+        .await
+    }
+
+    async fn requeue(&self, job_ids: &[String]) -> Result<()> {
+        let job_ids = job_ids.to_vec();
+        self.write(|reply| Request::Requeue(job_ids, reply)).await
+    }
+
+    async fn claim_fallback(&self, job_id: &str) -> Result<bool> {
+        let job_id = job_id.to_owned();
+        self.write(|reply| Request::ClaimFallback(job_id, reply))
+            .await
+    }
+
+    async fn complete_job(&self, job_id: &str, result: JobResult) -> Result<bool> {
+        let job_id = job_id.to_owned();
+        self.write(|reply| Request::CompleteJob(job_id, result, reply))
+            .await
+    }
+
+    async fn record(&self, entries: &[LedgerEntry]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let entries = entries.to_vec();
+        self.write(|reply| Request::Record(entries, reply)).await
+    }
+
+    async fn report(&self, since_ms: i64) -> Result<Vec<ReportRow>> {
+        let found = sqlx::query(
+            "SELECT route, client, tier, \
+             SUM(CASE WHEN wasted = 0 THEN 1 ELSE 0 END) AS requests, \
+             TOTAL(CASE WHEN wasted = 0 THEN cost_usd END) AS cost_usd, \
+             TOTAL(CASE WHEN wasted = 0 THEN baseline_usd END) AS baseline_usd, \
+             TOTAL(CASE WHEN wasted = 0 THEN savings_batch_usd + savings_flex_usd \
+                 + savings_prompt_cache_usd + savings_response_cache_usd END) AS savings_usd, \
+             TOTAL(CASE WHEN wasted <> 0 THEN cost_usd END) AS wasted_usd \
+             FROM ledger WHERE at_ms >= ? GROUP BY route, client, tier \
+             ORDER BY route, client, tier",
+        )
+        .bind(since_ms)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_error)?;
+        found.iter().map(rows::report_row).collect()
+    }
+
+    async fn turnarounds(&self, provider: Provider, model: &str, limit: u32) -> Result<Vec<i64>> {
+        let found = sqlx::query(
+            "SELECT ended_at_ms - submitted_at_ms AS turnaround FROM flushes \
+             WHERE provider = ? AND model = ? AND ended_at_ms IS NOT NULL \
+             AND submitted_at_ms IS NOT NULL ORDER BY ended_at_ms DESC LIMIT ?",
+        )
+        .bind(provider.as_str())
+        .bind(model)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_error)?;
+        found
+            .iter()
+            .map(|r| rows::i64_column(r, "turnaround"))
+            .collect()
+    }
+
+    async fn purge(&self, before_ms: i64) -> Result<u64> {
+        self.write(|reply| Request::Purge(before_ms, reply)).await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.read)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+}

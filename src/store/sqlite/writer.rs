@@ -1,0 +1,497 @@
+//! The single writer: one task owns the only writing connection and group-commits.
+//!
+//! Every write request arrives over a bounded channel with a oneshot for its answer. The
+//! task drains whatever is waiting (up to [`MAX_GROUP`]), runs all of it in ONE
+//! `BEGIN IMMEDIATE` … `COMMIT` transaction (one WAL fsync under `synchronous = FULL`),
+//! and only then answers each request: an `enqueue` is acknowledged once it is durable.
+//! Requests are applied in arrival order inside the transaction, so two enqueues with the
+//! same idempotency key in one group see each other (exactly one is `Created`).
+//!
+//! A request that fails on its own (a constraint, a corrupt row) is undone alone — single
+//! statements by SQLite's statement rollback, multi-statement requests by a savepoint —
+//! and the rest of the group still commits. A failure of the transaction itself (BEGIN,
+//! COMMIT, I/O) answers every request of the group with that error and reconnects.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::{ConnectOptions, Connection};
+use tokio::sync::{mpsc, oneshot};
+
+use super::rows::{self, FLUSH_COLUMNS, JOB_COLUMNS, count, db_error, dup};
+use crate::store::{
+    Enqueued, Flush, FlushState, FlushUpdate, JobResult, JobState, LedgerEntry, NewFlush, NewJob,
+    Result, StoreError,
+};
+
+/// Most requests applied in one transaction.
+pub(super) const MAX_GROUP: usize = 512;
+
+/// An idempotency key is honoured for this long after its job was created.
+const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
+
+pub(super) type Reply<T> = oneshot::Sender<Result<T>>;
+
+/// A write, with where to send its answer.
+pub(super) enum Request {
+    Enqueue(NewJob, Reply<Enqueued>),
+    ClaimFlush {
+        flush: NewFlush,
+        job_ids: Vec<String>,
+        owner: String,
+        lease_until_ms: i64,
+        reply: Reply<Vec<String>>,
+    },
+    UpdateFlush {
+        flush_id: String,
+        update: FlushUpdate,
+        reply: Reply<()>,
+    },
+    LeaseFlushes {
+        owner: String,
+        now_ms: i64,
+        lease_until_ms: i64,
+        reply: Reply<Vec<Flush>>,
+    },
+    Requeue(Vec<String>, Reply<()>),
+    ClaimFallback(String, Reply<bool>),
+    CompleteJob(String, JobResult, Reply<bool>),
+    Record(Vec<LedgerEntry>, Reply<()>),
+    Purge(i64, Reply<u64>),
+}
+
+/// How a request went inside the group transaction.
+enum Status {
+    Ok,
+    /// Failed on its own: undo just this request.
+    Failed,
+    /// The transaction itself is in doubt: abandon the group.
+    Fatal(StoreError),
+}
+
+/// Sends a request's answer once the group's fate is known (`Some` = the commit failed).
+type Finish = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+
+fn settle<T: Send + 'static>(reply: Reply<T>, result: Result<T>) -> (Status, Finish) {
+    let status = match &result {
+        Ok(_) => Status::Ok,
+        Err(e @ StoreError::Unavailable(_)) => Status::Fatal(dup(e)),
+        Err(_) => Status::Failed,
+    };
+    let finish: Finish = Box::new(move |group_error| {
+        let answer = match (group_error, result) {
+            (Some(e), _) => Err(dup(e)),
+            (None, result) => result,
+        };
+        // The caller may have given up waiting; nothing to do then.
+        let _ = reply.send(answer);
+    });
+    (status, finish)
+}
+
+fn fail<T>(reply: Reply<T>, e: &StoreError) {
+    let _ = reply.send(Err(dup(e)));
+}
+
+impl Request {
+    /// Requests of several statements run inside a savepoint so they undo as one.
+    fn multi_statement(&self) -> bool {
+        matches!(
+            self,
+            Request::ClaimFlush { .. } | Request::Requeue(..) | Request::Record(..)
+        )
+    }
+
+    fn fail(self, e: &StoreError) {
+        match self {
+            Request::Enqueue(_, r) => fail(r, e),
+            Request::ClaimFlush { reply, .. } => fail(reply, e),
+            Request::UpdateFlush { reply, .. } => fail(reply, e),
+            Request::LeaseFlushes { reply, .. } => fail(reply, e),
+            Request::Requeue(_, r) => fail(r, e),
+            Request::ClaimFallback(_, r) => fail(r, e),
+            Request::CompleteJob(_, _, r) => fail(r, e),
+            Request::Record(_, r) => fail(r, e),
+            Request::Purge(_, r) => fail(r, e),
+        }
+    }
+
+    async fn run(self, conn: &mut SqliteConnection) -> (Status, Finish) {
+        match self {
+            Request::Enqueue(job, r) => settle(r, enqueue(conn, job).await),
+            Request::ClaimFlush {
+                flush,
+                job_ids,
+                owner,
+                lease_until_ms,
+                reply,
+            } => settle(
+                reply,
+                claim_flush(conn, flush, &job_ids, &owner, lease_until_ms).await,
+            ),
+            Request::UpdateFlush {
+                flush_id,
+                update,
+                reply,
+            } => settle(reply, update_flush(conn, &flush_id, update).await),
+            Request::LeaseFlushes {
+                owner,
+                now_ms,
+                lease_until_ms,
+                reply,
+            } => settle(
+                reply,
+                lease_flushes(conn, &owner, now_ms, lease_until_ms).await,
+            ),
+            Request::Requeue(ids, r) => settle(r, requeue(conn, &ids).await),
+            Request::ClaimFallback(id, r) => settle(r, claim_fallback(conn, &id).await),
+            Request::CompleteJob(id, result, r) => settle(r, complete_job(conn, &id, result).await),
+            Request::Record(entries, r) => settle(r, record(conn, &entries).await),
+            Request::Purge(before_ms, r) => settle(r, purge(conn, before_ms).await),
+        }
+    }
+}
+
+/// The writer task: owns the connection (reconnecting after a failed group) until every
+/// sender is gone.
+pub(super) async fn run(
+    options: SqliteConnectOptions,
+    conn: SqliteConnection,
+    mut rx: mpsc::Receiver<Request>,
+    commits: Arc<AtomicU64>,
+) {
+    let mut conn = Some(conn);
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+        let batch = std::mem::take(&mut group);
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => match options.connect().await {
+                Ok(c) => conn.insert(c),
+                Err(e) => {
+                    let e = db_error(e);
+                    tracing::warn!(error = %e, "store writer cannot reconnect");
+                    batch.into_iter().for_each(|r| r.fail(&e));
+                    continue;
+                }
+            },
+        };
+        if let Err(e) = commit_group(c, batch, &commits).await {
+            tracing::warn!(error = %e, "store group commit failed; reconnecting");
+            if let Some(c) = conn.take() {
+                let _ = c.close().await;
+            }
+        }
+    }
+    if let Some(c) = conn {
+        let _ = c.close().await;
+    }
+}
+
+async fn exec(conn: &mut SqliteConnection, sql: &str) -> Result<()> {
+    sqlx::query(sql)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+        .map_err(db_error)
+}
+
+/// Runs a group in one transaction and answers it. `Err` when the transaction failed
+/// (every request has been answered with the error).
+async fn commit_group(
+    conn: &mut SqliteConnection,
+    batch: Vec<Request>,
+    commits: &AtomicU64,
+) -> Result<()> {
+    if let Err(e) = exec(conn, "BEGIN IMMEDIATE").await {
+        batch.into_iter().for_each(|r| r.fail(&e));
+        return Err(e);
+    }
+    let mut finishes: Vec<Finish> = Vec::with_capacity(batch.len());
+    let mut pending = batch.into_iter();
+    let mut fatal = None;
+    for request in pending.by_ref() {
+        let savepoint = request.multi_statement();
+        if savepoint {
+            if let Err(e) = exec(conn, "SAVEPOINT request").await {
+                request.fail(&e);
+                fatal = Some(e);
+                break;
+            }
+        }
+        let (status, finish) = request.run(conn).await;
+        finishes.push(finish);
+        let undone = match status {
+            Status::Ok if savepoint => exec(conn, "RELEASE request").await,
+            Status::Ok => Ok(()),
+            Status::Failed if savepoint => match exec(conn, "ROLLBACK TO request").await {
+                Ok(()) => exec(conn, "RELEASE request").await,
+                Err(e) => Err(e),
+            },
+            Status::Failed => Ok(()),
+            Status::Fatal(e) => Err(e),
+        };
+        if let Err(e) = undone {
+            fatal = Some(e);
+            break;
+        }
+    }
+    let outcome = match fatal {
+        Some(e) => Err(e),
+        None => exec(conn, "COMMIT").await,
+    };
+    match outcome {
+        Ok(()) => {
+            commits.fetch_add(1, Ordering::Relaxed);
+            finishes.into_iter().for_each(|f| f(None));
+            Ok(())
+        }
+        Err(e) => {
+            let _ = exec(conn, "ROLLBACK").await;
+            finishes.into_iter().for_each(|f| f(Some(&e)));
+            pending.for_each(|r| r.fail(&e));
+            Err(e)
+        }
+    }
+}
+
+async fn enqueue(conn: &mut SqliteConnection, job: NewJob) -> Result<Enqueued> {
+    if let Some(key) = &job.idempotency_key {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE client = ? AND idempotency_key = ? \
+             AND created_at_ms > ? ORDER BY created_at_ms DESC LIMIT 1"
+        );
+        let existing = sqlx::query(&sql)
+            .bind(&job.client)
+            .bind(key)
+            .bind(job.created_at_ms.saturating_sub(IDEMPOTENCY_WINDOW_MS))
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        if let Some(row) = existing {
+            return Ok(Enqueued::Existing(Box::new(rows::job(&row)?)));
+        }
+    }
+    sqlx::query(
+        "INSERT INTO jobs (id, client, route, idempotency_key, provider, endpoint, model, \
+         body, stream, tier, prefix, created_at_ms, deadline_ms, state) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&job.id)
+    .bind(&job.client)
+    .bind(&job.route)
+    .bind(&job.idempotency_key)
+    .bind(job.provider.as_str())
+    .bind(job.endpoint.path())
+    .bind(&job.model)
+    .bind(job.body.as_ref())
+    .bind(job.stream)
+    .bind(job.tier.as_str())
+    .bind(&job.prefix)
+    .bind(job.created_at_ms)
+    .bind(job.deadline_ms)
+    .bind(JobState::Queued.as_str())
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    Ok(Enqueued::Created)
+}
+
+async fn claim_flush(
+    conn: &mut SqliteConnection,
+    flush: NewFlush,
+    job_ids: &[String],
+    owner: &str,
+    lease_until_ms: i64,
+) -> Result<Vec<String>> {
+    sqlx::query(
+        "INSERT INTO flushes (id, provider, endpoint, model, state, job_count, \
+         created_at_ms, owner, lease_until_ms, next_poll_at_ms, create_attempts) \
+         VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, 0)",
+    )
+    .bind(&flush.id)
+    .bind(flush.provider.as_str())
+    .bind(flush.endpoint.path())
+    .bind(&flush.model)
+    .bind(FlushState::Claimed.as_str())
+    .bind(flush.created_at_ms)
+    .bind(owner)
+    .bind(lease_until_ms)
+    .bind(flush.created_at_ms)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    let mut claimed = Vec::with_capacity(job_ids.len());
+    for id in job_ids {
+        let pos = i64::try_from(claimed.len()).unwrap_or(i64::MAX);
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'batched', flush_id = ?, flush_pos = ? \
+             WHERE id = ? AND state = 'queued'",
+        )
+        .bind(&flush.id)
+        .bind(pos)
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+        if done.rows_affected() == 1 {
+            claimed.push(id.clone());
+        }
+    }
+    if claimed.is_empty() {
+        sqlx::query("DELETE FROM flushes WHERE id = ?")
+            .bind(&flush.id)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    } else {
+        sqlx::query("UPDATE flushes SET job_count = ? WHERE id = ?")
+            .bind(i64::try_from(claimed.len()).unwrap_or(i64::MAX))
+            .bind(&flush.id)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    }
+    Ok(claimed)
+}
+
+async fn update_flush(conn: &mut SqliteConnection, flush_id: &str, u: FlushUpdate) -> Result<()> {
+    sqlx::query(
+        "UPDATE flushes SET state = COALESCE(?, state), file_id = COALESCE(?, file_id), \
+         batch_id = COALESCE(?, batch_id), upstream_status = COALESCE(?, upstream_status), \
+         submitted_at_ms = COALESCE(?, submitted_at_ms), \
+         ended_at_ms = COALESCE(?, ended_at_ms), \
+         next_poll_at_ms = COALESCE(?, next_poll_at_ms), \
+         create_attempts = COALESCE(?, create_attempts) WHERE id = ?",
+    )
+    .bind(u.state.map(FlushState::as_str))
+    .bind(u.file_id)
+    .bind(u.batch_id)
+    .bind(u.upstream_status)
+    .bind(u.submitted_at_ms)
+    .bind(u.ended_at_ms)
+    .bind(u.next_poll_at_ms)
+    .bind(u.create_attempts.map(i64::from))
+    .bind(flush_id)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+async fn lease_flushes(
+    conn: &mut SqliteConnection,
+    owner: &str,
+    now_ms: i64,
+    lease_until_ms: i64,
+) -> Result<Vec<Flush>> {
+    let sql = format!(
+        "UPDATE flushes SET owner = ?, lease_until_ms = ? \
+         WHERE state <> 'ended' AND (owner = ? OR lease_until_ms < ?) RETURNING {FLUSH_COLUMNS}"
+    );
+    let found = sqlx::query(&sql)
+        .bind(owner)
+        .bind(lease_until_ms)
+        .bind(owner)
+        .bind(now_ms)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    let mut flushes = found.iter().map(rows::flush).collect::<Result<Vec<_>>>()?;
+    flushes.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+    Ok(flushes)
+}
+
+async fn requeue(conn: &mut SqliteConnection, job_ids: &[String]) -> Result<()> {
+    for id in job_ids {
+        sqlx::query(
+            "UPDATE jobs SET state = 'queued', flush_id = NULL, flush_pos = NULL \
+             WHERE id = ? AND state = 'batched'",
+        )
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    }
+    Ok(())
+}
+
+async fn claim_fallback(conn: &mut SqliteConnection, job_id: &str) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE jobs SET state = 'fallback' WHERE id = ? AND state IN ('queued', 'batched')",
+    )
+    .bind(job_id)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    Ok(done.rows_affected() == 1)
+}
+
+async fn complete_job(conn: &mut SqliteConnection, job_id: &str, r: JobResult) -> Result<bool> {
+    let usage = r.usage;
+    let done = sqlx::query(
+        "UPDATE jobs SET state = 'done', result_status = ?, result_body = ?, answered_by = ?, \
+         usage_input_tokens = ?, usage_cached_input_tokens = ?, \
+         usage_cache_write_5m_tokens = ?, usage_cache_write_1h_tokens = ?, \
+         usage_output_tokens = ?, completed_at_ms = ? WHERE id = ? AND state <> 'done'",
+    )
+    .bind(i64::from(r.status))
+    .bind(r.body.as_ref())
+    .bind(r.answered_by.as_str())
+    .bind(usage.map(|u| count(u.input_tokens)))
+    .bind(usage.map(|u| count(u.cached_input_tokens)))
+    .bind(usage.map(|u| count(u.cache_write_5m_tokens)))
+    .bind(usage.map(|u| count(u.cache_write_1h_tokens)))
+    .bind(usage.map(|u| count(u.output_tokens)))
+    .bind(r.completed_at_ms)
+    .bind(job_id)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    Ok(done.rows_affected() == 1)
+}
+
+async fn record(conn: &mut SqliteConnection, entries: &[LedgerEntry]) -> Result<()> {
+    for e in entries {
+        sqlx::query(
+            "INSERT INTO ledger (at_ms, route, client, provider, model, tier, status, \
+             input_tokens, cached_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, \
+             output_tokens, cost_usd, baseline_usd, savings_batch_usd, savings_flex_usd, \
+             savings_prompt_cache_usd, savings_response_cache_usd, wasted) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(e.at_ms)
+        .bind(&e.route)
+        .bind(&e.client)
+        .bind(e.provider.as_str())
+        .bind(&e.model)
+        .bind(e.tier.as_str())
+        .bind(i64::from(e.status))
+        .bind(count(e.usage.input_tokens))
+        .bind(count(e.usage.cached_input_tokens))
+        .bind(count(e.usage.cache_write_5m_tokens))
+        .bind(count(e.usage.cache_write_1h_tokens))
+        .bind(count(e.usage.output_tokens))
+        .bind(e.cost_usd)
+        .bind(e.baseline_usd)
+        .bind(e.savings_usd[0])
+        .bind(e.savings_usd[1])
+        .bind(e.savings_usd[2])
+        .bind(e.savings_usd[3])
+        .bind(e.wasted)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    }
+    Ok(())
+}
+
+async fn purge(conn: &mut SqliteConnection, before_ms: i64) -> Result<u64> {
+    let done = sqlx::query("DELETE FROM jobs WHERE state = 'done' AND completed_at_ms < ?")
+        .bind(before_ms)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    Ok(done.rows_affected())
+}

@@ -1,0 +1,867 @@
+//! Store conformance tests, run against the SQLite store (a temp file, or memory).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use tokio::task::JoinSet;
+
+use super::SqliteStore;
+use crate::store::{
+    Enqueued, FlushState, FlushUpdate, JobResult, JobState, LedgerEntry, NewFlush, NewJob, Store,
+    StoreError,
+};
+use crate::types::{Endpoint, Provider, Tier, Usage};
+
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// A database file under the temp dir, removed (with its WAL files) on drop.
+struct TempDb {
+    path: PathBuf,
+}
+
+impl TempDb {
+    fn new(name: &str) -> TempDb {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let path = std::env::temp_dir().join(format!(
+            "sluice-store-test-{name}-{}-{nanos}-{}.db",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        TempDb { path }
+    }
+
+    fn url(&self) -> String {
+        format!("sqlite://{}", self.path.display())
+    }
+
+    async fn open(&self) -> SqliteStore {
+        SqliteStore::open(&self.url()).await.unwrap()
+    }
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = self.path.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn job(id: &str, client: &str, key: Option<&str>, created_at_ms: i64) -> NewJob {
+    NewJob {
+        id: id.to_owned(),
+        client: client.to_owned(),
+        route: "default".to_owned(),
+        idempotency_key: key.map(str::to_owned),
+        provider: Provider::OpenAi,
+        endpoint: Endpoint::ChatCompletions,
+        model: "gpt-4o-mini".to_owned(),
+        body: Bytes::from(format!("{{\"id\":\"{id}\"}}")),
+        stream: false,
+        tier: Tier::Batch,
+        prefix: None,
+        created_at_ms,
+        deadline_ms: created_at_ms + DAY_MS,
+    }
+}
+
+fn flush(id: &str, created_at_ms: i64) -> NewFlush {
+    NewFlush {
+        id: id.to_owned(),
+        provider: Provider::OpenAi,
+        endpoint: Endpoint::ChatCompletions,
+        model: "gpt-4o-mini".to_owned(),
+        created_at_ms,
+    }
+}
+
+fn result(status: u16, body: &str, at: i64) -> JobResult {
+    JobResult {
+        status,
+        body: Bytes::from(body.to_owned()),
+        answered_by: Tier::Batch,
+        usage: Some(Usage {
+            input_tokens: 10,
+            cached_input_tokens: 2,
+            cache_write_5m_tokens: 3,
+            cache_write_1h_tokens: 4,
+            output_tokens: 5,
+        }),
+        completed_at_ms: at,
+    }
+}
+
+fn ids(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+async fn enqueue_all(store: &SqliteStore, jobs: &[&str], created_at_ms: i64) {
+    for id in jobs {
+        let r = store
+            .enqueue(job(id, "c", None, created_at_ms))
+            .await
+            .unwrap();
+        assert!(matches!(r, Enqueued::Created));
+    }
+}
+
+#[tokio::test]
+async fn enqueue_then_job_round_trips_exact_bytes() {
+    let db = TempDb::new("roundtrip");
+    let store = db.open().await;
+    let mut j = job("job_1", "alice", Some("k1"), 1_000);
+    j.body = Bytes::from_static(b"\x00\xff{\"a\":1}\n\r\x01binary\x00");
+    j.stream = true;
+    j.tier = Tier::Flex;
+    j.prefix = Some("abcd".into());
+    j.provider = Provider::Anthropic;
+    j.endpoint = Endpoint::Embeddings;
+    assert!(matches!(
+        store.enqueue(j.clone()).await.unwrap(),
+        Enqueued::Created
+    ));
+
+    let got = store.job("job_1").await.unwrap().unwrap();
+    assert_eq!(got.id, "job_1");
+    assert_eq!(got.client, "alice");
+    assert_eq!(got.route, "default");
+    assert_eq!(got.provider, Provider::Anthropic);
+    assert_eq!(got.endpoint, Endpoint::Embeddings);
+    assert_eq!(got.model, "gpt-4o-mini");
+    assert!(got.stream);
+    assert_eq!(got.tier, Tier::Flex);
+    assert_eq!(got.state, JobState::Queued);
+    assert_eq!(got.flush_id, None);
+    assert_eq!(got.created_at_ms, 1_000);
+    assert_eq!(got.deadline_ms, 1_000 + DAY_MS);
+    assert_eq!(got.result, None);
+    assert_eq!(store.job_body("job_1").await.unwrap(), Some(j.body.clone()));
+    assert_eq!(store.job("nope").await.unwrap(), None);
+    assert_eq!(store.job_body("nope").await.unwrap(), None);
+
+    let queued = store.queued().await.unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].body_bytes, j.body.len() as u64);
+    assert_eq!(queued[0].prefix.as_deref(), Some("abcd"));
+    assert_eq!(queued[0].tier, Tier::Flex);
+    store.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn memory_store_shares_one_database() {
+    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    enqueue_all(&store, &["job_a", "job_b"], 5).await;
+    // Reads go through the read pool: they must see the writer's database.
+    assert_eq!(store.queued().await.unwrap().len(), 2);
+    assert!(store.job("job_b").await.unwrap().is_some());
+    // A second in-memory store is a different database.
+    let other = SqliteStore::open("sqlite::memory:").await.unwrap();
+    assert!(other.queued().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn idempotency_key_is_per_client_and_expires_after_a_day() {
+    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    let t0 = 10 * DAY_MS;
+    assert!(matches!(
+        store
+            .enqueue(job("job_1", "alice", Some("k"), t0))
+            .await
+            .unwrap(),
+        Enqueued::Created
+    ));
+    // Same client, same key: the first job, nothing inserted.
+    match store
+        .enqueue(job("job_2", "alice", Some("k"), t0 + 1_000))
+        .await
+        .unwrap()
+    {
+        Enqueued::Existing(j) => assert_eq!(j.id, "job_1"),
+        Enqueued::Created => panic!("duplicate key created a job"),
+    }
+    assert!(store.job("job_2").await.unwrap().is_none());
+    // Another client may use the same key.
+    assert!(matches!(
+        store
+            .enqueue(job("job_3", "bob", Some("k"), t0 + 1_000))
+            .await
+            .unwrap(),
+        Enqueued::Created
+    ));
+    // No key: never deduplicated.
+    assert!(matches!(
+        store
+            .enqueue(job("job_4", "alice", None, t0 + 1_000))
+            .await
+            .unwrap(),
+        Enqueued::Created
+    ));
+    // Just inside 24 h: still the same job; at 24 h: a new one.
+    assert!(matches!(
+        store
+            .enqueue(job("job_5", "alice", Some("k"), t0 + DAY_MS - 1))
+            .await
+            .unwrap(),
+        Enqueued::Existing(_)
+    ));
+    assert!(matches!(
+        store
+            .enqueue(job("job_6", "alice", Some("k"), t0 + DAY_MS))
+            .await
+            .unwrap(),
+        Enqueued::Created
+    ));
+    // The newest job now answers for the key.
+    match store
+        .enqueue(job("job_7", "alice", Some("k"), t0 + DAY_MS + 5))
+        .await
+        .unwrap()
+    {
+        Enqueued::Existing(j) => assert_eq!(j.id, "job_6"),
+        Enqueued::Created => panic!("duplicate key created a job"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_enqueues_are_durable_and_group_committed() {
+    let db = TempDb::new("group");
+    let store = Arc::new(db.open().await);
+    let before = store.commit_count();
+    let mut set = JoinSet::new();
+    for i in 0..200 {
+        let store = Arc::clone(&store);
+        set.spawn(async move {
+            store
+                .enqueue(job(&format!("job_{i:03}"), "c", Some(&format!("k{i}")), i))
+                .await
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        assert!(matches!(r.unwrap().unwrap(), Enqueued::Created));
+    }
+    let commits = store.commit_count() - before;
+    assert!(
+        commits < 50,
+        "200 concurrent enqueues took {commits} commits: not grouped"
+    );
+    drop(store);
+
+    let reopened = db.open().await;
+    assert_eq!(reopened.queued().await.unwrap().len(), 200);
+    assert!(reopened.job("job_199").await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_same_key_enqueues_create_exactly_one() {
+    let db = TempDb::new("samekey");
+    let store = Arc::new(db.open().await);
+    let mut set = JoinSet::new();
+    for i in 0..50 {
+        let store = Arc::clone(&store);
+        set.spawn(async move {
+            store
+                .enqueue(job(&format!("job_{i}"), "alice", Some("same"), 1_000 + i))
+                .await
+        });
+    }
+    let (mut created, mut existing) = (0, 0);
+    while let Some(r) = set.join_next().await {
+        match r.unwrap().unwrap() {
+            Enqueued::Created => created += 1,
+            Enqueued::Existing(_) => existing += 1,
+        }
+    }
+    assert_eq!((created, existing), (1, 49));
+    assert_eq!(store.queued().await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_enqueue_does_not_sink_its_group() {
+    let store = Arc::new(SqliteStore::open("sqlite::memory:").await.unwrap());
+    enqueue_all(&store, &["job_dup"], 1).await;
+    let mut set = JoinSet::new();
+    for i in 0..40 {
+        let store = Arc::clone(&store);
+        let id = if i % 10 == 0 {
+            "job_dup".to_owned()
+        } else {
+            format!("job_{i}")
+        };
+        set.spawn(async move { (i, store.enqueue(job(&id, "c", None, i)).await) });
+    }
+    while let Some(r) = set.join_next().await {
+        let (i, r) = r.unwrap();
+        if i % 10 == 0 {
+            assert!(matches!(r, Err(StoreError::Query(_))), "{r:?}");
+        } else {
+            assert!(matches!(r, Ok(Enqueued::Created)), "{r:?}");
+        }
+    }
+    assert_eq!(store.queued().await.unwrap().len(), 37);
+}
+
+#[tokio::test]
+async fn claim_flush_keeps_order_and_pages_bodies() {
+    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    enqueue_all(&store, &["job_a", "job_b", "job_c", "job_d", "job_e"], 1).await;
+    // job_x does not exist; job_e is claimed elsewhere first.
+    let other = store
+        .claim_flush(flush("flush_0", 1), &ids(&["job_e"]), "r0", 100)
+        .await
+        .unwrap();
+    assert_eq!(other, ids(&["job_e"]));
+    let order = ids(&["job_d", "job_x", "job_b", "job_e", "job_a", "job_c"]);
+    let claimed = store
+        .claim_flush(flush("flush_1", 2), &order, "r1", 500)
+        .await
+        .unwrap();
+    assert_eq!(claimed, ids(&["job_d", "job_b", "job_a", "job_c"]));
+
+    let f = store.flush("flush_1").await.unwrap().unwrap();
+    assert_eq!(f.state, FlushState::Claimed);
+    assert_eq!(f.job_count, 4);
+    assert_eq!(f.owner, "r1");
+    assert_eq!(f.lease_until_ms, 500);
+    assert_eq!(f.created_at_ms, 2);
+    assert_eq!(f.provider, Provider::OpenAi);
+    assert_eq!(f.endpoint, Endpoint::ChatCompletions);
+    assert_eq!(
+        (f.file_id, f.batch_id, f.submitted_at_ms),
+        (None, None, None)
+    );
+
+    let j = store.job("job_b").await.unwrap().unwrap();
+    assert_eq!(j.state, JobState::Batched);
+    assert_eq!(j.flush_id.as_deref(), Some("flush_1"));
+    assert!(store.queued().await.unwrap().is_empty());
+
+    let page1 = store.flush_bodies("flush_1", None, 3).await.unwrap();
+    let got: Vec<(u32, &str)> = page1.iter().map(|(p, id, _)| (*p, id.as_str())).collect();
+    assert_eq!(got, vec![(0, "job_d"), (1, "job_b"), (2, "job_a")]);
+    assert_eq!(page1[1].2, Bytes::from_static(b"{\"id\":\"job_b\"}"));
+    let page2 = store.flush_bodies("flush_1", Some(2), 3).await.unwrap();
+    let got: Vec<(u32, &str)> = page2.iter().map(|(p, id, _)| (*p, id.as_str())).collect();
+    assert_eq!(got, vec![(3, "job_c")]);
+    assert!(
+        store
+            .flush_bodies("flush_1", Some(3), 3)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    assert_eq!(
+        store.flush_open_jobs("flush_1").await.unwrap(),
+        ids(&["job_d", "job_b", "job_a", "job_c"])
+    );
+    assert!(
+        store
+            .complete_job("job_b", result(200, "ok", 9))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.flush_open_jobs("flush_1").await.unwrap(),
+        ids(&["job_d", "job_a", "job_c"])
+    );
+
+    // Nothing left to claim: empty, and no flush row is left behind.
+    let none = store
+        .claim_flush(flush("flush_2", 3), &ids(&["job_a"]), "r1", 500)
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    assert!(store.flush("flush_2").await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_claims_take_each_job_once() {
+    let db = TempDb::new("race");
+    let store = Arc::new(db.open().await);
+    let all: Vec<String> = (0..100).map(|i| format!("job_{i:03}")).collect();
+    for id in &all {
+        store.enqueue(job(id, "c", None, 1)).await.unwrap();
+    }
+    let mut set = JoinSet::new();
+    for r in 0..4 {
+        let store = Arc::clone(&store);
+        let mut order = all.clone();
+        if r % 2 == 1 {
+            order.reverse();
+        }
+        set.spawn(async move {
+            store
+                .claim_flush(flush(&format!("flush_{r}"), 2), &order, &format!("r{r}"), 9)
+                .await
+                .unwrap()
+        });
+    }
+    let mut seen = Vec::new();
+    while let Some(claimed) = set.join_next().await {
+        seen.extend(claimed.unwrap());
+    }
+    seen.sort();
+    assert_eq!(seen, all);
+}
+
+#[tokio::test]
+async fn lease_flushes_takes_own_and_lapsed_but_not_foreign_or_ended() {
+    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    enqueue_all(&store, &["job_1", "job_2", "job_3", "job_4"], 1).await;
+    let claim = |f: &'static str, j: &'static str, owner: &'static str, until: i64| {
+        let store = &store;
+        async move {
+            store
+                .claim_flush(flush(f, 1), &ids(&[j]), owner, until)
+                .await
+                .unwrap()
+        }
+    };
+    claim("flush_own", "job_1", "me", 100).await;
+    claim("flush_lapsed", "job_2", "them", 40).await;
+    claim("flush_foreign", "job_3", "them", 100).await;
+    claim("flush_ended", "job_4", "them", 10).await;
+    store
+        .update_flush(
+            "flush_ended",
+            FlushUpdate {
+                state: Some(FlushState::Ended),
+                ..FlushUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+
+    let leased = store.lease_flushes("me", 50, 200).await.unwrap();
+    let mut names: Vec<&str> = leased.iter().map(|f| f.id.as_str()).collect();
+    names.sort();
+    assert_eq!(names, vec!["flush_lapsed", "flush_own"]);
+    assert!(
+        leased
+            .iter()
+            .all(|f| f.owner == "me" && f.lease_until_ms == 200)
+    );
+    let foreign = store.flush("flush_foreign").await.unwrap().unwrap();
+    assert_eq!(
+        (foreign.owner.as_str(), foreign.lease_until_ms),
+        ("them", 100)
+    );
+    let lapsed = store.flush("flush_lapsed").await.unwrap().unwrap();
+    assert_eq!((lapsed.owner.as_str(), lapsed.lease_until_ms), ("me", 200));
+
+    // "them" can no longer take back the lapsed one while "me" holds it.
+    let theirs = store.lease_flushes("them", 60, 300).await.unwrap();
+    let names: Vec<&str> = theirs.iter().map(|f| f.id.as_str()).collect();
+    assert_eq!(names, vec!["flush_foreign"]);
+}
+
+#[tokio::test]
+async fn update_flush_changes_only_given_fields() {
+    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    enqueue_all(&store, &["job_1"], 1).await;
+    store
+        .claim_flush(flush("flush_1", 7), &ids(&["job_1"]), "me", 100)
+        .await
+        .unwrap();
+    store
+        .update_flush(
+            "flush_1",
+            FlushUpdate {
+                state: Some(FlushState::Uploaded),
+                file_id: Some("file-1".into()),
+                ..FlushUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .update_flush(
+            "flush_1",
+            FlushUpdate {
+                state: Some(FlushState::Submitted),
+                batch_id: Some("batch-1".into()),
+                upstream_status: Some("in_progress".into()),
+                submitted_at_ms: Some(1_000),
+                next_poll_at_ms: Some(2_000),
+                create_attempts: Some(3),
+                ..FlushUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    let f = store.flush("flush_1").await.unwrap().unwrap();
+    assert_eq!(f.state, FlushState::Submitted);
+    assert_eq!(f.file_id.as_deref(), Some("file-1"));
+    assert_eq!(f.batch_id.as_deref(), Some("batch-1"));
+    assert_eq!(f.upstream_status.as_deref(), Some("in_progress"));
+    assert_eq!(f.submitted_at_ms, Some(1_000));
+    assert_eq!(f.ended_at_ms, None);
+    assert_eq!(f.next_poll_at_ms, 2_000);
+    assert_eq!(f.create_attempts, 3);
+    assert_eq!(
+        (f.owner.as_str(), f.lease_until_ms, f.job_count),
+        ("me", 100, 1)
+    );
+    assert!(store.flush("flush_nope").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn requeue_moves_only_batched_jobs_back() {
+    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    enqueue_all(&store, &["job_1", "job_2", "job_3", "job_4"], 1).await;
+    store
+        .claim_flush(
+            flush("flush_1", 1),
+            &ids(&["job_1", "job_2", "job_3"]),
+            "me",
+            9,
+        )
+        .await
+        .unwrap();
+    assert!(store.claim_fallback("job_2").await.unwrap());
+    assert!(
+        store
+            .complete_job("job_3", result(200, "x", 5))
+            .await
+            .unwrap()
+    );
+    store
+        .requeue(&ids(&["job_1", "job_2", "job_3", "job_4", "job_x"]))
+        .await
+        .unwrap();
+
+    let j1 = store.job("job_1").await.unwrap().unwrap();
+    assert_eq!((j1.state, j1.flush_id), (JobState::Queued, None));
+    let j2 = store.job("job_2").await.unwrap().unwrap();
+    assert_eq!(j2.state, JobState::Fallback);
+    let j3 = store.job("job_3").await.unwrap().unwrap();
+    assert_eq!(j3.state, JobState::Done);
+    let queued: Vec<String> = store
+        .queued()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|q| q.id)
+        .collect();
+    assert_eq!(queued, ids(&["job_1", "job_4"]));
+    assert!(store.flush_bodies("flush_1", None, 10).await.unwrap().len() == 2);
+}
+
+#[tokio::test]
+async fn fallback_and_complete_are_compare_and_set() {
+    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    enqueue_all(&store, &["job_1", "job_2"], 1).await;
+
+    assert!(store.claim_fallback("job_1").await.unwrap());
+    assert!(!store.claim_fallback("job_1").await.unwrap());
+    assert!(!store.claim_fallback("job_missing").await.unwrap());
+
+    let mut first = result(200, "fallback answer", 50);
+    first.answered_by = Tier::Interactive;
+    assert!(store.complete_job("job_1", first.clone()).await.unwrap());
+    // A late batch line must not overwrite the answer.
+    assert!(
+        !store
+            .complete_job("job_1", result(200, "late", 60))
+            .await
+            .unwrap()
+    );
+    let j = store.job("job_1").await.unwrap().unwrap();
+    assert_eq!(j.state, JobState::Done);
+    assert_eq!(j.result, Some(first));
+    assert!(!store.claim_fallback("job_1").await.unwrap());
+
+    // Batched jobs can be won by the fallback too; a result without usage round-trips.
+    store
+        .claim_flush(flush("flush_1", 1), &ids(&["job_2"]), "me", 9)
+        .await
+        .unwrap();
+    assert!(store.claim_fallback("job_2").await.unwrap());
+    let mut plain = result(429, "", 70);
+    plain.usage = None;
+    assert!(store.complete_job("job_2", plain.clone()).await.unwrap());
+    assert_eq!(
+        store.job("job_2").await.unwrap().unwrap().result,
+        Some(plain)
+    );
+    assert!(
+        !store
+            .complete_job("job_missing", result(200, "", 1))
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn due_before_lists_open_jobs_by_deadline() {
+    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    for (id, deadline) in [
+        ("job_a", 300),
+        ("job_b", 100),
+        ("job_c", 200),
+        ("job_d", 900),
+    ] {
+        let mut j = job(id, "c", None, 1);
+        j.deadline_ms = deadline;
+        store.enqueue(j).await.unwrap();
+    }
+    store
+        .claim_flush(flush("flush_1", 1), &ids(&["job_c"]), "me", 9)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .complete_job("job_b", result(200, "", 5))
+            .await
+            .unwrap()
+    );
+    let due: Vec<String> = store
+        .due_before(300)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(due, ids(&["job_c", "job_a"]));
+    assert!(store.due_before(99).await.unwrap().is_empty());
+}
+
+fn entry(
+    at_ms: i64,
+    route: &str,
+    client: &str,
+    tier: Tier,
+    cost: f64,
+    wasted: bool,
+) -> LedgerEntry {
+    LedgerEntry {
+        at_ms,
+        route: route.into(),
+        client: client.into(),
+        provider: Provider::OpenAi,
+        model: "gpt-4o-mini".into(),
+        tier,
+        status: 200,
+        usage: Usage {
+            input_tokens: 100,
+            output_tokens: 10,
+            ..Usage::default()
+        },
+        cost_usd: cost,
+        baseline_usd: cost * 2.0,
+        savings_usd: [cost * 0.5, cost * 0.25, cost * 0.125, cost * 0.125],
+        wasted,
+    }
+}
+
+#[tokio::test]
+async fn report_groups_by_route_client_tier_and_separates_waste() {
+    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    store
+        .record(&[
+            entry(5, "r1", "alice", Tier::Batch, 99.0, false), // before `since`
+            entry(10, "r1", "alice", Tier::Batch, 1.0, false),
+            entry(11, "r1", "alice", Tier::Batch, 3.0, false),
+            entry(12, "r1", "alice", Tier::Batch, 0.5, true),
+            entry(12, "r1", "alice", Tier::Interactive, 2.0, false),
+            entry(13, "r2", "bob", Tier::Flex, 4.0, false),
+        ])
+        .await
+        .unwrap();
+    store.record(&[]).await.unwrap();
+    let rows = store.report(10).await.unwrap();
+    assert_eq!(rows.len(), 3);
+    let batch = &rows[0];
+    assert_eq!(
+        (batch.route.as_str(), batch.client.as_str(), batch.tier),
+        ("r1", "alice", Tier::Batch)
+    );
+    assert_eq!(batch.requests, 2);
+    assert!((batch.cost_usd - 4.0).abs() < 1e-9);
+    assert!((batch.baseline_usd - 8.0).abs() < 1e-9);
+    assert!((batch.savings_usd - 4.0).abs() < 1e-9);
+    assert!((batch.wasted_usd - 0.5).abs() < 1e-9);
+    let inter = &rows[1];
+    assert_eq!((inter.tier, inter.requests), (Tier::Interactive, 1));
+    assert!(inter.wasted_usd.abs() < 1e-9);
+    let flex = &rows[2];
+    assert_eq!(
+        (
+            flex.route.as_str(),
+            flex.client.as_str(),
+            flex.tier,
+            flex.requests
+        ),
+        ("r2", "bob", Tier::Flex, 1)
+    );
+    assert!(store.report(100).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn turnarounds_are_newest_ended_flushes_first() {
+    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    let names: Vec<String> = (0..5).map(|i| format!("job_{i}")).collect();
+    for id in &names {
+        store.enqueue(job(id, "c", None, 1)).await.unwrap();
+    }
+    for (i, id) in names.iter().enumerate() {
+        let fid = format!("flush_{i}");
+        let mut f = flush(&fid, 1);
+        if i == 4 {
+            f.model = "other-model".into();
+        }
+        store
+            .claim_flush(f, std::slice::from_ref(id), "me", 9)
+            .await
+            .unwrap();
+        let i = i as i64;
+        let update = FlushUpdate {
+            state: Some(FlushState::Ended),
+            submitted_at_ms: Some(1_000 * i),
+            // flush_3 never ended (submitted only).
+            ended_at_ms: (i != 3).then_some(1_000 * i + 100 * (i + 1)),
+            ..FlushUpdate::default()
+        };
+        store.update_flush(&fid, update).await.unwrap();
+    }
+    assert_eq!(
+        store
+            .turnarounds(Provider::OpenAi, "gpt-4o-mini", 10)
+            .await
+            .unwrap(),
+        vec![300, 200, 100]
+    );
+    assert_eq!(
+        store
+            .turnarounds(Provider::OpenAi, "gpt-4o-mini", 2)
+            .await
+            .unwrap(),
+        vec![300, 200]
+    );
+    assert_eq!(
+        store
+            .turnarounds(Provider::OpenAi, "other-model", 10)
+            .await
+            .unwrap(),
+        vec![500]
+    );
+    assert!(
+        store
+            .turnarounds(Provider::Gemini, "gpt-4o-mini", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn purge_deletes_only_old_finished_jobs_and_frees_their_keys() {
+    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    for (id, key) in [
+        ("job_old", "k_old"),
+        ("job_new", "k_new"),
+        ("job_open", "k_open"),
+    ] {
+        store.enqueue(job(id, "c", Some(key), 1)).await.unwrap();
+    }
+    assert!(
+        store
+            .complete_job("job_old", result(200, "", 100))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .complete_job("job_new", result(200, "", 300))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.purge(200).await.unwrap(), 1);
+    assert!(store.job("job_old").await.unwrap().is_none());
+    assert!(store.job("job_new").await.unwrap().is_some());
+    assert!(store.job("job_open").await.unwrap().is_some());
+    assert_eq!(store.purge(200).await.unwrap(), 0);
+    // The purged job's key no longer deduplicates.
+    assert!(matches!(
+        store
+            .enqueue(job("job_again", "c", Some("k_old"), 2))
+            .await
+            .unwrap(),
+        Enqueued::Created
+    ));
+}
+
+#[tokio::test]
+async fn reopen_after_drop_keeps_everything() {
+    let db = TempDb::new("reopen");
+    {
+        let store = db.open().await;
+        enqueue_all(&store, &["job_1", "job_2", "job_3"], 1).await;
+        store
+            .claim_flush(flush("flush_1", 2), &ids(&["job_2", "job_3"]), "me", 50)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .complete_job("job_3", result(201, "done!", 7))
+                .await
+                .unwrap()
+        );
+        store
+            .record(&[entry(3, "r", "c", Tier::Batch, 1.5, false)])
+            .await
+            .unwrap();
+    }
+    let store = db.open().await;
+    let queued: Vec<String> = store
+        .queued()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|q| q.id)
+        .collect();
+    assert_eq!(queued, ids(&["job_1"]));
+    let f = store.flush("flush_1").await.unwrap().unwrap();
+    assert_eq!((f.job_count, f.owner.as_str()), (2, "me"));
+    let j3 = store.job("job_3").await.unwrap().unwrap();
+    assert_eq!(j3.result, Some(result(201, "done!", 7)));
+    assert_eq!(store.report(0).await.unwrap()[0].requests, 1);
+    // The idempotency-free enqueue path and the writer still work after reopening.
+    enqueue_all(&store, &["job_4"], 8).await;
+    assert_eq!(store.queued().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn values_that_do_not_parse_are_corrupt() {
+    let db = TempDb::new("corrupt");
+    let store = db.open().await;
+    enqueue_all(&store, &["job_1"], 1).await;
+    let pool = sqlx::SqlitePool::connect(&db.url()).await.unwrap();
+    sqlx::query("UPDATE jobs SET provider = 'nope' WHERE id = 'job_1'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    assert!(matches!(
+        store.job("job_1").await,
+        Err(StoreError::Corrupt(_))
+    ));
+    assert!(matches!(store.queued().await, Err(StoreError::Corrupt(_))));
+}
+
+#[tokio::test]
+async fn bad_urls_are_rejected() {
+    assert!(matches!(
+        SqliteStore::open("postgres://x").await,
+        Err(StoreError::UnsupportedUrl(_))
+    ));
+    assert!(crate::store::open("mysql://x").await.is_err());
+}
