@@ -81,6 +81,17 @@ const SLOW_DELAY: Duration = Duration::from_millis(200);
 /// How long `serve` waits for open connections after shutdown before aborting them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// Whether a request body asks for `service_tier: "flex"`.
+fn is_flex(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Tier<'a> {
+        #[serde(borrow)]
+        service_tier: Option<std::borrow::Cow<'a, str>>,
+    }
+    serde_json::from_slice::<Tier<'_>>(body)
+        .is_ok_and(|t| t.service_tier.as_deref() == Some("flex"))
+}
+
 /// Behaviour of the simulated provider.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -400,6 +411,9 @@ impl Simulator {
             tokio::time::sleep(latency).await;
         }
         let route = routed?;
+        // `flex-429` only refuses flex requests, as the provider's capacity shortage would:
+        // the default-tier retry that follows goes through.
+        let fault = fault.filter(|f| *f != Fault::FlexUnavailable || is_flex(body));
         if let Some(err) = fault.and_then(Fault::error) {
             return Err(err);
         }
@@ -453,18 +467,11 @@ impl Simulator {
 
     /// A `service_tier: "flex"` request draws from the flex RNG when a rate is set.
     fn flex_fault(&self, body: &[u8]) -> Result<(), ApiError> {
-        #[derive(serde::Deserialize)]
-        struct Tier<'a> {
-            #[serde(borrow)]
-            service_tier: Option<std::borrow::Cow<'a, str>>,
-        }
         let rate = self.config.flex_429_rate;
         if rate <= 0.0 {
             return Ok(());
         }
-        let flex = serde_json::from_slice::<Tier<'_>>(body)
-            .is_ok_and(|t| t.service_tier.as_deref() == Some("flex"));
-        if flex && self.flex_rng.next_f64() < rate {
+        if is_flex(body) && self.flex_rng.next_f64() < rate {
             return Err(ApiError::flex_unavailable());
         }
         Ok(())

@@ -151,7 +151,7 @@ async fn fault_header_forces_429_500_and_flex() {
         .post_with(
             "/v1/responses",
             &[("x-sim-fault", "flex-429")],
-            &json!({"model": "o3", "input": "x"}),
+            &json!({"model": "o3", "input": "x", "service_tier": "flex"}),
         )
         .await;
     assert_error(

@@ -66,7 +66,16 @@ impl Gateway {
         policies: Vec<(String, String)>,
         tweak: impl FnOnce(&mut Config),
     ) -> Gateway {
-        let sim = start_simulator(SimConfig::default()).await.unwrap();
+        Gateway::start_sim(SimConfig::default(), policies, tweak).await
+    }
+
+    /// Gateway + a simulator with the given settings.
+    pub async fn start_sim(
+        sim: SimConfig,
+        policies: Vec<(String, String)>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Gateway {
+        let sim = start_simulator(sim).await.unwrap();
         let url = sim.base_url();
         Gateway::start_at(&url, Some(sim), policies, tweak).await
     }
@@ -182,6 +191,51 @@ impl Gateway {
             .await;
         assert_eq!(s, StatusCode::OK);
         serde_json::from_slice(&b).unwrap()
+    }
+
+    /// GET on the simulator (`/sim/...` test endpoints, `/v1/batches`).
+    pub async fn sim_get(&self, path: &str) -> serde_json::Value {
+        let sim = self.sim.as_ref().expect("gateway started with a simulator");
+        let url = format!("http://{}{path}", sim.addr);
+        let req = Request::get(url)
+            .header("authorization", "Bearer x")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let (s, _, b) = self.send(req).await;
+        assert!(s.is_success(), "{path}: {s}");
+        serde_json::from_slice(&b).unwrap()
+    }
+
+    /// POST JSON to the simulator.
+    pub async fn sim_post(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (StatusCode, serde_json::Value) {
+        let sim = self.sim.as_ref().expect("gateway started with a simulator");
+        let url = format!("http://{}{path}", sim.addr);
+        let req = Request::post(url)
+            .header("authorization", "Bearer x")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap();
+        let (s, _, b) = self.send(req).await;
+        (
+            s,
+            serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// Polls `/metrics` until `pred` holds (bounded); returns the last text.
+    pub async fn metrics_until(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        for _ in 0..400 {
+            let m = self.metrics().await;
+            if pred(&m) {
+                return m;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("metrics never showed {what}");
     }
 
     pub async fn stop(mut self) {
