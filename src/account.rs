@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use crate::metrics::Metrics;
 use crate::policy::ModelMap;
 use crate::pricing::{PriceTable, Priced, price};
+use crate::store::{LedgerEntry, Store};
 use crate::types::{Provider, Tier, Usage};
 
 /// Label used for any model that is neither priced nor named in a policy.
@@ -31,7 +32,14 @@ pub struct Accountant {
     models: ModelMap,
     metrics: Arc<Metrics>,
     warned: Mutex<HashSet<String>>,
+    /// Every answer also goes to the durable ledger (`sluice report`), written in batches
+    /// by a background task so the request path never waits on the store.
+    ledger: Option<tokio::sync::mpsc::Sender<LedgerEntry>>,
 }
+
+/// Entries waiting for the ledger writer; beyond this the newest are dropped (and logged):
+/// the metrics still have them, and the request path must not block on accounting.
+const LEDGER_QUEUE: usize = 65_536;
 
 impl Accountant {
     pub fn new(prices: Arc<PriceTable>, models: ModelMap, metrics: Arc<Metrics>) -> Accountant {
@@ -40,7 +48,24 @@ impl Accountant {
             models,
             metrics,
             warned: Mutex::new(HashSet::new()),
+            ledger: None,
         }
+    }
+
+    /// Writes every recorded answer to `store`'s ledger too. Needs a Tokio runtime.
+    pub fn with_ledger(mut self, store: Arc<dyn Store>) -> Accountant {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<LedgerEntry>(LEDGER_QUEUE);
+        tokio::spawn(async move {
+            let mut buf = Vec::with_capacity(512);
+            while rx.recv_many(&mut buf, 512).await > 0 {
+                if let Err(e) = store.record(&buf).await {
+                    tracing::warn!(error = %e, entries = buf.len(), "ledger write failed");
+                }
+                buf.clear();
+            }
+        });
+        self.ledger = Some(tx);
+        self
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -72,7 +97,13 @@ impl Accountant {
         m.requests
             .with_label_values(&[a.route, a.client, provider, model, a.tier.as_str(), status])
             .inc();
-        let usage = a.usage?;
+        let usage = match a.usage {
+            Some(u) => u,
+            None => {
+                self.ledger(a, model, Usage::default(), None);
+                return None;
+            }
+        };
         if a.tier != Tier::ResponseCache {
             for (kind, n) in [
                 ("input", usage.input_tokens),
@@ -92,6 +123,7 @@ impl Accountant {
         }
         let Some(priced) = self.quote(a.model, a.tier, &usage) else {
             self.warn_unpriced(a.model);
+            self.ledger(a, model, usage, None);
             return None;
         };
         let tier_labels = [a.route, a.client, provider, model, a.tier.as_str()];
@@ -108,7 +140,36 @@ impl Accountant {
                     .add(usd);
             }
         }
+        self.ledger(a, model, usage, Some(&priced));
         Some(priced)
+    }
+
+    fn ledger(&self, a: &Answer<'_>, model: &str, usage: Usage, priced: Option<&Priced>) {
+        let Some(tx) = &self.ledger else { return };
+        let (cost_usd, baseline_usd, savings_usd) = match priced {
+            Some(p) => {
+                let s = p.savings.by_lever();
+                (p.cost_usd, p.baseline_usd, [s[0].1, s[1].1, s[2].1, s[3].1])
+            }
+            None => (0.0, 0.0, [0.0; 4]),
+        };
+        let entry = LedgerEntry {
+            at_ms: crate::batch::now_ms(),
+            route: a.route.to_owned(),
+            client: a.client.to_owned(),
+            provider: a.provider,
+            model: model.to_owned(),
+            tier: a.tier,
+            status: a.status,
+            usage,
+            cost_usd,
+            baseline_usd,
+            savings_usd,
+            wasted: false,
+        };
+        if tx.try_send(entry).is_err() {
+            tracing::warn!("ledger queue full: an answer is in the metrics but not in the ledger");
+        }
     }
 
     fn warn_unpriced(&self, model: &str) {

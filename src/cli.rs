@@ -254,6 +254,93 @@ pub fn check(config_path: Option<PathBuf>, out: &mut impl std::io::Write) -> Res
     Ok(())
 }
 
+/// `sluice report [--since DUR]`: savings per route, client and tier from the ledger.
+pub async fn report(
+    config_path: Option<PathBuf>,
+    since: Option<std::time::Duration>,
+    out: &mut impl std::io::Write,
+) -> Result<(), CliError> {
+    let config = Config::load(config_path.as_deref(), &process_env)?;
+    let store = crate::store::open(&config.store)
+        .await
+        .map_err(|e| CliError::Setup(format!("store {}: {e}", config.store)))?;
+    let since_ms = since.map_or(0, |d| crate::batch::now_ms() - d.as_millis() as i64);
+    let rows = store
+        .report(since_ms)
+        .await
+        .map_err(|e| CliError::Setup(e.to_string()))?;
+    let io = |source| CliError::Io {
+        context: "stdout".into(),
+        source,
+    };
+    let window = since.map_or("all time".to_owned(), |d| {
+        format!("last {}", crate::duration::format_duration(d))
+    });
+    writeln!(out, "sluice report: {} ({window})", config.store).map_err(io)?;
+    write!(out, "{}", render_report(&rows)).map_err(io)
+}
+
+/// The report table: one row per route, client and tier, then the total.
+pub fn render_report(rows: &[crate::store::ReportRow]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<20} {:<16} {:<15} {:>9} {:>12} {:>12} {:>12} {:>7} {:>10}",
+        "route",
+        "client",
+        "tier",
+        "requests",
+        "cost_usd",
+        "baseline_usd",
+        "savings_usd",
+        "saved",
+        "wasted_usd"
+    );
+    let (mut n, mut cost, mut base, mut saved, mut wasted) = (0u64, 0.0, 0.0, 0.0, 0.0);
+    let pct = |saved: f64, base: f64| {
+        if base > 0.0 {
+            100.0 * saved / base
+        } else {
+            0.0
+        }
+    };
+    for r in rows {
+        n += r.requests;
+        cost += r.cost_usd;
+        base += r.baseline_usd;
+        saved += r.savings_usd;
+        wasted += r.wasted_usd;
+        let _ = writeln!(
+            s,
+            "{:<20} {:<16} {:<15} {:>9} {:>12.6} {:>12.6} {:>12.6} {:>6.1}% {:>10.6}",
+            r.route,
+            r.client,
+            r.tier.as_str(),
+            r.requests,
+            r.cost_usd,
+            r.baseline_usd,
+            r.savings_usd,
+            pct(r.savings_usd, r.baseline_usd),
+            r.wasted_usd
+        );
+    }
+    let _ = writeln!(
+        s,
+        "{:<20} {:<16} {:<15} {:>9} {:>12.6} {:>12.6} {:>12.6} {:>6.1}% {:>10.6}",
+        "TOTAL",
+        "",
+        "",
+        n,
+        cost,
+        base,
+        saved,
+        pct(saved, base),
+        wasted
+    );
+    s
+}
+
 async fn shutdown_signal() {
     #[cfg(unix)]
     {

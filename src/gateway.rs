@@ -63,11 +63,11 @@ impl App {
         let upstream = crate::upstream::Upstream::new(&config.upstream);
         let forwarder = Arc::new(Forwarder::new(upstream, &config.providers)?);
         let prices = Arc::new(prices);
-        let accountant = Arc::new(Accountant::new(
-            prices.clone(),
-            policies.models.clone(),
-            metrics,
-        ));
+        let mut accountant = Accountant::new(prices.clone(), policies.models.clone(), metrics);
+        if let Some(store) = &store {
+            accountant = accountant.with_ledger(store.clone());
+        }
+        let accountant = Arc::new(accountant);
         let policies = Arc::new(policies);
         let engine = store.map(|store| {
             Arc::new(Engine::new(
@@ -141,7 +141,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<RespBody>
     let result = match (req.method(), path, endpoint) {
         (&Method::POST, _, Some(endpoint)) => proxy(&app, endpoint, req).await,
         (&Method::GET, "/healthz", _) => Ok(full(StatusCode::OK, "text/plain", "ok\n")),
-        (&Method::GET, "/readyz", _) => Ok(full(StatusCode::OK, "text/plain", "ready\n")),
+        (&Method::GET, "/readyz", _) => ready(&app).await,
         (&Method::GET, "/metrics", _) => Ok(full(
             StatusCode::OK,
             "text/plain; version=0.0.4",
@@ -161,6 +161,14 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<RespBody>
         _ => Err(not_found(&req)),
     };
     result.unwrap_or_else(|e| error_response(&e))
+}
+
+/// Ready when the store answers (the deferred tiers need it).
+async fn ready(app: &App) -> Result<Response<RespBody>, GatewayError> {
+    if let Some(engine) = &app.engine {
+        engine.store().ping().await?;
+    }
+    Ok(full(StatusCode::OK, "text/plain", "ready\n"))
 }
 
 fn is_get_route(p: &str) -> bool {

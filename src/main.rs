@@ -66,6 +66,14 @@ enum Command {
     Demo,
     /// Cost calculator and workload triager.
     Estimate(sluice::estimate::EstimateArgs),
+    /// Savings per route, client and tier from the durable ledger.
+    Report {
+        #[arg(long, env = "SLUICE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Only answers from this long ago until now (e.g. 24h, 7d); default all.
+        #[arg(long, value_parser = parse_duration)]
+        since: Option<std::time::Duration>,
+    },
     /// Validate config and policies and print the resolved client/route table.
     Check {
         #[arg(long, env = "SLUICE_CONFIG")]
@@ -135,6 +143,11 @@ fn main() -> ExitCode {
                             ..SimConfig::default()
                         };
                         sluice::cli::simulate(listen, cfg)
+                            .await
+                            .map_err(|e| e.to_string())
+                    }
+                    Command::Report { config, since } => {
+                        sluice::cli::report(config, since, &mut std::io::stdout())
                             .await
                             .map_err(|e| e.to_string())
                     }

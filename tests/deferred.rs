@@ -660,3 +660,54 @@ async fn turnaround_endpoint_reports_observed_percentiles() {
     assert!(row["p95_seconds"].as_f64().unwrap() >= 0.0);
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_reads_the_durable_ledger() {
+    let gw = start().await;
+    let calls = (0..2).map(|i| {
+        let body = chat("gpt-4o-mini", &format!("ledger {i}"));
+        let gw = &gw;
+        async move {
+            gw.post("/v1/chat/completions", &[AUTH, ("x-sla", "24h")], &body)
+                .await
+        }
+    });
+    for (s, _, _) in futures_util::future::join_all(calls).await {
+        assert_eq!(s, StatusCode::OK);
+    }
+    let (s, _, _) = gw
+        .post("/v1/chat/completions", &[AUTH], &chat("gpt-4o-mini", "now"))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let mut last = String::new();
+    for _ in 0..200 {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("report")
+            .env_remove("SLUICE_CONFIG")
+            .env("SLUICE_STORE", format!("sqlite://{}", gw.db.display()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        last = String::from_utf8(out.stdout).unwrap();
+        let row = |tier: &str| {
+            last.lines()
+                .find(|l| l.split_whitespace().nth(2) == Some(tier))
+                .map(str::to_owned)
+        };
+        if let (Some(b), Some(i)) = (row("batch"), row("interactive")) {
+            let n = |l: &str| l.split_whitespace().nth(3).unwrap().parse::<u64>().unwrap();
+            if n(&b) == 2 && n(&i) == 1 {
+                assert!(b.starts_with("default") && b.contains("team"), "{b}");
+                assert!(last.contains("TOTAL"));
+                gw.stop().await;
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the ledger never showed 2 batch + 1 interactive answers:\n{last}");
+}

@@ -68,6 +68,8 @@ pub struct Engine {
     turnaround: Mutex<HashMap<(Provider, String), Duration>>,
     /// Groups whose last batch failed as a whole (e.g. enqueued-token limit): not before.
     backoff: Mutex<HashMap<GroupKey, i64>>,
+    /// Jobs whose synchronous fallback this process is sending.
+    in_flight: Mutex<std::collections::HashSet<String>>,
 }
 
 fn ms(d: Duration) -> i64 {
@@ -99,6 +101,7 @@ impl Engine {
             waiters: Mutex::new(HashMap::new()),
             turnaround: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -749,7 +752,7 @@ impl Engine {
         if now > job.deadline_ms {
             m.sla_violations.with_label_values(&[&job.route]).inc();
         }
-        let priced = self.accountant.record(&Answer {
+        self.accountant.record(&Answer {
             route: &job.route,
             client: &job.client,
             provider: job.provider,
@@ -758,29 +761,6 @@ impl Engine {
             status,
             usage,
         });
-        let (cost, baseline, savings) = match &priced {
-            Some(p) => {
-                let s = p.savings.by_lever();
-                (p.cost_usd, p.baseline_usd, [s[0].1, s[1].1, s[2].1, s[3].1])
-            }
-            None => (0.0, 0.0, [0.0; 4]),
-        };
-        self.store
-            .record(&[LedgerEntry {
-                at_ms: now,
-                route: job.route.clone(),
-                client: job.client.clone(),
-                provider: job.provider,
-                model: model_label,
-                tier,
-                status,
-                usage: usage.unwrap_or_default(),
-                cost_usd: cost,
-                baseline_usd: baseline,
-                savings_usd: savings,
-                wasted: false,
-            }])
-            .await?;
         Ok(())
     }
 
@@ -824,7 +804,16 @@ impl Engine {
     /// Answers a job synchronously (deadline fallback). Only the replica that claims the
     /// job sends it.
     pub async fn fallback(self: Arc<Self>, job: Job, reason: &'static str) {
-        match self.store.claim_fallback(&job.id).await {
+        // One call per job in this process, however often the watchdog sees it.
+        if !lock(&self.in_flight).insert(job.id.clone()) {
+            return;
+        }
+        self.clone().fallback_once(&job, reason).await;
+        lock(&self.in_flight).remove(&job.id);
+    }
+
+    async fn fallback_once(self: Arc<Self>, job: &Job, reason: &'static str) {
+        match self.store.claim_fallback(&job.id, now_ms()).await {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => return tracing::warn!(job = %job.id, error = %e, "fallback claim failed"),

@@ -316,8 +316,9 @@ pub trait Store: Send + Sync + 'static {
     /// cancelled): they will be flushed again or answered synchronously.
     async fn requeue(&self, job_ids: &[String]) -> Result<()>;
 
-    /// `Queued`/`Batched` → `Fallback`. True if this caller won the job.
-    async fn claim_fallback(&self, job_id: &str) -> Result<bool>;
+    /// `Queued`/`Batched` → `Fallback`, or retakes a `Fallback` job still unanswered past
+    /// its deadline (its replica died mid-call). True if this caller won the job.
+    async fn claim_fallback(&self, job_id: &str, now_ms: i64) -> Result<bool>;
 
     /// Stores the answer if the job is not `Done` yet. True if this call completed it.
     async fn complete_job(&self, job_id: &str, result: JobResult) -> Result<bool>;

@@ -260,9 +260,9 @@ impl Store for SqliteStore {
         self.write(|reply| Request::Requeue(job_ids, reply)).await
     }
 
-    async fn claim_fallback(&self, job_id: &str) -> Result<bool> {
+    async fn claim_fallback(&self, job_id: &str, now_ms: i64) -> Result<bool> {
         let job_id = job_id.to_owned();
-        self.write(|reply| Request::ClaimFallback(job_id, reply))
+        self.write(|reply| Request::ClaimFallback(job_id, now_ms, reply))
             .await
     }
 

@@ -526,7 +526,7 @@ async fn requeue_moves_only_batched_jobs_back() {
         )
         .await
         .unwrap();
-    assert!(store.claim_fallback("job_2").await.unwrap());
+    assert!(store.claim_fallback("job_2", 0).await.unwrap());
     assert!(
         store
             .complete_job("job_3", result(200, "x", 5))
@@ -560,9 +560,9 @@ async fn fallback_and_complete_are_compare_and_set() {
     let store = SqliteStore::open("sqlite::memory:").await.unwrap();
     enqueue_all(&store, &["job_1", "job_2"], 1).await;
 
-    assert!(store.claim_fallback("job_1").await.unwrap());
-    assert!(!store.claim_fallback("job_1").await.unwrap());
-    assert!(!store.claim_fallback("job_missing").await.unwrap());
+    assert!(store.claim_fallback("job_1", 0).await.unwrap());
+    assert!(!store.claim_fallback("job_1", 0).await.unwrap());
+    assert!(!store.claim_fallback("job_missing", 0).await.unwrap());
 
     let mut first = result(200, "fallback answer", 50);
     first.answered_by = Tier::Interactive;
@@ -577,14 +577,14 @@ async fn fallback_and_complete_are_compare_and_set() {
     let j = store.job("job_1").await.unwrap().unwrap();
     assert_eq!(j.state, JobState::Done);
     assert_eq!(j.result, Some(first));
-    assert!(!store.claim_fallback("job_1").await.unwrap());
+    assert!(!store.claim_fallback("job_1", 0).await.unwrap());
 
     // Batched jobs can be won by the fallback too; a result without usage round-trips.
     store
         .claim_flush(flush("flush_1", 1), &ids(&["job_2"]), "me", 9)
         .await
         .unwrap();
-    assert!(store.claim_fallback("job_2").await.unwrap());
+    assert!(store.claim_fallback("job_2", 0).await.unwrap());
     let mut plain = result(429, "", 70);
     plain.usage = None;
     assert!(store.complete_job("job_2", plain.clone()).await.unwrap());

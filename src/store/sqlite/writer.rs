@@ -55,7 +55,7 @@ pub(super) enum Request {
         reply: Reply<Vec<Flush>>,
     },
     Requeue(Vec<String>, Reply<()>),
-    ClaimFallback(String, Reply<bool>),
+    ClaimFallback(String, i64, Reply<bool>),
     CompleteJob(String, JobResult, Reply<bool>),
     Record(Vec<LedgerEntry>, Reply<()>),
     Purge(i64, Reply<u64>),
@@ -110,7 +110,7 @@ impl Request {
             Request::UpdateFlush { reply, .. } => fail(reply, e),
             Request::LeaseFlushes { reply, .. } => fail(reply, e),
             Request::Requeue(_, r) => fail(r, e),
-            Request::ClaimFallback(_, r) => fail(r, e),
+            Request::ClaimFallback(_, _, r) => fail(r, e),
             Request::CompleteJob(_, _, r) => fail(r, e),
             Request::Record(_, r) => fail(r, e),
             Request::Purge(_, r) => fail(r, e),
@@ -145,7 +145,7 @@ impl Request {
                 lease_flushes(conn, &owner, now_ms, lease_until_ms).await,
             ),
             Request::Requeue(ids, r) => settle(r, requeue(conn, &ids).await),
-            Request::ClaimFallback(id, r) => settle(r, claim_fallback(conn, &id).await),
+            Request::ClaimFallback(id, now, r) => settle(r, claim_fallback(conn, &id, now).await),
             Request::CompleteJob(id, result, r) => settle(r, complete_job(conn, &id, result).await),
             Request::Record(entries, r) => settle(r, record(conn, &entries).await),
             Request::Purge(before_ms, r) => settle(r, purge(conn, before_ms).await),
@@ -417,11 +417,14 @@ async fn requeue(conn: &mut SqliteConnection, job_ids: &[String]) -> Result<()> 
     Ok(())
 }
 
-async fn claim_fallback(conn: &mut SqliteConnection, job_id: &str) -> Result<bool> {
+async fn claim_fallback(conn: &mut SqliteConnection, job_id: &str, now_ms: i64) -> Result<bool> {
+    // A fallback still unanswered at its deadline was lost with its replica: retake it.
     let done = sqlx::query(
-        "UPDATE jobs SET state = 'fallback' WHERE id = ? AND state IN ('queued', 'batched')",
+        "UPDATE jobs SET state = 'fallback' WHERE id = ? AND \
+         (state IN ('queued', 'batched') OR (state = 'fallback' AND deadline_ms < ?))",
     )
     .bind(job_id)
+    .bind(now_ms)
     .execute(&mut *conn)
     .await
     .map_err(db_error)?;
