@@ -179,6 +179,13 @@ pub async fn serve(config_path: Option<PathBuf>, simulate: bool) -> Result<(), C
     let sim = if simulate {
         let sim = start_simulator(SimConfig::default()).await?;
         loaded.config.use_simulator(&sim.base_url());
+        // The simulator answers batches in seconds: don't make a tryout wait ten minutes.
+        if process_env("SLUICE_BATCH_MAX_WAIT").is_none() {
+            loaded.config.batch.max_wait = std::time::Duration::from_secs(2);
+        }
+        if process_env("SLUICE_BATCH_POLL_INTERVAL").is_none() {
+            loaded.config.batch.poll_interval = std::time::Duration::from_millis(250);
+        }
         tracing::info!(url = %sim.base_url(), "simulated provider started");
         Some(sim)
     } else {
