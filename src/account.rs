@@ -86,8 +86,55 @@ impl Accountant {
         self.prices.get(model).map(|(_, p)| price(p, tier, usage))
     }
 
-    /// Records one answer. Returns its price when the model is priced and usage is known.
+    /// Records one answer: metrics now, the ledger entry through the background writer.
+    /// Returns its price when the model is priced and usage is known.
     pub fn record(&self, a: &Answer<'_>) -> Option<Priced> {
+        let (priced, entry) = self.price(a, crate::batch::now_ms());
+        self.record_metrics(a, priced.as_ref());
+        if let Some(tx) = &self.ledger {
+            if tx.try_send(entry).is_err() {
+                tracing::warn!(
+                    "ledger queue full: an answer is in the metrics but not in the ledger"
+                );
+            }
+        }
+        priced
+    }
+
+    /// Prices an answer and builds its ledger entry, recording nothing (the deferred path
+    /// stores the entry in the same transaction as the answer).
+    pub fn price(&self, a: &Answer<'_>, at_ms: i64) -> (Option<Priced>, LedgerEntry) {
+        let usage = a.usage.unwrap_or_default();
+        let priced = a.usage.and_then(|u| self.quote(a.model, a.tier, &u));
+        if a.usage.is_some() && priced.is_none() {
+            self.warn_unpriced(a.model);
+        }
+        let (cost_usd, baseline_usd, savings_usd) = match &priced {
+            Some(p) => {
+                let s = p.savings.by_lever();
+                (p.cost_usd, p.baseline_usd, [s[0].1, s[1].1, s[2].1, s[3].1])
+            }
+            None => (0.0, 0.0, [0.0; 4]),
+        };
+        let entry = LedgerEntry {
+            at_ms,
+            route: a.route.to_owned(),
+            client: a.client.to_owned(),
+            provider: a.provider,
+            model: self.model_label(a.model).to_owned(),
+            tier: a.tier,
+            status: a.status,
+            usage,
+            cost_usd,
+            baseline_usd,
+            savings_usd,
+            wasted: false,
+        };
+        (priced, entry)
+    }
+
+    /// The metrics of one answer, priced with [`Accountant::price`].
+    pub fn record_metrics(&self, a: &Answer<'_>, priced: Option<&Priced>) {
         let m = &self.metrics;
         let model = self.model_label(a.model);
         let provider = a.provider.as_str();
@@ -97,13 +144,7 @@ impl Accountant {
         m.requests
             .with_label_values(&[a.route, a.client, provider, model, a.tier.as_str(), status])
             .inc();
-        let usage = match a.usage {
-            Some(u) => u,
-            None => {
-                self.ledger(a, model, Usage::default(), None);
-                return None;
-            }
-        };
+        let Some(usage) = a.usage else { return };
         if a.tier != Tier::ResponseCache {
             for (kind, n) in [
                 ("input", usage.input_tokens),
@@ -121,11 +162,7 @@ impl Accountant {
                 }
             }
         }
-        let Some(priced) = self.quote(a.model, a.tier, &usage) else {
-            self.warn_unpriced(a.model);
-            self.ledger(a, model, usage, None);
-            return None;
-        };
+        let Some(priced) = priced else { return };
         let tier_labels = [a.route, a.client, provider, model, a.tier.as_str()];
         m.cost
             .with_label_values(&tier_labels)
@@ -139,36 +176,6 @@ impl Accountant {
                     .with_label_values(&[a.route, a.client, provider, model, lever.as_str()])
                     .add(usd);
             }
-        }
-        self.ledger(a, model, usage, Some(&priced));
-        Some(priced)
-    }
-
-    fn ledger(&self, a: &Answer<'_>, model: &str, usage: Usage, priced: Option<&Priced>) {
-        let Some(tx) = &self.ledger else { return };
-        let (cost_usd, baseline_usd, savings_usd) = match priced {
-            Some(p) => {
-                let s = p.savings.by_lever();
-                (p.cost_usd, p.baseline_usd, [s[0].1, s[1].1, s[2].1, s[3].1])
-            }
-            None => (0.0, 0.0, [0.0; 4]),
-        };
-        let entry = LedgerEntry {
-            at_ms: crate::batch::now_ms(),
-            route: a.route.to_owned(),
-            client: a.client.to_owned(),
-            provider: a.provider,
-            model: model.to_owned(),
-            tier: a.tier,
-            status: a.status,
-            usage,
-            cost_usd,
-            baseline_usd,
-            savings_usd,
-            wasted: false,
-        };
-        if tx.try_send(entry).is_err() {
-            tracing::warn!("ledger queue full: an answer is in the metrics but not in the ledger");
         }
     }
 

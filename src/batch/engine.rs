@@ -684,8 +684,9 @@ impl Engine {
         }
     }
 
-    /// Stores a job's answer (first answer wins), accounts for it and wakes its waiters.
-    /// A batch answer that lost to a fallback is recorded as waste.
+    /// Stores a job's answer (first answer wins) with its ledger entry, accounts for it and
+    /// wakes its waiters. A batch answer that lost to a fallback is recorded as waste; the
+    /// same batch line delivered again after a restart is neither.
     async fn complete(
         &self,
         id: &str,
@@ -699,60 +700,7 @@ impl Engine {
             tracing::warn!(job = id, "result for an unknown job (purged?)");
             return Ok(());
         };
-        let result = JobResult {
-            status,
-            body,
-            answered_by: tier,
-            usage,
-            completed_at_ms: now,
-        };
-        let won = self.store.complete_job(id, result).await?;
-        self.account(&job, tier, status, usage, !won, now).await?;
-        if won {
-            self.notify(id);
-        }
-        Ok(())
-    }
-
-    async fn account(
-        &self,
-        job: &Job,
-        tier: Tier,
-        status: u16,
-        usage: Option<Usage>,
-        wasted: bool,
-        now: i64,
-    ) -> Result<(), EngineError> {
-        let m = self.accountant.metrics();
-        let model_label = self.accountant.model_label(&job.model).to_owned();
-        if wasted {
-            if let Some(p) = usage.and_then(|u| self.accountant.quote(&job.model, tier, &u)) {
-                m.wasted
-                    .with_label_values(&[&job.route, "late_batch_result"])
-                    .inc_by(p.cost_usd);
-                self.store
-                    .record(&[LedgerEntry {
-                        at_ms: now,
-                        route: job.route.clone(),
-                        client: job.client.clone(),
-                        provider: job.provider,
-                        model: model_label,
-                        tier,
-                        status,
-                        usage: usage.unwrap_or_default(),
-                        cost_usd: p.cost_usd,
-                        baseline_usd: p.baseline_usd,
-                        savings_usd: [0.0; 4],
-                        wasted: true,
-                    }])
-                    .await?;
-            }
-            return Ok(());
-        }
-        if now > job.deadline_ms {
-            m.sla_violations.with_label_values(&[&job.route]).inc();
-        }
-        self.accountant.record(&Answer {
+        let answer = Answer {
             route: &job.route,
             client: &job.client,
             provider: job.provider,
@@ -760,7 +708,52 @@ impl Engine {
             tier,
             status,
             usage,
-        });
+        };
+        let (priced, entry) = self.accountant.price(&answer, now);
+        let result = JobResult {
+            status,
+            body,
+            answered_by: tier,
+            usage,
+            completed_at_ms: now,
+        };
+        if self
+            .store
+            .complete_job(id, result, Some(entry.clone()))
+            .await?
+        {
+            self.accountant.record_metrics(&answer, priced.as_ref());
+            if now > job.deadline_ms {
+                self.accountant
+                    .metrics()
+                    .sla_violations
+                    .with_label_values(&[&job.route])
+                    .inc();
+            }
+            self.notify(id);
+            return Ok(());
+        }
+        // Someone answered first: another tier (waste) or this very line before a restart.
+        let first = self
+            .store
+            .job(id)
+            .await?
+            .and_then(|j| j.result)
+            .map(|r| r.answered_by);
+        if tier == Tier::Batch && first != Some(Tier::Batch) && entry.cost_usd > 0.0 {
+            self.accountant
+                .metrics()
+                .wasted
+                .with_label_values(&[&job.route, "late_batch_result"])
+                .inc_by(entry.cost_usd);
+            self.store
+                .record(&[LedgerEntry {
+                    wasted: true,
+                    savings_usd: [0.0; 4],
+                    ..entry
+                }])
+                .await?;
+        }
         Ok(())
     }
 

@@ -320,8 +320,14 @@ pub trait Store: Send + Sync + 'static {
     /// its deadline (its replica died mid-call). True if this caller won the job.
     async fn claim_fallback(&self, job_id: &str, now_ms: i64) -> Result<bool>;
 
-    /// Stores the answer if the job is not `Done` yet. True if this call completed it.
-    async fn complete_job(&self, job_id: &str, result: JobResult) -> Result<bool>;
+    /// Stores the answer if the job is not `Done` yet, together with its ledger entry in the
+    /// same transaction. True if this call completed it (the entry is written only then).
+    async fn complete_job(
+        &self,
+        job_id: &str,
+        result: JobResult,
+        ledger: Option<LedgerEntry>,
+    ) -> Result<bool>;
 
     async fn record(&self, entries: &[LedgerEntry]) -> Result<()>;
 

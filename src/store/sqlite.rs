@@ -266,9 +266,14 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn complete_job(&self, job_id: &str, result: JobResult) -> Result<bool> {
+    async fn complete_job(
+        &self,
+        job_id: &str,
+        result: JobResult,
+        ledger: Option<LedgerEntry>,
+    ) -> Result<bool> {
         let job_id = job_id.to_owned();
-        self.write(|reply| Request::CompleteJob(job_id, result, reply))
+        self.write(|reply| Request::CompleteJob(job_id, result, ledger, reply))
             .await
     }
 

@@ -364,7 +364,7 @@ async fn claim_flush_keeps_order_and_pages_bodies() {
     );
     assert!(
         store
-            .complete_job("job_b", result(200, "ok", 9))
+            .complete_job("job_b", result(200, "ok", 9), None)
             .await
             .unwrap()
     );
@@ -529,7 +529,7 @@ async fn requeue_moves_only_batched_jobs_back() {
     assert!(store.claim_fallback("job_2", 0).await.unwrap());
     assert!(
         store
-            .complete_job("job_3", result(200, "x", 5))
+            .complete_job("job_3", result(200, "x", 5), None)
             .await
             .unwrap()
     );
@@ -566,11 +566,16 @@ async fn fallback_and_complete_are_compare_and_set() {
 
     let mut first = result(200, "fallback answer", 50);
     first.answered_by = Tier::Interactive;
-    assert!(store.complete_job("job_1", first.clone()).await.unwrap());
+    assert!(
+        store
+            .complete_job("job_1", first.clone(), None)
+            .await
+            .unwrap()
+    );
     // A late batch line must not overwrite the answer.
     assert!(
         !store
-            .complete_job("job_1", result(200, "late", 60))
+            .complete_job("job_1", result(200, "late", 60), None)
             .await
             .unwrap()
     );
@@ -587,14 +592,19 @@ async fn fallback_and_complete_are_compare_and_set() {
     assert!(store.claim_fallback("job_2", 0).await.unwrap());
     let mut plain = result(429, "", 70);
     plain.usage = None;
-    assert!(store.complete_job("job_2", plain.clone()).await.unwrap());
+    assert!(
+        store
+            .complete_job("job_2", plain.clone(), None)
+            .await
+            .unwrap()
+    );
     assert_eq!(
         store.job("job_2").await.unwrap().unwrap().result,
         Some(plain)
     );
     assert!(
         !store
-            .complete_job("job_missing", result(200, "", 1))
+            .complete_job("job_missing", result(200, "", 1), None)
             .await
             .unwrap()
     );
@@ -619,7 +629,7 @@ async fn due_before_lists_open_jobs_by_deadline() {
         .unwrap();
     assert!(
         store
-            .complete_job("job_b", result(200, "", 5))
+            .complete_job("job_b", result(200, "", 5), None)
             .await
             .unwrap()
     );
@@ -774,13 +784,13 @@ async fn purge_deletes_only_old_finished_jobs_and_frees_their_keys() {
     }
     assert!(
         store
-            .complete_job("job_old", result(200, "", 100))
+            .complete_job("job_old", result(200, "", 100), None)
             .await
             .unwrap()
     );
     assert!(
         store
-            .complete_job("job_new", result(200, "", 300))
+            .complete_job("job_new", result(200, "", 300), None)
             .await
             .unwrap()
     );
@@ -811,7 +821,7 @@ async fn reopen_after_drop_keeps_everything() {
             .unwrap();
         assert!(
             store
-                .complete_job("job_3", result(201, "done!", 7))
+                .complete_job("job_3", result(201, "done!", 7), None)
                 .await
                 .unwrap()
         );

@@ -56,7 +56,7 @@ pub(super) enum Request {
     },
     Requeue(Vec<String>, Reply<()>),
     ClaimFallback(String, i64, Reply<bool>),
-    CompleteJob(String, JobResult, Reply<bool>),
+    CompleteJob(String, JobResult, Option<LedgerEntry>, Reply<bool>),
     Record(Vec<LedgerEntry>, Reply<()>),
     Purge(i64, Reply<u64>),
 }
@@ -99,7 +99,10 @@ impl Request {
     fn multi_statement(&self) -> bool {
         matches!(
             self,
-            Request::ClaimFlush { .. } | Request::Requeue(..) | Request::Record(..)
+            Request::ClaimFlush { .. }
+                | Request::Requeue(..)
+                | Request::Record(..)
+                | Request::CompleteJob(..)
         )
     }
 
@@ -111,7 +114,7 @@ impl Request {
             Request::LeaseFlushes { reply, .. } => fail(reply, e),
             Request::Requeue(_, r) => fail(r, e),
             Request::ClaimFallback(_, _, r) => fail(r, e),
-            Request::CompleteJob(_, _, r) => fail(r, e),
+            Request::CompleteJob(_, _, _, r) => fail(r, e),
             Request::Record(_, r) => fail(r, e),
             Request::Purge(_, r) => fail(r, e),
         }
@@ -146,7 +149,9 @@ impl Request {
             ),
             Request::Requeue(ids, r) => settle(r, requeue(conn, &ids).await),
             Request::ClaimFallback(id, now, r) => settle(r, claim_fallback(conn, &id, now).await),
-            Request::CompleteJob(id, result, r) => settle(r, complete_job(conn, &id, result).await),
+            Request::CompleteJob(id, result, entry, r) => {
+                settle(r, complete_job(conn, &id, result, entry).await)
+            }
             Request::Record(entries, r) => settle(r, record(conn, &entries).await),
             Request::Purge(before_ms, r) => settle(r, purge(conn, before_ms).await),
         }
@@ -431,7 +436,12 @@ async fn claim_fallback(conn: &mut SqliteConnection, job_id: &str, now_ms: i64) 
     Ok(done.rows_affected() == 1)
 }
 
-async fn complete_job(conn: &mut SqliteConnection, job_id: &str, r: JobResult) -> Result<bool> {
+async fn complete_job(
+    conn: &mut SqliteConnection,
+    job_id: &str,
+    r: JobResult,
+    entry: Option<LedgerEntry>,
+) -> Result<bool> {
     let usage = r.usage;
     let done = sqlx::query(
         "UPDATE jobs SET state = 'done', result_status = ?, result_body = ?, answered_by = ?, \
@@ -452,7 +462,12 @@ async fn complete_job(conn: &mut SqliteConnection, job_id: &str, r: JobResult) -
     .execute(&mut *conn)
     .await
     .map_err(db_error)?;
-    Ok(done.rows_affected() == 1)
+    let won = done.rows_affected() == 1;
+    // The answer and its ledger entry commit together: a crash cannot keep one without the other.
+    if let (true, Some(e)) = (won, entry) {
+        record(conn, std::slice::from_ref(&e)).await?;
+    }
+    Ok(won)
 }
 
 async fn record(conn: &mut SqliteConnection, entries: &[LedgerEntry]) -> Result<()> {
