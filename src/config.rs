@@ -100,6 +100,7 @@ struct RawBatch {
     result_retention: Option<String>,
     keep_alive: Option<String>,
     replica_id: Option<String>,
+    interactive_below: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -139,6 +140,8 @@ pub struct BatchConfig {
     pub keep_alive: Duration,
     /// This replica's name in flush leases (`SLUICE_REPLICA_ID`, default the host name).
     pub replica_id: String,
+    /// SLAs shorter than this are always served interactively.
+    pub interactive_below: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -313,6 +316,11 @@ impl Config {
                 "7d",
             )?,
             keep_alive: dur("batch.keep_alive", batch_raw.keep_alive, "15s")?,
+            interactive_below: dur(
+                "batch.interactive_below",
+                batch_raw.interactive_below,
+                "60s",
+            )?,
             replica_id: env("SLUICE_REPLICA_ID")
                 .or(batch_raw.replica_id)
                 .or_else(|| env("HOSTNAME"))

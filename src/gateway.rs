@@ -44,6 +44,7 @@ pub struct App {
     engine: Option<Arc<Engine>>,
     keep_alive: Duration,
     fallback_lead: Duration,
+    interactive_below: Duration,
     accountant: Arc<Accountant>,
     response_cache: ResponseCache,
     prices: Arc<PriceTable>,
@@ -85,6 +86,7 @@ impl App {
             engine,
             keep_alive: config.batch.keep_alive,
             fallback_lead: config.batch.fallback_lead,
+            interactive_below: config.batch.interactive_below,
             accountant,
             response_cache: ResponseCache::new(RESPONSE_CACHE_BYTES),
             prices,
@@ -227,7 +229,7 @@ async fn turnaround(
     let body = serde_json::json!({
         "object": "list",
         "prior_p95_seconds": prior.map(|d| d.as_secs()),
-        "interactive_below_seconds": triage::INTERACTIVE_BELOW.as_secs(),
+        "interactive_below_seconds": app.interactive_below.as_secs(),
         "data": data,
     });
     Ok(full(StatusCode::OK, "application/json", body.to_string()))
@@ -626,9 +628,11 @@ fn capabilities(
                 && endpoint != Endpoint::Responses,
             flex: provider == Provider::OpenAi,
             batch_turnaround_p95: e.turnaround_p95(provider, &facts.model),
+            interactive_below: app.interactive_below,
         },
         None => Capabilities {
             flex: provider == Provider::OpenAi,
+            interactive_below: app.interactive_below,
             ..Capabilities::INTERACTIVE_ONLY
         },
     }

@@ -7,7 +7,8 @@ use crate::policy::RoutePolicy;
 use crate::sla::Sla;
 use crate::types::{Endpoint, Tier};
 
-/// An SLA shorter than this is always served interactively: no deferred tier can answer in time.
+/// By default an SLA shorter than this is always served interactively: no deferred tier
+/// can answer in time (`batch.interactive_below` in the config).
 pub const INTERACTIVE_BELOW: Duration = Duration::from_secs(60);
 
 /// Batch turnaround (p95) assumed for a provider and model until observed data exists.
@@ -30,6 +31,8 @@ pub struct Capabilities {
     pub flex: bool,
     /// Observed (or prior) p95 batch turnaround for this provider and model.
     pub batch_turnaround_p95: Duration,
+    /// SLAs shorter than this are interactive.
+    pub interactive_below: Duration,
 }
 
 impl Capabilities {
@@ -38,6 +41,7 @@ impl Capabilities {
         batch: false,
         flex: false,
         batch_turnaround_p95: BATCH_TURNAROUND_PRIOR,
+        interactive_below: INTERACTIVE_BELOW,
     };
 }
 
@@ -57,7 +61,7 @@ pub fn triage(route: &RoutePolicy, facts: &Facts, sla: Sla, caps: &Capabilities)
         Some(pin) => pin == t,
         None => !route.forbid_tiers.contains(&t),
     };
-    let deferrable = sla.deadline() >= INTERACTIVE_BELOW;
+    let deferrable = sla.deadline() >= caps.interactive_below;
     let fits = |t: Tier| match t {
         Tier::Batch => deferrable && caps.batch && caps.batch_turnaround_p95 <= sla.deadline(),
         Tier::Flex => deferrable && caps.flex && facts.flex_capable,
@@ -107,6 +111,7 @@ mod tests {
         batch: true,
         flex: true,
         batch_turnaround_p95: BATCH_TURNAROUND_PRIOR,
+        interactive_below: INTERACTIVE_BELOW,
     };
 
     fn sla(s: &str) -> Sla {
@@ -148,6 +153,14 @@ mod tests {
             ..ALL
         };
         assert_eq!(triage(&r, &CHAT, sla("semi"), &fast).tier, Tier::Batch);
+        let patient = Capabilities {
+            interactive_below: Duration::from_secs(300),
+            ..ALL
+        };
+        assert_eq!(
+            triage(&r, &CHAT, sla("2m"), &patient).tier,
+            Tier::Interactive
+        );
     }
 
     #[test]

@@ -49,6 +49,11 @@ struct RawClient {
     cache_hints: Option<bool>,
     #[serde(default, deserialize_with = "de_opt_duration")]
     response_cache_ttl: Option<Duration>,
+    /// Defaults for the client's routes (a route's own setting wins).
+    #[serde(default, deserialize_with = "de_opt_tier")]
+    pin_tier: Option<Tier>,
+    #[serde(default, deserialize_with = "de_tiers")]
+    forbid_tiers: Vec<Tier>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,7 +182,7 @@ impl ClientPolicy {
             min_sla: Sla::INTERACTIVE,
             max_sla: Sla::BATCH,
             routes: Vec::new(),
-            default_route: default_route(true, None),
+            default_route: default_route(true, None, None, Vec::new()),
         }
     }
 
@@ -217,7 +222,12 @@ impl ClientPolicy {
     }
 }
 
-fn default_route(cache_hints: bool, ttl: Option<Duration>) -> RoutePolicy {
+fn default_route(
+    cache_hints: bool,
+    ttl: Option<Duration>,
+    pin_tier: Option<Tier>,
+    forbid_tiers: Vec<Tier>,
+) -> RoutePolicy {
     RoutePolicy {
         name: DEFAULT_ROUTE.into(),
         paths: Vec::new(),
@@ -225,8 +235,8 @@ fn default_route(cache_hints: bool, ttl: Option<Duration>) -> RoutePolicy {
         sla: None,
         cache_hints,
         response_cache_ttl: ttl,
-        pin_tier: None,
-        forbid_tiers: Vec::new(),
+        pin_tier,
+        forbid_tiers,
         batch_max_wait: None,
         batch_max_requests: None,
     }
@@ -473,6 +483,12 @@ impl PolicySet {
                     format!("min_sla {min_sla} is greater than max_sla {max_sla}"),
                 ));
             }
+            if let Some(t) = c.pin_tier.filter(|t| c.forbid_tiers.contains(t)) {
+                return Err(err(
+                    c.name.span(),
+                    format!("client {name:?} pins tier {t} and also forbids it"),
+                ));
+            }
             let cache_hints = c.cache_hints.unwrap_or(true);
             let mut routes: Vec<RoutePolicy> = Vec::new();
             for r in raw.routes {
@@ -518,8 +534,16 @@ impl PolicySet {
                     sla: r.sla,
                     cache_hints: r.cache_hints.unwrap_or(cache_hints),
                     response_cache_ttl: r.response_cache_ttl.or(c.response_cache_ttl),
-                    pin_tier: r.pin_tier,
-                    forbid_tiers: r.forbid_tiers,
+                    pin_tier: r.pin_tier.or(if r.forbid_tiers.is_empty() {
+                        c.pin_tier
+                    } else {
+                        None
+                    }),
+                    forbid_tiers: if r.forbid_tiers.is_empty() && r.pin_tier.is_none() {
+                        c.forbid_tiers.clone()
+                    } else {
+                        r.forbid_tiers
+                    },
                     batch_max_wait: r.batch_max_wait,
                     batch_max_requests: r.batch_max_requests,
                 });
@@ -532,7 +556,12 @@ impl PolicySet {
                 min_sla,
                 max_sla,
                 routes,
-                default_route: default_route(cache_hints, c.response_cache_ttl),
+                default_route: default_route(
+                    cache_hints,
+                    c.response_cache_ttl,
+                    c.pin_tier,
+                    c.forbid_tiers.clone(),
+                ),
             });
         }
 

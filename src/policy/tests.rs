@@ -181,3 +181,21 @@ fn duplicates_across_files_are_rejected() {
     assert_eq!(e.file, "b.toml");
     assert!(e.reason.contains("already defined in a.toml"), "{e}");
 }
+
+#[test]
+fn client_tier_rules_are_route_defaults() {
+    let text = "[client]\nname = \"c\"\nforbid_tiers = [\"batch\"]\n\n[[route]]\nname = \"inherits\"\nmodels = [\"a\"]\n\n[[route]]\nname = \"own\"\nmodels = [\"b\"]\npin_tier = \"batch\"\n";
+    let s = set(&[("c.toml", text)]).unwrap();
+    let c = s.clients().iter().find(|c| &*c.name == "c").unwrap();
+    assert_eq!(c.routes[0].forbid_tiers, vec![Tier::Batch]);
+    assert_eq!(c.routes[1].pin_tier, Some(Tier::Batch));
+    assert!(c.routes[1].forbid_tiers.is_empty());
+    assert_eq!(c.default_route.forbid_tiers, vec![Tier::Batch]);
+    let bad = "[client]\nname = \"d\"\npin_tier = \"flex\"\nforbid_tiers = [\"flex\"]\n";
+    assert!(
+        set(&[("d.toml", bad)])
+            .unwrap_err()
+            .reason
+            .contains("also forbids")
+    );
+}
