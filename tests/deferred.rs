@@ -711,3 +711,55 @@ async fn report_reads_the_durable_ledger() {
     }
     panic!("the ledger never showed 2 batch + 1 interactive answers:\n{last}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_one_store() {
+    let a = Gateway::start_sim(sim(), vec![keyed_policy("team", KEY, "")], |c| {
+        c.batch.replica_id = "replica-a".into()
+    })
+    .await;
+    let sim_url = a.sim.as_ref().unwrap().base_url();
+    let db = a.db.clone();
+    let b = Gateway::start_at(
+        &sim_url,
+        None,
+        vec![keyed_policy("team", KEY, "")],
+        move |c| {
+            c.store = format!("sqlite://{}", db.display());
+            c.batch.replica_id = "replica-b".into();
+        },
+    )
+    .await;
+    let calls = (0..8).map(|i| {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        let body = chat("gpt-4o-mini", &format!("replica request {i}"));
+        async move {
+            (
+                i,
+                gw.post("/v1/chat/completions", &[AUTH, ("x-sla", "24h")], &body)
+                    .await,
+            )
+        }
+    });
+    let mut ids = std::collections::HashSet::new();
+    for (i, (s, h, body)) in futures_util::future::join_all(calls).await {
+        assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        assert!(content(&body).contains(&format!("replica request {i}")));
+        assert!(ids.insert(h["x-sluice-job-id"].to_str().unwrap().to_owned()));
+    }
+    let stats = a.sim_get("/sim/batches/stats").await;
+    for id in &ids {
+        assert_eq!(
+            stats["lines_by_custom_id"][id], 1,
+            "{id} submitted once across replicas"
+        );
+    }
+    // A job is readable through either replica.
+    let any = ids.iter().next().unwrap();
+    let (s, _, _) = b
+        .get(&format!("/sluice/v1/jobs/{any}/result"), &[AUTH])
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    b.stop().await;
+    a.stop().await;
+}

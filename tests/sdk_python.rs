@@ -5,9 +5,14 @@
 //! `python3`; it needs `tests/python/requirements.txt` installed, and without
 //! `SLUICE_PYTHON` the test creates `.venv` with `tests/python/setup.sh` first. With
 //! `SLUICE_SKIP_PYTHON=1` the test is skipped when that interpreter cannot import the SDK.
+//!
+//! The deferred tiers (`tests/python/test_deferred.py`) run against a fast setup: batches
+//! answered by the simulator in 200 ms, flushed after 200 ms, polled every 50 ms, with a
+//! private SQLite store that is removed at the end.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use sluice::cli::{Loaded, serve_on, start_simulator};
 use sluice::config::Config;
@@ -16,14 +21,46 @@ use sluice::pricing::PriceTable;
 use sluice::simulate::SimConfig;
 
 const KEY: &str = "sk-sluice-python-sdk";
+/// A second client's key: it must not see the first client's jobs.
+const OTHER_KEY: &str = "sk-sluice-python-other";
 
 const SETUP: &str = "sh tests/python/setup.sh";
 
-fn policy() -> String {
-    format!(
-        "[client]\nname = \"python-sdk\"\nkeys = [\"{}\"]\n",
-        hex::encode(sluice::policy::hash_key(KEY))
+fn policy(name: &str, key: &str) -> (String, String) {
+    (
+        format!("{name}.toml"),
+        format!(
+            "[client]\nname = \"{name}\"\nkeys = [\"{}\"]\n",
+            hex::encode(sluice::policy::hash_key(key))
+        ),
     )
+}
+
+/// A SQLite store private to this run, removed (with its `-wal` and `-shm`) when dropped.
+struct TempStore(PathBuf);
+
+impl TempStore {
+    fn new() -> TempStore {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        TempStore(std::env::temp_dir().join(format!(
+            "sluice-sdk-python-{}-{nanos}.db",
+            std::process::id()
+        )))
+    }
+
+    fn url(&self) -> String {
+        format!("sqlite://{}", self.0.display())
+    }
+}
+
+impl Drop for TempStore {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.0.display()));
+        }
+    }
 }
 
 fn manifest_dir() -> PathBuf {
@@ -127,14 +164,24 @@ async fn openai_python_sdk_against_the_gateway() {
         );
     }
 
-    let sim = start_simulator(SimConfig::default())
-        .await
-        .expect("simulator");
+    let sim = start_simulator(SimConfig {
+        batch_turnaround: Duration::from_millis(200),
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator");
     let sim_url = sim.base_url();
+    let store = TempStore::new();
     let mut config = Config::load(None, &|_| None).expect("default config");
     config.use_simulator(&sim_url);
+    // Fast deferred tiers; interactive requests are unaffected.
+    config.store = store.url();
+    config.batch.max_wait = Duration::from_millis(200);
+    config.batch.poll_interval = Duration::from_millis(50);
+    config.batch.keep_alive = Duration::from_millis(50);
     let policies =
-        PolicySet::from_sources(&[("python-sdk.toml".into(), policy())]).expect("policy");
+        PolicySet::from_sources(&[policy("python-sdk", KEY), policy("python-other", OTHER_KEY)])
+            .expect("policy");
     let loaded = Loaded {
         config,
         policies,
@@ -160,6 +207,7 @@ async fn openai_python_sdk_against_the_gateway() {
     ])
     .env("SLUICE_BASE_URL", format!("http://{addr}/v1"))
     .env("SLUICE_KEY", KEY)
+    .env("SLUICE_OTHER_KEY", OTHER_KEY)
     .env("SIM_BASE_URL", &sim_url);
     let out = run(cmd).await.expect("run pytest");
     println!("{}", text(&out.stdout));
@@ -168,6 +216,7 @@ async fn openai_python_sdk_against_the_gateway() {
     let _ = stop_tx.send(());
     server.await.expect("gateway task").expect("gateway");
     sim.stop().await;
+    drop(store);
     assert!(
         out.status.success(),
         "pytest tests/python failed ({}):\n{}\n{}",

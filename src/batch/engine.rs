@@ -164,11 +164,31 @@ impl Engine {
         }
     }
 
+    /// Wakes local waiters of jobs any replica completed since the last look.
+    async fn wake_completed(&self, since: &mut i64) -> Result<(), StoreError> {
+        if lock(&self.waiters).is_empty() {
+            *since = now_ms() - 1_000;
+            return Ok(());
+        }
+        // Overlap a little: completion times come from other replicas' clocks.
+        for (id, at) in self.store.completed_since(*since - 1_000).await? {
+            self.notify(&id);
+            *since = (*since).max(at);
+        }
+        Ok(())
+    }
+
     /// Runs until `shutdown` resolves.
     pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut last_purge = 0i64;
+        let mut completed_seen = now_ms();
+        // Wakes by new jobs are coalesced: one scan of the queue serves many arrivals.
+        let min_gap = self.cfg.poll_interval.min(Duration::from_millis(100));
         loop {
+            if let Err(e) = self.wake_completed(&mut completed_seen).await {
+                tracing::warn!(error = %e, "deferred tier: cannot read recent completions");
+            }
             let next = match self.tick().await {
                 Ok(next) => next,
                 Err(e) => {
@@ -188,7 +208,12 @@ impl Engine {
             );
             tokio::select! {
                 _ = &mut shutdown => return,
-                _ = self.wake.notified() => {}
+                _ = self.wake.notified() => {
+                    tokio::select! {
+                        _ = &mut shutdown => return,
+                        _ = tokio::time::sleep(min_gap) => {}
+                    }
+                }
                 _ = tokio::time::sleep(sleep) => {}
             }
         }

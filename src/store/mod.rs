@@ -271,6 +271,10 @@ pub trait Store: Send + Sync + 'static {
     /// Every job in `Queued` state (no bodies), oldest first: the accumulator's input.
     async fn queued(&self) -> Result<Vec<QueuedJob>>;
 
+    /// Ids and completion times of jobs completed at or after `since_ms`, oldest first: how a
+    /// replica learns of answers another replica stored, to wake its own held connections.
+    async fn completed_since(&self, since_ms: i64) -> Result<Vec<(String, i64)>>;
+
     /// Jobs not `Done` whose deadline is at or before `before_ms` (the watchdog's input).
     async fn due_before(&self, before_ms: i64) -> Result<Vec<Job>>;
 

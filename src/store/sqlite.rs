@@ -91,7 +91,16 @@ impl SqliteStore {
             .map_err(db_error)?;
         // Through the pool: `Migrator::run` on a `&mut` connection makes this future not
         // `Send` for every lifetime (sqlx's "Acquire is not general enough").
-        MIGRATOR.run(&read).await.map_err(migrate_error)?;
+        // Two processes opening a new file at once both try to migrate it (sqlx takes no
+        // lock on SQLite); the loser's transaction rolls back, and a retry sees it applied.
+        let mut attempt = 0u64;
+        while let Err(e) = MIGRATOR.run(&read).await {
+            attempt += 1;
+            if attempt >= 5 {
+                return Err(migrate_error(e));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+        }
 
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
@@ -168,6 +177,27 @@ impl Store for SqliteStore {
             .await
             .map_err(db_error)?;
         found.iter().map(rows::job).collect()
+    }
+
+    async fn completed_since(&self, since_ms: i64) -> Result<Vec<(String, i64)>> {
+        let found = sqlx::query(
+            "SELECT id, completed_at_ms FROM jobs WHERE state = 'done' AND completed_at_ms >= ? \
+             ORDER BY completed_at_ms",
+        )
+        .bind(since_ms)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_error)?;
+        found
+            .iter()
+            .map(|r| {
+                use sqlx::Row;
+                Ok((
+                    r.try_get::<String, _>(0).map_err(db_error)?,
+                    r.try_get::<i64, _>(1).map_err(db_error)?,
+                ))
+            })
+            .collect()
     }
 
     async fn claim_flush(

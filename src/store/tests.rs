@@ -875,3 +875,53 @@ async fn bad_urls_are_rejected() {
     ));
     assert!(crate::store::open("mysql://x").await.is_err());
 }
+
+#[tokio::test]
+async fn completions_are_listed_since_a_time_and_carry_their_ledger_entry() {
+    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    enqueue_all(&store, &["job_1", "job_2", "job_3"], 1).await;
+    let entry = LedgerEntry {
+        at_ms: 100,
+        route: "r".into(),
+        client: "c".into(),
+        provider: Provider::OpenAi,
+        model: "gpt-4o-mini".into(),
+        tier: Tier::Batch,
+        status: 200,
+        usage: Usage::default(),
+        cost_usd: 1.0,
+        baseline_usd: 2.0,
+        savings_usd: [1.0, 0.0, 0.0, 0.0],
+        wasted: false,
+    };
+    assert!(
+        store
+            .complete_job("job_1", result(200, "a", 100), Some(entry.clone()))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .complete_job("job_2", result(200, "b", 300), Some(entry.clone()))
+            .await
+            .unwrap()
+    );
+    // A losing completion writes no ledger entry.
+    assert!(
+        !store
+            .complete_job("job_2", result(200, "late", 400), Some(entry.clone()))
+            .await
+            .unwrap()
+    );
+    let since: Vec<String> = store
+        .completed_since(200)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(since, vec!["job_2".to_owned()]);
+    assert_eq!(store.completed_since(0).await.unwrap().len(), 2);
+    let report = store.report(0).await.unwrap();
+    assert_eq!(report.iter().map(|r| r.requests).sum::<u64>(), 2);
+}
