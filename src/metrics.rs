@@ -11,8 +11,9 @@ pub struct Metrics {
     pub requests: CounterVec,
     pub cost: CounterVec,
     pub baseline: CounterVec,
-    /// A gauge, not a counter: a cache write is a negative saving, and a counter that went
-    /// down would read as a reset to `rate()`. Query it with `delta()` / `increase()` alike.
+    /// Not a counter: a cache write is a negative saving, and a counter that went down would
+    /// read as a reset to `rate()`. Kept in a gauge, exposed as untyped (see `render`);
+    /// query it with `delta()` or plain sums.
     pub savings: GaugeVec,
     pub tokens: CounterVec,
     pub wasted: CounterVec,
@@ -82,7 +83,7 @@ impl Metrics {
             savings: {
                 let g = GaugeVec::new(
                     Opts::new(
-                        "sluice_savings_usd_total",
+                        SAVINGS,
                         "Baseline minus cost in USD, split by lever (negative for a cache write that has not paid off yet).",
                     ),
                     &["route", "client", "provider", "model", "lever"],
@@ -161,8 +162,19 @@ impl Metrics {
     /// The Prometheus text exposition of everything registered.
     pub fn render(&self) -> Vec<u8> {
         let mut buf = Vec::with_capacity(16 * 1024);
+        let mut families = self.registry.gather();
+        // Savings go down on a cache write, so they are not a counter; Prometheus reserves
+        // `_total` for counters except untyped metrics, and the contract fixes the name. The
+        // crate's encoder cannot write untyped families, so this one is written here.
+        let savings = families
+            .iter()
+            .position(|f| f.name() == SAVINGS)
+            .map(|i| families.remove(i));
         // Encoding into a Vec cannot fail for well-formed metric families.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        let _ = TextEncoder::new().encode(&families, &mut buf);
+        if let Some(f) = savings {
+            write_untyped(&mut buf, &f);
+        }
         buf
     }
 
@@ -200,6 +212,38 @@ impl Metrics {
             }
         }
         rows.into_values().collect()
+    }
+}
+
+const SAVINGS: &str = "sluice_savings_usd_total";
+
+fn write_untyped(buf: &mut Vec<u8>, f: &prometheus::proto::MetricFamily) {
+    use std::io::Write as _;
+    let escape = |v: &str| {
+        v.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    };
+    let _ = writeln!(
+        buf,
+        "# HELP {} {}",
+        f.name(),
+        f.help().replace('\\', "\\\\").replace('\n', "\\n")
+    );
+    let _ = writeln!(buf, "# TYPE {} untyped", f.name());
+    for m in f.get_metric() {
+        let labels: Vec<String> = m
+            .get_label()
+            .iter()
+            .map(|l| format!("{}=\"{}\"", l.name(), escape(l.value())))
+            .collect();
+        let _ = writeln!(
+            buf,
+            "{}{{{}}} {}",
+            f.name(),
+            labels.join(","),
+            m.get_gauge().get_value()
+        );
     }
 }
 
