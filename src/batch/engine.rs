@@ -758,18 +758,24 @@ impl Engine {
             self.notify(id);
             return Ok(());
         }
-        // Someone answered first: another tier (waste) or this very line before a restart.
+        // Someone answered first: another tier (this spend is waste), or this very batch
+        // line before a restart (already booked once).
         let first = self
             .store
             .job(id)
             .await?
             .and_then(|j| j.result)
             .map(|r| r.answered_by);
-        if tier == Tier::Batch && first != Some(Tier::Batch) && entry.cost_usd > 0.0 {
+        if first != Some(tier) && entry.cost_usd > 0.0 {
+            let reason = if tier == Tier::Batch {
+                "late_batch_result"
+            } else {
+                "late_fallback"
+            };
             self.accountant
                 .metrics()
                 .wasted
-                .with_label_values(&[&job.route, "late_batch_result"])
+                .with_label_values(&[&job.route, reason])
                 .inc_by(entry.cost_usd);
             self.store
                 .record(&[LedgerEntry {
