@@ -37,3 +37,4 @@ pub mod triage;
 pub mod types;
 pub mod upstream;
 pub mod usage;
+pub mod anthropic;
