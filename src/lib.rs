@@ -3,15 +3,18 @@
 //!
 //! ```text
 //! server → gateway (identify, parse once) → triage (pure) ─┬→ response cache
-//!                                                           └→ forward → upstream → provider
-//!        respond (one exit: response + metrics, once) ← relay (SSE) / answer ← account
+//!                                                           ├→ forward (interactive, flex) → upstream → provider
+//!                                                           └→ defer → store ← batch engine → Batch API
+//!        respond (one exit: response + metrics, once) ← relay (SSE) / answer / deliver ← account
 //! ```
 //!
-//! Leaves: `types`, `error`, `duration`, `metrics`, `config`. Pure stages: `policy`,
-//! `sla`, `triage`, `inspect`, `usage`, `pricing`. I/O: `upstream`, `forward`, `relay`,
-//! `gateway`, `server`. Tools: `simulate`, `estimate`, `demo`, `cli`.
+//! Leaves: `types`, `error`, `duration`, `metrics`, `config`. Pure stages: `policy`, `sla`,
+//! `triage`, `inspect`, `usage`, `pricing`, `synth`, `batch::accumulator`, `batch::openai`,
+//! `anthropic`. I/O: `upstream`, `forward`, `relay`, `gateway`, `deliver`, `server`,
+//! `batch::{client, engine}`, `store`. Tools: `simulate`, `estimate`, `demo`, `cli`.
 
 pub mod account;
+pub mod anthropic;
 pub mod batch;
 pub mod cli;
 pub mod config;
@@ -37,4 +40,3 @@ pub mod triage;
 pub mod types;
 pub mod upstream;
 pub mod usage;
-pub mod anthropic;
