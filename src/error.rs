@@ -146,6 +146,30 @@ impl GatewayError {
         self.openai_fields().2
     }
 
+    /// Anthropic's `error.type` for this failure (provider-apis.md 2.1).
+    pub fn anthropic_type(&self) -> &'static str {
+        match self.status().as_u16() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            504 => "timeout_error",
+            500..=599 => "api_error",
+            _ => "invalid_request_error",
+        }
+    }
+
+    /// The Anthropic error envelope, for `/v1/messages`.
+    pub fn to_anthropic_json(&self) -> Vec<u8> {
+        serde_json::json!({
+            "type": "error",
+            "error": {"type": self.anthropic_type(), "message": self.to_string()},
+        })
+        .to_string()
+        .into_bytes()
+    }
+
     pub fn to_openai_json(&self) -> Vec<u8> {
         let (kind, param, code) = self.openai_fields();
         let body = serde_json::json!({
@@ -175,6 +199,19 @@ mod tests {
         assert_eq!(v["error"]["code"], "invalid_sla");
         assert_eq!(v["error"]["type"], "invalid_request_error");
         assert!(v["error"]["message"].as_str().unwrap().contains("x-sla"));
+    }
+
+    #[test]
+    fn anthropic_envelope() {
+        let v: serde_json::Value =
+            serde_json::from_slice(&GatewayError::UnknownKey.to_anthropic_json()).unwrap();
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], "authentication_error");
+        let e = GatewayError::UpstreamTimeout {
+            provider: "anthropic",
+            secs: 1,
+        };
+        assert_eq!(e.anthropic_type(), "timeout_error");
     }
 
     #[test]

@@ -51,7 +51,8 @@ const DROP_RESPONSE: [&str; 6] = [
 
 struct Target {
     uri: Uri,
-    authorization: Option<HeaderValue>,
+    /// The provider credential, in the header this API expects.
+    auth: Option<(HeaderName, HeaderValue)>,
 }
 
 pub struct Forwarder {
@@ -64,18 +65,12 @@ impl Forwarder {
     pub fn new(upstream: Upstream, providers: &[ProviderConfig]) -> Result<Forwarder, String> {
         let mut targets = HashMap::new();
         for p in providers {
-            let authorization = match &p.api_key {
-                Some(k) => {
-                    let mut v =
-                        HeaderValue::from_str(&format!("Bearer {}", k.expose())).map_err(|_| {
-                            format!(
-                                "the {} API key contains characters not allowed in a header",
-                                p.provider
-                            )
-                        })?;
-                    v.set_sensitive(true);
-                    Some(v)
-                }
+            let bearer = match &p.api_key {
+                Some(k) => Some(sensitive(&format!("Bearer {}", k.expose()), p.provider)?),
+                None => None,
+            };
+            let raw_key = match &p.api_key {
+                Some(k) => Some(sensitive(k.expose(), p.provider)?),
                 None => None,
             };
             for e in [
@@ -83,23 +78,29 @@ impl Forwarder {
                 Endpoint::Completions,
                 Endpoint::Embeddings,
                 Endpoint::Responses,
+                Endpoint::Messages,
             ] {
-                // Anthropic and Gemini are reached through their OpenAI-compatible endpoints.
-                let prefix = match p.provider {
-                    Provider::Gemini => "/openai",
-                    _ => "",
+                let (prefix, auth) = match (p.provider, e) {
+                    // Anthropic's native API takes its key in `x-api-key`.
+                    (Provider::Anthropic, Endpoint::Messages) => (
+                        "",
+                        raw_key
+                            .clone()
+                            .map(|v| (HeaderName::from_static("x-api-key"), v)),
+                    ),
+                    (_, Endpoint::Messages) => continue,
+                    // Gemini is reached through its OpenAI-compatible endpoint.
+                    (Provider::Gemini, _) => (
+                        "/openai",
+                        bearer.clone().map(|v| (header::AUTHORIZATION, v)),
+                    ),
+                    _ => ("", bearer.clone().map(|v| (header::AUTHORIZATION, v))),
                 };
                 let url = format!("{}{}{}", p.base_url, prefix, e.suffix());
                 let uri: Uri = url
                     .parse()
                     .map_err(|_| format!("invalid {} base URL {:?}", p.provider, p.base_url))?;
-                targets.insert(
-                    (p.provider, e),
-                    Target {
-                        uri,
-                        authorization: authorization.clone(),
-                    },
-                );
+                targets.insert((p.provider, e), Target { uri, auth });
             }
         }
         Ok(Forwarder { upstream, targets })
@@ -124,9 +125,9 @@ impl Forwarder {
                 provider: provider.as_str(),
             }
         })?;
-        let auth =
+        let (auth_name, auth) =
             target
-                .authorization
+                .auth
                 .clone()
                 .ok_or_else(|| GatewayError::ProviderNotConfigured {
                     model: model.to_owned(),
@@ -141,11 +142,17 @@ impl Forwarder {
                 headers.append(name.clone(), value.clone());
             }
         }
-        headers.insert(header::AUTHORIZATION, auth);
+        headers.insert(auth_name, auth);
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if endpoint == Endpoint::Messages && !headers.contains_key("anthropic-version") {
+            headers.insert(
+                "anthropic-version",
+                HeaderValue::from_static(ANTHROPIC_VERSION),
+            );
+        }
         self.upstream.send(req).await.map_err(|e| match e {
             UpstreamError::Timeout(d) => GatewayError::UpstreamTimeout {
                 provider: provider.as_str(),
@@ -188,6 +195,17 @@ pub fn relay_headers(from: &HeaderMap, to: &mut HeaderMap) {
             to.append(name.clone(), value.clone());
         }
     }
+}
+
+/// The Messages API version sent when the client names none.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+fn sensitive(v: &str, provider: Provider) -> Result<HeaderValue, String> {
+    let mut h = HeaderValue::from_str(v).map_err(|_| {
+        format!("the {provider} API key contains characters not allowed in a header")
+    })?;
+    h.set_sensitive(true);
+    Ok(h)
 }
 
 pub fn is_event_stream(headers: &HeaderMap) -> bool {

@@ -136,6 +136,12 @@ pub fn error_response(e: &GatewayError) -> Response<RespBody> {
     full(e.status(), "application/json", e.to_openai_json())
 }
 
+/// The same, in Anthropic's shape (`/v1/messages`).
+fn anthropic_error_response(e: &GatewayError) -> Response<RespBody> {
+    let r = error_response(e);
+    full(r.status(), "application/json", e.to_anthropic_json())
+}
+
 /// Entry point for every request.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<RespBody> {
     let path = req.uri().path();
@@ -162,7 +168,11 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<RespBody>
         }),
         _ => Err(not_found(&req)),
     };
-    result.unwrap_or_else(|e| error_response(&e))
+    match (result, endpoint) {
+        (Ok(r), _) => r,
+        (Err(e), Some(Endpoint::Messages)) => anthropic_error_response(&e),
+        (Err(e), _) => error_response(&e),
+    }
 }
 
 /// Ready when the store answers (the deferred tiers need it).
@@ -348,7 +358,11 @@ async fn proxy(
         .and_then(|v| v.to_str().ok());
     let route: &RoutePolicy = client.route(endpoint.path(), &facts.model, hint)?;
     let sla = client.effective_sla(route, sla_header);
-    let provider = app.policies.models.provider_for(&facts.model);
+    // The native Messages route always speaks to Anthropic.
+    let provider = match endpoint {
+        Endpoint::Messages => Provider::Anthropic,
+        _ => app.policies.models.provider_for(&facts.model),
+    };
     let flex_capable = !facts.has_service_tier
         && app
             .prices
@@ -383,7 +397,9 @@ async fn proxy(
 
     let additions = Additions {
         prompt_cache_key: match (route.cache_hints, facts.has_cache_key, &facts.prefix_hash) {
-            (true, false, Some(h)) if endpoint != Endpoint::Embeddings => {
+            (true, false, Some(h))
+                if !matches!(endpoint, Endpoint::Embeddings | Endpoint::Messages) =>
+            {
                 Some(inspect::cache_key(&client.name, &route.name, *h))
             }
             _ => None,
@@ -625,7 +641,7 @@ fn capabilities(
             // A client-chosen service tier is honoured synchronously, never batched.
             batch: e.batches(provider)
                 && !facts.has_service_tier
-                && endpoint != Endpoint::Responses,
+                && !matches!(endpoint, Endpoint::Responses | Endpoint::Messages),
             flex: provider == Provider::OpenAi,
             batch_turnaround_p95: e.turnaround_p95(provider, &facts.model),
             interactive_below: app.interactive_below,

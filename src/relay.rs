@@ -103,15 +103,28 @@ impl<B> MeteredSse<B> {
             let payload = payload.strip_prefix(b" ").unwrap_or(payload);
             match from_event_data(payload.strip_suffix(b"\r").unwrap_or(payload)) {
                 EventUsage::None => {}
-                EventUsage::Within(u) => self.usage = Some(u),
+                EventUsage::Within(u) => self.usage = Some(merge(self.usage, u)),
                 EventUsage::UsageOnlyChunk(u) => {
-                    self.usage = Some(u);
+                    self.usage = Some(merge(self.usage, u));
                     if self.strip_usage_chunk {
                         removed.push(span.clone());
                     }
                 }
             }
         }
+    }
+}
+
+/// Combines usage reported in several events: Anthropic sends the input counts in
+/// `message_start` and the output count in `message_delta`; each count is the largest seen.
+fn merge(prev: Option<Usage>, new: Usage) -> Usage {
+    let Some(p) = prev else { return new };
+    Usage {
+        input_tokens: p.input_tokens.max(new.input_tokens),
+        cached_input_tokens: p.cached_input_tokens.max(new.cached_input_tokens),
+        cache_write_5m_tokens: p.cache_write_5m_tokens.max(new.cache_write_5m_tokens),
+        cache_write_1h_tokens: p.cache_write_1h_tokens.max(new.cache_write_1h_tokens),
+        output_tokens: p.output_tokens.max(new.output_tokens),
     }
 }
 
@@ -251,6 +264,19 @@ mod tests {
         let (out, _, end) = relay(vec![CHUNK, crlf, "data: partial"], true).await;
         assert_eq!(out, format!("{CHUNK}data: partial"));
         assert_eq!(end.unwrap().usage.unwrap().input_tokens, 1);
+    }
+
+    #[tokio::test]
+    async fn anthropic_usage_is_merged_across_events() {
+        let start: &'static str = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":14,\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":4102,\"output_tokens\":1}}}\n\n";
+        let delta: &'static str = "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":4}}\n\n";
+        let (out, _, end) = relay(vec![start, delta], false).await;
+        assert_eq!(out, format!("{start}{delta}"));
+        let u = end.unwrap().usage.unwrap();
+        assert_eq!(
+            (u.input_tokens, u.cached_input_tokens, u.output_tokens),
+            (14, 4102, 4)
+        );
     }
 
     #[tokio::test]

@@ -92,6 +92,8 @@ struct WithUsage {
     usage: Option<RawUsage>,
     /// Responses API stream events carry the usage inside `response`.
     response: Option<Box<WithUsage>>,
+    /// Anthropic's `message_start` carries it inside `message`.
+    message: Option<Box<WithUsage>>,
     /// Present (possibly empty) on chat/completions chunks.
     choices: Option<Vec<serde::de::IgnoredAny>>,
 }
@@ -137,7 +139,8 @@ pub fn from_event_data(data: &[u8]) -> EventUsage {
         return EventUsage::None;
     };
     let only = w.choices.as_ref().is_some_and(|c| c.is_empty());
-    match w.usage.or_else(|| w.response.and_then(|r| r.usage)) {
+    let nested = w.response.or(w.message).and_then(|r| r.usage);
+    match w.usage.or(nested) {
         Some(u) if only => EventUsage::UsageOnlyChunk(u.normalise()),
         Some(u) => EventUsage::Within(u.normalise()),
         None => EventUsage::None,

@@ -274,6 +274,8 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 pub struct Canned {
     pub addr: SocketAddr,
     pub bodies: Arc<Mutex<Vec<Bytes>>>,
+    /// Path and headers of every request, in order.
+    pub heads: Arc<Mutex<Vec<(String, HeaderMap)>>>,
 }
 
 impl Canned {
@@ -286,19 +288,27 @@ pub async fn canned(status: u16, content_type: &'static str, frames: Vec<&'stati
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let bodies = Arc::new(Mutex::new(Vec::new()));
+    let heads = Arc::new(Mutex::new(Vec::new()));
     let seen = bodies.clone();
+    let seen_heads = heads.clone();
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
             let seen = seen.clone();
+            let seen_heads = seen_heads.clone();
             let frames = frames.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let seen = seen.clone();
+                    let seen_heads = seen_heads.clone();
                     let frames = frames.clone();
                     async move {
+                        seen_heads
+                            .lock()
+                            .unwrap()
+                            .push((req.uri().path().to_owned(), req.headers().clone()));
                         let body = req
                             .into_body()
                             .collect()
@@ -328,5 +338,9 @@ pub async fn canned(status: u16, content_type: &'static str, frames: Vec<&'stati
             });
         }
     });
-    Canned { addr, bodies }
+    Canned {
+        addr,
+        bodies,
+        heads,
+    }
 }

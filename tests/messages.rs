@@ -1,0 +1,159 @@
+//! The Anthropic-native `/v1/messages` route: passed through to Anthropic with the
+//! provider's key, Anthropic-shaped errors, and usage priced with cache writes and reads.
+
+mod common;
+
+use common::{Gateway, canned, keyed_policy, metric};
+use http::StatusCode;
+
+const MESSAGE: &str = r#"{"id":"msg_01","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[{"type":"text","text":"billing"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":14,"cache_creation_input_tokens":4102,"cache_read_input_tokens":0,"cache_creation":{"ephemeral_5m_input_tokens":0,"ephemeral_1h_input_tokens":4102},"output_tokens":4,"service_tier":"standard"}}"#;
+
+const BODY: &str = r#"{"model":"claude-sonnet-4-5","max_tokens":256,"messages":[{"role":"user","content":"My invoice is wrong."}]}"#;
+
+#[tokio::test]
+async fn messages_pass_through_with_the_provider_key_and_are_priced() {
+    let up = canned(200, "application/json", vec![MESSAGE]).await;
+    let gw = Gateway::start_at(
+        &up.base_url(),
+        None,
+        vec![keyed_policy("team", "sk-team", "")],
+        |_| {},
+    )
+    .await;
+    let (s, h, b) = gw
+        .post(
+            "/v1/messages",
+            &[
+                ("x-api-key", "sk-team"),
+                ("anthropic-version", "2023-06-01"),
+                ("anthropic-beta", "b1"),
+            ],
+            BODY,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b, MESSAGE.as_bytes(), "relayed unchanged");
+    assert_eq!(h["x-sluice-tier"], "interactive");
+    let (path, headers) = up.heads.lock().unwrap()[0].clone();
+    assert_eq!(path, "/v1/messages");
+    assert_eq!(
+        headers["x-api-key"], "sk-sluice-simulated",
+        "the provider key replaces the gateway key"
+    );
+    assert!(headers.get("authorization").is_none());
+    assert_eq!(headers["anthropic-version"], "2023-06-01");
+    assert_eq!(headers["anthropic-beta"], "b1");
+    assert_eq!(up.bodies.lock().unwrap()[0], BODY.as_bytes());
+
+    // claude-sonnet-4-5: input $3/M, 1h cache write $6/M, output $15/M.
+    let cost = 14.0 * 3e-6 + 4102.0 * 6e-6 + 4.0 * 15e-6;
+    let baseline = (14.0 + 4102.0) * 3e-6 + 4.0 * 15e-6;
+    let m = gw.metrics().await;
+    let l = [("model", "claude-sonnet-4-5"), ("provider", "anthropic")];
+    assert!(
+        (metric(&m, "sluice_cost_usd_total", &l) - cost).abs() < 1e-12,
+        "{m}"
+    );
+    assert!((metric(&m, "sluice_baseline_cost_usd_total", &l) - baseline).abs() < 1e-12);
+    // A cache write is a negative saving until reads pay it back.
+    let saved = metric(
+        &m,
+        "sluice_savings_usd_total",
+        &[("model", "claude-sonnet-4-5"), ("lever", "prompt_cache")],
+    );
+    assert!(
+        (saved - (baseline - cost)).abs() < 1e-12 && saved < 0.0,
+        "{saved}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "sluice_tokens_total",
+            &[("model", "claude-sonnet-4-5"), ("kind", "cache_write")]
+        ),
+        4102.0
+    );
+
+    // A default anthropic-version is added when the client sends none.
+    gw.post("/v1/messages", &[("authorization", "Bearer sk-team")], BODY)
+        .await;
+    let (_, headers) = up.heads.lock().unwrap()[1].clone();
+    assert_eq!(headers["anthropic-version"], "2023-06-01");
+    gw.stop().await;
+}
+
+const START: &str = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_01\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-haiku-4-5\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":14,\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":4102,\"output_tokens\":1}}}\n\n";
+const BLOCK: &str = "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n";
+const DELTA: &str = "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"billing\"}}\n\n";
+const STOP_BLOCK: &str =
+    "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n";
+const MSG_DELTA: &str = "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":4}}\n\n";
+const MSG_STOP: &str = "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+
+#[tokio::test]
+async fn message_streams_are_relayed_as_they_are_and_priced() {
+    let frames = vec![START, BLOCK, DELTA, STOP_BLOCK, MSG_DELTA, MSG_STOP];
+    let up = canned(200, "text/event-stream", frames.clone()).await;
+    let gw = Gateway::start_at(&up.base_url(), None, vec![], |_| {}).await;
+    let body = r#"{"model":"claude-haiku-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let (s, _, sse) = gw
+        .post("/v1/messages", &[("anthropic-version", "2023-06-01")], body)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        std::str::from_utf8(&sse).unwrap(),
+        frames.concat(),
+        "every event byte for byte"
+    );
+    // claude-haiku-4-5: input $1/M, cache read $0.10/M, output $5/M.
+    let cost = 14.0 * 1e-6 + 4102.0 * 0.1e-6 + 4.0 * 5e-6;
+    let m = gw.metrics().await;
+    assert!(
+        (metric(
+            &m,
+            "sluice_cost_usd_total",
+            &[("model", "claude-haiku-4-5")]
+        ) - cost)
+            .abs()
+            < 1e-12,
+        "{m}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn errors_on_the_messages_route_are_anthropic_shaped() {
+    let up = canned(200, "application/json", vec![MESSAGE]).await;
+    let gw = Gateway::start_at(
+        &up.base_url(),
+        None,
+        vec![keyed_policy("team", "sk-team", "")],
+        |_| {},
+    )
+    .await;
+    for (headers, status, kind) in [
+        (vec![], 401, "authentication_error"),
+        (vec![("x-api-key", "sk-wrong")], 401, "authentication_error"),
+        (
+            vec![("x-api-key", "sk-team"), ("x-sla", "whenever")],
+            400,
+            "invalid_request_error",
+        ),
+    ] {
+        let (s, _, b) = gw.post("/v1/messages", &headers, BODY).await;
+        assert_eq!(s.as_u16(), status);
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["type"], "error", "{v}");
+        assert_eq!(v["error"]["type"], kind, "{v}");
+        assert!(v["error"]["message"].is_string());
+    }
+    // Upstream Anthropic errors pass through unchanged.
+    const OVERLOADED: &str = r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"},"request_id":"req_1"}"#;
+    let up = canned(529, "application/json", vec![OVERLOADED]).await;
+    let gw2 = Gateway::start_at(&up.base_url(), None, vec![], |_| {}).await;
+    let (s, _, b) = gw2.post("/v1/messages", &[], BODY).await;
+    assert_eq!(s.as_u16(), 529);
+    assert_eq!(b, OVERLOADED.as_bytes());
+    gw2.stop().await;
+    gw.stop().await;
+}
