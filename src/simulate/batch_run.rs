@@ -460,7 +460,7 @@ fn error_body(err: &ApiError) -> (StatusCode, Value) {
 }
 
 /// Deterministic position of a result line: the first 8 bytes of SHA-256(custom_id).
-fn order_key(custom_id: &str) -> u64 {
+pub fn order_key(custom_id: &str) -> u64 {
     let digest = Sha256::digest(custom_id.as_bytes());
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);

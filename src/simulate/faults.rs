@@ -2,10 +2,14 @@
 //! statistics (`GET /sim/batches/stats`).
 //!
 //! Counted faults apply to the next batches created and are consumed: `create_429`
-//! by the next `POST /v1/batches` calls that passed request validation, `fail_validation`
-//! and `expire` by the next created batches whose input is valid (in that order of
-//! precedence), `line_errors` per custom_id by the first valid created batch containing
-//! it. `turnaround_ms` and `expire_completed_fraction` stay until `reset`.
+//! by the next `POST /v1/batches` or `POST /v1/messages/batches` calls that passed request
+//! validation, `fail_validation` (OpenAI batches only) and `expire` by the next created
+//! batches whose input is valid (in that order of precedence), `line_errors` per custom_id
+//! by the first valid created batch containing it. `turnaround_ms` and
+//! `expire_completed_fraction` stay until `reset`. Message Batches answer `create_429`
+//! with a 429 `rate_limit_error`, expired lines with `{"type":"expired"}` and line errors
+//! with `{"type":"errored"}` (`api_error`). The statistics count both kinds of batches
+//! (`created`; `message_batches_created` for the Anthropic ones) and their lines.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Mutex;
@@ -65,7 +69,14 @@ struct Update {
 #[derive(Debug, Default, Serialize)]
 struct Stats {
     created: u64,
+    /// Present once an Anthropic Message Batch was created.
+    #[serde(skip_serializing_if = "is_zero")]
+    message_batches_created: u64,
     lines_by_custom_id: BTreeMap<String, u64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What a newly created batch was assigned.
@@ -154,6 +165,24 @@ impl BatchControl {
         custom_ids: impl Iterator<Item = &'a str>,
         valid: bool,
     ) -> Option<Assigned> {
+        self.admit_as(custom_ids, valid, false)
+    }
+
+    /// Admits one valid Anthropic Message Batch: like [`Self::admit`], but
+    /// `fail_validation` (an OpenAI-only state) is neither consumed nor assigned.
+    pub fn admit_messages<'a>(
+        &self,
+        custom_ids: impl Iterator<Item = &'a str>,
+    ) -> Option<Assigned> {
+        self.admit_as(custom_ids, true, true)
+    }
+
+    fn admit_as<'a>(
+        &self,
+        custom_ids: impl Iterator<Item = &'a str>,
+        valid: bool,
+        messages: bool,
+    ) -> Option<Assigned> {
         let mut state = self.lock();
         if state.faults.create_429 > 0 {
             state.faults.create_429 -= 1;
@@ -161,6 +190,7 @@ impl BatchControl {
         }
         let State { faults, stats } = &mut *state;
         stats.created += 1;
+        stats.message_batches_created += u64::from(messages);
         let mut assigned = Assigned {
             turnaround: faults.turnaround_ms.map(Duration::from_millis),
             ..Assigned::default()
@@ -175,7 +205,7 @@ impl BatchControl {
         if !valid {
             return Some(assigned);
         }
-        if faults.fail_validation > 0 {
+        if faults.fail_validation > 0 && !messages {
             faults.fail_validation -= 1;
             assigned.fail_validation = true;
             // A failed batch runs no line: give its line errors back.

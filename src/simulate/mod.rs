@@ -8,12 +8,21 @@
 //! plus the test-only `GET|DELETE /sim/requests` (request log), `DELETE /sim/cache` (forget
 //! cached prefixes), `GET|POST /sim/batch-faults` and `GET /sim/batches/stats`.
 //!
+//! The Anthropic API lives beside it (reference 2, see `anthropic.rs`): `POST /v1/messages`
+//! (JSON and named-event SSE, explicit prompt caching) and the Message Batches API below
+//! `/v1/messages/batches`, answered in the Anthropic error envelope.
+//!
 //! Fault controls: [`SimConfig::error_429_rate`] / [`SimConfig::error_500_rate`] (random,
 //! deterministic from [`SimConfig::seed`], inference endpoints only),
 //! [`SimConfig::flex_429_rate`] (`service_tier: "flex"` chat/responses requests), per
-//! request the header `x-sim-fault: 429 | 500 | slow | flex-429` and `x-sim-latency-ms: N`,
+//! request the header `x-sim-fault: 429 | 500 | slow | flex-429` (Anthropic routes also
+//! `overloaded`) and `x-sim-latency-ms: N`,
 //! and the batch faults of `POST /sim/batch-faults` (see `faults.rs`).
 
+mod anthropic;
+mod anthropic_batch;
+mod anthropic_cache;
+mod anthropic_messages;
 mod batch;
 mod batch_run;
 mod body;
@@ -32,6 +41,10 @@ mod text;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_anthropic;
+#[cfg(test)]
+mod tests_anthropic_batch;
 #[cfg(test)]
 mod tests_batch;
 #[cfg(test)]
@@ -61,6 +74,8 @@ pub use body::SimBody;
 pub use error::{ApiError, Fault};
 pub use log::{LOG_CAPACITY, LoggedRequest};
 
+use anthropic_batch::MessageBatchStore;
+use anthropic_cache::AnthropicCache;
 use batch::BatchStore;
 use body::Reply;
 use cache::PromptCache;
@@ -118,6 +133,10 @@ pub struct SimConfig {
     pub batch_max_requests: usize,
     /// Largest batch input file in bytes (default 200 MB).
     pub batch_max_file_bytes: u64,
+    /// Minimum Anthropic cacheable prefix in tokens (default 1024; reference 2.3).
+    pub anthropic_cache_min_tokens: u64,
+    /// Most requests in one Anthropic Message Batch (default 100,000).
+    pub anthropic_batch_max_requests: usize,
 }
 
 impl Default for SimConfig {
@@ -134,6 +153,8 @@ impl Default for SimConfig {
             flex_429_rate: 0.0,
             batch_max_requests: 50_000,
             batch_max_file_bytes: 200 * 1024 * 1024,
+            anthropic_cache_min_tokens: 1024,
+            anthropic_batch_max_requests: 100_000,
         }
     }
 }
@@ -156,10 +177,12 @@ pub struct Simulator {
     flex_rng: Rng,
     counter: AtomicU64,
     cache: PromptCache,
+    anthropic_cache: AnthropicCache,
     log: RequestLog,
     models: Bytes,
     files: FileStore,
     batches: BatchStore,
+    message_batches: MessageBatchStore,
     control: BatchControl,
     /// Per-instance part of file and batch ids, so that ids of a restarted simulator do
     /// not collide with ids a client remembers from an earlier one.
@@ -259,11 +282,13 @@ impl Simulator {
             flex_rng: Rng::new(splitmix(config.seed ^ 0xF1E5)),
             files: FileStore::default(),
             batches: BatchStore::default(),
+            message_batches: MessageBatchStore::default(),
             control: BatchControl::default(),
             tag: format!("{:06x}", splitmix(nanos) & 0xFF_FFFF),
             config,
             counter: AtomicU64::new(0),
             cache: PromptCache::default(),
+            anthropic_cache: AnthropicCache::default(),
             log: RequestLog::default(),
             models: models::list().unwrap_or_default(),
         }
@@ -292,6 +317,7 @@ impl Simulator {
     /// Forgets every remembered prompt prefix.
     pub fn clear_cache(&self) {
         self.cache.clear();
+        self.anthropic_cache.clear();
     }
 
     /// Serves connections from `listener` until `shutdown` resolves, then lets open
@@ -366,6 +392,10 @@ impl Simulator {
                 } else {
                     ApiError::invalid(format!("Failed to read request body: {e}"), None, None)
                 };
+                if anthropic::owns(parts.uri.path()) {
+                    let err = anthropic::AnthError::from_api(&err);
+                    return anthropic::error_response(seq, &err);
+                }
                 return self.error_response(seq, start, &err);
             }
         };
@@ -379,6 +409,9 @@ impl Simulator {
             headers: parts.headers.clone(),
             body: body.clone(),
         });
+        if anthropic::owns(path) {
+            return self.anthropic(&parts, &body, seq).await;
+        }
         match self.dispatch(&parts, &body, seq).await {
             Ok(reply) => self.reply_response(seq, start, reply),
             Err(err) => self.error_response(seq, start, &err),
@@ -395,11 +428,7 @@ impl Simulator {
         let fault = headers
             .get("x-sim-fault")
             .and_then(|v| Fault::parse(v.as_bytes()));
-        let latency = headers
-            .get("x-sim-latency-ms")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map_or(self.config.latency, Duration::from_millis);
+        let latency = self.latency(headers);
         let routed = route(&parts.method, parts.uri.path()).and_then(|r| {
             if authorized(headers) {
                 Ok(r)
@@ -450,6 +479,15 @@ impl Simulator {
         Ok((reply, chunk_delay))
     }
 
+    /// `x-sim-latency-ms`, else the configured latency.
+    fn latency(&self, headers: &HeaderMap) -> Duration {
+        headers
+            .get("x-sim-latency-ms")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map_or(self.config.latency, Duration::from_millis)
+    }
+
     fn random_fault(&self) -> Result<(), ApiError> {
         let (r429, r500) = (self.config.error_429_rate, self.config.error_500_rate);
         if r429 <= 0.0 && r500 <= 0.0 {
@@ -495,7 +533,7 @@ impl Simulator {
                 Ok(Bytes::from_static(b"{\"cleared\":true}"))
             }
             ("cache", &Method::DELETE) => {
-                self.cache.clear();
+                self.clear_cache();
                 Ok(Bytes::from_static(b"{\"cleared\":true}"))
             }
             ("requests" | "cache" | "batch-faults" | "batches/stats", m) => {
