@@ -1,9 +1,9 @@
 #!/bin/sh
-# Creates .venv with the pinned OpenAI SDK and pytest (tests/python/requirements.txt).
+# Creates .venv with the pinned OpenAI and Anthropic SDKs and pytest (tests/python/requirements.txt).
 # Idempotent: does nothing when the venv already has them.
 set -eu
 cd "$(dirname "$0")/../.."
-if [ -x .venv/bin/python ] && .venv/bin/python -c "import openai, pytest" 2>/dev/null; then
+if [ -x .venv/bin/python ] && .venv/bin/python -c "import openai, anthropic, pytest" 2>/dev/null; then
   exit 0
 fi
 python3 -m venv .venv

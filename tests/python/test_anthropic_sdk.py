@@ -1,0 +1,74 @@
+"""The official Anthropic Python SDK against Sluice's native /v1/messages route."""
+
+import os
+
+import anthropic
+import pytest
+
+BASE = os.environ["SLUICE_BASE_URL"].removesuffix("/v1")
+KEY = os.environ["SLUICE_KEY"]
+MODEL = "claude-haiku-4-5"
+
+
+@pytest.fixture(scope="module")
+def claude():
+    return anthropic.Anthropic(base_url=BASE, api_key=KEY, max_retries=0, timeout=30)
+
+
+def test_message_round_trip(claude):
+    raw = claude.messages.with_raw_response.create(
+        model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "Where is my parcel?"}]
+    )
+    assert raw.headers["x-sluice-tier"] == "interactive"
+    msg = raw.parse()
+    assert msg.type == "message"
+    assert "Where is my parcel?" in msg.content[0].text
+    assert msg.stop_reason == "end_turn"
+    assert msg.usage.input_tokens > 0 and msg.usage.output_tokens > 0
+    assert float(raw.headers["x-sluice-cost-usd"]) > 0
+
+
+def test_streaming_matches_the_plain_answer(claude):
+    plain = claude.messages.create(model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "stream it"}])
+    with claude.messages.stream(model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "stream it"}]) as s:
+        text = "".join(s.text_stream)
+        final = s.get_final_message()
+    assert text == plain.content[0].text
+    assert final.usage.output_tokens == plain.usage.output_tokens
+
+
+def test_tool_use(claude):
+    msg = claude.messages.create(
+        model=MODEL,
+        max_tokens=64,
+        tools=[{"name": "get_weather", "description": "Weather by city",
+                "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}],
+        messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+    )
+    assert msg.stop_reason == "tool_use"
+    block = next(b for b in msg.content if b.type == "tool_use")
+    assert block.name == "get_weather"
+
+
+def test_cache_control_writes_then_reads(claude):
+    system = [{"type": "text", "text": "Policy handbook. " * 600, "cache_control": {"type": "ephemeral", "ttl": "1h"}}]
+    first = claude.messages.create(model=MODEL, max_tokens=16, system=system,
+                                   messages=[{"role": "user", "content": "one"}])
+    second = claude.messages.create(model=MODEL, max_tokens=16, system=system,
+                                    messages=[{"role": "user", "content": "two"}])
+    assert (first.usage.cache_creation_input_tokens or 0) > 0
+    assert (second.usage.cache_read_input_tokens or 0) > 0
+
+
+def test_errors_are_anthropic_errors():
+    bad = anthropic.Anthropic(base_url=BASE, api_key="sk-not-a-key", max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError) as e:
+        bad.messages.create(model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "x"}])
+    assert e.value.body["error"]["type"] == "authentication_error"
+    good = anthropic.Anthropic(base_url=BASE, api_key=KEY, max_retries=0)
+    with pytest.raises(anthropic.BadRequestError):
+        good.messages.create(model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "x"}],
+                             extra_headers={"x-sla": "whenever"})
+    with pytest.raises(anthropic.RateLimitError):
+        good.messages.create(model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "x"}],
+                             extra_headers={"x-sim-fault": "429"})
