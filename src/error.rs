@@ -36,6 +36,11 @@ pub enum GatewayError {
     UnknownKey,
     #[error("unknown route {route:?} in x-sluice-route: client {client:?} has no such route")]
     UnknownRoute { route: String, client: String },
+    #[error("{message}")]
+    Untranslatable {
+        message: String,
+        param: Option<String>,
+    },
     #[error("no job {id} for this client")]
     JobNotFound { id: String },
     #[error("The model '{model}' does not exist")]
@@ -95,9 +100,10 @@ impl GatewayError {
     pub fn status(&self) -> StatusCode {
         use GatewayError::*;
         match self {
-            InvalidSla { .. } | InvalidRequest { .. } | UnknownRoute { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            InvalidSla { .. }
+            | InvalidRequest { .. }
+            | UnknownRoute { .. }
+            | Untranslatable { .. } => StatusCode::BAD_REQUEST,
             ProviderNotConfigured { .. } => StatusCode::BAD_REQUEST,
             MissingKey | UnknownKey => StatusCode::UNAUTHORIZED,
             NotFound { .. } | ModelNotFound { .. } | JobNotFound { .. } => StatusCode::NOT_FOUND,
@@ -126,6 +132,7 @@ impl GatewayError {
             NotFound { .. } => ("invalid_request_error", None, "unknown_url"),
             ModelNotFound { .. } => ("invalid_request_error", Some("model"), "model_not_found"),
             JobNotFound { .. } => ("invalid_request_error", None, "job_not_found"),
+            Untranslatable { .. } => ("invalid_request_error", None, "unsupported_parameter"),
             MethodNotAllowed { .. } => ("invalid_request_error", None, "method_not_allowed"),
             BodyTooLarge { .. } => ("invalid_request_error", None, "request_too_large"),
             BodyTimeout => ("invalid_request_error", None, "request_timeout"),
@@ -172,6 +179,10 @@ impl GatewayError {
 
     pub fn to_openai_json(&self) -> Vec<u8> {
         let (kind, param, code) = self.openai_fields();
+        let param = match self {
+            GatewayError::Untranslatable { param, .. } => param.as_deref(),
+            _ => param,
+        };
         let body = serde_json::json!({
             "error": {
                 "message": self.to_string(),

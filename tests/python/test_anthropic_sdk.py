@@ -72,3 +72,57 @@ def test_errors_are_anthropic_errors():
     with pytest.raises(anthropic.RateLimitError):
         good.messages.create(model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "x"}],
                              extra_headers={"x-sim-fault": "429"})
+
+
+# --- OpenAI SDK clients using claude-* models (translated to the Messages API) ---
+
+import openai  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def oai():
+    return openai.OpenAI(base_url=os.environ["SLUICE_BASE_URL"], api_key=KEY, max_retries=0, timeout=30)
+
+
+def test_openai_sdk_with_a_claude_model(oai):
+    raw = oai.chat.completions.with_raw_response.create(
+        model=MODEL,
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello Claude"}],
+        max_tokens=64,
+    )
+    c = raw.parse()
+    assert c.object == "chat.completion"
+    assert "Hello Claude" in c.choices[0].message.content
+    assert c.choices[0].finish_reason == "stop"
+    assert c.usage.prompt_tokens > 0
+    assert float(raw.headers["x-sluice-cost-usd"]) > 0
+
+
+def test_openai_sdk_stream_with_a_claude_model(oai):
+    plain = oai.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "stream claude"}])
+    chunks = list(oai.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "stream claude"}],
+                                              stream=True, stream_options={"include_usage": True}))
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert text == plain.choices[0].message.content
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+
+
+def test_openai_sdk_tools_and_images_with_a_claude_model(oai):
+    c = oai.chat.completions.create(
+        model=MODEL,
+        tools=[{"type": "function", "function": {"name": "get_weather", "parameters": {
+            "type": "object", "properties": {"city": {"type": "string"}}}}}],
+        messages=[{"role": "user", "content": [
+            {"type": "text", "text": "What is the weather here?"},
+            {"type": "image_url", "image_url": {"url": "https://example.com/street.png"}},
+        ]}],
+    )
+    assert c.choices[0].finish_reason == "tool_calls"
+    call = c.choices[0].message.tool_calls[0]
+    assert call.function.name == "get_weather"
+
+
+def test_untranslatable_fields_are_a_clear_400(oai):
+    with pytest.raises(openai.BadRequestError) as e:
+        oai.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}], n=2)
+    assert e.value.body["param"] == "n"
