@@ -7,11 +7,17 @@
 //!
 //! * A: non-streaming chat completions from a fixed number of concurrent workers;
 //! * B: a fixed request rate (open loop, timed from the scheduled send time);
-//! * C: streaming chat completions, time to the first `data:` chunk.
+//! * C: streaming chat completions, time to the first `data:` chunk;
+//! * D: durable enqueue of deferred requests (`x-sla: 24h`, 202) against interactive
+//!   requests to the same gateway;
+//! * E: the gateway's memory per held deferred request.
 //!
 //! It prints one table per scenario and the sluice/bare and sluice/direct ratios
 //! with PASS/MISS against the goals. A MISS still exits 0: this is a measurement.
+//! Every gateway gets its own fresh SQLite store in the temp dir, deleted afterwards.
 
+#[path = "load/deferred.rs"]
+mod deferred;
 #[path = "load/forwarder.rs"]
 mod forwarder;
 #[path = "load/generator.rs"]
@@ -50,6 +56,10 @@ struct Plan {
     stream_workers: usize,
     streams: usize,
     stream_warmup: usize,
+    enqueue: Duration,
+    enqueue_warmup: Duration,
+    held: usize,
+    held_batch: usize,
 }
 
 impl Plan {
@@ -66,6 +76,10 @@ impl Plan {
             stream_workers: 8,
             streams: if quick { 48 } else { 200 },
             stream_warmup: if quick { 8 } else { 16 },
+            enqueue: pick(5.0, 1.5),
+            enqueue_warmup: pick(0.5, 0.25),
+            held: 10_000,
+            held_batch: 500,
         }
     }
 }
@@ -129,6 +143,8 @@ fn run_main() -> Result<(), BoxError> {
     let sluice = build_sluice()?;
 
     let [sim, bare, gateway] = free_addrs()?;
+    // Declared before `procs`, so deleted after the gateway is killed.
+    let store = deferred::TempStore::new("serve");
     let mut procs = Procs::default();
     procs.spawn(
         "simulator",
@@ -139,14 +155,7 @@ fn run_main() -> Result<(), BoxError> {
     )?;
     procs.spawn(
         "sluice serve",
-        Command::new(&sluice)
-            .arg("serve")
-            .env_remove("SLUICE_CONFIG")
-            .env("SLUICE_LISTEN", gateway.to_string())
-            .env("OPENAI_BASE_URL", format!("http://{sim}/v1"))
-            .env("OPENAI_API_KEY", "sk-bench")
-            .env("SLUICE_POLICIES", "/nonexistent-dir")
-            .env("RUST_LOG", "warn"),
+        &mut deferred::serve_command(&sluice, gateway, sim, &store),
     )?;
     procs.spawn(
         "bare forwarder",
@@ -160,7 +169,12 @@ fn run_main() -> Result<(), BoxError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let all_answered = rt.block_on(async {
+    let env = deferred::Env {
+        sluice: &sluice,
+        sim,
+    };
+    let mut verdicts = Verdicts::default();
+    let mut all_answered = rt.block_on(async {
         let client = generator::client();
         wait_ready(
             &client,
@@ -184,10 +198,23 @@ fn run_main() -> Result<(), BoxError> {
         )
         .await?;
         let targets = [("direct", sim), ("bare", bare), ("sluice", gateway)];
-        run(&plan, quick, &targets).await
+        let answered = run(&plan, quick, &targets, &mut verdicts).await?;
+        let plain = chat_body(false);
+        Ok::<_, BoxError>(deferred::enqueue(&plan, &env, &plain, &mut verdicts).await? && answered)
     })?;
     drop(rt);
+    // E runs on one thread: the bench side only holds connections open.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    all_answered &= rt.block_on(deferred::held_memory(&plan, &env, &mut verdicts))?;
+    drop(rt);
     drop(procs);
+    println!(
+        "\nsummary: {} PASS, {} MISS (A-C relative to the bare forwarder, D to interactive \
+         requests, E absolute)",
+        verdicts.pass, verdicts.miss
+    );
     if !all_answered {
         return Err("every request to some target failed (see the errors above)".into());
     }
@@ -270,23 +297,19 @@ fn chat_body(stream: bool) -> Bytes {
 }
 
 fn shot(addr: SocketAddr, body: &Bytes) -> Shot {
-    Shot {
-        url: format!("http://{addr}/v1/chat/completions")
-            .parse()
-            .expect("valid URI"),
-        body: body.clone(),
-    }
+    let url = format!("http://{addr}/v1/chat/completions");
+    Shot::new(url.parse().expect("valid URI"), body.clone())
 }
 
-/// Runs the three scenarios and prints the report; false if some target answered nothing.
+/// Runs scenarios A-C and prints them; false if some target answered nothing.
 async fn run(
     plan: &Plan,
     quick: bool,
     targets: &[(&'static str, SocketAddr); 3],
+    verdicts: &mut Verdicts,
 ) -> Result<bool, BoxError> {
     let plain = chat_body(false);
     let streaming = chat_body(true);
-    let mut verdicts = Verdicts::default();
     let mut all_answered = true;
     println!(
         "\nsluice load bench{}: provider = sluice simulate --latency 20ms --stream-chunk-delay 5ms; \
@@ -422,11 +445,6 @@ async fn run(
         Goal::None,
     );
     all_answered &= print_errors(&c);
-
-    println!(
-        "\nsummary: {} PASS, {} MISS (goals relative to the bare forwarder)",
-        verdicts.pass, verdicts.miss
-    );
     Ok(all_answered)
 }
 

@@ -650,9 +650,14 @@ fn capabilities(
     match &app.engine {
         Some(e) => Capabilities {
             // A client-chosen service tier is honoured synchronously, never batched.
+            // OpenAI batches chat, completions and embeddings; Anthropic batches native
+            // Messages requests (translated chat requests stay synchronous).
             batch: e.batches(provider)
                 && !facts.has_service_tier
-                && !matches!(endpoint, Endpoint::Responses | Endpoint::Messages),
+                && match provider {
+                    Provider::Anthropic => endpoint == Endpoint::Messages,
+                    _ => !matches!(endpoint, Endpoint::Responses | Endpoint::Messages),
+                },
             flex: provider == Provider::OpenAi,
             batch_turnaround_p95: e.turnaround_p95(provider, &facts.model),
             interactive_below: app.interactive_below,

@@ -157,3 +157,91 @@ async fn errors_on_the_messages_route_are_anthropic_shaped() {
     gw2.stop().await;
     gw.stop().await;
 }
+
+fn messages_body(user: &str) -> String {
+    serde_json::json!({
+        "model": "claude-haiku-4-5",
+        "max_tokens": 64,
+        "system": [{"type": "text", "text": "Support policy. ".repeat(400), "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
+        "messages": [{"role": "user", "content": user}]
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deferred_messages_go_through_message_batches() {
+    let sim = sluice::simulate::SimConfig {
+        batch_turnaround: std::time::Duration::from_millis(100),
+        ..sluice::simulate::SimConfig::default()
+    };
+    let gw = Gateway::start_sim(sim, vec![keyed_policy("team", "sk-team", "")], |_| {}).await;
+    let calls = (0..4).map(|i| {
+        let gw = &gw;
+        let body = messages_body(&format!("ticket {i}"));
+        async move {
+            let h = [
+                ("x-api-key", "sk-team"),
+                ("anthropic-version", "2023-06-01"),
+                ("x-sla", "24h"),
+            ];
+            (i, gw.post("/v1/messages", &h, &body).await)
+        }
+    });
+    let mut ids = Vec::new();
+    for (i, (s, h, b)) in futures_util::future::join_all(calls).await {
+        assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+        assert_eq!(h["x-sluice-tier"], "batch");
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(
+            v["type"], "message",
+            "the Message a synchronous call returns: {v}"
+        );
+        assert!(
+            v["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("ticket {i}"))
+        );
+        ids.push(h["x-sluice-job-id"].to_str().unwrap().to_owned());
+    }
+    // What reached the provider: one Message Batch whose requests carry the params as sent.
+    let log = gw.sim_requests().await;
+    let create = log
+        .iter()
+        .find(|r| {
+            r["method"] == "POST"
+                && (r["path"] == "/v1/messages/batches" || r["uri"] == "/v1/messages/batches")
+        })
+        .expect("a message batch was created");
+    let payload: serde_json::Value =
+        serde_json::from_str(create["body"].as_str().unwrap()).unwrap();
+    let requests = payload["requests"].as_array().unwrap();
+    assert!(!requests.is_empty());
+    for r in requests {
+        assert!(ids.contains(&r["custom_id"].as_str().unwrap().to_owned()));
+        assert!(r["params"].get("stream").is_none());
+        assert_eq!(r["params"]["system"][0]["cache_control"]["ttl"], "1h");
+    }
+    let stats = gw.sim_get("/sim/batches/stats").await;
+    for id in &ids {
+        assert_eq!(stats["lines_by_custom_id"][id], 1);
+    }
+    // Priced at the batch discount; the shared breakpointed prefix hits the cache in the batch.
+    let m = gw.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "sluice_requests_total",
+            &[("provider", "anthropic"), ("tier", "batch")]
+        ),
+        4.0
+    );
+    assert!(
+        metric(
+            &m,
+            "sluice_savings_usd_total",
+            &[("model", "claude-haiku-4-5"), ("lever", "batch")]
+        ) > 0.0
+    );
+    gw.stop().await;
+}

@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -29,12 +29,33 @@ pub fn client() -> HttpClient {
         .build(connector)
 }
 
-/// One request template: where to POST which bytes.
+/// One request template: where to POST which bytes, and which status counts as success.
 #[derive(Clone)]
 pub struct Shot {
     pub url: Uri,
     pub body: Bytes,
+    /// Sent in addition to `Content-Type` and `Authorization`.
+    pub headers: HeaderMap,
+    /// Give every request its own `Idempotency-Key`.
+    pub unique_key: bool,
+    pub expect: StatusCode,
 }
+
+impl Shot {
+    /// A plain POST that expects 200.
+    pub fn new(url: Uri, body: Bytes) -> Self {
+        Shot {
+            url,
+            body,
+            headers: HeaderMap::new(),
+            unique_key: false,
+            expect: StatusCode::OK,
+        }
+    }
+}
+
+/// Sequence of the `Idempotency-Key`s this process sends.
+static KEY_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// What one run measured. `latencies` and `ttfb` are sorted by [`Sample::finish`].
 #[derive(Default)]
@@ -116,20 +137,30 @@ struct Timing {
 
 /// Sends one request and reads the whole answer; times are measured from `start`.
 async fn send(client: &HttpClient, shot: &Shot, start: Instant) -> Result<Timing, String> {
-    let req = Request::builder()
+    let mut req = Request::builder()
         .method(Method::POST)
         .uri(shot.url.clone())
         .header(CONTENT_TYPE, "application/json")
         .header(AUTHORIZATION, "Bearer sk-bench")
         .body(Full::new(shot.body.clone()))
         .map_err(|e| format!("request: {e}"))?;
+    let headers = req.headers_mut();
+    for (name, value) in &shot.headers {
+        headers.insert(name, value.clone());
+    }
+    if shot.unique_key {
+        let n = KEY_SEQ.fetch_add(1, Ordering::Relaxed);
+        let key = format!("bench-{}-{n}", std::process::id());
+        let value = HeaderValue::from_str(&key).map_err(|e| format!("key: {e}"))?;
+        headers.insert("idempotency-key", value);
+    }
     let resp = client
         .request(req)
         .await
         .map_err(|e| format!("transport: {e:?}"))?;
     let status = resp.status();
     let mut body = resp.into_body();
-    if status != StatusCode::OK {
+    if status != shot.expect {
         let bytes = body
             .collect()
             .await

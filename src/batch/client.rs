@@ -60,7 +60,8 @@ impl BatchApiError {
 
 struct Target {
     base: String,
-    auth: HeaderValue,
+    /// The credential in the header this provider expects, plus any fixed headers.
+    headers: Vec<(http::HeaderName, HeaderValue)>,
 }
 
 /// A chunk of an input file on its way up, produced page by page from the store.
@@ -80,13 +81,30 @@ impl BatchClient {
             .iter()
             .filter_map(|p| {
                 let key = p.api_key.as_ref()?;
-                let mut auth = HeaderValue::from_str(&format!("Bearer {}", key.expose())).ok()?;
-                auth.set_sensitive(true);
+                let headers = match p.provider {
+                    Provider::Anthropic => {
+                        let mut k = HeaderValue::from_str(key.expose()).ok()?;
+                        k.set_sensitive(true);
+                        vec![
+                            (http::HeaderName::from_static("x-api-key"), k),
+                            (
+                                http::HeaderName::from_static("anthropic-version"),
+                                HeaderValue::from_static(crate::forward::ANTHROPIC_VERSION),
+                            ),
+                        ]
+                    }
+                    _ => {
+                        let mut auth =
+                            HeaderValue::from_str(&format!("Bearer {}", key.expose())).ok()?;
+                        auth.set_sensitive(true);
+                        vec![(header::AUTHORIZATION, auth)]
+                    }
+                };
                 Some((
                     p.provider,
                     Target {
                         base: p.base_url.clone(),
-                        auth,
+                        headers,
                     },
                 ))
             })
@@ -99,8 +117,9 @@ impl BatchClient {
         }
     }
 
+    /// OpenAI Batch API and Anthropic Message Batches, when the provider has a key.
     pub fn supports(&self, p: Provider) -> bool {
-        p == Provider::OpenAi && self.targets.contains_key(&p)
+        matches!(p, Provider::OpenAi | Provider::Anthropic) && self.targets.contains_key(&p)
     }
 
     async fn call(
@@ -118,15 +137,26 @@ impl BatchClient {
             .ok_or(BatchApiError::NotConfigured(name))?;
         let mut req = Request::new(body);
         *req.method_mut() = method;
-        *req.uri_mut() =
-            format!("{}{path}", t.base)
-                .parse()
-                .map_err(|_| BatchApiError::Transport {
+        // A results URL the provider handed out is absolute; it must point at the same
+        // origin, or the provider key would be sent elsewhere.
+        let url = if path.starts_with("http://") || path.starts_with("https://") {
+            if origin(path) != origin(&t.base) {
+                return Err(BatchApiError::Transport {
                     provider: name,
-                    reason: format!("invalid URL {}{path}", t.base),
-                })?;
-        req.headers_mut()
-            .insert(header::AUTHORIZATION, t.auth.clone());
+                    reason: format!("refusing a results URL outside {}: {path}", origin(&t.base)),
+                });
+            }
+            path.to_owned()
+        } else {
+            format!("{}{path}", t.base)
+        };
+        *req.uri_mut() = url.parse().map_err(|_| BatchApiError::Transport {
+            provider: name,
+            reason: format!("invalid URL {url}"),
+        })?;
+        for (k, v) in &t.headers {
+            req.headers_mut().insert(k.clone(), v.clone());
+        }
         if let Ok(ct) = HeaderValue::from_str(content_type) {
             req.headers_mut().insert(header::CONTENT_TYPE, ct);
         }
@@ -245,6 +275,42 @@ impl BatchClient {
         Ok(f.id)
     }
 
+    /// `POST /messages/batches` with a body streamed from `chunks`; the raw MessageBatch.
+    pub async fn create_message_batch(
+        &self,
+        provider: Provider,
+        chunks: FileChunks,
+    ) -> Result<Bytes, BatchApiError> {
+        let body =
+            StreamBody::new(futures_stream(chunks).map(|r| r.map(Frame::data))).boxed_unsync();
+        let resp = self
+            .call(
+                provider,
+                Method::POST,
+                "/messages/batches",
+                body,
+                "application/json",
+            )
+            .await?;
+        collect(provider, resp).await
+    }
+
+    /// A GET returning the raw body (Anthropic batch objects and lists).
+    pub async fn get_raw(&self, provider: Provider, path: &str) -> Result<Bytes, BatchApiError> {
+        let resp = self
+            .call(
+                provider,
+                Method::GET,
+                path,
+                Full::new(Bytes::new())
+                    .map_err(|e| match e {})
+                    .boxed_unsync(),
+                "application/json",
+            )
+            .await?;
+        collect(provider, resp).await
+    }
+
     pub async fn create(&self, provider: Provider, body: Bytes) -> Result<Batch, BatchApiError> {
         self.json(provider, Method::POST, "/batches", body).await
     }
@@ -277,11 +343,17 @@ impl BatchClient {
         provider: Provider,
         file_id: &str,
     ) -> Result<Incoming, BatchApiError> {
+        // OpenAI: a file id; Anthropic: the batch's `results_url`.
+        let path = if provider == Provider::Anthropic {
+            file_id.to_owned()
+        } else {
+            format!("/files/{file_id}/content")
+        };
         let resp = self
             .call(
                 provider,
                 Method::GET,
-                &format!("/files/{file_id}/content"),
+                &path,
                 Full::new(Bytes::new())
                     .map_err(|e| match e {})
                     .boxed_unsync(),
@@ -293,6 +365,29 @@ impl BatchClient {
 }
 
 use futures_util::StreamExt;
+
+async fn collect(
+    provider: Provider,
+    resp: http::Response<Incoming>,
+) -> Result<Bytes, BatchApiError> {
+    resp.into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| BatchApiError::Transport {
+            provider: provider.as_str(),
+            reason: e.to_string(),
+        })
+}
+
+/// `scheme://host[:port]` of a URL.
+fn origin(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let end = url[after_scheme..]
+        .find('/')
+        .map_or(url.len(), |i| after_scheme + i);
+    &url[..end]
+}
 
 fn futures_stream(mut rx: FileChunks) -> impl futures_util::Stream<Item = Result<Bytes, BoxError>> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))

@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 
 use crate::account::{Accountant, Answer};
 use crate::batch::accumulator::{self, GroupKey, Limits, Pending};
+use crate::batch::anthropic;
 use crate::batch::client::{BatchApiError, BatchClient};
 use crate::batch::openai::{self, Batch, LineOutcome, LineSplitter};
 use crate::batch::{failpoint, new_id, now_ms};
@@ -376,6 +377,9 @@ impl Engine {
         if f.next_poll_at_ms > now {
             return Ok(f.next_poll_at_ms);
         }
+        if f.provider == Provider::Anthropic {
+            return self.advance_message_batch(f, now).await;
+        }
         let mut state = f.state;
         let mut file_id = f.file_id.clone();
         if state == FlushState::Claimed || (state == FlushState::Uploaded && file_id.is_none()) {
@@ -492,6 +496,100 @@ impl Engine {
         Ok(now + ms(self.cfg.poll_interval))
     }
 
+    /// Anthropic Message Batches: no file; the requests go in the create call itself.
+    async fn advance_message_batch(&self, f: &Flush, now: i64) -> Result<i64, EngineError> {
+        match f.state {
+            FlushState::Submitted => {
+                let Some(batch_id) = &f.batch_id else {
+                    return Err(EngineError::Invariant(format!(
+                        "flush {} submitted without a batch id",
+                        f.id
+                    )));
+                };
+                let raw = self
+                    .client
+                    .get_raw(f.provider, &format!("/messages/batches/{batch_id}"))
+                    .await?;
+                let (b, _) =
+                    anthropic::parse_batch(&raw).map_err(|reason| BatchApiError::Decode {
+                        provider: f.provider.as_str(),
+                        reason,
+                    })?;
+                if b.is_terminal() {
+                    self.finish(f, &b).await?;
+                    return Ok(now);
+                }
+                let at = now + ms(self.cfg.poll_interval);
+                self.store
+                    .update_flush(
+                        &f.id,
+                        FlushUpdate {
+                            upstream_status: Some(b.status.clone()),
+                            next_poll_at_ms: Some(at),
+                            ..FlushUpdate::default()
+                        },
+                    )
+                    .await?;
+                Ok(at)
+            }
+            FlushState::Ended => Ok(now + ms(self.cfg.poll_interval)),
+            state => {
+                if state == FlushState::Creating {
+                    if let Some(b) = self.find_message_batch(f).await? {
+                        self.record_submitted(f, &b, now).await?;
+                        return Ok(now + ms(self.cfg.poll_interval));
+                    }
+                }
+                self.store
+                    .update_flush(
+                        &f.id,
+                        FlushUpdate {
+                            state: Some(FlushState::Creating),
+                            ..FlushUpdate::default()
+                        },
+                    )
+                    .await?;
+                failpoint("before_create");
+                match self.create_message_batch(f).await {
+                    Ok(b) => {
+                        failpoint("after_create");
+                        self.record_submitted(f, &b, now).await?;
+                        Ok(now + ms(self.cfg.poll_interval))
+                    }
+                    Err(EngineError::Api(e)) if e.is_retryable() => {
+                        let attempts = f.create_attempts + 1;
+                        let wait = match &e {
+                            BatchApiError::Status {
+                                retry_after: Some(r),
+                                ..
+                            } => *r,
+                            _ => self.cfg.poll_interval * 2u32.saturating_pow(attempts.min(6)),
+                        };
+                        tracing::warn!(flush = %f.id, error = %e, attempts, "message batch create refused; backing off");
+                        let at = now + ms(wait.min(Duration::from_secs(900)));
+                        self.store
+                            .update_flush(
+                                &f.id,
+                                FlushUpdate {
+                                    state: Some(FlushState::Claimed),
+                                    create_attempts: Some(attempts),
+                                    next_poll_at_ms: Some(at),
+                                    ..FlushUpdate::default()
+                                },
+                            )
+                            .await?;
+                        Ok(at)
+                    }
+                    Err(EngineError::Api(e)) => {
+                        self.fail_all(f, &e.to_string(), now).await?;
+                        Ok(now)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
     async fn record_submitted(&self, f: &Flush, b: &Batch, now: i64) -> Result<(), EngineError> {
         self.store
             .update_flush(
@@ -535,12 +633,54 @@ impl Engine {
 
     /// Streams the flush's bodies from the store into a multipart upload.
     async fn upload(&self, f: &Flush) -> Result<String, EngineError> {
+        let endpoint = f.endpoint;
+        let rx = self.stream_bodies(f, Vec::new(), Vec::new(), move |first, id, body, out| {
+            let _ = first;
+            out.extend_from_slice(&openai::input_line(id, endpoint, body));
+        });
+        let filename = format!("{}.jsonl", f.id);
+        Ok(self.client.upload(f.provider, &filename, rx).await?)
+    }
+
+    /// Creates an Anthropic Message Batch whose JSON body is streamed from the store.
+    async fn create_message_batch(&self, f: &Flush) -> Result<Batch, EngineError> {
+        let rx = self.stream_bodies(
+            f,
+            anthropic::BODY_HEAD.to_vec(),
+            anthropic::BODY_TAIL.to_vec(),
+            |first, id, body, out| {
+                if !first {
+                    out.extend_from_slice(b",");
+                }
+                out.extend_from_slice(&anthropic::request_entry(id, body));
+            },
+        );
+        let raw = self.client.create_message_batch(f.provider, rx).await?;
+        let (b, _) = anthropic::parse_batch(&raw).map_err(|reason| BatchApiError::Decode {
+            provider: f.provider.as_str(),
+            reason,
+        })?;
+        Ok(b)
+    }
+
+    /// The flush's bodies, page by page from the store, formatted by `line` between `head`
+    /// and `tail`: a large batch never sits whole in memory.
+    fn stream_bodies(
+        &self,
+        f: &Flush,
+        head: Vec<u8>,
+        tail: Vec<u8>,
+        line: impl Fn(bool, &str, &[u8], &mut bytes::BytesMut) + Send + 'static,
+    ) -> crate::batch::client::FileChunks {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let store = self.store.clone();
         let flush_id = f.id.clone();
-        let endpoint = f.endpoint;
-        let producer = tokio::spawn(async move {
+        tokio::spawn(async move {
+            if !head.is_empty() && tx.send(Ok(Bytes::from(head))).await.is_err() {
+                return;
+            }
             let mut after = None;
+            let mut first = true;
             loop {
                 let page = match store.flush_bodies(&flush_id, after, 500).await {
                     Ok(p) => p,
@@ -550,22 +690,53 @@ impl Engine {
                     }
                 };
                 let Some((last, _, _)) = page.last() else {
-                    return;
+                    break;
                 };
                 after = Some(*last);
                 let mut chunk = bytes::BytesMut::new();
                 for (_, id, body) in &page {
-                    chunk.extend_from_slice(&openai::input_line(id, endpoint, body));
+                    line(first, id, body, &mut chunk);
+                    first = false;
                 }
                 if tx.send(Ok(chunk.freeze())).await.is_err() {
                     return;
                 }
             }
+            if !tail.is_empty() {
+                let _ = tx.send(Ok(Bytes::from(tail))).await;
+            }
         });
-        let filename = format!("{}.jsonl", f.id);
-        let r = self.client.upload(f.provider, &filename, rx).await;
-        producer.abort();
-        Ok(r?)
+        rx
+    }
+
+    /// Finds an Anthropic batch created for this flush before a crash recorded its id.
+    /// Message Batches carry no metadata, so the match is on the request count and a
+    /// creation time no earlier than the flush.
+    async fn find_message_batch(&self, f: &Flush) -> Result<Option<Batch>, EngineError> {
+        let mut path = "/messages/batches?limit=100".to_owned();
+        for _ in 0..10 {
+            let raw = self.client.get_raw(f.provider, &path).await?;
+            let (page, next) =
+                anthropic::parse_list(&raw).map_err(|reason| BatchApiError::Decode {
+                    provider: f.provider.as_str(),
+                    reason,
+                })?;
+            for (b, facts) in page {
+                let created = facts
+                    .created_at
+                    .as_deref()
+                    .and_then(rfc3339_ms)
+                    .unwrap_or(i64::MAX);
+                if facts.requests == u64::from(f.job_count) && created + 60_000 >= f.created_at_ms {
+                    return Ok(Some(b));
+                }
+            }
+            match next {
+                Some(after) => path = format!("/messages/batches?limit=100&after_id={after}"),
+                None => break,
+            }
+        }
+        Ok(None)
     }
 
     /// A terminal batch: deliver every result line, put back what did not run.
@@ -675,7 +846,11 @@ impl Engine {
                 None => (lines.finish().into_iter().collect(), true),
             };
             for line in batch {
-                match openai::parse_line(&line) {
+                let parsed = match f.provider {
+                    Provider::Anthropic => anthropic::parse_line(&line),
+                    _ => openai::parse_line(&line),
+                };
+                match parsed {
                     Ok((id, outcome)) => {
                         self.deliver_line(&id, outcome).await?;
                         delivered += 1;
@@ -893,6 +1068,25 @@ impl Engine {
     }
 }
 
+/// Unix milliseconds of an RFC 3339 UTC timestamp (`2026-01-01T00:41:12.513310Z`).
+fn rfc3339_ms(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    if b.len() < 20 || b[4] != b'-' || b[10] != b'T' {
+        return None;
+    }
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400) + hh * 3600 + mm * 60 + ss) * 1000)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(transparent)]
@@ -901,4 +1095,17 @@ pub enum EngineError {
     Api(#[from] BatchApiError),
     #[error("{0}")]
     Invariant(String),
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339() {
+        assert_eq!(super::rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            super::rfc3339_ms("2026-01-01T00:00:00.000000Z"),
+            Some(1_767_225_600_000)
+        );
+        assert_eq!(super::rfc3339_ms("nope"), None);
+    }
 }

@@ -2,6 +2,7 @@
 //! jobs through the store and the provider's Batch API, the watchdog answers in time.
 
 pub mod accumulator;
+pub mod anthropic;
 pub mod client;
 pub mod engine;
 pub mod openai;
