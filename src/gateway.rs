@@ -403,7 +403,7 @@ async fn proxy(
             tier: Tier::Interactive,
             facts,
         };
-        return translated(app, ctx, &parts.headers, &body, received).await;
+        return translated(app, ctx, &parts.headers, &body, received, route.cache_hints).await;
     }
 
     let additions = Additions {
@@ -418,7 +418,21 @@ async fn proxy(
         include_usage: facts.stream && endpoint.takes_stream_options() && !facts.client_wants_usage,
         flex: false,
     };
-    let upstream_body = inspect::rewrite(&body, &facts, &additions);
+    let mut upstream_body = inspect::rewrite(&body, &facts, &additions);
+    if endpoint == Endpoint::Messages && route.cache_hints {
+        // Anthropic caches only at explicit breakpoints; batches can run far apart, so they
+        // get the 1-hour cache.
+        let ttl = if decision.tier == Tier::Batch {
+            "1h"
+        } else {
+            "5m"
+        };
+        if let Some(b) =
+            crate::anthropic::cache::with_breakpoints(&upstream_body, &facts.model, ttl)
+        {
+            upstream_body = b;
+        }
+    }
     if decision.tier == Tier::Batch {
         if let Some(engine) = &app.engine {
             return defer(
@@ -806,12 +820,17 @@ async fn translated(
     headers: &HeaderMap,
     body: &Bytes,
     received: Instant,
+    cache_hints: bool,
 ) -> Result<Response<RespBody>, GatewayError> {
     use crate::anthropic::translate;
-    let req = translate::request_to_anthropic(body).map_err(|e| GatewayError::Untranslatable {
-        param: e.param().map(str::to_owned),
-        message: e.to_string(),
-    })?;
+    let mut req =
+        translate::request_to_anthropic(body).map_err(|e| GatewayError::Untranslatable {
+            param: e.param().map(str::to_owned),
+            message: e.to_string(),
+        })?;
+    if cache_hints {
+        crate::anthropic::cache::add_breakpoints(&mut req.body, &req.model, "5m");
+    }
     let upstream_body = Bytes::from(req.body.to_string());
     let created = crate::batch::now_ms() / 1000;
     let sent = Instant::now();

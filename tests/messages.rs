@@ -220,6 +220,7 @@ async fn deferred_messages_go_through_message_batches() {
     for r in requests {
         assert!(ids.contains(&r["custom_id"].as_str().unwrap().to_owned()));
         assert!(r["params"].get("stream").is_none());
+        // The client's own breakpoints are kept as they are.
         assert_eq!(r["params"]["system"][0]["cache_control"]["ttl"], "1h");
     }
     let stats = gw.sim_get("/sim/batches/stats").await;
@@ -242,6 +243,114 @@ async fn deferred_messages_go_through_message_batches() {
             "sluice_savings_usd_total",
             &[("model", "claude-haiku-4-5"), ("lever", "batch")]
         ) > 0.0
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automatic_breakpoints_make_the_prefix_cacheable() {
+    let gw = Gateway::start(vec![], |_| {}).await;
+    let system = "Refund policy, section by section. ".repeat(200);
+    let native = |user: &str| {
+        serde_json::json!({"model": "claude-sonnet-4-5", "max_tokens": 32, "system": system, "messages": [{"role": "user", "content": user}]}).to_string()
+    };
+    let mut usage = Vec::new();
+    for user in ["first", "second"] {
+        let (s, _, b) = gw
+            .post(
+                "/v1/messages",
+                &[("anthropic-version", "2023-06-01")],
+                &native(user),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        usage.push(v["usage"].clone());
+    }
+    assert!(
+        usage[0]["cache_creation_input_tokens"].as_u64().unwrap() > 0,
+        "{usage:?}"
+    );
+    assert!(
+        usage[1]["cache_read_input_tokens"].as_u64().unwrap() > 0,
+        "{usage:?}"
+    );
+    let log = gw.sim_requests().await;
+    let sent: serde_json::Value = serde_json::from_str(log[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(sent["system"][0]["text"], system, "content unchanged");
+    assert_eq!(
+        sent["system"][0]["cache_control"],
+        serde_json::json!({"type": "ephemeral"})
+    );
+
+    // The OpenAI SDK path gets the same breakpoint after translation.
+    let oai = serde_json::json!({"model": "claude-sonnet-4-5", "messages": [{"role": "system", "content": system}, {"role": "user", "content": "third"}]}).to_string();
+    let (s, _, b) = gw.post("/v1/chat/completions", &[], &oai).await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    assert!(
+        v["usage"]["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{v}"
+    );
+    let log = gw.sim_requests().await;
+    let sent: serde_json::Value = serde_json::from_str(log[2]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        sent["system"][0]["cache_control"]["type"], "ephemeral",
+        "{sent}"
+    );
+    assert!(sent.get("messages").unwrap()[0]["role"] == "user");
+
+    // The cache write shows as a negative saving, later reads as the gain.
+    let m = gw.metrics().await;
+    assert!(
+        metric(
+            &m,
+            "sluice_tokens_total",
+            &[("model", "claude-sonnet-4-5"), ("kind", "cache_write")]
+        ) > 0.0
+    );
+    assert!(
+        metric(
+            &m,
+            "sluice_tokens_total",
+            &[("model", "claude-sonnet-4-5"), ("kind", "cached_input")]
+        ) > 0.0
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_get_one_hour_breakpoints() {
+    let sim = sluice::simulate::SimConfig {
+        batch_turnaround: std::time::Duration::from_millis(100),
+        ..sluice::simulate::SimConfig::default()
+    };
+    let gw = Gateway::start_sim(sim, vec![], |_| {}).await;
+    let body = serde_json::json!({"model": "claude-sonnet-4-5", "max_tokens": 32,
+        "system": "Claims handbook. ".repeat(400), "messages": [{"role": "user", "content": "later"}]})
+    .to_string();
+    let (s, h, b) = gw.post("/v1/messages", &[("x-sla", "24h")], &body).await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    assert_eq!(h["x-sluice-tier"], "batch");
+    let log = gw.sim_requests().await;
+    let create = log
+        .iter()
+        .find(|r| {
+            r["method"] == "POST"
+                && r["body"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("{\"requests\"")
+        })
+        .expect("batch create");
+    let payload: serde_json::Value =
+        serde_json::from_str(create["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        payload["requests"][0]["params"]["system"][0]["cache_control"],
+        serde_json::json!({"type": "ephemeral", "ttl": "1h"})
     );
     gw.stop().await;
 }
