@@ -48,6 +48,10 @@ response_cache_ttl = "10m"
 [[route]]
 name = "doc-index"
 paths = ["/v1/embeddings"]
+
+[[route]]
+name = "claims-assistant"
+models = ["claude-*"]
 "#,
         hex::encode(crate::policy::hash_key(DEMO_KEY))
     )
@@ -243,11 +247,34 @@ pub async fn run(out: &mut impl std::io::Write) -> Result<(), CliError> {
         check(demo.post("/v1/embeddings", Some("batch"), body).await?);
     }
 
+    // Claude: OpenAI-SDK requests translated to the Messages API (with automatic cache
+    // breakpoints), and Anthropic-native requests that can wait going through Message Batches.
+    for i in 0..6 {
+        let body = chat(
+            "claude-sonnet-4-5",
+            &handbook,
+            &format!("Is claim #{i} covered?"),
+            i % 3 == 2,
+        );
+        check(
+            demo.post("/v1/chat/completions", Some("interactive"), body)
+                .await?,
+        );
+    }
+    let claude_batch = (0..4).map(|i| {
+        let body = serde_json::json!({"model": "claude-sonnet-4-5", "max_tokens": 128, "system": handbook,
+            "messages": [{"role": "user", "content": format!("Summarise claim file #{i}.")}]});
+        demo.post("/v1/messages", Some("batch"), body)
+    });
+    for r in futures_util::future::join_all(claude_batch).await {
+        check(r?);
+    }
+
     let rows = metrics.summary();
     write!(out, "{}", render(&rows)).ok();
     writeln!(
         out,
-        "\nbatch: deferred into one upstream Batch API call at 50% off; semi: flex tier where the model has it; faq-bot repeats: response cache."
+        "\nbatch: deferred into one upstream Batch API / Message Batches call at 50% off; semi: flex tier where the model has it; faq-bot repeats: response cache; claims-assistant: Claude with automatic cache breakpoints."
     )
     .ok();
     let _ = stop_tx.send(());

@@ -186,3 +186,30 @@ fn estimate_json_and_model_list() {
         "{stdout}"
     );
 }
+
+#[test]
+fn demo_runs_the_mixed_workload_and_prints_the_savings_table() {
+    let out = sluice().arg("demo").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (route, tier) in [
+        ("support-chat", "interactive"),
+        ("nightly-summaries", "batch"),
+        ("ticket-triage", "flex"),
+        ("faq-bot", "response_cache"),
+        ("claims-assistant", "batch"),
+        ("claims-assistant", "interactive"),
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(route) && l.split_whitespace().nth(1) == Some(tier)),
+            "no {route}/{tier} row in\n{stdout}"
+        );
+    }
+    assert!(stdout.lines().any(|l| l.starts_with("TOTAL")));
+}
