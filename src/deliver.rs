@@ -148,6 +148,9 @@ pub fn hold_stream(
         };
         let events = match done {
             Ok(job) => match &job.result {
+                Some(r) if job.endpoint == crate::types::Endpoint::Messages => {
+                    synth::anthropic_events(r.status, &r.body)
+                }
                 Some(r) => synth::chunks(r.status, &r.body, include_usage),
                 None => return,
             },

@@ -106,6 +106,83 @@ pub fn chunks(status: u16, answer: &[u8], include_usage: bool) -> Vec<Bytes> {
     out
 }
 
+fn named(name: &str, v: &Value) -> Bytes {
+    Bytes::from(format!("event: {name}\ndata: {v}\n\n"))
+}
+
+/// The Anthropic Messages event stream equivalent to a finished `Message` (for
+/// `/v1/messages` requests answered from a batch). An error becomes an `error` event.
+pub fn anthropic_events(status: u16, answer: &[u8]) -> Vec<Bytes> {
+    let parsed: Option<Value> = serde_json::from_slice(answer).ok();
+    let Some(msg) = parsed.filter(|_| (200..300).contains(&status)) else {
+        let err = serde_json::from_slice::<Value>(answer)
+            .ok()
+            .filter(|v| v.get("error").is_some())
+            .unwrap_or_else(|| json!({"type": "error", "error": {"type": "api_error", "message": format!("upstream answered {status}")}}));
+        return vec![named("error", &err)];
+    };
+    let mut out = Vec::new();
+    let mut start = msg.clone();
+    start["content"] = json!([]);
+    start["stop_reason"] = Value::Null;
+    start["stop_sequence"] = Value::Null;
+    if let Some(u) = start.get_mut("usage") {
+        u["output_tokens"] = json!(0);
+    }
+    out.push(named(
+        "message_start",
+        &json!({"type": "message_start", "message": start}),
+    ));
+    for (i, block) in msg["content"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let (empty, delta) = match block["type"].as_str() {
+            Some("text") => (
+                json!({"type": "text", "text": ""}),
+                json!({"type": "text_delta", "text": block["text"]}),
+            ),
+            Some("tool_use") => (
+                json!({"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}),
+                json!({"type": "input_json_delta", "partial_json": block["input"].to_string()}),
+            ),
+            _ => {
+                out.push(named(
+                    "content_block_start",
+                    &json!({"type": "content_block_start", "index": i, "content_block": block}),
+                ));
+                out.push(named(
+                    "content_block_stop",
+                    &json!({"type": "content_block_stop", "index": i}),
+                ));
+                continue;
+            }
+        };
+        out.push(named(
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": i, "content_block": empty}),
+        ));
+        out.push(named(
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": i, "delta": delta}),
+        ));
+        out.push(named(
+            "content_block_stop",
+            &json!({"type": "content_block_stop", "index": i}),
+        ));
+    }
+    out.push(named(
+        "message_delta",
+        &json!({"type": "message_delta", "delta": {"stop_reason": msg["stop_reason"], "stop_sequence": msg["stop_sequence"]},
+                "usage": {"output_tokens": msg["usage"]["output_tokens"]}}),
+    ));
+    out.push(named("message_stop", &json!({"type": "message_stop"})));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +234,48 @@ mod tests {
         let p = payloads(&ev);
         assert_eq!(p[0]["error"]["message"], "bad");
         assert_eq!(ev.len(), 2);
+    }
+
+    #[test]
+    fn anthropic_messages_become_their_event_stream() {
+        let m = r#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-haiku-4-5","content":[{"type":"text","text":"billing"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":5,"output_tokens":2}}"#;
+        let ev = anthropic_events(200, m.as_bytes());
+        let names: Vec<String> = ev
+            .iter()
+            .map(|e| {
+                std::str::from_utf8(e)
+                    .unwrap()
+                    .lines()
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "event: message_start",
+                "event: content_block_start",
+                "event: content_block_delta",
+                "event: content_block_stop",
+                "event: message_delta",
+                "event: message_stop"
+            ]
+        );
+        assert!(
+            std::str::from_utf8(&ev[2])
+                .unwrap()
+                .contains("\"text\":\"billing\"")
+        );
+        let err = anthropic_events(
+            429,
+            br#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#,
+        );
+        assert!(
+            std::str::from_utf8(&err[0])
+                .unwrap()
+                .starts_with("event: error\n")
+        );
     }
 
     #[test]

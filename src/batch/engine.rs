@@ -1050,10 +1050,10 @@ impl Engine {
                 .await
                 {
                     Ok(a) => (status, a),
-                    Err(e) => (e.status().as_u16(), Bytes::from(e.to_openai_json())),
+                    Err(e) => (e.status().as_u16(), error_body(&e, job.endpoint)),
                 }
             }
-            Err(e) => (e.status().as_u16(), Bytes::from(e.to_openai_json())),
+            Err(e) => (e.status().as_u16(), error_body(&e, job.endpoint)),
         };
         let usage = (200..300)
             .contains(&status)
@@ -1066,6 +1066,14 @@ impl Engine {
             tracing::warn!(job = %job.id, error = %e, "fallback answer could not be stored");
         }
     }
+}
+
+/// A gateway error in the shape the job's API uses.
+fn error_body(e: &crate::error::GatewayError, endpoint: crate::types::Endpoint) -> Bytes {
+    Bytes::from(match endpoint {
+        crate::types::Endpoint::Messages => e.to_anthropic_json(),
+        _ => e.to_openai_json(),
+    })
 }
 
 /// Unix milliseconds of an RFC 3339 UTC timestamp (`2026-01-01T00:41:12.513310Z`).

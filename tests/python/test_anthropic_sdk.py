@@ -126,3 +126,43 @@ def test_untranslatable_fields_are_a_clear_400(oai):
     with pytest.raises(openai.BadRequestError) as e:
         oai.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}], n=2)
     assert e.value.body["param"] == "n"
+
+
+# --- Deferred /v1/messages through Message Batches, with the Anthropic SDK ---
+
+def test_deferred_message_is_the_same_message(claude):
+    raw = claude.messages.with_raw_response.create(
+        model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "summarise later"}],
+        extra_headers={"x-sla": "24h"},
+    )
+    assert raw.headers["x-sluice-tier"] == "batch"
+    assert raw.headers["x-sluice-job-id"].startswith("job_")
+    msg = raw.parse()
+    assert msg.type == "message" and "summarise later" in msg.content[0].text
+
+
+def test_deferred_message_stream(claude):
+    with claude.messages.stream(model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "stream later"}],
+                                extra_headers={"x-sla": "24h"}) as s:
+        text = "".join(s.text_stream)
+        final = s.get_final_message()
+    assert "stream later" in text
+    assert final.stop_reason == "end_turn"
+
+
+def test_deferred_message_async_and_idempotent(claude):
+    import json
+    import urllib.request
+    headers = {"x-sla": "24h", "Prefer": "respond-async", "Idempotency-Key": "claims-0042"}
+    raw = claude.messages.with_raw_response.create(
+        model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "async claim"}], extra_headers=headers)
+    assert raw.status_code == 202
+    job_id = raw.headers["x-sluice-job-id"]
+    again = claude.messages.with_raw_response.create(
+        model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "async claim"}],
+        extra_headers={"x-sla": "24h", "Idempotency-Key": "claims-0042"})
+    assert again.headers["x-sluice-job-id"] == job_id
+    assert "async claim" in again.parse().content[0].text
+    req = urllib.request.Request(f"{BASE}/sluice/v1/jobs/{job_id}/result", headers={"x-api-key": KEY})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert json.loads(r.read())["type"] == "message"
