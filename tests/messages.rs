@@ -354,3 +354,74 @@ async fn batches_get_one_hour_breakpoints() {
     );
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_reaches_anthropic_for_an_openai_request() {
+    let gw = Gateway::start(vec![], |_| {}).await;
+    let body = serde_json::json!({
+        "model": "claude-sonnet-4-5",
+        "max_completion_tokens": 100,
+        "temperature": 0.5,
+        "stop": ["END"],
+        "user": "u-42",
+        "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}],
+        "tool_choice": "required",
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": [
+                {"type": "text", "text": "What is on this picture, and the weather?"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                {"type": "image_url", "image_url": {"url": "https://example.com/p.jpg"}}
+            ]},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}
+        ]
+    })
+    .to_string();
+    let (s, _, b) = gw.post("/v1/chat/completions", &[], &body).await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    let answer: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(answer["object"], "chat.completion");
+    let log = gw.sim_requests().await;
+    let req = &log[0];
+    assert_eq!(req["headers"]["x-api-key"], "sk-sluice-simulated");
+    let sent: serde_json::Value = serde_json::from_str(req["body"].as_str().unwrap()).unwrap();
+    assert_eq!(sent["system"], "Be brief.");
+    assert_eq!(sent["max_tokens"], 100);
+    assert_eq!(sent["temperature"], 0.5);
+    assert_eq!(sent["stop_sequences"], serde_json::json!(["END"]));
+    assert_eq!(sent["metadata"]["user_id"], "u-42");
+    assert_eq!(sent["tools"][0]["name"], "get_weather");
+    assert_eq!(
+        sent["tools"][0]["input_schema"]["properties"]["city"]["type"],
+        "string"
+    );
+    assert_eq!(sent["tool_choice"]["type"], "any");
+    let user = &sent["messages"][0];
+    assert_eq!(user["role"], "user");
+    assert_eq!(
+        user["content"][1]["source"],
+        serde_json::json!({"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="})
+    );
+    assert_eq!(
+        user["content"][2]["source"],
+        serde_json::json!({"type": "url", "url": "https://example.com/p.jpg"})
+    );
+    let assistant = &sent["messages"][1];
+    assert_eq!(
+        assistant["content"][0],
+        serde_json::json!({"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Paris"}})
+    );
+    let result = &sent["messages"][2];
+    assert_eq!(result["role"], "user");
+    assert_eq!(result["content"][0]["type"], "tool_result");
+    assert_eq!(result["content"][0]["tool_use_id"], "call_1");
+    // Untranslatable fields are a 400 naming the field, sent nowhere.
+    let bad = serde_json::json!({"model": "claude-sonnet-4-5", "logprobs": true, "messages": [{"role": "user", "content": "x"}]}).to_string();
+    let (s, _, b) = gw.post("/v1/chat/completions", &[], &bad).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(v["error"]["param"], "logprobs", "{v}");
+    assert_eq!(gw.sim_requests().await.len(), 1);
+    gw.stop().await;
+}
