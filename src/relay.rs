@@ -129,7 +129,7 @@ fn merge(prev: Option<Usage>, new: Usage) -> Usage {
 }
 
 /// Index just past the next event terminator (`\n\n` or `\r\n\r\n`) at or after `from`.
-fn next_boundary(buf: &[u8], from: usize) -> Option<usize> {
+pub(crate) fn next_boundary(buf: &[u8], from: usize) -> Option<usize> {
     let mut i = from;
     while let Some(p) = memchr::memchr(b'\n', &buf[i..]) {
         let p = i + p;

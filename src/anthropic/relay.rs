@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 
 use crate::anthropic::translate::StreamTranslator;
-use crate::relay::{BoxError, StreamEnd};
+use crate::relay::{BoxError, StreamEnd, next_boundary};
 
 type Finish = Box<dyn FnOnce(StreamEnd) + Send + Sync + 'static>;
 
@@ -47,7 +47,7 @@ impl<B> TranslatedSse<B> {
     /// Translates every complete event in `pending`; returns the OpenAI bytes to send.
     fn drain(&mut self) -> Bytes {
         let mut out = BytesMut::new();
-        while let Some(end) = boundary(&self.pending) {
+        while let Some(end) = next_boundary(&self.pending, 0) {
             let raw = self.pending.split_to(end);
             let mut name = "";
             let mut data: Vec<u8> = Vec::new();
@@ -74,19 +74,6 @@ impl<B> TranslatedSse<B> {
         }
         out.freeze()
     }
-}
-
-fn boundary(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while let Some(p) = memchr::memchr(b'\n', &buf[i..]) {
-        let p = i + p;
-        match (buf.get(p + 1), buf.get(p + 2)) {
-            (Some(b'\n'), _) => return Some(p + 2),
-            (Some(b'\r'), Some(b'\n')) => return Some(p + 3),
-            _ => i = p + 1,
-        }
-    }
-    None
 }
 
 impl<B> Body for TranslatedSse<B>

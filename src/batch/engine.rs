@@ -437,29 +437,7 @@ impl Engine {
                     return Ok(now + ms(self.cfg.poll_interval));
                 }
                 Err(e) if e.is_retryable() => {
-                    // 429 on create (enqueued-token limits) or an outage: back off, never drop.
-                    let attempts = f.create_attempts + 1;
-                    let wait = match &e {
-                        BatchApiError::Status {
-                            retry_after: Some(r),
-                            ..
-                        } => *r,
-                        _ => self.cfg.poll_interval * 2u32.saturating_pow(attempts.min(6)),
-                    };
-                    tracing::warn!(flush = %f.id, error = %e, attempts, "batch create refused; backing off");
-                    let at = now + ms(wait.min(Duration::from_secs(900)));
-                    self.store
-                        .update_flush(
-                            &f.id,
-                            FlushUpdate {
-                                state: Some(FlushState::Uploaded),
-                                create_attempts: Some(attempts),
-                                next_poll_at_ms: Some(at),
-                                ..FlushUpdate::default()
-                            },
-                        )
-                        .await?;
-                    return Ok(at);
+                    return self.back_off_create(f, &e, FlushState::Uploaded, now).await;
                 }
                 Err(e) => {
                     // Rejected for good (e.g. 400): answer every job with the error.
@@ -557,28 +535,7 @@ impl Engine {
                         Ok(now + ms(self.cfg.poll_interval))
                     }
                     Err(EngineError::Api(e)) if e.is_retryable() => {
-                        let attempts = f.create_attempts + 1;
-                        let wait = match &e {
-                            BatchApiError::Status {
-                                retry_after: Some(r),
-                                ..
-                            } => *r,
-                            _ => self.cfg.poll_interval * 2u32.saturating_pow(attempts.min(6)),
-                        };
-                        tracing::warn!(flush = %f.id, error = %e, attempts, "message batch create refused; backing off");
-                        let at = now + ms(wait.min(Duration::from_secs(900)));
-                        self.store
-                            .update_flush(
-                                &f.id,
-                                FlushUpdate {
-                                    state: Some(FlushState::Claimed),
-                                    create_attempts: Some(attempts),
-                                    next_poll_at_ms: Some(at),
-                                    ..FlushUpdate::default()
-                                },
-                            )
-                            .await?;
-                        Ok(at)
+                        self.back_off_create(f, &e, FlushState::Claimed, now).await
                     }
                     Err(EngineError::Api(e)) => {
                         self.fail_all(f, &e.to_string(), now).await?;
@@ -588,6 +545,39 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// A refused create (429 on enqueued-token limits, or an outage): back off and retry
+    /// from `retry_state`, never drop. Returns when to try again.
+    async fn back_off_create(
+        &self,
+        f: &Flush,
+        e: &BatchApiError,
+        retry_state: FlushState,
+        now: i64,
+    ) -> Result<i64, EngineError> {
+        let attempts = f.create_attempts + 1;
+        let wait = match e {
+            BatchApiError::Status {
+                retry_after: Some(r),
+                ..
+            } => *r,
+            _ => self.cfg.poll_interval * 2u32.saturating_pow(attempts.min(6)),
+        };
+        tracing::warn!(flush = %f.id, error = %e, attempts, "batch create refused; backing off");
+        let at = now + ms(wait.min(Duration::from_secs(900)));
+        self.store
+            .update_flush(
+                &f.id,
+                FlushUpdate {
+                    state: Some(retry_state),
+                    create_attempts: Some(attempts),
+                    next_poll_at_ms: Some(at),
+                    ..FlushUpdate::default()
+                },
+            )
+            .await?;
+        Ok(at)
     }
 
     async fn record_submitted(&self, f: &Flush, b: &Batch, now: i64) -> Result<(), EngineError> {
