@@ -1,0 +1,339 @@
+//! The end of a flush: result lines delivered to their jobs (first answer wins, waste
+//! recorded), what did not run put back, and the watchdog's synchronous fallback.
+
+use super::*;
+
+impl Engine {
+    /// A terminal batch: deliver every result line, put back what did not run.
+    pub(super) async fn finish(&self, f: &Flush, b: &Batch) -> Result<(), EngineError> {
+        let now = now_ms();
+        if b.status == "failed" {
+            let lines: Vec<(u64, String)> = b
+                .errors
+                .as_ref()
+                .map(|e| {
+                    e.data
+                        .iter()
+                        .filter_map(|d| Some((d.line?, d.message.clone().unwrap_or_default())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if lines.is_empty() {
+                // The whole batch was refused (e.g. enqueued-token limit): try again later.
+                let until = now + ms(self.cfg.poll_interval * 10).max(60_000);
+                lock(&self.backoff).insert(
+                    GroupKey {
+                        provider: f.provider,
+                        endpoint: f.endpoint,
+                        model: f.model.clone(),
+                    },
+                    until,
+                );
+            } else {
+                // Answer the invalid lines with the provider's reason; resubmit the rest.
+                let mut positions: HashMap<u32, String> = HashMap::new();
+                let mut after = None;
+                loop {
+                    let page = self.store.flush_bodies(&f.id, after, 1000).await?;
+                    let Some((last, _, _)) = page.last() else {
+                        break;
+                    };
+                    after = Some(*last);
+                    positions.extend(page.into_iter().map(|(pos, id, _)| (pos, id)));
+                }
+                let mut sorted: Vec<u32> = positions.keys().copied().collect();
+                sorted.sort_unstable();
+                for (line, message) in lines {
+                    let Some(id) = sorted
+                        .get((line as usize).saturating_sub(1))
+                        .and_then(|p| positions.get(p))
+                    else {
+                        continue;
+                    };
+                    let body = openai::error_body(&message, "invalid_batch_line");
+                    self.complete(id, 400, body, Tier::Batch, None, now).await?;
+                }
+            }
+        } else {
+            for file in [&b.output_file_id, &b.error_file_id].into_iter().flatten() {
+                self.deliver_file(f, file).await?;
+            }
+        }
+        let open = self.store.flush_open_jobs(&f.id).await?;
+        if !open.is_empty() {
+            tracing::info!(flush = %f.id, status = %b.status, jobs = open.len(), "requeueing jobs the batch did not answer");
+            self.store.requeue(&open).await?;
+            self.wake.notify_one();
+        }
+        self.store
+            .update_flush(
+                &f.id,
+                FlushUpdate {
+                    state: Some(FlushState::Ended),
+                    upstream_status: Some(b.status.clone()),
+                    ended_at_ms: Some(now),
+                    ..FlushUpdate::default()
+                },
+            )
+            .await?;
+        let m = self.accountant.metrics();
+        m.batches
+            .with_label_values(&[f.provider.as_str(), &b.status])
+            .inc();
+        if let Some(sub) = f.submitted_at_ms {
+            m.batch_turnaround
+                .with_label_values(&[f.provider.as_str()])
+                .observe((now - sub).max(0) as f64 / 1000.0);
+        }
+        self.refresh_turnaround(f.provider, &f.model).await?;
+        Ok(())
+    }
+
+    async fn deliver_file(&self, f: &Flush, file_id: &str) -> Result<(), EngineError> {
+        let mut body = self.client.download(f.provider, file_id).await?;
+        let mut lines = LineSplitter::default();
+        let mut delivered = 0usize;
+        loop {
+            let (batch, end) = match body.frame().await {
+                Some(Ok(frame)) => (
+                    frame
+                        .into_data()
+                        .map(|d| lines.push(&d))
+                        .unwrap_or_default(),
+                    false,
+                ),
+                Some(Err(e)) => {
+                    return Err(EngineError::Api(BatchApiError::Transport {
+                        provider: f.provider.as_str(),
+                        reason: e.to_string(),
+                    }));
+                }
+                None => (lines.finish().into_iter().collect(), true),
+            };
+            for line in batch {
+                let parsed = match f.provider {
+                    Provider::Anthropic => crate::batch::anthropic::parse_line(&line),
+                    _ => openai::parse_line(&line),
+                };
+                match parsed {
+                    Ok((id, outcome)) => {
+                        self.deliver_line(&id, outcome).await?;
+                        delivered += 1;
+                        if delivered == 1 {
+                            failpoint("mid_delivery");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(flush = %f.id, error = %e, "skipping an unreadable result line")
+                    }
+                }
+            }
+            if end {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn deliver_line(&self, id: &str, outcome: LineOutcome) -> Result<(), EngineError> {
+        match outcome {
+            LineOutcome::Answered { status, body } => {
+                let usage = (200..300)
+                    .contains(&status)
+                    .then(|| crate::usage::from_json(&body))
+                    .flatten();
+                self.complete(id, status, body, Tier::Batch, usage, now_ms())
+                    .await
+            }
+            // Expired or cancelled before it ran: requeued with the flush's open jobs.
+            LineOutcome::NotRun { .. } => Ok(()),
+        }
+    }
+
+    /// Stores a job's answer (first answer wins) with its ledger entry, accounts for it and
+    /// wakes its waiters. A batch answer that lost to a fallback is recorded as waste; the
+    /// same batch line delivered again after a restart is neither.
+    pub(super) async fn complete(
+        &self,
+        id: &str,
+        status: u16,
+        body: Bytes,
+        tier: Tier,
+        usage: Option<Usage>,
+        now: i64,
+    ) -> Result<(), EngineError> {
+        let Some(job) = self.store.job(id).await? else {
+            tracing::warn!(job = id, "result for an unknown job (purged?)");
+            return Ok(());
+        };
+        let answer = Answer {
+            route: &job.route,
+            client: &job.client,
+            provider: job.provider,
+            model: &job.model,
+            tier,
+            status,
+            usage,
+        };
+        let (priced, entry) = self.accountant.price(&answer, now);
+        let result = JobResult {
+            status,
+            body,
+            answered_by: tier,
+            usage,
+            completed_at_ms: now,
+        };
+        if self
+            .store
+            .complete_job(id, result, Some(entry.clone()))
+            .await?
+        {
+            self.accountant.record_metrics(&answer, priced.as_ref());
+            if now > job.deadline_ms {
+                self.accountant
+                    .metrics()
+                    .sla_violations
+                    .with_label_values(&[&job.route])
+                    .inc();
+            }
+            self.notify(id);
+            return Ok(());
+        }
+        // Someone answered first: another tier (this spend is waste), or this very batch
+        // line before a restart (already booked once).
+        let first = self
+            .store
+            .job(id)
+            .await?
+            .and_then(|j| j.result)
+            .map(|r| r.answered_by);
+        if first != Some(tier) && entry.cost_usd > 0.0 {
+            let reason = if tier == Tier::Batch {
+                "late_batch_result"
+            } else {
+                "late_fallback"
+            };
+            self.accountant
+                .metrics()
+                .wasted
+                .with_label_values(&[&job.route, reason])
+                .inc_by(entry.cost_usd);
+            self.store
+                .record(&[LedgerEntry {
+                    wasted: true,
+                    savings_usd: [0.0; 4],
+                    ..entry
+                }])
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn fail_all(
+        &self,
+        f: &Flush,
+        message: &str,
+        now: i64,
+    ) -> Result<(), EngineError> {
+        let body = openai::error_body(
+            &format!("the provider refused the batch: {message}"),
+            "batch_rejected",
+        );
+        for id in self.store.flush_open_jobs(&f.id).await? {
+            self.complete(&id, 502, body.clone(), Tier::Batch, None, now)
+                .await?;
+        }
+        self.store
+            .update_flush(
+                &f.id,
+                FlushUpdate {
+                    state: Some(FlushState::Ended),
+                    upstream_status: Some("rejected".into()),
+                    ended_at_ms: Some(now),
+                    ..FlushUpdate::default()
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn refresh_turnaround(&self, provider: Provider, model: &str) -> Result<(), EngineError> {
+        let mut samples = self.store.turnarounds(provider, model, 200).await?;
+        if samples.is_empty() {
+            return Ok(());
+        }
+        samples.sort_unstable();
+        let p95 = samples[((samples.len() - 1) as f64 * 0.95).round() as usize];
+        lock(&self.turnaround).insert(
+            (provider, model.to_owned()),
+            Duration::from_millis(p95.max(0) as u64),
+        );
+        Ok(())
+    }
+
+    /// Answers a job synchronously (deadline fallback). Only the replica that claims the
+    /// job sends it.
+    pub async fn fallback(self: Arc<Self>, job: Job, reason: &'static str) {
+        // One call per job in this process, however often the watchdog sees it.
+        if !lock(&self.in_flight).insert(job.id.clone()) {
+            return;
+        }
+        self.clone().fallback_once(&job, reason).await;
+        lock(&self.in_flight).remove(&job.id);
+    }
+
+    async fn fallback_once(self: Arc<Self>, job: &Job, reason: &'static str) {
+        match self.store.claim_fallback(&job.id, now_ms()).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => return tracing::warn!(job = %job.id, error = %e, "fallback claim failed"),
+        }
+        self.accountant
+            .metrics()
+            .fallbacks
+            .with_label_values(&[&job.route, job.tier.as_str(), reason])
+            .inc();
+        let body = match self.store.job_body(&job.id).await {
+            Ok(Some(b)) => b,
+            Ok(None) => return,
+            Err(e) => {
+                return tracing::warn!(job = %job.id, error = %e, "fallback: cannot read the body");
+            }
+        };
+        let (status, answer) = match self
+            .forwarder
+            .send(
+                job.provider,
+                job.endpoint,
+                &job.model,
+                &http::HeaderMap::new(),
+                body,
+            )
+            .await
+        {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                match forward::read_answer(
+                    job.provider,
+                    resp.into_body(),
+                    self.forwarder.response_timeout(),
+                )
+                .await
+                {
+                    Ok(a) => (status, a),
+                    Err(e) => (e.status().as_u16(), error_body(&e, job.endpoint)),
+                }
+            }
+            Err(e) => (e.status().as_u16(), error_body(&e, job.endpoint)),
+        };
+        let usage = (200..300)
+            .contains(&status)
+            .then(|| crate::usage::from_json(&answer))
+            .flatten();
+        if let Err(e) = self
+            .complete(&job.id, status, answer, Tier::Interactive, usage, now_ms())
+            .await
+        {
+            tracing::warn!(job = %job.id, error = %e, "fallback answer could not be stored");
+        }
+    }
+}
