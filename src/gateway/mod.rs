@@ -32,6 +32,14 @@ use crate::store::{Enqueued, NewJob, Store};
 use crate::triage::{self, Capabilities, Facts};
 use crate::types::{Endpoint, Provider, Tier};
 
+mod admin;
+mod defer;
+mod translated;
+
+use admin::{jobs, models, ready, turnaround};
+use defer::defer;
+use translated::translated;
+
 pub type RespBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// Default bound of the response cache, in bytes of cached bodies.
@@ -175,74 +183,12 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<RespBody>
     }
 }
 
-/// Ready when the store answers (the deferred tiers need it).
-async fn ready(app: &App) -> Result<Response<RespBody>, GatewayError> {
-    if let Some(engine) = &app.engine {
-        engine.store().ping().await?;
-    }
-    Ok(full(StatusCode::OK, "text/plain", "ready\n"))
-}
-
 fn is_get_route(p: &str) -> bool {
     matches!(
         p,
         "/healthz" | "/readyz" | "/metrics" | "/v1/models" | "/sluice/v1/turnaround"
     ) || p.starts_with("/v1/models/")
         || p.starts_with("/sluice/v1/jobs/")
-}
-
-/// `GET /sluice/v1/jobs/{id}` and `/sluice/v1/jobs/{id}/result`.
-async fn jobs(app: &App, req: &Request<Incoming>) -> Result<Response<RespBody>, GatewayError> {
-    let client = app.policies.identify(gateway_key(req.headers()))?;
-    let rest = &req.uri().path()["/sluice/v1/jobs/".len()..];
-    let (id, result) = match rest.strip_suffix("/result") {
-        Some(id) => (id, true),
-        None => (rest, false),
-    };
-    let Some(engine) = &app.engine else {
-        return Err(GatewayError::JobNotFound { id: id.to_owned() });
-    };
-    deliver::job_endpoint(engine, &app.accountant, &client.name, id, result).await
-}
-
-/// `GET /sluice/v1/turnaround`: observed batch turnaround percentiles per provider and model.
-async fn turnaround(
-    app: &App,
-    req: &Request<Incoming>,
-) -> Result<Response<RespBody>, GatewayError> {
-    app.policies.identify(gateway_key(req.headers()))?;
-    let mut data = Vec::new();
-    let prior = app.engine.as_ref().map(|e| e.config().turnaround_prior);
-    if let Some(engine) = &app.engine {
-        for (name, p) in app.prices.iter() {
-            if !engine.batches(p.provider) {
-                continue;
-            }
-            let mut samples = engine.store().turnarounds(p.provider, name, 1000).await?;
-            if samples.is_empty() {
-                continue;
-            }
-            samples.sort_unstable();
-            let pct =
-                |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
-            data.push(serde_json::json!({
-                "provider": p.provider.as_str(),
-                "model": name,
-                "samples": samples.len(),
-                "p50_seconds": pct(0.50),
-                "p90_seconds": pct(0.90),
-                "p95_seconds": pct(0.95),
-                "p99_seconds": pct(0.99),
-            }));
-        }
-    }
-    let body = serde_json::json!({
-        "object": "list",
-        "prior_p95_seconds": prior.map(|d| d.as_secs()),
-        "interactive_below_seconds": app.interactive_below.as_secs(),
-        "data": data,
-    });
-    Ok(full(StatusCode::OK, "application/json", body.to_string()))
 }
 
 fn not_found(req: &Request<Incoming>) -> GatewayError {
@@ -268,38 +214,6 @@ fn gateway_key(headers: &HeaderMap) -> Option<&str> {
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
-}
-
-fn models(
-    app: &App,
-    req: &Request<Incoming>,
-    id: Option<&str>,
-) -> Result<Response<RespBody>, GatewayError> {
-    app.policies.identify(gateway_key(req.headers()))?;
-    let entry = |name: &str, provider: Provider| serde_json::json!({"id": name, "object": "model", "created": 0, "owned_by": provider.as_str()});
-    let mut data: Vec<serde_json::Value> = app
-        .prices
-        .iter()
-        .filter(|(_, p)| app.configured.contains(&p.provider))
-        .map(|(name, p)| entry(name, p.provider))
-        .collect();
-    data.extend(
-        app.policies
-            .models
-            .configured_models()
-            .filter(|(m, p)| app.configured.contains(p) && app.prices.get(m).is_none())
-            .map(|(m, p)| entry(m, p)),
-    );
-    let body =
-        match id {
-            None => serde_json::json!({"object": "list", "data": data}),
-            Some(id) => data.into_iter().find(|m| m["id"] == id).ok_or_else(|| {
-                GatewayError::ModelNotFound {
-                    model: id.to_owned(),
-                }
-            })?,
-        };
-    Ok(full(StatusCode::OK, "application/json", body.to_string()))
 }
 
 /// What the request path knows once the client is identified and the request triaged.
@@ -728,213 +642,4 @@ async fn send_flex(
             default_body,
         )
         .await
-}
-
-/// The batch tier: the job is durable before anything is acknowledged; then the caller
-/// gets 202 (`Prefer: respond-async`), a held SSE stream, or the held answer.
-#[allow(clippy::too_many_arguments)]
-async fn defer(
-    app: &App,
-    engine: &Arc<Engine>,
-    headers: &HeaderMap,
-    client: &ClientPolicy,
-    route: &RoutePolicy,
-    provider: Provider,
-    endpoint: Endpoint,
-    facts: &RequestFacts,
-    sla: Sla,
-    upstream_body: Bytes,
-) -> Result<Response<RespBody>, GatewayError> {
-    let body = crate::batch::openai::without_members(&upstream_body, &["stream", "stream_options"])
-        .map_err(|e| {
-            GatewayError::invalid(format!("the request body is not a JSON object: {e}"), None)
-        })?;
-    let idempotency_key = match headers.get("idempotency-key") {
-        None => None,
-        Some(v) => match v.to_str() {
-            Ok(k) if !k.is_empty() && k.len() <= 255 => Some(k.to_owned()),
-            _ => {
-                return Err(GatewayError::InvalidRequest {
-                    message: "Idempotency-Key must be 1-255 visible ASCII characters".into(),
-                    param: Some("idempotency-key"),
-                    code: "invalid_idempotency_key",
-                });
-            }
-        },
-    };
-    let now = crate::batch::now_ms();
-    let job = NewJob {
-        id: crate::batch::new_id("job"),
-        client: client.name.to_string(),
-        route: route.name.to_string(),
-        idempotency_key,
-        provider,
-        endpoint,
-        model: facts.model.clone(),
-        body,
-        stream: facts.stream,
-        tier: Tier::Batch,
-        prefix: facts.prefix_hash.map(|h| format!("{h:032x}")),
-        created_at_ms: now,
-        deadline_ms: now + sla.deadline().as_millis().min(i64::MAX as u128) as i64,
-    };
-    let id = job.id.clone();
-    let job = match engine.submit(job).await? {
-        Enqueued::Created => {
-            engine
-                .store()
-                .job(&id)
-                .await?
-                .ok_or_else(|| GatewayError::NotReady {
-                    reason: format!("job {id} was not stored"),
-                })?
-        }
-        Enqueued::Existing(job) => *job,
-    };
-    let prefer_async = headers
-        .get_all("prefer")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|p| p.trim().eq_ignore_ascii_case("respond-async"));
-    if prefer_async {
-        return Ok(deliver::accepted(&job));
-    }
-    if facts.stream {
-        return Ok(deliver::hold_stream(
-            engine.clone(),
-            app.accountant.clone(),
-            job,
-            facts.client_wants_usage,
-            app.keep_alive,
-        ));
-    }
-    deliver::hold(engine, &app.accountant, &job.id).await
-}
-
-/// An OpenAI chat-completions request for a Claude model: translated to Anthropic's Messages
-/// API and back, so the OpenAI SDK gets a `chat.completion` (or its chunks).
-async fn translated(
-    app: &App,
-    ctx: Ctx,
-    headers: &HeaderMap,
-    body: &Bytes,
-    received: Instant,
-    cache_hints: bool,
-) -> Result<Response<RespBody>, GatewayError> {
-    use crate::anthropic::translate;
-    let mut req =
-        translate::request_to_anthropic(body).map_err(|e| GatewayError::Untranslatable {
-            param: e.param().map(str::to_owned),
-            message: e.to_string(),
-        })?;
-    if cache_hints {
-        crate::anthropic::cache::add_breakpoints(&mut req.body, &req.model, "5m");
-    }
-    let upstream_body = Bytes::from(req.body.to_string());
-    let created = crate::batch::now_ms() / 1000;
-    let sent = Instant::now();
-    // Only end-to-end headers Anthropic understands go along; the OpenAI SDK's do not matter there.
-    let mut forwarded = HeaderMap::new();
-    for name in [
-        "anthropic-version",
-        "anthropic-beta",
-        "x-sim-fault",
-        "x-sim-latency-ms",
-    ] {
-        if let Some(v) = headers.get(name) {
-            forwarded.insert(name, v.clone());
-        }
-    }
-    let resp = app
-        .forwarder
-        .send(
-            ctx.provider,
-            Endpoint::Messages,
-            &ctx.facts.model,
-            &forwarded,
-            upstream_body,
-        )
-        .await;
-    let resp = match resp {
-        Ok(r) => r,
-        Err(e) => {
-            record_failure(app, &ctx, &e);
-            return Err(e);
-        }
-    };
-    let (up_parts, up_body) = resp.into_parts();
-    let status = up_parts.status;
-    if req.stream && status.is_success() && forward::is_event_stream(&up_parts.headers) {
-        observe_latency(app, &ctx, sent.elapsed(), received.elapsed());
-        let accountant = app.accountant.clone();
-        let translator = translate::StreamTranslator::new(created, req.include_usage);
-        let body = crate::anthropic::relay::TranslatedSse::new(
-            up_body,
-            translator,
-            move |end: StreamEnd| {
-                accountant.record(&Answer {
-                    route: &ctx.route,
-                    client: &ctx.client,
-                    provider: ctx.provider,
-                    model: &ctx.facts.model,
-                    tier: ctx.tier,
-                    status: status.as_u16(),
-                    usage: end.usage,
-                });
-            },
-        );
-        let mut out = Response::new(body.boxed_unsync());
-        out.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/event-stream"),
-        );
-        out.headers_mut().insert(
-            X_SLUICE_TIER,
-            HeaderValue::from_static(Tier::Interactive.as_str()),
-        );
-        return Ok(out);
-    }
-    let answer =
-        match forward::read_answer(ctx.provider, up_body, app.forwarder.response_timeout()).await {
-            Ok(a) => a,
-            Err(e) => {
-                record_failure(app, &ctx, &e);
-                return Err(e);
-            }
-        };
-    let upstream_time = sent.elapsed();
-    // Priced from Anthropic's own usage: it keeps the 5-minute / 1-hour cache-write split.
-    let usage = status
-        .is_success()
-        .then(|| crate::usage::from_json(&answer))
-        .flatten();
-    let answer = if status.is_success() {
-        translate::response_to_openai(&answer, created).map_err(|e| {
-            GatewayError::UpstreamBadResponse {
-                provider: ctx.provider.as_str(),
-                reason: e.to_string(),
-            }
-        })?
-    } else {
-        translate::error_to_openai(&answer)
-    };
-    let priced = app.accountant.record(&Answer {
-        route: &ctx.route,
-        client: &ctx.client,
-        provider: ctx.provider,
-        model: &ctx.facts.model,
-        tier: ctx.tier,
-        status: status.as_u16(),
-        usage,
-    });
-    let mut out = full(status, "application/json", answer);
-    for name in ["request-id", "retry-after"] {
-        if let Some(v) = up_parts.headers.get(name) {
-            out.headers_mut().insert(name, v.clone());
-        }
-    }
-    price_headers(out.headers_mut(), ctx.tier, priced.as_ref());
-    observe_latency(app, &ctx, upstream_time, received.elapsed());
-    Ok(out)
 }

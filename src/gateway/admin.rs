@@ -1,0 +1,100 @@
+//! The gateway's own GET endpoints: readiness, models, jobs, turnaround.
+
+use super::*;
+
+/// Ready when the store answers (the deferred tiers need it).
+pub(super) async fn ready(app: &App) -> Result<Response<RespBody>, GatewayError> {
+    if let Some(engine) = &app.engine {
+        engine.store().ping().await?;
+    }
+    Ok(full(StatusCode::OK, "text/plain", "ready\n"))
+}
+
+/// `GET /sluice/v1/jobs/{id}` and `/sluice/v1/jobs/{id}/result`.
+pub(super) async fn jobs(
+    app: &App,
+    req: &Request<Incoming>,
+) -> Result<Response<RespBody>, GatewayError> {
+    let client = app.policies.identify(gateway_key(req.headers()))?;
+    let rest = &req.uri().path()["/sluice/v1/jobs/".len()..];
+    let (id, result) = match rest.strip_suffix("/result") {
+        Some(id) => (id, true),
+        None => (rest, false),
+    };
+    let Some(engine) = &app.engine else {
+        return Err(GatewayError::JobNotFound { id: id.to_owned() });
+    };
+    deliver::job_endpoint(engine, &app.accountant, &client.name, id, result).await
+}
+
+/// `GET /sluice/v1/turnaround`: observed batch turnaround percentiles per provider and model.
+pub(super) async fn turnaround(
+    app: &App,
+    req: &Request<Incoming>,
+) -> Result<Response<RespBody>, GatewayError> {
+    app.policies.identify(gateway_key(req.headers()))?;
+    let mut data = Vec::new();
+    let prior = app.engine.as_ref().map(|e| e.config().turnaround_prior);
+    if let Some(engine) = &app.engine {
+        for (name, p) in app.prices.iter() {
+            if !engine.batches(p.provider) {
+                continue;
+            }
+            let mut samples = engine.store().turnarounds(p.provider, name, 1000).await?;
+            if samples.is_empty() {
+                continue;
+            }
+            samples.sort_unstable();
+            let pct =
+                |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
+            data.push(serde_json::json!({
+                "provider": p.provider.as_str(),
+                "model": name,
+                "samples": samples.len(),
+                "p50_seconds": pct(0.50),
+                "p90_seconds": pct(0.90),
+                "p95_seconds": pct(0.95),
+                "p99_seconds": pct(0.99),
+            }));
+        }
+    }
+    let body = serde_json::json!({
+        "object": "list",
+        "prior_p95_seconds": prior.map(|d| d.as_secs()),
+        "interactive_below_seconds": app.interactive_below.as_secs(),
+        "data": data,
+    });
+    Ok(full(StatusCode::OK, "application/json", body.to_string()))
+}
+
+pub(super) fn models(
+    app: &App,
+    req: &Request<Incoming>,
+    id: Option<&str>,
+) -> Result<Response<RespBody>, GatewayError> {
+    app.policies.identify(gateway_key(req.headers()))?;
+    let entry = |name: &str, provider: Provider| serde_json::json!({"id": name, "object": "model", "created": 0, "owned_by": provider.as_str()});
+    let mut data: Vec<serde_json::Value> = app
+        .prices
+        .iter()
+        .filter(|(_, p)| app.configured.contains(&p.provider))
+        .map(|(name, p)| entry(name, p.provider))
+        .collect();
+    data.extend(
+        app.policies
+            .models
+            .configured_models()
+            .filter(|(m, p)| app.configured.contains(p) && app.prices.get(m).is_none())
+            .map(|(m, p)| entry(m, p)),
+    );
+    let body =
+        match id {
+            None => serde_json::json!({"object": "list", "data": data}),
+            Some(id) => data.into_iter().find(|m| m["id"] == id).ok_or_else(|| {
+                GatewayError::ModelNotFound {
+                    model: id.to_owned(),
+                }
+            })?,
+        };
+    Ok(full(StatusCode::OK, "application/json", body.to_string()))
+}
