@@ -32,22 +32,7 @@ impl Engine {
                         provider: f.provider.as_str(),
                         reason,
                     })?;
-                if b.is_terminal() {
-                    self.finish(f, &b).await?;
-                    return Ok(now);
-                }
-                let at = now + ms(self.cfg.poll_interval);
-                self.store
-                    .update_flush(
-                        &f.id,
-                        FlushUpdate {
-                            upstream_status: Some(b.status.clone()),
-                            next_poll_at_ms: Some(at),
-                            ..FlushUpdate::default()
-                        },
-                    )
-                    .await?;
-                Ok(at)
+                self.polled(f, &b, now).await
             }
             FlushState::Ended => Ok(now + ms(self.cfg.poll_interval)),
             state => {

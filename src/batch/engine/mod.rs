@@ -456,22 +456,7 @@ impl Engine {
                 )));
             };
             let b = self.client.get(f.provider, batch_id).await?;
-            if b.is_terminal() {
-                self.finish(f, &b).await?;
-                return Ok(now);
-            }
-            let at = now + ms(self.cfg.poll_interval);
-            self.store
-                .update_flush(
-                    &f.id,
-                    FlushUpdate {
-                        upstream_status: Some(b.status.clone()),
-                        next_poll_at_ms: Some(at),
-                        ..FlushUpdate::default()
-                    },
-                )
-                .await?;
-            return Ok(at);
+            return self.polled(f, &b, now).await;
         }
         Ok(now + ms(self.cfg.poll_interval))
     }
@@ -501,6 +486,26 @@ impl Engine {
                 FlushUpdate {
                     state: Some(retry_state),
                     create_attempts: Some(attempts),
+                    next_poll_at_ms: Some(at),
+                    ..FlushUpdate::default()
+                },
+            )
+            .await?;
+        Ok(at)
+    }
+
+    /// After a poll: a terminal batch is finished, else the next poll is scheduled.
+    async fn polled(&self, f: &Flush, b: &Batch, now: i64) -> Result<i64, EngineError> {
+        if b.is_terminal() {
+            self.finish(f, b).await?;
+            return Ok(now);
+        }
+        let at = now + ms(self.cfg.poll_interval);
+        self.store
+            .update_flush(
+                &f.id,
+                FlushUpdate {
+                    upstream_status: Some(b.status.clone()),
                     next_poll_at_ms: Some(at),
                     ..FlushUpdate::default()
                 },
