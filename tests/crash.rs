@@ -24,6 +24,7 @@ use sluice::types::Tier;
 
 const KEY: &str = "sk-crash-test";
 const MODEL: &str = "gpt-4o-mini";
+const CLAUDE: &str = "claude-haiku-4-5";
 const N: usize = 5;
 /// Polling: at most this many attempts, `POLL` apart.
 const POLL_ATTEMPTS: u32 = 500;
@@ -290,6 +291,11 @@ impl Harness {
                     format!("http://127.0.0.1:{}/v1", self.sim_port),
                 ),
                 ("OPENAI_API_KEY", "sk-test".to_owned()),
+                (
+                    "ANTHROPIC_BASE_URL",
+                    format!("http://127.0.0.1:{}/v1", self.sim_port),
+                ),
+                ("ANTHROPIC_API_KEY", "sk-ant-test".to_owned()),
                 ("SLUICE_BATCH_MAX_WAIT", "200ms".to_owned()),
                 ("SLUICE_BATCH_POLL_INTERVAL", "50ms".to_owned()),
                 // The same replica comes back: it owns the flushes it leased before dying.
@@ -367,6 +373,17 @@ impl Harness {
         r.json()
     }
 
+    /// The paths of every POST the simulator received, in order.
+    async fn sim_posts(&self) -> Vec<String> {
+        let log = self.sim_json("/sim/requests").await;
+        log.as_array()
+            .unwrap_or_else(|| panic!("/sim/requests is not a list: {log}"))
+            .iter()
+            .filter(|e| e["method"] == "POST")
+            .filter_map(|e| e["path"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     /// `lines_by_custom_id` of `/sim/batches/stats`.
     async fn batch_lines(&self) -> BTreeMap<String, u64> {
         let stats = self.sim_json("/sim/batches/stats").await;
@@ -379,45 +396,100 @@ impl Harness {
     }
 }
 
+/// The client API a probe speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Api {
+    /// OpenAI `POST /v1/chat/completions` (batched through `/v1/batches`).
+    Chat,
+    /// Anthropic `POST /v1/messages` (batched through `/v1/messages/batches`).
+    Messages,
+}
+
+impl Api {
+    fn path(self) -> &'static str {
+        match self {
+            Api::Chat => "/v1/chat/completions",
+            Api::Messages => "/v1/messages",
+        }
+    }
+
+    /// The simulator's batch-creation route for this API.
+    fn create_path(self) -> &'static str {
+        match self {
+            Api::Chat => "/v1/batches",
+            Api::Messages => "/v1/messages/batches",
+        }
+    }
+
+    /// The simulator routes this API's batches are POSTed to.
+    fn batch_posts(self) -> &'static [&'static str] {
+        match self {
+            Api::Chat => &["/v1/files", "/v1/batches"],
+            Api::Messages => &["/v1/messages/batches"],
+        }
+    }
+
+    /// A name unique per API, for temp dirs and probe keys.
+    fn tag(self, failpoint: &str) -> String {
+        match self {
+            Api::Chat => failpoint.to_owned(),
+            Api::Messages => format!("messages-{failpoint}"),
+        }
+    }
+}
+
+/// Every batch-side POST route of the simulator.
+const BATCH_POSTS: [&str; 3] = ["/v1/files", "/v1/batches", "/v1/messages/batches"];
+
 /// One deferred request: its Idempotency-Key and a user message found only in its answer.
 #[derive(Clone)]
 struct Probe {
+    api: Api,
     key: String,
     message: String,
 }
 
 impl Probe {
-    fn new(tag: &str, i: usize) -> Probe {
+    fn new(api: Api, tag: &str, i: usize) -> Probe {
         Probe {
+            api,
             key: format!("{tag}-key-{i:03}"),
             message: format!("probe-{tag}-{i:03}-end"),
         }
     }
 
     fn body(&self) -> String {
-        serde_json::json!({
-            "model": MODEL,
-            "messages": [{"role": "user", "content": self.message}],
-        })
+        match self.api {
+            Api::Chat => serde_json::json!({
+                "model": MODEL,
+                "messages": [{"role": "user", "content": self.message}],
+            }),
+            Api::Messages => serde_json::json!({
+                "model": CLAUDE,
+                "max_tokens": 64,
+                "messages": [{"role": "user", "content": self.message}],
+            }),
+        }
         .to_string()
     }
 
-    /// The deferred request, `Prefer: respond-async` or held.
+    /// The deferred request, `Prefer: respond-async` or held. Chat sends the gateway key
+    /// as a Bearer token, Messages as `x-api-key` (as Anthropic SDKs do).
     async fn post(&self, http: &Http, url: &str, prefer_async: bool) -> Result<Reply, String> {
         let auth = format!("Bearer {KEY}");
-        let mut headers = vec![
-            ("authorization", auth.as_str()),
-            ("x-sla", "24h"),
-            ("idempotency-key", self.key.as_str()),
-        ];
+        let mut headers = match self.api {
+            Api::Chat => vec![("authorization", auth.as_str())],
+            Api::Messages => vec![("x-api-key", KEY), ("anthropic-version", "2023-06-01")],
+        };
+        headers.extend([("x-sla", "24h"), ("idempotency-key", self.key.as_str())]);
         if prefer_async {
             headers.push(("prefer", "respond-async"));
         }
         send(http, Method::POST, url, &headers, Some(self.body())).await
     }
 
-    /// Checks a held answer: 200, a chat.completion answering this probe's message, from
-    /// the batch tier. Returns its job id.
+    /// Checks a held answer: 200, a chat.completion (or an Anthropic Message) answering
+    /// this probe's message, from the batch tier. Returns its job id.
     fn check_answer(&self, r: &Reply) -> String {
         assert_eq!(
             r.status,
@@ -427,10 +499,18 @@ impl Probe {
             String::from_utf8_lossy(&r.body)
         );
         let v = r.json();
-        assert_eq!(v["object"], "chat.completion", "{}: {v}", self.key);
-        let content = v["choices"][0]["message"]["content"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{}: no content in {v}", self.key));
+        let content = match self.api {
+            Api::Chat => {
+                assert_eq!(v["object"], "chat.completion", "{}: {v}", self.key);
+                v["choices"][0]["message"]["content"].as_str()
+            }
+            Api::Messages => {
+                assert_eq!(v["type"], "message", "{}: {v}", self.key);
+                assert_eq!(v["content"][0]["type"], "text", "{}: {v}", self.key);
+                v["content"][0]["text"].as_str()
+            }
+        }
+        .unwrap_or_else(|| panic!("{}: no content in {v}", self.key));
         assert!(
             content.contains(&self.message),
             "{}: the answer {content:?} does not answer {:?}",
@@ -449,13 +529,12 @@ impl Probe {
     }
 }
 
-/// Sends every probe at once; one result per probe, in order.
+/// Sends every probe at once, each to its API's route; one result per probe, in order.
 async fn send_all(h: &Harness, probes: &[Probe], prefer_async: bool) -> Vec<Result<Reply, String>> {
-    let url = h.gw_url("/v1/chat/completions");
     let tasks: Vec<_> = probes
         .iter()
         .map(|p| {
-            let (p, http, url) = (p.clone(), h.http.clone(), url.clone());
+            let (p, http, url) = (p.clone(), h.http.clone(), h.gw_url(p.api.path()));
             tokio::spawn(async move { p.post(&http, &url, prefer_async).await })
         })
         .collect();
@@ -517,11 +596,13 @@ async fn assert_ledger(h: &Harness, n: usize, what: &str) {
     );
 }
 
-/// Steps 1-6 for one failpoint; returns the harness (restarted gateway still running).
-async fn crash_at(failpoint: &str) -> Harness {
-    let mut h = Harness::start(failpoint).await;
+/// Steps 1-6 for one failpoint and API; returns the harness (restarted gateway still
+/// running).
+async fn crash_at(api: Api, failpoint: &str) -> Harness {
+    let tag = api.tag(failpoint);
+    let mut h = Harness::start(&tag).await;
     h.start_gateway(Some(failpoint)).await;
-    let probes: Vec<Probe> = (0..N).map(|i| Probe::new(failpoint, i)).collect();
+    let probes: Vec<Probe> = (0..N).map(|i| Probe::new(api, &tag, i)).collect();
 
     // Deferred with respond-async; the gateway aborts at the failpoint.
     let first = send_all(&h, &probes, true).await;
@@ -562,11 +643,11 @@ async fn crash_at(failpoint: &str) -> Harness {
     }
 
     let status = h.wait_gateway_exit().await;
-    assert!(!status.success(), "{failpoint}: exited with {status}");
+    assert!(!status.success(), "{tag}: exited with {status}");
     assert_eq!(
         status.signal(),
         Some(SIGABRT),
-        "{failpoint}: expected an abort, got {status}"
+        "{tag}: expected an abort, got {status}"
     );
 
     // Same store, same simulator, no failpoint.
@@ -576,19 +657,12 @@ async fn crash_at(failpoint: &str) -> Harness {
     for ((p, r), before) in probes.iter().zip(&retried).zip(&accepted) {
         let r = r
             .as_ref()
-            .unwrap_or_else(|e| panic!("{failpoint}: retry of {} failed: {e}", p.key));
+            .unwrap_or_else(|e| panic!("{tag}: retry of {} failed: {e}", p.key));
         let id = p.check_answer(r);
         if let Some(before) = before {
-            assert_eq!(
-                &id, before,
-                "{failpoint}: the retry of {} made a new job",
-                p.key
-            );
+            assert_eq!(&id, before, "{tag}: the retry of {} made a new job", p.key);
         }
-        assert!(
-            ids.insert(id.clone()),
-            "{failpoint}: job {id} answered twice"
-        );
+        assert!(ids.insert(id.clone()), "{tag}: job {id} answered twice");
 
         // The job endpoint serves the same answer.
         let auth = format!("Bearer {KEY}");
@@ -602,48 +676,85 @@ async fn crash_at(failpoint: &str) -> Harness {
         )
         .await
         .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-        assert_eq!(got.status, StatusCode::OK, "{failpoint}: GET {url}");
-        assert_eq!(got.body, r.body, "{failpoint}: GET {url}");
+        assert_eq!(got.status, StatusCode::OK, "{tag}: GET {url}");
+        assert_eq!(got.body, r.body, "{tag}: GET {url}");
     }
-    assert_eq!(ids.len(), N, "{failpoint}: one job per request");
+    assert_eq!(ids.len(), N, "{tag}: one job per request");
     assert_each_batched_once(&h, &ids).await;
+    // The batches went through this API's batch routes only (Message Batches take no file).
+    let stray: Vec<String> = h
+        .sim_posts()
+        .await
+        .into_iter()
+        .filter(|p| BATCH_POSTS.contains(&p.as_str()) && !api.batch_posts().contains(&p.as_str()))
+        .collect();
+    assert!(
+        stray.is_empty(),
+        "{tag}: batch calls off the {api:?} routes: {stray:?}"
+    );
     h
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn crash_after_enqueue() {
-    let h = crash_at("after_enqueue").await;
+    let h = crash_at(Api::Chat, "after_enqueue").await;
     assert_ledger(&h, N, "after_enqueue").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn crash_after_claim() {
-    let h = crash_at("after_claim").await;
+    let h = crash_at(Api::Chat, "after_claim").await;
     assert_ledger(&h, N, "after_claim").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn crash_after_upload() {
-    let h = crash_at("after_upload").await;
+    let h = crash_at(Api::Chat, "after_upload").await;
     assert_ledger(&h, N, "after_upload").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn crash_before_create() {
-    let h = crash_at("before_create").await;
+    let h = crash_at(Api::Chat, "before_create").await;
     assert_ledger(&h, N, "before_create").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn crash_after_create() {
-    let h = crash_at("after_create").await;
+    let h = crash_at(Api::Chat, "after_create").await;
     assert_ledger(&h, N, "after_create").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn crash_mid_delivery() {
-    let h = crash_at("mid_delivery").await;
+    let h = crash_at(Api::Chat, "mid_delivery").await;
     assert_ledger(&h, N, "mid_delivery").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_crash_after_claim() {
+    let h = crash_at(Api::Messages, "after_claim").await;
+    assert_ledger(&h, N, "messages after_claim").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_crash_before_create() {
+    let h = crash_at(Api::Messages, "before_create").await;
+    assert_ledger(&h, N, "messages before_create").await;
+}
+
+/// The Message Batch exists upstream but its id was never recorded: the restart must find
+/// it by listing (no metadata to match on) instead of creating a second one.
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_crash_after_create() {
+    let h = crash_at(Api::Messages, "after_create").await;
+    assert_ledger(&h, N, "messages after_create").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_crash_mid_delivery() {
+    let h = crash_at(Api::Messages, "mid_delivery").await;
+    assert_ledger(&h, N, "messages mid_delivery").await;
 }
 
 /// After a crash during delivery, the restart downloads the output file again and
@@ -651,7 +762,7 @@ async fn crash_mid_delivery() {
 /// not be booked as wasted spend.
 #[tokio::test(flavor = "multi_thread")]
 async fn crash_mid_delivery_redelivery_is_not_wasted() {
-    let h = crash_at("mid_delivery").await;
+    let h = crash_at(Api::Chat, "mid_delivery").await;
     // The restart answers the other N - 1 lines (the waste entry is written before them).
     let rows = h.ledger(N as u64 - 1).await;
     assert_eq!(
@@ -665,7 +776,7 @@ async fn crash_mid_delivery_redelivery_is_not_wasted() {
 /// entry must be too, or `sluice report` under-counts.
 #[tokio::test(flavor = "multi_thread")]
 async fn crash_mid_delivery_ledger_keeps_the_delivered_answer() {
-    let h = crash_at("mid_delivery").await;
+    let h = crash_at(Api::Chat, "mid_delivery").await;
     let rows = h.ledger(N as u64).await;
     assert_eq!(
         batch_requests(&rows),
@@ -680,10 +791,12 @@ async fn sigkill_after_first_batch_create() {
     const M: usize = 20;
     let mut h = Harness::start("sigkill").await;
     h.start_gateway(None).await;
-    let probes: Vec<Probe> = (0..M).map(|i| Probe::new("sigkill", i)).collect();
+    let probes: Vec<Probe> = (0..M)
+        .map(|i| Probe::new(Api::Chat, "sigkill", i))
+        .collect();
 
     // Held requests in the background.
-    let url = h.gw_url("/v1/chat/completions");
+    let url = h.gw_url(Api::Chat.path());
     let held: Vec<_> = probes
         .iter()
         .map(|p| {
@@ -698,7 +811,7 @@ async fn sigkill_after_first_batch_create() {
         seen = log.as_array().is_some_and(|entries| {
             entries
                 .iter()
-                .any(|e| e["method"] == "POST" && e["path"] == "/v1/batches")
+                .any(|e| e["method"] == "POST" && e["path"] == Api::Chat.create_path())
         });
         if seen {
             break;
