@@ -307,6 +307,10 @@ pub trait Store: Send + Sync + 'static {
 
     async fn flush(&self, flush_id: &str) -> Result<Option<Flush>>;
 
+    /// Whether some flush already recorded this upstream batch id (reconciliation must not
+    /// adopt another flush's batch).
+    async fn batch_recorded(&self, batch_id: &str) -> Result<bool>;
+
     /// Flushes not `Ended` that `owner` holds or whose lease lapsed before `now_ms`; each
     /// returned flush is (re)leased to `owner` until `lease_until_ms`.
     async fn lease_flushes(

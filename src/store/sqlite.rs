@@ -269,6 +269,15 @@ impl Store for SqliteStore {
         row.as_ref().map(rows::flush).transpose()
     }
 
+    async fn batch_recorded(&self, batch_id: &str) -> Result<bool> {
+        let row = sqlx::query("SELECT 1 FROM flushes WHERE batch_id = ? LIMIT 1")
+            .bind(batch_id)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_error)?;
+        Ok(row.is_some())
+    }
+
     async fn lease_flushes(
         &self,
         owner: &str,

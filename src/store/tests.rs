@@ -925,3 +925,27 @@ async fn completions_are_listed_since_a_time_and_carry_their_ledger_entry() {
     let report = store.report(0).await.unwrap();
     assert_eq!(report.iter().map(|r| r.requests).sum::<u64>(), 2);
 }
+
+#[tokio::test]
+async fn recorded_batch_ids_are_known() {
+    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    enqueue_all(&store, &["job_1"], 1).await;
+    let flush = NewFlush {
+        id: "flush_1".into(),
+        provider: Provider::Anthropic,
+        endpoint: Endpoint::Messages,
+        model: "claude-haiku-4-5".into(),
+        created_at_ms: 1,
+    };
+    store
+        .claim_flush(flush, &["job_1".to_owned()], "me", 100)
+        .await
+        .unwrap();
+    assert!(!store.batch_recorded("msgbatch_1").await.unwrap());
+    let update = FlushUpdate {
+        batch_id: Some("msgbatch_1".into()),
+        ..FlushUpdate::default()
+    };
+    store.update_flush("flush_1", update).await.unwrap();
+    assert!(store.batch_recorded("msgbatch_1").await.unwrap());
+}

@@ -93,8 +93,10 @@ impl Engine {
     }
 
     /// Finds an Anthropic batch created for this flush before a crash recorded its id.
-    /// Message Batches carry no metadata, so the match is on the request count and a
-    /// creation time no earlier than the flush.
+    /// Message Batches carry no metadata, so the match is on the request count, a creation
+    /// time no earlier than the flush (less a minute of clock skew), and no other flush
+    /// having recorded the batch. Another client of the same key creating a batch of the
+    /// same size in that window could still be mistaken for it.
     pub(super) async fn find_message_batch(&self, f: &Flush) -> Result<Option<Batch>, EngineError> {
         let mut path = "/messages/batches?limit=100".to_owned();
         for _ in 0..10 {
@@ -110,7 +112,10 @@ impl Engine {
                     .as_deref()
                     .and_then(rfc3339_ms)
                     .unwrap_or(i64::MAX);
-                if facts.requests == u64::from(f.job_count) && created + 60_000 >= f.created_at_ms {
+                if facts.requests == u64::from(f.job_count)
+                    && created + 60_000 >= f.created_at_ms
+                    && !self.store.batch_recorded(&b.id).await?
+                {
                     return Ok(Some(b));
                 }
             }
