@@ -343,20 +343,7 @@ async fn run(
         d.rps(),
         Goal::AtLeast(GOAL_THROUGHPUT),
     ));
-    verdicts.add(ratio(
-        "p50",
-        p50(&s.latencies),
-        p50(&b.latencies),
-        p50(&d.latencies),
-        Goal::AtMost(GOAL_LATENCY),
-    ));
-    verdicts.add(ratio(
-        "p99",
-        p99(&s.latencies),
-        p99(&b.latencies),
-        p99(&d.latencies),
-        Goal::AtMost(GOAL_LATENCY),
-    ));
+    latency_verdicts(verdicts, s, b, d);
     all_answered &= print_errors(&a);
 
     let mut bb = Vec::new();
@@ -377,20 +364,7 @@ async fn run(
     print_latency_table(&bb);
     let [d, b, s] = [&bb[0].1, &bb[1].1, &bb[2].1];
     print_ratio_header();
-    verdicts.add(ratio(
-        "p50",
-        p50(&s.latencies),
-        p50(&b.latencies),
-        p50(&d.latencies),
-        Goal::AtMost(GOAL_LATENCY),
-    ));
-    verdicts.add(ratio(
-        "p99",
-        p99(&s.latencies),
-        p99(&b.latencies),
-        p99(&d.latencies),
-        Goal::AtMost(GOAL_LATENCY),
-    ));
+    latency_verdicts(verdicts, s, b, d);
     all_answered &= print_errors(&bb);
 
     let mut c = Vec::new();
@@ -503,6 +477,24 @@ fn print_ratio_header() {
         "{:<12} {:>12} {:>14}   {:<14} result",
         "ratio", "sluice/bare", "sluice/direct", "goal"
     );
+}
+
+/// The p50 and p99 latency ratios of one scenario, each against the latency goal.
+fn latency_verdicts(
+    verdicts: &mut Verdicts,
+    s: &generator::Sample,
+    b: &generator::Sample,
+    d: &generator::Sample,
+) {
+    for (label, pick) in [("p50", p50 as fn(&[Duration]) -> f64), ("p99", p99)] {
+        verdicts.add(ratio(
+            label,
+            pick(&s.latencies),
+            pick(&b.latencies),
+            pick(&d.latencies),
+            Goal::AtMost(GOAL_LATENCY),
+        ));
+    }
 }
 
 /// Prints one ratio line; `Some(pass)` when the metric has a goal.
