@@ -1,7 +1,11 @@
 //! Request inspection: one parse of the JSON body that pulls out what routing, triage,
 //! cache hints and accounting need, and the byte-splicing rewrite that adds Sluice's own
-//! fields (`prompt_cache_key`, `stream_options.include_usage`) without touching any other
-//! byte the client sent.
+//! fields (`prompt_cache_key`, `service_tier`, `stream_options.include_usage`) without
+//! touching any other byte the client sent.
+//!
+//! A member the client sent as an explicit `null` (the OpenAI SDKs do for a `None`
+//! argument) counts as absent, and Sluice's value replaces the `null` in place: the
+//! provider never sees a key twice.
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -21,16 +25,58 @@ pub struct RequestFacts {
     pub stream: bool,
     /// The client itself asked for the final usage chunk (`stream_options.include_usage`).
     pub client_wants_usage: bool,
-    /// The client set `prompt_cache_key` (even to null): Sluice then adds none.
+    /// The client set `prompt_cache_key` (not null): Sluice then adds none.
     pub has_cache_key: bool,
-    /// The client chose a `service_tier` itself: Sluice then never picks flex for it.
+    /// The client chose a `service_tier` itself (not null): Sluice never picks flex for it.
     pub has_service_tier: bool,
     /// XXH3-128 over the stable prefix (tools, then leading system/developer messages,
     /// or Responses `instructions`); `None` when there is no such prefix. A fast, stable,
     /// non-cryptographic hash: it only picks a provider cache, and prompts can be large.
     pub prefix_hash: Option<u128>,
-    /// Byte range of the client's `stream_options` value, when present.
+    /// Byte range of the client's `stream_options` value, when present (object or null).
     stream_options_span: Option<Range<usize>>,
+    /// Byte ranges of explicit `null` values of the members Sluice may set.
+    cache_key_null: Option<Range<usize>>,
+    service_tier_null: Option<Range<usize>>,
+}
+
+/// A member whose presence matters even when its value is `null` (serde maps a `null`
+/// into `Option::None`, which would hide it).
+#[derive(Default, Clone, Copy)]
+enum Member<'a> {
+    #[default]
+    Absent,
+    Present(&'a RawValue),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Member<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'a RawValue>::deserialize(d).map(Member::Present)
+    }
+}
+
+impl<'a> Member<'a> {
+    /// The value, unless absent or `null`.
+    fn value(self) -> Option<&'a RawValue> {
+        match self {
+            Member::Present(r) if r.get() != "null" => Some(r),
+            _ => None,
+        }
+    }
+
+    fn null_span(self, body: &[u8]) -> Option<Range<usize>> {
+        match self {
+            Member::Present(r) if r.get() == "null" => Some(span_of(body, r)),
+            _ => None,
+        }
+    }
+
+    fn span(self, body: &[u8]) -> Option<Range<usize>> {
+        match self {
+            Member::Present(r) => Some(span_of(body, r)),
+            Member::Absent => None,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -38,12 +84,12 @@ struct Probe<'a> {
     #[serde(borrow)]
     model: Option<Cow<'a, str>>,
     stream: Option<bool>,
-    #[serde(borrow)]
-    stream_options: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    prompt_cache_key: Option<&'a RawValue>,
+    stream_options: Member<'a>,
     #[serde(borrow, default)]
-    service_tier: Option<&'a RawValue>,
+    prompt_cache_key: Member<'a>,
+    #[serde(borrow, default)]
+    service_tier: Member<'a>,
     #[serde(borrow)]
     messages: Option<Vec<&'a RawValue>>,
     #[serde(borrow)]
@@ -88,7 +134,7 @@ pub fn inspect(endpoint: Endpoint, body: &[u8]) -> Result<RequestFacts, GatewayE
         }
     };
     let stream = probe.stream.unwrap_or(false);
-    let client_wants_usage = match probe.stream_options {
+    let client_wants_usage = match probe.stream_options.value() {
         Some(raw) => serde_json::from_str::<StreamOptionsProbe>(raw.get())
             .map_err(|e| {
                 GatewayError::invalid(
@@ -129,10 +175,12 @@ pub fn inspect(endpoint: Endpoint, body: &[u8]) -> Result<RequestFacts, GatewayE
         model,
         stream,
         client_wants_usage,
-        has_cache_key: probe.prompt_cache_key.is_some(),
-        has_service_tier: probe.service_tier.is_some(),
+        has_cache_key: probe.prompt_cache_key.value().is_some(),
+        has_service_tier: probe.service_tier.value().is_some(),
         prefix_hash: hasher.map(|h| h.digest128()),
-        stream_options_span: probe.stream_options.map(|r| span_of(body, r)),
+        stream_options_span: probe.stream_options.span(body),
+        cache_key_null: probe.prompt_cache_key.null_span(body),
+        service_tier_null: probe.service_tier.null_span(body),
     })
 }
 
@@ -152,8 +200,10 @@ impl Additions {
     }
 }
 
-/// The body sent upstream: the client's bytes with new members spliced in after the
-/// opening brace, and `stream_options` replaced only when it must gain `include_usage`.
+/// The body sent upstream: the client's bytes with Sluice's members spliced in after the
+/// opening brace, or written over the client's `null` for that member, and
+/// `stream_options` replaced only when it must gain `include_usage`. Every other byte is
+/// the client's.
 pub fn rewrite(body: &Bytes, facts: &RequestFacts, add: &Additions) -> Bytes {
     if add.is_empty() {
         return body.clone();
@@ -161,33 +211,54 @@ pub fn rewrite(body: &Bytes, facts: &RequestFacts, add: &Additions) -> Bytes {
     let Some(open) = body.iter().position(|&b| b == b'{') else {
         return body.clone();
     };
-    let mut out = BytesMut::with_capacity(body.len() + 96);
-    out.extend_from_slice(&body[..=open]);
+    // Values written over a byte range of the client's body, in body order.
+    let mut over: Vec<(Range<usize>, Vec<u8>)> = Vec::with_capacity(3);
+    let mut inserted = Vec::with_capacity(96);
+    let mut put = |name: &str, span: &Option<Range<usize>>, value: Vec<u8>| match span {
+        Some(span) => over.push((span.clone(), value)),
+        None => {
+            inserted.push(b'"');
+            inserted.extend_from_slice(name.as_bytes());
+            inserted.extend_from_slice(b"\":");
+            inserted.extend_from_slice(&value);
+            inserted.push(b',');
+        }
+    };
     if let Some(key) = &add.prompt_cache_key {
-        out.extend_from_slice(b"\"prompt_cache_key\":");
-        out.extend_from_slice(serde_json::Value::from(key.as_str()).to_string().as_bytes());
-        out.extend_from_slice(b",");
+        let v = serde_json::Value::from(key.as_str())
+            .to_string()
+            .into_bytes();
+        put("prompt_cache_key", &facts.cache_key_null, v);
     }
     if add.flex {
-        out.extend_from_slice(b"\"service_tier\":\"flex\",");
+        put(
+            "service_tier",
+            &facts.service_tier_null,
+            b"\"flex\"".to_vec(),
+        );
     }
-    let rest = &body[open + 1..];
-    match (&facts.stream_options_span, add.include_usage) {
-        (None, true) => {
-            out.extend_from_slice(b"\"stream_options\":{\"include_usage\":true},");
-            out.extend_from_slice(rest);
-        }
-        (Some(span), true) => {
-            // Keep the client's other stream options; only include_usage changes.
-            let mut opts: serde_json::Map<String, serde_json::Value> =
-                serde_json::from_slice(&body[span.clone()]).unwrap_or_default();
-            opts.insert("include_usage".into(), serde_json::Value::Bool(true));
-            out.extend_from_slice(&body[open + 1..span.start]);
-            out.extend_from_slice(serde_json::Value::Object(opts).to_string().as_bytes());
-            out.extend_from_slice(&body[span.end..]);
-        }
-        (_, false) => out.extend_from_slice(rest),
+    if add.include_usage {
+        // Keep the client's other stream options; only include_usage changes.
+        let mut opts: serde_json::Map<String, serde_json::Value> = facts
+            .stream_options_span
+            .as_ref()
+            .and_then(|span| serde_json::from_slice(&body[span.clone()]).ok())
+            .unwrap_or_default();
+        opts.insert("include_usage".into(), serde_json::Value::Bool(true));
+        let v = serde_json::Value::Object(opts).to_string().into_bytes();
+        put("stream_options", &facts.stream_options_span, v);
     }
+    over.sort_by_key(|(span, _)| span.start);
+    let mut out = BytesMut::with_capacity(body.len() + 96);
+    out.extend_from_slice(&body[..=open]);
+    out.extend_from_slice(&inserted);
+    let mut at = open + 1;
+    for (span, value) in over {
+        out.extend_from_slice(&body[at..span.start]);
+        out.extend_from_slice(&value);
+        at = span.end;
+    }
+    out.extend_from_slice(&body[at..]);
     out.freeze()
 }
 
@@ -202,6 +273,9 @@ pub fn cache_key(client: &str, route: &str, prefix_hash: u128) -> String {
     h.update(&prefix_hash.to_le_bytes());
     format!("sluice-{:032x}", h.digest128())
 }
+
+#[cfg(test)]
+mod proptests;
 
 #[cfg(test)]
 mod tests {

@@ -35,6 +35,7 @@ pub mod server;
 pub mod simulate;
 pub mod sla;
 pub mod store;
+pub mod strict_json;
 pub mod synth;
 pub mod triage;
 pub mod types;

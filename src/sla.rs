@@ -100,4 +100,31 @@ mod tests {
         assert_eq!(Sla::BATCH.to_string(), "1d");
         assert_eq!(Sla::INTERACTIVE.to_string(), "interactive");
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn never_panics(s in "\\PC{0,24}") {
+                let _ = Sla::parse(&s);
+            }
+
+            #[test]
+            fn an_integer_and_a_unit_is_exactly_that_long(n in 0u64..=u64::MAX / 86_400_000, unit in prop::sample::select(vec![("ms", 1u64), ("s", 1_000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)])) {
+                let sla = Sla::parse(&format!("{n}{}", unit.0));
+                prop_assert_eq!(sla, Some(Sla::within(Duration::from_millis(n * unit.1))));
+                // What it prints parses back to itself.
+                let sla = sla.unwrap();
+                prop_assert_eq!(Sla::parse(&sla.to_string()), Some(sla));
+            }
+
+            #[test]
+            fn anything_else_is_refused(n in 0u64..1000, junk in prop::sample::select(vec![" m", "M", "1.5h", "min", "sec", "-", "+", "e3s", "µs", "hh", ""])) {
+                let text = format!("{n}{junk}");
+                prop_assert_eq!(Sla::parse(&text), None, "{}", text);
+            }
+        }
+    }
 }

@@ -31,8 +31,38 @@ pub struct Capabilities {
     pub flex: bool,
     /// Observed (or prior) p95 batch turnaround for this provider and model.
     pub batch_turnaround_p95: Duration,
+    /// How long before its deadline an unanswered deferred job is sent synchronously
+    /// (`batch.fallback_lead`), plus the time a flush needs to reach the provider.
+    pub batch_lead: BatchLead,
     /// SLAs shorter than this are interactive.
     pub interactive_below: Duration,
+}
+
+/// The two margins a batched job must leave before its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLead {
+    /// The watchdog sends a job synchronously this long before its deadline.
+    pub fallback: Duration,
+    /// Time allowed between a flush being due and the batch being submitted (the
+    /// engine's poll interval: one tick, the upload and the create call).
+    pub submit: Duration,
+}
+
+impl BatchLead {
+    pub const DEFAULT: BatchLead = BatchLead {
+        fallback: Duration::from_secs(5 * 60),
+        submit: Duration::from_secs(30),
+    };
+
+    /// The latest moment, relative to arrival, a batch holding this job may be flushed so
+    /// that its answer (`p95` after submission) arrives before the fallback fires. `None`
+    /// when no such moment exists: batching would end in a second, synchronous call.
+    pub fn latest_flush(self, deadline: Duration, p95: Duration) -> Option<Duration> {
+        deadline
+            .checked_sub(self.fallback)?
+            .checked_sub(p95)?
+            .checked_sub(self.submit)
+    }
 }
 
 impl Capabilities {
@@ -41,6 +71,7 @@ impl Capabilities {
         batch: false,
         flex: false,
         batch_turnaround_p95: BATCH_TURNAROUND_PRIOR,
+        batch_lead: BatchLead::DEFAULT,
         interactive_below: INTERACTIVE_BELOW,
     };
 }
@@ -63,7 +94,16 @@ pub fn triage(route: &RoutePolicy, facts: &Facts, sla: Sla, caps: &Capabilities)
     };
     let deferrable = sla.deadline() >= caps.interactive_below;
     let fits = |t: Tier| match t {
-        Tier::Batch => deferrable && caps.batch && caps.batch_turnaround_p95 <= sla.deadline(),
+        // Deferred only when the answer is expected before the fallback would fire:
+        // otherwise the request would go upstream twice and cost 1.5x.
+        Tier::Batch => {
+            deferrable
+                && caps.batch
+                && caps
+                    .batch_lead
+                    .latest_flush(sla.deadline(), caps.batch_turnaround_p95)
+                    .is_some()
+        }
         Tier::Flex => deferrable && caps.flex && facts.flex_capable,
         Tier::Interactive => true,
         Tier::ResponseCache => false,
@@ -111,6 +151,7 @@ mod tests {
         batch: true,
         flex: true,
         batch_turnaround_p95: BATCH_TURNAROUND_PRIOR,
+        batch_lead: BatchLead::DEFAULT,
         interactive_below: INTERACTIVE_BELOW,
     };
 
@@ -138,7 +179,8 @@ mod tests {
         assert_eq!(triage(&r, &CHAT, sla("59s"), &ALL).tier, Tier::Interactive);
         assert_eq!(triage(&r, &CHAT, sla("60s"), &ALL).tier, Tier::Flex);
         assert_eq!(triage(&r, &CHAT, sla("semi"), &ALL).tier, Tier::Flex);
-        assert_eq!(triage(&r, &CHAT, sla("6h"), &ALL).tier, Tier::Batch);
+        assert_eq!(triage(&r, &CHAT, sla("6h"), &ALL).tier, Tier::Flex);
+        assert_eq!(triage(&r, &CHAT, sla("7h"), &ALL).tier, Tier::Batch);
         assert_eq!(triage(&r, &CHAT, sla("batch"), &ALL).tier, Tier::Batch);
         let no_flex = Facts {
             flex_capable: false,
@@ -149,7 +191,7 @@ mod tests {
             Tier::Interactive
         );
         let fast = Capabilities {
-            batch_turnaround_p95: Duration::from_secs(600),
+            batch_turnaround_p95: Duration::from_secs(300),
             ..ALL
         };
         assert_eq!(triage(&r, &CHAT, sla("semi"), &fast).tier, Tier::Batch);
@@ -161,6 +203,56 @@ mod tests {
             triage(&r, &CHAT, sla("2m"), &patient).tier,
             Tier::Interactive
         );
+    }
+
+    /// The boundary of the batch tier, to the millisecond: p95 + fallback lead + submit
+    /// allowance must fit in the SLA, so the answer arrives before the fallback fires.
+    #[test]
+    fn batch_only_when_the_answer_beats_the_fallback() {
+        let r = route("");
+        let ms = Duration::from_millis;
+        for (p95, lead, submit) in [
+            (ms(2_000), ms(300_000), ms(30_000)),
+            (ms(6 * 3_600_000), ms(300_000), ms(30_000)),
+            (ms(50), ms(1_000), ms(50)),
+            (ms(0), ms(0), ms(0)),
+        ] {
+            let caps = Capabilities {
+                batch_turnaround_p95: p95,
+                batch_lead: BatchLead {
+                    fallback: lead,
+                    submit,
+                },
+                interactive_below: Duration::ZERO,
+                ..ALL
+            };
+            let edge = p95 + lead + submit;
+            let at = |d: Duration| triage(&r, &CHAT, Sla::within(d), &caps).tier;
+            if !edge.is_zero() {
+                assert_eq!(at(edge - ms(1)), Tier::Flex, "{edge:?} - 1 ms");
+            }
+            assert_eq!(at(edge), Tier::Batch, "{edge:?}");
+            assert_eq!(at(edge + ms(1)), Tier::Batch, "{edge:?} + 1 ms");
+            assert_eq!(
+                caps.batch_lead.latest_flush(edge, p95),
+                Some(Duration::ZERO)
+            );
+            assert_eq!(
+                caps.batch_lead
+                    .latest_flush(edge - ms(1).min(edge), p95)
+                    .is_some(),
+                edge.is_zero()
+            );
+        }
+        // The examples, once a fast (2 s) batch has been observed: none is batched.
+        let fast = Capabilities {
+            batch_turnaround_p95: ms(2_000),
+            ..ALL
+        };
+        for s in ["61s", "90s", "2m", "4m", "5m", "331s"] {
+            assert_ne!(triage(&r, &CHAT, sla(s), &fast).tier, Tier::Batch, "{s}");
+        }
+        assert_eq!(triage(&r, &CHAT, sla("332s"), &fast).tier, Tier::Batch);
     }
 
     #[test]

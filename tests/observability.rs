@@ -75,10 +75,12 @@ async fn workload(gw: &Gateway, wave: u32) {
         async move { gw.post(CHAT, &[AUTH, ("x-sla", "24h")], &body).await }
     }));
     // support: a 2-minute SLA the slow batch cannot meet: the watchdog answers it
-    // synchronously and the late batch line is wasted spend.
+    // synchronously and the late batch line is wasted spend. Each wave uses a model
+    // whose turnaround is not yet observed (believed 1 s): once observed, triage would
+    // no longer batch it.
     let deadline = async {
         let body = chat(
-            "gpt-4o-mini",
+            ["gpt-4o", "gpt-4.1"][wave as usize - 1],
             "You summarise tickets.",
             &format!("hurry {wave}"),
             false,
@@ -211,7 +213,8 @@ async fn dashboard_alerts_and_metrics_work_against_a_real_prometheus() {
     let targets = dashboard::targets(&dash);
 
     // The gateway with the demo stack's policy, against the simulator; batches are slow
-    // enough (1.5 s) that a 2-minute SLA with a 119.5 s fallback lead misses its batch.
+    // enough (1.5 s) that a 2-minute SLA with a 118.5 s fallback lead (so the watchdog
+    // fires 1.5 s after arrival) misses its batch, which a 1 s prior let it join.
     let policy = std::fs::read_to_string(deploy("sluice/policies/demo.toml")).unwrap();
     let sim = SimConfig {
         batch_turnaround: Duration::from_millis(1500),
@@ -219,7 +222,7 @@ async fn dashboard_alerts_and_metrics_work_against_a_real_prometheus() {
     };
     let gw = Gateway::start_sim(sim, vec![("demo.toml".into(), policy)], |c| {
         c.batch.turnaround_prior = Duration::from_secs(1);
-        c.batch.fallback_lead = Duration::from_millis(119_500);
+        c.batch.fallback_lead = Duration::from_millis(118_500);
     })
     .await;
     let prom = Prometheus::start(&tools, gw.addr, &alerts).await;

@@ -96,6 +96,8 @@
 //! a `server_error` carrying the body text.
 
 mod error;
+#[cfg(test)]
+mod proptests;
 mod request;
 mod response;
 mod stream;

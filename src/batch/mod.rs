@@ -7,6 +7,9 @@ pub mod client;
 pub mod engine;
 pub mod openai;
 
+#[cfg(test)]
+mod proptests;
+
 use std::sync::OnceLock;
 
 /// `job_` / `flush_` + 32 random hex digits.

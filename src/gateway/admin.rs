@@ -55,6 +55,8 @@ pub(super) async fn turnaround(
                 "p90_seconds": pct(0.90),
                 "p95_seconds": pct(0.95),
                 "p99_seconds": pct(0.99),
+                // What triage uses now (refreshed when a batch ends).
+                "triage_p95_seconds": engine.turnaround_p95(p.provider, name).as_secs_f64(),
             }));
         }
     }

@@ -48,7 +48,7 @@ pub(super) async fn defer(
         tier: Tier::Batch,
         prefix: facts.prefix_hash.map(|h| format!("{h:032x}")),
         created_at_ms: now,
-        deadline_ms: now + sla.deadline().as_millis().min(i64::MAX as u128) as i64,
+        deadline_ms: now.saturating_add(sla.deadline().as_millis().min(i64::MAX as u128) as i64),
     };
     let id = job.id.clone();
     let job = match engine.submit(job).await? {

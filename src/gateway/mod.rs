@@ -588,6 +588,7 @@ fn capabilities(
                 },
             flex: provider == Provider::OpenAi,
             batch_turnaround_p95: e.turnaround_p95(provider, &facts.model),
+            batch_lead: e.config().batch_lead(),
             interactive_below: app.interactive_below,
         },
         None => Capabilities {

@@ -42,6 +42,15 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
+    /// The margins a batched job leaves before its deadline: the fallback lead, and one
+    /// poll interval for the flush to be noticed, uploaded and created.
+    pub fn batch_lead(&self) -> crate::triage::BatchLead {
+        crate::triage::BatchLead {
+            fallback: self.fallback_lead,
+            submit: self.poll_interval,
+        }
+    }
+
     pub fn from_config(c: &crate::config::BatchConfig) -> EngineConfig {
         EngineConfig {
             owner: c.replica_id.clone(),
@@ -268,9 +277,13 @@ impl Engine {
             };
             let (wait, max) = self.route_limits(&q.route);
             let by_wait = q.created_at_ms + ms(wait.unwrap_or(self.cfg.max_wait));
+            // The same margins triage used to defer it (`BatchLead`), so the answer is in
+            // before the watchdog would send the job synchronously.
+            let lead = self.cfg.batch_lead();
             let by_deadline = q.deadline_ms
                 - ms(self.turnaround_p95(q.provider, &q.model))
-                - ms(self.cfg.fallback_lead);
+                - ms(lead.fallback)
+                - ms(lead.submit);
             let mut flush_by = by_wait.min(by_deadline);
             if let Some(&until) = backoff.get(&key) {
                 flush_by = flush_by.max(until);
