@@ -30,6 +30,17 @@ pub enum GatewayError {
         param: Option<&'static str>,
         code: &'static str,
     },
+    /// A request header that is malformed, repeated with different values, or ambiguous.
+    #[error("invalid {header} header: {message}")]
+    InvalidHeader {
+        header: &'static str,
+        message: String,
+        code: &'static str,
+    },
+    #[error(
+        "this Idempotency-Key was already used with a different request ({what} differs); send a new key for a new request"
+    )]
+    IdempotencyKeyMismatch { what: &'static str },
     #[error("missing gateway API key: send it as `Authorization: Bearer <key>`")]
     MissingKey,
     #[error("incorrect gateway API key provided")]
@@ -102,9 +113,11 @@ impl GatewayError {
         match self {
             InvalidSla { .. }
             | InvalidRequest { .. }
+            | InvalidHeader { .. }
             | UnknownRoute { .. }
             | Untranslatable { .. } => StatusCode::BAD_REQUEST,
             ProviderNotConfigured { .. } => StatusCode::BAD_REQUEST,
+            IdempotencyKeyMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             MissingKey | UnknownKey => StatusCode::UNAUTHORIZED,
             NotFound { .. } | ModelNotFound { .. } | JobNotFound { .. } => StatusCode::NOT_FOUND,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -122,6 +135,12 @@ impl GatewayError {
         match self {
             InvalidSla { .. } => ("invalid_request_error", Some("x-sla"), "invalid_sla"),
             InvalidRequest { param, code, .. } => ("invalid_request_error", *param, code),
+            InvalidHeader { header, code, .. } => ("invalid_request_error", Some(header), code),
+            IdempotencyKeyMismatch { .. } => (
+                "invalid_request_error",
+                Some("idempotency-key"),
+                "idempotency_key_mismatch",
+            ),
             MissingKey => ("invalid_request_error", None, "missing_api_key"),
             UnknownKey => ("invalid_request_error", None, "invalid_api_key"),
             UnknownRoute { .. } => (

@@ -28,6 +28,7 @@ pub mod gateway;
 pub mod inspect;
 pub mod metrics;
 pub mod policy;
+pub mod prefer;
 pub mod pricing;
 pub mod relay;
 pub mod response_cache;

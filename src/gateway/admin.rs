@@ -13,10 +13,10 @@ pub(super) async fn ready(app: &App) -> Result<Response<RespBody>, GatewayError>
 /// `GET /sluice/v1/jobs/{id}` and `/sluice/v1/jobs/{id}/result`.
 pub(super) async fn jobs(
     app: &App,
-    req: &Request<Incoming>,
+    req: &http::request::Parts,
 ) -> Result<Response<RespBody>, GatewayError> {
-    let client = app.policies.identify(gateway_key(req.headers()))?;
-    let rest = &req.uri().path()["/sluice/v1/jobs/".len()..];
+    let client = app.policies.identify(gateway_key(&req.headers)?)?;
+    let rest = &req.uri.path()["/sluice/v1/jobs/".len()..];
     let (id, result) = match rest.strip_suffix("/result") {
         Some(id) => (id, true),
         None => (rest, false),
@@ -30,9 +30,9 @@ pub(super) async fn jobs(
 /// `GET /sluice/v1/turnaround`: observed batch turnaround percentiles per provider and model.
 pub(super) async fn turnaround(
     app: &App,
-    req: &Request<Incoming>,
+    req: &http::request::Parts,
 ) -> Result<Response<RespBody>, GatewayError> {
-    app.policies.identify(gateway_key(req.headers()))?;
+    app.policies.identify(gateway_key(&req.headers)?)?;
     let mut data = Vec::new();
     let prior = app.engine.as_ref().map(|e| e.config().turnaround_prior);
     if let Some(engine) = &app.engine {
@@ -71,10 +71,10 @@ pub(super) async fn turnaround(
 
 pub(super) fn models(
     app: &App,
-    req: &Request<Incoming>,
+    req: &http::request::Parts,
     id: Option<&str>,
 ) -> Result<Response<RespBody>, GatewayError> {
-    app.policies.identify(gateway_key(req.headers()))?;
+    app.policies.identify(gateway_key(&req.headers)?)?;
     let entry = |name: &str, provider: Provider| serde_json::json!({"id": name, "object": "model", "created": 0, "owned_by": provider.as_str()});
     let mut data: Vec<serde_json::Value> = app
         .prices

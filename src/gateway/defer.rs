@@ -8,7 +8,7 @@ use super::*;
 pub(super) async fn defer(
     app: &App,
     engine: &Arc<Engine>,
-    headers: &HeaderMap,
+    admitted: &ingress::Admitted<'_>,
     client: &ClientPolicy,
     route: &RoutePolicy,
     provider: Provider,
@@ -21,29 +21,16 @@ pub(super) async fn defer(
         .map_err(|e| {
             GatewayError::invalid(format!("the request body is not a JSON object: {e}"), None)
         })?;
-    let idempotency_key = match headers.get("idempotency-key") {
-        None => None,
-        Some(v) => match v.to_str() {
-            Ok(k) if !k.is_empty() && k.len() <= 255 => Some(k.to_owned()),
-            _ => {
-                return Err(GatewayError::InvalidRequest {
-                    message: "Idempotency-Key must be 1-255 visible ASCII characters".into(),
-                    param: Some("idempotency-key"),
-                    code: "invalid_idempotency_key",
-                });
-            }
-        },
-    };
     let now = crate::batch::now_ms();
     let job = NewJob {
         id: crate::batch::new_id("job"),
         client: client.name.to_string(),
         route: route.name.to_string(),
-        idempotency_key,
+        idempotency_key: admitted.idempotency_key.clone(),
         provider,
         endpoint,
         model: facts.model.clone(),
-        body,
+        body: body.clone(),
         stream: facts.stream,
         tier: Tier::Batch,
         prefix: facts.prefix_hash.map(|h| format!("{h:032x}")),
@@ -61,15 +48,29 @@ pub(super) async fn defer(
                     reason: format!("job {id} was not stored"),
                 })?
         }
-        Enqueued::Existing(job) => *job,
+        Enqueued::Existing(existing) => {
+            // The key names one request: a retry must be that request, byte for byte
+            // as it would go upstream (draft-ietf-httpapi-idempotency-key-header, 422).
+            // This also binds the key to the content in open mode, where every caller
+            // is client `default` and keys could be guessed.
+            let what = if existing.endpoint != endpoint {
+                Some("endpoint")
+            } else if existing.model != facts.model {
+                Some("model")
+            } else if existing.stream != facts.stream {
+                Some("stream")
+            } else if engine.store().job_body(&existing.id).await?.as_ref() != Some(&body) {
+                Some("body")
+            } else {
+                None
+            };
+            if let Some(what) = what {
+                return Err(GatewayError::IdempotencyKeyMismatch { what });
+            }
+            *existing
+        }
     };
-    let prefer_async = headers
-        .get_all("prefer")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|p| p.trim().eq_ignore_ascii_case("respond-async"));
-    if prefer_async {
+    if admitted.prefer.respond_async {
         return Ok(deliver::accepted(&job));
     }
     if facts.stream {
@@ -81,5 +82,18 @@ pub(super) async fn defer(
             app.keep_alive,
         ));
     }
-    deliver::hold(engine, &app.accountant, &job.id).await
+    match admitted.prefer.wait {
+        // `Prefer: wait=N`: held at most N seconds, then the job (202) to poll.
+        Some(wait) => {
+            match tokio::time::timeout(wait, deliver::hold(engine, &app.accountant, &job.id)).await
+            {
+                Ok(answer) => answer,
+                Err(_) => {
+                    let job = engine.store().job(&job.id).await?.unwrap_or(job);
+                    Ok(deliver::accepted(&job))
+                }
+            }
+        }
+        None => deliver::hold(engine, &app.accountant, &job.id).await,
+    }
 }

@@ -18,9 +18,7 @@ use crate::batch::engine::{Engine, EngineConfig};
 use crate::config::Config;
 use crate::deliver;
 use crate::error::GatewayError;
-use crate::forward::{
-    self, Forwarder, X_SLUICE_BASELINE, X_SLUICE_COST, X_SLUICE_ROUTE, X_SLUICE_TIER,
-};
+use crate::forward::{self, Forwarder, X_SLUICE_BASELINE, X_SLUICE_COST, X_SLUICE_TIER};
 use crate::inspect::{self, Additions, RequestFacts};
 use crate::metrics::Metrics;
 use crate::policy::{ClientPolicy, PolicySet, RoutePolicy};
@@ -34,10 +32,12 @@ use crate::types::{Endpoint, Provider, Tier};
 
 mod admin;
 mod defer;
+mod ingress;
 mod translated;
 
 use admin::{jobs, models, ready, turnaround};
 use defer::defer;
+use ingress::gateway_key;
 use translated::translated;
 
 pub type RespBody = UnsyncBoxBody<Bytes, BoxError>;
@@ -152,10 +152,12 @@ fn anthropic_error_response(e: &GatewayError) -> Response<RespBody> {
 
 /// Entry point for every request.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<RespBody> {
-    let path = req.uri().path();
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path();
     let endpoint = Endpoint::from_path(path);
-    let result = match (req.method(), path, endpoint) {
-        (&Method::POST, _, Some(endpoint)) => proxy(&app, endpoint, req).await,
+    let mut unread = Some(body);
+    let result = match (&parts.method, path, endpoint) {
+        (&Method::POST, _, Some(endpoint)) => proxy(&app, endpoint, &parts, &mut unread).await,
         (&Method::GET, "/healthz", _) => Ok(full(StatusCode::OK, "text/plain", "ok\n")),
         (&Method::GET, "/readyz", _) => ready(&app).await,
         (&Method::GET, "/metrics", _) => Ok(full(
@@ -163,23 +165,39 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<RespBody>
             "text/plain; version=0.0.4",
             app.metrics().render(),
         )),
-        (&Method::GET, "/v1/models", _) => models(&app, &req, None),
-        (&Method::GET, "/sluice/v1/turnaround", _) => turnaround(&app, &req).await,
-        (&Method::GET, p, _) if p.starts_with("/sluice/v1/jobs/") => jobs(&app, &req).await,
+        (&Method::GET, "/v1/models", _) => models(&app, &parts, None),
+        (&Method::GET, "/sluice/v1/turnaround", _) => turnaround(&app, &parts).await,
+        (&Method::GET, p, _) if p.starts_with("/sluice/v1/jobs/") => jobs(&app, &parts).await,
         (&Method::GET, p, _) if p.starts_with("/v1/models/") => {
             let id = p["/v1/models/".len()..].to_owned();
-            models(&app, &req, Some(&id))
+            models(&app, &parts, Some(&id))
         }
         (_, p, e) if e.is_some() || is_get_route(p) => Err(GatewayError::MethodNotAllowed {
-            method: req.method().to_string(),
+            method: parts.method.to_string(),
             path: p.to_owned(),
         }),
-        _ => Err(not_found(&req)),
+        _ => Err(GatewayError::NotFound {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_owned(),
+        }),
     };
-    match (result, endpoint) {
-        (Ok(r), _) => r,
+    let response = match (result, endpoint) {
+        (Ok(r), _) => return r,
         (Err(e), Some(Endpoint::Messages)) => anthropic_error_response(&e),
         (Err(e), _) => error_response(&e),
+    };
+    match unread {
+        None => response,
+        Some(body) => match ingress::drain(body).await {
+            None => response,
+            Some(request) => response.map(|response| {
+                ingress::HoldingRequest {
+                    response,
+                    request: Some(request),
+                }
+                .boxed_unsync()
+            }),
+        },
     }
 }
 
@@ -189,31 +207,6 @@ fn is_get_route(p: &str) -> bool {
         "/healthz" | "/readyz" | "/metrics" | "/v1/models" | "/sluice/v1/turnaround"
     ) || p.starts_with("/v1/models/")
         || p.starts_with("/sluice/v1/jobs/")
-}
-
-fn not_found(req: &Request<Incoming>) -> GatewayError {
-    GatewayError::NotFound {
-        method: req.method().to_string(),
-        path: req.uri().path().to_owned(),
-    }
-}
-
-/// The gateway key: `Authorization: Bearer` (OpenAI SDK) or `x-api-key` (Anthropic SDK).
-fn gateway_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(v) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        let v = v.trim();
-        return v
-            .strip_prefix("Bearer ")
-            .or_else(|| v.strip_prefix("bearer "))
-            .map(str::trim);
-    }
-    headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
 }
 
 /// What the request path knows once the client is identified and the request triaged.
@@ -250,28 +243,22 @@ async fn read_body(app: &App, body: Incoming, headers: &HeaderMap) -> Result<Byt
 async fn proxy(
     app: &Arc<App>,
     endpoint: Endpoint,
-    req: Request<Incoming>,
+    parts: &http::request::Parts,
+    unread: &mut Option<Incoming>,
 ) -> Result<Response<RespBody>, GatewayError> {
-    let (parts, body) = req.into_parts();
-    let client: &ClientPolicy = app.policies.identify(gateway_key(&parts.headers))?;
-    let sla_header =
-        match parts.headers.get("x-sla") {
-            None => None,
-            Some(v) => Some(v.to_str().ok().and_then(Sla::parse).ok_or_else(|| {
-                GatewayError::InvalidSla {
-                    value: String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                }
-            })?),
-        };
+    let admitted = ingress::admit(app, &parts.headers)?;
+    let client: &ClientPolicy = admitted.client;
+    let Some(body) = unread.take() else {
+        return Err(GatewayError::invalid(
+            "the request body was already read",
+            None,
+        ));
+    };
     let body = read_body(app, body, &parts.headers).await?;
     let received = Instant::now();
     let facts = inspect::inspect(endpoint, &body)?;
-    let hint = parts
-        .headers
-        .get(X_SLUICE_ROUTE)
-        .and_then(|v| v.to_str().ok());
-    let route: &RoutePolicy = client.route(endpoint.path(), &facts.model, hint)?;
-    let sla = client.effective_sla(route, sla_header);
+    let route: &RoutePolicy = client.route(endpoint.path(), &facts.model, admitted.route_hint)?;
+    let sla = client.effective_sla(route, admitted.sla);
     // The native Messages route always speaks to Anthropic.
     let provider = match endpoint {
         Endpoint::Messages => Provider::Anthropic,
@@ -352,7 +339,7 @@ async fn proxy(
             return defer(
                 app,
                 engine,
-                &parts.headers,
+                &admitted,
                 client,
                 route,
                 provider,
