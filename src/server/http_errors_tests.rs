@@ -60,9 +60,8 @@ fn anything_else_is_not_a_hyper_error() {
     for head in [
         hyper_error("404 Not Found"),
         hyper_error("500 Internal Server Error"),
-        format!(
-            "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: 0\r\n\r\n"
-        ),
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: 0\r\n\r\n"
+            .to_owned(),
         format!("HTTP/1.1 400 Bad Request\r\ncontent-length: 3\r\n{DATE}\r\n"),
         "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n".to_owned(),
         "\0\0\x12\x04\0\0\0\0\0".to_owned(),
