@@ -167,7 +167,9 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// `max_connections` (default `10000`): open client connections at most. At the cap a new
     /// connection evicts the longest-idle one; if every connection has a request in flight,
-    /// the new one is closed at once. Lowered at startup to fit `RLIMIT_NOFILE`.
+    /// the new one is closed at once. At startup the soft `RLIMIT_NOFILE` is raised toward the
+    /// hard limit as far as needed, and the cap lowered (with a warning) if it still does not
+    /// fit with headroom for upstream connections and the store.
     pub max_connections: usize,
     /// `http2_keep_alive_interval` (default `30s`): HTTP/2 PING interval.
     pub http2_keep_alive_interval: Duration,

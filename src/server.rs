@@ -9,7 +9,7 @@
 //! become JSON (`http_errors`).
 
 mod conn;
-pub mod http_errors;
+mod http_errors;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -144,7 +144,11 @@ pub async fn run(
                 },
                 Err(e) => accept_failed(&e, &registry).await,
             },
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Err(e) = done {
+                    tracing::warn!(error = %e, "connection task failed");
+                }
+            }
             _ = &mut shutdown => break,
         }
     }
