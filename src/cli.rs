@@ -159,18 +159,9 @@ pub async fn serve_on(
     let metrics = Arc::new(
         Metrics::new(prometheus::Registry::new()).map_err(|e| CliError::Setup(e.to_string()))?,
     );
-    let header_read_timeout = loaded.config.header_read_timeout;
+    let opts = ServerOptions::new(&loaded.config, tls);
     let app = build(loaded, metrics).await?;
-    run_app(
-        listener,
-        app,
-        ServerOptions {
-            header_read_timeout,
-            tls,
-        },
-        shutdown,
-    )
-    .await
+    run_app(listener, app, opts, shutdown).await
 }
 
 /// `sluice serve [--config FILE] [--simulate]`.

@@ -59,6 +59,10 @@ struct RawConfig {
     max_body_bytes: Option<usize>,
     header_read_timeout: Option<String>,
     body_read_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    max_connections: Option<usize>,
+    http2_keep_alive_interval: Option<String>,
+    http2_keep_alive_timeout: Option<String>,
     tls: Option<RawTls>,
     upstream: Option<RawUpstream>,
     #[serde(default)]
@@ -151,8 +155,27 @@ pub struct Config {
     pub policies: PathBuf,
     pub prices: Option<PathBuf>,
     pub max_body_bytes: usize,
+    /// `header_read_timeout` (default `10s`): a connection must complete its TLS handshake
+    /// and send its first full request head within this time of being accepted (protocol
+    /// detection and a half-sent HTTP/2 preface included); on HTTP/1.1 it also bounds every
+    /// later request head, counted from the end of the previous response.
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
+    /// `idle_timeout` (default `60s`): a connection with no request in flight (HTTP/1.1
+    /// keep-alive, HTTP/2 with no open stream) is closed after this long. Held deferred
+    /// requests and long SSE streams are in flight and never cut by it.
+    pub idle_timeout: Duration,
+    /// `max_connections` (default `10000`): open client connections at most. At the cap a new
+    /// connection evicts the longest-idle one; if every connection has a request in flight,
+    /// the new one is closed at once. At startup the soft `RLIMIT_NOFILE` is raised toward the
+    /// hard limit as far as needed, and the cap lowered (with a warning) if it still does not
+    /// fit with headroom for upstream connections and the store.
+    pub max_connections: usize,
+    /// `http2_keep_alive_interval` (default `30s`): HTTP/2 PING interval.
+    pub http2_keep_alive_interval: Duration,
+    /// `http2_keep_alive_timeout` (default `10s`): an HTTP/2 peer that does not answer a PING
+    /// within this time is closed, requests in flight included (it is dead).
+    pub http2_keep_alive_timeout: Duration,
     pub tls: Option<TlsConfig>,
     pub upstream: UpstreamConfig,
     pub providers: Vec<ProviderConfig>,
@@ -160,6 +183,7 @@ pub struct Config {
 }
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 impl Config {
     /// Loads the optional file, then applies the environment (`env` is injected so tests
@@ -331,6 +355,18 @@ impl Config {
         if max_body_bytes == 0 {
             return Err(invalid("max_body_bytes must be greater than zero".into()));
         }
+        let max_connections = raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        if max_connections == 0 {
+            return Err(invalid("max_connections must be greater than zero".into()));
+        }
+        // A zero timeout would close every connection at once, or disable a bound.
+        let positive = |name: &str, v: Option<String>, default: &str| {
+            let d = dur(name, v, default)?;
+            if d.is_zero() {
+                return Err(invalid(format!("{name} must be greater than zero")));
+            }
+            Ok(d)
+        };
 
         Ok(Config {
             listen,
@@ -344,8 +380,20 @@ impl Config {
             ),
             prices: env("SLUICE_PRICES").or(raw.prices).map(PathBuf::from),
             max_body_bytes,
-            header_read_timeout: dur("header_read_timeout", raw.header_read_timeout, "10s")?,
+            header_read_timeout: positive("header_read_timeout", raw.header_read_timeout, "10s")?,
             body_read_timeout: dur("body_read_timeout", raw.body_read_timeout, "60s")?,
+            idle_timeout: positive("idle_timeout", raw.idle_timeout, "60s")?,
+            max_connections,
+            http2_keep_alive_interval: positive(
+                "http2_keep_alive_interval",
+                raw.http2_keep_alive_interval,
+                "30s",
+            )?,
+            http2_keep_alive_timeout: positive(
+                "http2_keep_alive_timeout",
+                raw.http2_keep_alive_timeout,
+                "10s",
+            )?,
             tls: raw.tls.map(|t| TlsConfig {
                 cert: PathBuf::from(t.cert),
                 key: PathBuf::from(t.key),
@@ -406,6 +454,11 @@ mod tests {
         assert_eq!(c.store, "sqlite://sluice.db");
         assert_eq!(c.max_body_bytes, 32 * 1024 * 1024);
         assert_eq!(c.batch.max_wait, Duration::from_secs(600));
+        assert_eq!(c.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.max_connections, 10_000);
+        assert_eq!(c.http2_keep_alive_interval, Duration::from_secs(30));
+        assert_eq!(c.http2_keep_alive_timeout, Duration::from_secs(10));
         assert_eq!(
             c.provider(Provider::OpenAi).base_url,
             "https://api.openai.com/v1"
@@ -440,6 +493,29 @@ mod tests {
             .to_string();
         assert!(err.starts_with("sluice.toml:4:"), "{err}");
         assert!(err.contains("conect_timeout"), "{err}");
+    }
+
+    #[test]
+    fn connection_limits_must_be_positive() {
+        for text in [
+            "max_connections = 0",
+            "idle_timeout = \"0s\"",
+            "http2_keep_alive_timeout = \"0ms\"",
+        ] {
+            let raw: RawConfig = parse_toml(text, "x").unwrap();
+            let err = Config::resolve(raw, "x", &no_env).unwrap_err().to_string();
+            let key = text.split(' ').next().unwrap();
+            assert!(err.contains(key), "{err}");
+        }
+        let raw: RawConfig = parse_toml(
+            "idle_timeout = \"5s\"\nmax_connections = 32\nhttp2_keep_alive_interval = \"1s\"",
+            "x",
+        )
+        .unwrap();
+        let c = Config::resolve(raw, "x", &no_env).unwrap();
+        assert_eq!(c.idle_timeout, Duration::from_secs(5));
+        assert_eq!(c.max_connections, 32);
+        assert_eq!(c.http2_keep_alive_interval, Duration::from_secs(1));
     }
 
     #[test]

@@ -148,19 +148,12 @@ pub async fn run(out: &mut impl std::io::Write) -> Result<(), CliError> {
         crate::metrics::Metrics::new(prometheus::Registry::new())
             .map_err(|e| CliError::Setup(e.to_string()))?,
     );
+    let opts = crate::server::ServerOptions::new(&loaded.config, None);
     let app = crate::cli::build(loaded, metrics.clone()).await?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::cli::run_app(
-        listener,
-        app,
-        crate::server::ServerOptions {
-            header_read_timeout: std::time::Duration::from_secs(10),
-            tls: None,
-        },
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
+    let server = tokio::spawn(crate::cli::run_app(listener, app, opts, async {
+        let _ = stop_rx.await;
+    }));
 
     let demo = Demo {
         client: Client::builder(TokioExecutor::new()).build_http(),

@@ -85,6 +85,20 @@ pub enum GatewayError {
     },
     #[error("the gateway is not ready: {reason}")]
     NotReady { reason: String },
+    /// Rejected by the HTTP parser before any handler ran (see `server::http_errors`).
+    #[error(
+        "malformed HTTP request: the request line or a header could not be parsed (invalid bytes, or conflicting Content-Length)"
+    )]
+    MalformedHttp,
+    #[error("request URI exceeds the limit of {limit} bytes")]
+    UriTooLong { limit: usize },
+    #[error(
+        "request headers too large: at most {max_headers} headers and {max_bytes} bytes for the request line and headers"
+    )]
+    HeadersTooLarge {
+        max_headers: usize,
+        max_bytes: usize,
+    },
 }
 
 impl GatewayError {
@@ -115,13 +129,16 @@ impl GatewayError {
             | InvalidRequest { .. }
             | InvalidHeader { .. }
             | UnknownRoute { .. }
-            | Untranslatable { .. } => StatusCode::BAD_REQUEST,
+            | Untranslatable { .. }
+            | MalformedHttp => StatusCode::BAD_REQUEST,
             ProviderNotConfigured { .. } => StatusCode::BAD_REQUEST,
             IdempotencyKeyMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             MissingKey | UnknownKey => StatusCode::UNAUTHORIZED,
             NotFound { .. } | ModelNotFound { .. } | JobNotFound { .. } => StatusCode::NOT_FOUND,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             UpstreamUnavailable { .. } | UpstreamBadResponse { .. } => StatusCode::BAD_GATEWAY,
             UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -164,6 +181,9 @@ impl GatewayError {
             UpstreamTimeout { .. } => ("upstream_error", None, "upstream_timeout"),
             UpstreamBadResponse { .. } => ("upstream_error", None, "upstream_bad_response"),
             NotReady { .. } => ("server_error", None, "not_ready"),
+            MalformedHttp => ("invalid_request_error", None, "malformed_request"),
+            UriTooLong { .. } => ("invalid_request_error", None, "uri_too_long"),
+            HeadersTooLarge { .. } => ("invalid_request_error", None, "headers_too_large"),
         }
     }
 
