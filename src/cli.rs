@@ -23,6 +23,17 @@ pub enum CliError {
     Pricing(#[from] crate::pricing::PricingError),
     #[error("{0}")]
     Setup(String),
+    /// The store URL names no store that can work (printed with its password redacted).
+    #[error("store {url:?}: {source}")]
+    Store {
+        url: String,
+        source: crate::store::StoreError,
+    },
+    #[error("store {url:?} does not accept writes: {source}")]
+    StoreNotWritable {
+        url: String,
+        source: crate::store::StoreError,
+    },
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -106,11 +117,28 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, CliError>
         })
 }
 
+/// Opens the store `url` names and checks that it takes a write: a store that cannot work
+/// fails the start, not the first deferred request.
+pub async fn open_store(url: &str) -> Result<Arc<dyn crate::store::Store>, CliError> {
+    let store = crate::store::open(url)
+        .await
+        .map_err(|source| CliError::Store {
+            url: crate::store::redacted(url),
+            source,
+        })?;
+    store
+        .probe_write(crate::batch::now_ms())
+        .await
+        .map_err(|source| CliError::StoreNotWritable {
+            url: crate::store::redacted(url),
+            source,
+        })?;
+    Ok(store)
+}
+
 /// Builds the app: store, engine, and every stage's handles.
 pub async fn build(loaded: Loaded, metrics: Arc<Metrics>) -> Result<Arc<App>, CliError> {
-    let store = crate::store::open(&loaded.config.store)
-        .await
-        .map_err(|e| CliError::Setup(format!("store {}: {e}", loaded.config.store)))?;
+    let store = open_store(&loaded.config.store).await?;
     let app = App::new(
         &loaded.config,
         loaded.policies,
@@ -146,12 +174,9 @@ pub async fn run_app(
     })
 }
 
-/// Builds the app and serves on `listener` until `shutdown`.
-pub async fn serve_on(
-    listener: tokio::net::TcpListener,
-    loaded: Loaded,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), CliError> {
+/// The app (store open and writable) and its server options: everything that can fail
+/// before the gateway listens.
+async fn prepare(loaded: Loaded) -> Result<(Arc<App>, ServerOptions), CliError> {
     let tls = match &loaded.config.tls {
         Some(t) => Some(server::tls_acceptor(&t.cert, &t.key).map_err(CliError::Setup)?),
         None => None,
@@ -161,6 +186,16 @@ pub async fn serve_on(
     );
     let opts = ServerOptions::new(&loaded.config, tls);
     let app = build(loaded, metrics).await?;
+    Ok((app, opts))
+}
+
+/// Builds the app and serves on `listener` until `shutdown`.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    loaded: Loaded,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), CliError> {
+    let (app, opts) = prepare(loaded).await?;
     run_app(listener, app, opts, shutdown).await
 }
 
@@ -182,27 +217,33 @@ pub async fn serve(config_path: Option<PathBuf>, simulate: bool) -> Result<(), C
     } else {
         None
     };
-    let listener = bind(loaded.config.listen).await?;
     let scheme = if loaded.config.tls.is_some() {
         "https"
     } else {
         "http"
     };
-    tracing::info!(
-        "sluice listening on {scheme}://{}  (policies: {}, clients: {})",
-        loaded.config.listen,
-        if loaded.policies.is_open() {
-            "open"
-        } else {
-            "keyed"
-        },
-        loaded.policies.clients().len()
-    );
-    serve_on(listener, loaded, shutdown_signal()).await?;
+    let listen = loaded.config.listen;
+    let access = if loaded.policies.is_open() {
+        "open"
+    } else {
+        "keyed"
+    };
+    let clients = loaded.policies.clients().len();
+    // Store, TLS and every other setup step before `listening`: a gateway that logs it can work.
+    let served = async {
+        let (app, opts) = prepare(loaded).await?;
+        let listener = bind(listen).await?;
+        tracing::info!(
+            "sluice listening on {scheme}://{}  (policies: {access}, clients: {clients})",
+            listener.local_addr().unwrap_or(listen)
+        );
+        run_app(listener, app, opts, shutdown_signal()).await
+    }
+    .await;
     if let Some(sim) = sim {
         sim.stop().await;
     }
-    Ok(())
+    served
 }
 
 /// `sluice simulate [--listen ADDR]`.
@@ -229,7 +270,7 @@ pub fn check(config_path: Option<PathBuf>, out: &mut impl std::io::Write) -> Res
         out,
         "config ok: listen {}, store {}, policies {}",
         c.listen,
-        c.store,
+        crate::store::redacted(&c.store),
         c.policies.display()
     )
     .map_err(io)?;
@@ -261,7 +302,10 @@ pub async fn report(
     let config = Config::load(config_path.as_deref(), &process_env)?;
     let store = crate::store::open(&config.store)
         .await
-        .map_err(|e| CliError::Setup(format!("store {}: {e}", config.store)))?;
+        .map_err(|source| CliError::Store {
+            url: crate::store::redacted(&config.store),
+            source,
+        })?;
     let since_ms = since.map_or(0, |d| crate::batch::now_ms() - d.as_millis() as i64);
     let rows = store
         .report(since_ms)

@@ -2,6 +2,7 @@
 //! Label values come from closed sets: policy names, priced/configured model names or
 //! `other`, tier and lever names, HTTP status codes.
 
+use prometheus::core::Collector;
 use prometheus::{
     CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, Opts, Registry, TextEncoder,
 };
@@ -24,6 +25,8 @@ pub struct Metrics {
     pub batch_turnaround: HistogramVec,
     pub upstream_duration: HistogramVec,
     pub overhead: HistogramVec,
+    /// Every family above as (name, help, type), for the headers of those without samples.
+    families: Vec<(String, String, &'static str)>,
 }
 
 fn counter(
@@ -61,7 +64,7 @@ impl Metrics {
             &["provider", "model"],
         )?;
         r.register(Box::new(batch_queue_depth.clone()))?;
-        Ok(Metrics {
+        let mut m = Metrics {
             requests: counter(
                 r,
                 "sluice_requests_total",
@@ -152,17 +155,52 @@ impl Metrics {
                 ],
             )?,
             registry,
-        })
+            families: Vec::new(),
+        };
+        let mut families = Vec::new();
+        let mut declare = |c: &dyn Collector, kind: &'static str| {
+            families.extend(
+                c.desc()
+                    .into_iter()
+                    .map(|d| (d.fq_name.clone(), d.help.clone(), kind)),
+            );
+        };
+        for c in [
+            &m.requests,
+            &m.cost,
+            &m.baseline,
+            &m.tokens,
+            &m.wasted,
+            &m.fallbacks,
+            &m.sla_violations,
+            &m.batches,
+        ] {
+            declare(c, "counter");
+        }
+        declare(&m.savings, "untyped");
+        declare(&m.batch_queue_depth, "gauge");
+        for h in [&m.batch_turnaround, &m.upstream_duration, &m.overhead] {
+            declare(h, "histogram");
+        }
+        m.families = families;
+        Ok(m)
     }
 
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
 
-    /// The Prometheus text exposition of everything registered.
+    /// The Prometheus text exposition of everything registered. A family with no samples
+    /// yet (or none left, like an emptied queue depth) still gets its `# HELP` and `# TYPE`:
+    /// `gather` leaves it out, and alerts and dashboards would see "no data" instead of 0.
     pub fn render(&self) -> Vec<u8> {
         let mut buf = Vec::with_capacity(16 * 1024);
         let mut families = self.registry.gather();
+        for (name, help, kind) in &self.families {
+            if !families.iter().any(|f| f.name() == name) {
+                write_header(&mut buf, name, help, kind);
+            }
+        }
         // Savings go down on a cache write, so they are not a counter; Prometheus reserves
         // `_total` for counters except untyped metrics, and the contract fixes the name. The
         // crate's encoder cannot write untyped families, so this one is written here.
@@ -217,6 +255,14 @@ impl Metrics {
 
 const SAVINGS: &str = "sluice_savings_usd_total";
 
+/// `# HELP` and `# TYPE` lines, escaped as the text format wants.
+fn write_header(buf: &mut Vec<u8>, name: &str, help: &str, kind: &str) {
+    use std::io::Write as _;
+    let help = help.replace('\\', "\\\\").replace('\n', "\\n");
+    let _ = writeln!(buf, "# HELP {name} {help}");
+    let _ = writeln!(buf, "# TYPE {name} {kind}");
+}
+
 fn write_untyped(buf: &mut Vec<u8>, f: &prometheus::proto::MetricFamily) {
     use std::io::Write as _;
     let escape = |v: &str| {
@@ -224,13 +270,7 @@ fn write_untyped(buf: &mut Vec<u8>, f: &prometheus::proto::MetricFamily) {
             .replace('"', "\\\"")
             .replace('\n', "\\n")
     };
-    let _ = writeln!(
-        buf,
-        "# HELP {} {}",
-        f.name(),
-        f.help().replace('\\', "\\\\").replace('\n', "\\n")
-    );
-    let _ = writeln!(buf, "# TYPE {} untyped", f.name());
+    write_header(buf, f.name(), f.help(), "untyped");
     for m in f.get_metric() {
         let labels: Vec<String> = m
             .get_label()
@@ -254,4 +294,65 @@ pub struct SummaryRow {
     pub requests: u64,
     pub cost_usd: f64,
     pub baseline_usd: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// CONTRACT.md's Metrics table, with the type each family is exposed as.
+    const FAMILIES: [(&str, &str); 13] = [
+        ("sluice_requests_total", "counter"),
+        ("sluice_cost_usd_total", "counter"),
+        ("sluice_baseline_cost_usd_total", "counter"),
+        ("sluice_savings_usd_total", "untyped"),
+        ("sluice_tokens_total", "counter"),
+        ("sluice_wasted_cost_usd_total", "counter"),
+        ("sluice_fallbacks_total", "counter"),
+        ("sluice_sla_violations_total", "counter"),
+        ("sluice_batch_queue_depth", "gauge"),
+        ("sluice_batches_total", "counter"),
+        ("sluice_batch_turnaround_seconds", "histogram"),
+        ("sluice_upstream_duration_seconds", "histogram"),
+        ("sluice_overhead_seconds", "histogram"),
+    ];
+
+    fn headers_once(text: &str) {
+        for (name, kind) in FAMILIES {
+            let lines = |prefix: &str| text.lines().filter(|l| l.starts_with(prefix)).count();
+            assert_eq!(lines(&format!("# HELP {name} ")), 1, "{name}:\n{text}");
+            assert_eq!(
+                lines(&format!("# TYPE {name} {kind}")),
+                1,
+                "{name}:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_family_is_exposed_before_and_after_its_samples() {
+        let m = Metrics::new(Registry::new()).unwrap();
+        let fresh = String::from_utf8(m.render()).unwrap();
+        headers_once(&fresh);
+        assert!(fresh.lines().all(|l| l.starts_with('#')), "{fresh}");
+
+        m.requests
+            .with_label_values(&["r", "c", "openai", "gpt-4o-mini", "interactive", "200"])
+            .inc();
+        m.savings
+            .with_label_values(&["r", "c", "openai", "gpt-4o-mini", "batch"])
+            .add(0.5);
+        m.overhead.with_label_values(&["r"]).observe(0.001);
+        // A queue that drained leaves no series: the family must stay visible.
+        m.batch_queue_depth
+            .with_label_values(&["openai", "gpt-4o-mini"])
+            .set(3.0);
+        m.batch_queue_depth.reset();
+        let text = String::from_utf8(m.render()).unwrap();
+        headers_once(&text);
+        assert!(text.contains("sluice_requests_total{"), "{text}");
+        assert!(text.contains("sluice_savings_usd_total{"), "{text}");
+        assert!(text.contains("sluice_overhead_seconds_count{"), "{text}");
+        assert!(!text.contains("sluice_batch_queue_depth{"), "{text}");
+    }
 }

@@ -213,3 +213,147 @@ fn demo_runs_the_mixed_workload_and_prints_the_savings_table() {
     }
     assert!(stdout.lines().any(|l| l.starts_with("TOTAL")));
 }
+
+/// A `sluice serve` child, killed and reaped when dropped, whose stderr lines arrive on a
+/// channel (closed when the process exits).
+struct Serve {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How long a gateway may take to start or to fail.
+const START: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Serve {
+    /// `sluice serve` in `dir` on a free port, with the environment cleared but for `env`.
+    fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> Serve {
+        use std::io::BufRead as _;
+        let policies = dir.join("policies");
+        std::fs::create_dir_all(&policies).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        cmd.arg("serve")
+            .env_clear()
+            .env("RUST_LOG", "info")
+            .env("SLUICE_LISTEN", "127.0.0.1:0")
+            .env("SLUICE_POLICIES", &policies)
+            .current_dir(dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Serve { child, lines }
+    }
+
+    /// Every stderr line until the process exits (bounded by [`START`]), and its status.
+    fn until_exit(mut self) -> (Option<i32>, Vec<String>) {
+        let deadline = std::time::Instant::now() + START;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => seen.push(l),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "sluice serve still running after {START:?}:\n{}",
+                        seen.join("\n")
+                    )
+                }
+            }
+        }
+        (self.child.wait().unwrap().code(), seen)
+    }
+
+    /// Waits (bounded) for the `listening` line; panics if the process exits first.
+    fn until_listening(&mut self) -> Vec<String> {
+        let deadline = std::time::Instant::now() + START;
+        let mut seen = Vec::new();
+        while !seen.iter().any(|l: &String| l.contains("listening")) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => seen.push(l),
+                Err(e) => panic!("no `listening` ({e}):\n{}", seen.join("\n")),
+            }
+        }
+        seen
+    }
+}
+
+#[test]
+fn serve_refuses_a_store_that_cannot_work_before_listening() {
+    let dir = temp_dir("bad-stores");
+    let missing_dir = format!("sqlite://{}/typo/sluice.db", dir.display());
+    let cases = [
+        ("sqlite://", "no database path"),
+        ("sqlite:", "no database path"),
+        (missing_dir.as_str(), "does not exist"),
+        ("sqlite://sluice.db?mode=sideways", "unknown mode"),
+        ("sqlite://sluice.db?colour=blue", "colour"),
+        ("sqlite://sluice.db?mode=ro", "must be writable"),
+        ("sluice.db", "invalid URL: no scheme"),
+        (
+            "mysql://sluice:hunter2@localhost/sluice",
+            "unknown scheme \"mysql\"",
+        ),
+    ];
+    for (url, reason) in cases {
+        let (code, lines) = Serve::start(&dir, &[("SLUICE_STORE", url)]).until_exit();
+        let all = lines.join("\n");
+        assert_eq!(code, Some(1), "{url}:\n{all}");
+        assert!(
+            !lines.iter().any(|l| l.contains("listening")),
+            "{url}: listened\n{all}"
+        );
+        let errors: Vec<&String> = lines.iter().filter(|l| l.starts_with("error: ")).collect();
+        assert_eq!(errors.len(), 1, "{url}: one error line expected\n{all}");
+        assert!(errors[0].contains(reason), "{url}: {}", errors[0]);
+        assert!(!all.contains("hunter2"), "{url}: password printed\n{all}");
+    }
+    assert!(
+        !dir.join("typo").exists(),
+        "a missing directory was created"
+    );
+    assert!(
+        !dir.join("sluice.db").exists(),
+        "a refused store was created"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn serve_creates_the_default_store_and_with_mode_rwc_its_directory() {
+    let dir = temp_dir("good-stores");
+    // The default, sqlite://sluice.db, in the working directory.
+    let mut serve = Serve::start(&dir, &[]);
+    serve.until_listening();
+    drop(serve);
+    assert!(dir.join("sluice.db").is_file());
+
+    let db = dir.join("new").join("dir").join("store.db");
+    let url = format!("sqlite://{}?mode=rwc", db.display());
+    let mut serve = Serve::start(&dir, &[("SLUICE_STORE", &url)]);
+    serve.until_listening();
+    drop(serve);
+    assert!(db.is_file());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -225,9 +225,29 @@ async fn dashboard_alerts_and_metrics_work_against_a_real_prometheus() {
         c.batch.fallback_lead = Duration::from_millis(118_500);
     })
     .await;
+    // Before any traffic every contract family is already exposed, and the text parses.
+    let fresh = gw.metrics().await;
+    for (name, _) in dashboard::CONTRACT {
+        for line in ["# HELP", "# TYPE"] {
+            assert!(
+                fresh.contains(&format!("{line} {name} ")),
+                "fresh /metrics lacks `{line} {name}`:\n{fresh}"
+            );
+        }
+    }
+    tools.promtool(&["check", "metrics"], Some(&fresh));
+
     let prom = Prometheus::start(&tools, gw.addr, &alerts).await;
     prom.until("a successful scrape", "up{job=\"sluice\"}", |v| v == 1.0)
         .await;
+    // Prometheus took every family's metadata from that first, sample-less scrape.
+    let metadata = prom.api("/api/v1/metadata").await.unwrap();
+    for (name, _) in dashboard::CONTRACT {
+        assert!(
+            metadata[name].is_array(),
+            "Prometheus has no metadata for {name}: {metadata}"
+        );
+    }
 
     // Two waves, Prometheus caught up after each: every counter series exists before the
     // second wave moves it, so rate() and increase() have something to show.

@@ -2,10 +2,15 @@
 
 use super::*;
 
-/// Ready when the store answers (the deferred tiers need it).
+/// Ready when the deferred tiers can work: their loop runs and the store takes a write.
 pub(super) async fn ready(app: &App) -> Result<Response<RespBody>, GatewayError> {
     if let Some(engine) = &app.engine {
-        engine.store().ping().await?;
+        engine
+            .readiness()
+            .await
+            .map_err(|e| GatewayError::NotReady {
+                reason: e.to_string(),
+            })?;
     }
     Ok(full(StatusCode::OK, "text/plain", "ready\n"))
 }

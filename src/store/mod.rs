@@ -9,6 +9,9 @@
 //! store never reads the clock, which keeps it deterministic under test.
 
 pub mod sqlite;
+mod url;
+
+pub use url::redacted;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -23,8 +26,12 @@ pub enum StoreError {
     Query(String),
     #[error("corrupt row in the store: {0}")]
     Corrupt(String),
-    #[error("unsupported store URL {0:?}: expected sqlite://PATH or postgres://...")]
+    /// The URL names no store this build can open (unknown scheme, backend not built).
+    #[error("unsupported URL: {0}")]
     UnsupportedUrl(String),
+    /// The URL is malformed or names a database that cannot exist as given.
+    #[error("invalid URL: {0}")]
+    InvalidUrl(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -347,15 +354,22 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes finished jobs completed before `before_ms` and idempotency keys older than 24 h.
     async fn purge(&self, before_ms: i64) -> Result<u64>;
 
-    /// Readiness: the store answers.
+    /// Readiness: the store answers reads.
     async fn ping(&self) -> Result<()>;
+
+    /// Readiness: the store takes a write now. A tiny durable write (one row, overwritten
+    /// each time) committed the way every other write is, so a full disk, a read-only file
+    /// or a lost connection shows here before a request finds it.
+    async fn probe_write(&self, now_ms: i64) -> Result<()>;
 }
 
-/// Opens the store a `SLUICE_STORE` URL names.
+/// Opens the store a `SLUICE_STORE` URL names; a URL that cannot name a working store
+/// fails here, before anything is created.
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
-    if url.starts_with("sqlite:") {
-        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
-    } else {
-        Err(StoreError::UnsupportedUrl(url.to_owned()))
+    match url::scheme(url)? {
+        url::Scheme::Sqlite => Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?)),
+        url::Scheme::Postgres => Err(StoreError::UnsupportedUrl(
+            "the PostgreSQL store is not available in this build; use sqlite://PATH".into(),
+        )),
     }
 }

@@ -4,13 +4,13 @@
 //! Schema: `migrations/sqlite/` (embedded; versions recorded in `_sqlx_migrations`).
 
 mod rows;
+mod url;
 mod writer;
 
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -18,9 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use sqlx::ConnectOptions;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::{mpsc, oneshot};
 
 use self::rows::{FLUSH_COLUMNS, JOB_COLUMNS, db_error, migrate_error};
@@ -55,29 +53,21 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if missing) the database `url` names: `sqlite://PATH`,
-    /// `sqlite:PATH` or `sqlite::memory:`, and brings its schema up to date.
+    /// Opens the database `url` names — `sqlite://PATH`, `sqlite:PATH` or
+    /// `sqlite::memory:`, creating what its `mode` allows (see [`url`]) — and brings its
+    /// schema up to date.
     pub async fn open(url: &str) -> Result<SqliteStore> {
         if !url.starts_with("sqlite:") {
-            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+            return Err(StoreError::UnsupportedUrl(format!(
+                "{:?} is not a sqlite: URL",
+                super::redacted(url)
+            )));
         }
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::UnsupportedUrl(format!("{url}: {e}")))?
-            .create_if_missing(true)
+        let options = url::options(url)?
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        if !in_memory {
-            if let Some(dir) = options.get_filename().parent() {
-                if !dir.as_os_str().is_empty() {
-                    std::fs::create_dir_all(dir).map_err(|e| {
-                        StoreError::Unavailable(format!("creating {}: {e}", dir.display()))
-                    })?;
-                }
-            }
-        }
 
         // The writer connection exists first: it creates the file and, for an in-memory
         // database, keeps it alive for the readers (shared cache) as long as the store.
@@ -371,5 +361,9 @@ impl Store for SqliteStore {
             .await
             .map_err(db_error)?;
         Ok(())
+    }
+
+    async fn probe_write(&self, now_ms: i64) -> Result<()> {
+        self.write(|reply| Request::Probe(now_ms, reply)).await
     }
 }

@@ -153,6 +153,8 @@ async fn enqueue_then_job_round_trips_exact_bytes() {
     assert_eq!(queued[0].prefix.as_deref(), Some("abcd"));
     assert_eq!(queued[0].tier, Tier::Flex);
     store.ping().await.unwrap();
+    store.probe_write(5).await.unwrap();
+    store.probe_write(6).await.unwrap();
 }
 
 #[tokio::test]

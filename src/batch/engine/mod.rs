@@ -65,8 +65,12 @@ impl EngineConfig {
     }
 }
 
+mod liveness;
 mod message_batches;
 mod results;
+
+use liveness::Liveness;
+pub use liveness::{NotReady, PROBE_TIMEOUT};
 
 pub struct Engine {
     store: Arc<dyn Store>,
@@ -82,6 +86,8 @@ pub struct Engine {
     backoff: Mutex<HashMap<GroupKey, i64>>,
     /// Jobs whose synchronous fallback this process is sending.
     in_flight: Mutex<std::collections::HashSet<String>>,
+    /// The loop's heartbeat, for readiness.
+    liveness: Arc<Liveness>,
 }
 
 fn ms(d: Duration) -> i64 {
@@ -114,7 +120,22 @@ impl Engine {
             turnaround: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(std::collections::HashSet::new()),
+            liveness: Arc::new(Liveness::default()),
         }
+    }
+
+    /// `Ok` when the deferred tiers can work now: the loop runs and makes progress, and
+    /// the store answers and takes a write within [`PROBE_TIMEOUT`].
+    pub async fn readiness(&self) -> Result<(), NotReady> {
+        self.liveness.check(self.cfg.poll_interval)?;
+        let probe = async {
+            self.store.ping().await?;
+            self.store.probe_write(now_ms()).await
+        };
+        tokio::time::timeout(PROBE_TIMEOUT, probe)
+            .await
+            .map_err(|_| NotReady::StoreTimeout(PROBE_TIMEOUT))??;
+        Ok(())
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -190,14 +211,27 @@ impl Engine {
         Ok(())
     }
 
-    /// Runs until `shutdown` resolves.
-    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+    /// The loop, until `shutdown` resolves. It counts as running (for readiness) from this
+    /// call, not from the first poll of the future, until the future ends or is dropped.
+    pub fn run(
+        self: Arc<Self>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> impl std::future::Future<Output = ()> {
+        let running = self.liveness.start();
+        async move {
+            let _running = running;
+            self.run_loop(shutdown).await
+        }
+    }
+
+    async fn run_loop(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut last_purge = 0i64;
         let mut completed_seen = now_ms();
         // Wakes by new jobs are coalesced: one scan of the queue serves many arrivals.
         let min_gap = self.cfg.poll_interval.min(Duration::from_millis(100));
         loop {
+            self.liveness.beat();
             if let Err(e) = self.wake_completed(&mut completed_seen).await {
                 tracing::warn!(error = %e, "deferred tier: cannot read recent completions");
             }
@@ -208,6 +242,7 @@ impl Engine {
                     now_ms() + 1_000
                 }
             };
+            self.liveness.beat();
             let now = now_ms();
             if now - last_purge > 60_000 {
                 last_purge = now;
@@ -590,6 +625,7 @@ impl Engine {
     ) -> crate::batch::client::FileChunks {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let store = self.store.clone();
+        let liveness = self.liveness.clone();
         let flush_id = f.id.clone();
         tokio::spawn(async move {
             if !head.is_empty() && tx.send(Ok(Bytes::from(head))).await.is_err() {
@@ -608,6 +644,8 @@ impl Engine {
                 let Some((last, _, _)) = page.last() else {
                     break;
                 };
+                // A large input file takes a while: progress, not a stuck loop.
+                liveness.beat();
                 after = Some(*last);
                 let mut chunk = bytes::BytesMut::new();
                 for (_, id, body) in &page {

@@ -110,6 +110,8 @@ impl Engine {
                 }
                 None => (lines.finish().into_iter().collect(), true),
             };
+            // A large result file takes a while: progress, not a stuck loop.
+            self.liveness.beat();
             for line in batch {
                 let parsed = match f.provider {
                     Provider::Anthropic => crate::batch::anthropic::parse_line(&line),

@@ -60,6 +60,7 @@ pub(super) fn dup(e: &StoreError) -> StoreError {
         StoreError::Query(s) => StoreError::Query(s.clone()),
         StoreError::Corrupt(s) => StoreError::Corrupt(s.clone()),
         StoreError::UnsupportedUrl(s) => StoreError::UnsupportedUrl(s.clone()),
+        StoreError::InvalidUrl(s) => StoreError::InvalidUrl(s.clone()),
     }
 }
 

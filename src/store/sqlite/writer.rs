@@ -59,6 +59,8 @@ pub(super) enum Request {
     CompleteJob(String, JobResult, Option<LedgerEntry>, Reply<bool>),
     Record(Vec<LedgerEntry>, Reply<()>),
     Purge(i64, Reply<u64>),
+    /// The readiness probe: overwrites the one row of `probe`.
+    Probe(i64, Reply<()>),
 }
 
 /// How a request went inside the group transaction.
@@ -117,6 +119,7 @@ impl Request {
             Request::CompleteJob(_, _, _, r) => fail(r, e),
             Request::Record(_, r) => fail(r, e),
             Request::Purge(_, r) => fail(r, e),
+            Request::Probe(_, r) => fail(r, e),
         }
     }
 
@@ -154,6 +157,7 @@ impl Request {
             }
             Request::Record(entries, r) => settle(r, record(conn, &entries).await),
             Request::Purge(before_ms, r) => settle(r, purge(conn, before_ms).await),
+            Request::Probe(at_ms, r) => settle(r, probe(conn, at_ms).await),
         }
     }
 }
@@ -512,4 +516,16 @@ async fn purge(conn: &mut SqliteConnection, before_ms: i64) -> Result<u64> {
         .await
         .map_err(db_error)?;
     Ok(done.rows_affected())
+}
+
+async fn probe(conn: &mut SqliteConnection, at_ms: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO probe (id, at_ms) VALUES (1, ?) \
+         ON CONFLICT (id) DO UPDATE SET at_ms = excluded.at_ms",
+    )
+    .bind(at_ms)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    Ok(())
 }
