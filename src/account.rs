@@ -12,8 +12,11 @@ use crate::types::{Provider, Tier, Usage};
 
 /// Label used for any model that is neither priced nor named in a policy.
 pub const OTHER_MODEL: &str = "other";
-/// Unpriced model names are logged once each, up to this many distinct names.
+/// Unpriced model names are logged once each, up to this many distinct names; the set
+/// holds 8-byte hashes, not the names, so a client cannot grow it by sending long ones.
 const MAX_WARNED_MODELS: usize = 1024;
+/// Longest model name written to a log line.
+const MAX_LOGGED_MODEL: usize = 128;
 
 /// One answered request, as the accountant needs it.
 #[derive(Debug, Clone, Copy)]
@@ -31,7 +34,7 @@ pub struct Accountant {
     prices: Arc<PriceTable>,
     models: ModelMap,
     metrics: Arc<Metrics>,
-    warned: Mutex<HashSet<String>>,
+    warned: Mutex<HashSet<u64>>,
     /// Every answer also goes to the durable ledger (`sluice report`), written in batches
     /// by a background task so the request path never waits on the store.
     ledger: Option<tokio::sync::mpsc::Sender<LedgerEntry>>,
@@ -183,11 +186,40 @@ impl Accountant {
         let Ok(mut warned) = self.warned.lock() else {
             return;
         };
-        if warned.len() < MAX_WARNED_MODELS && warned.insert(model.to_owned()) {
+        let hash = xxhash_rust::xxh3::xxh3_64(model.as_bytes());
+        if warned.len() < MAX_WARNED_MODELS && warned.insert(hash) {
+            let mut end = model.len().min(MAX_LOGGED_MODEL);
+            while !model.is_char_boundary(end) {
+                end -= 1;
+            }
             tracing::warn!(
-                model,
+                model = &model[..end],
+                truncated = end < model.len(),
                 "model has no price: answered and counted, but its cost is not recorded"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unpriced_names_cost_a_bounded_set_of_hashes() {
+        let metrics = Arc::new(Metrics::new(prometheus::Registry::new()).unwrap());
+        let a = Accountant::new(
+            Arc::new(PriceTable::builtin()),
+            crate::policy::PolicySet::from_sources(&[]).unwrap().models,
+            metrics,
+        );
+        let long = "x".repeat(64 * 1024);
+        for i in 0..3 * MAX_WARNED_MODELS {
+            a.warn_unpriced(&format!("{long}{i}"));
+        }
+        let warned = a.warned.lock().unwrap();
+        assert_eq!(warned.len(), MAX_WARNED_MODELS);
+        // 8 bytes a name, whatever its length.
+        assert_eq!(std::mem::size_of_val(warned.iter().next().unwrap()), 8);
     }
 }

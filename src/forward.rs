@@ -18,26 +18,46 @@ use crate::upstream::{Upstream, UpstreamError};
 /// Largest non-streaming answer Sluice reads into memory (embeddings of big batches are large).
 pub const MAX_ANSWER_BYTES: usize = 256 * 1024 * 1024;
 
-/// Client headers never sent upstream: hop-by-hop headers, the gateway's own credentials
-/// and controls, and `accept-encoding` (Sluice reads usage from answers, so they must be plain).
-const DROP_REQUEST: [&str; 16] = [
-    "host",
-    "authorization",
-    "x-api-key",
-    "content-length",
-    "connection",
-    "keep-alive",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "x-sla",
-    "prefer",
-    "idempotency-key",
-    "accept-encoding",
+/// Client headers that reach the provider (an allow-list: anything else, such as cookies,
+/// forwarding headers, the gateway's credentials and controls, stays at the gateway):
+/// content negotiation, the SDK's identity and the API version and beta opt-ins it needs.
+/// `accept-encoding` is not among them: Sluice reads usage from answers, so they are plain.
+const PASS_REQUEST: [&str; 5] = [
+    "accept",
+    "user-agent",
+    "openai-beta",
+    "anthropic-version",
+    "anthropic-beta",
 ];
+/// Prefixes passed as well: the SDKs' `x-stainless-*` runtime and retry metadata, and the
+/// built-in simulator's `x-sim-*` fault controls (meaningless to a real provider).
+const PASS_REQUEST_PREFIX: [&str; 2] = ["x-stainless-", "x-sim-"];
+
+/// The caller's own choice of who pays at OpenAI: passed only when its policy allows.
+pub const BILLING_HEADERS: [&str; 2] = ["openai-organization", "openai-project"];
+
+/// What a client's policy sets on its requests to a provider: the organization and project
+/// that pay (OpenAI), and whether the caller may choose its own instead.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Billing {
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub pass_caller: bool,
+}
+
+impl Billing {
+    pub const NONE: &'static Billing = &Billing {
+        headers: Vec::new(),
+        pass_caller: false,
+    };
+}
+
+/// Whether a client header may reach the provider.
+pub fn passes(name: &HeaderName, billing: &Billing) -> bool {
+    let n = name.as_str();
+    PASS_REQUEST.contains(&n)
+        || PASS_REQUEST_PREFIX.iter().any(|p| n.starts_with(p))
+        || (billing.pass_caller && BILLING_HEADERS.contains(&n))
+}
 
 /// Upstream response headers not relayed: hop-by-hop and length (Sluice may change the body).
 const DROP_RESPONSE: [&str; 6] = [
@@ -117,6 +137,7 @@ impl Forwarder {
         endpoint: Endpoint,
         model: &str,
         client_headers: &HeaderMap,
+        billing: &Billing,
         body: Bytes,
     ) -> Result<http::Response<Incoming>, GatewayError> {
         let target = self.targets.get(&(provider, endpoint)).ok_or_else(|| {
@@ -138,9 +159,13 @@ impl Forwarder {
         *req.uri_mut() = target.uri.clone();
         let headers = req.headers_mut();
         for (name, value) in client_headers {
-            if !DROP_REQUEST.contains(&name.as_str()) && !name.as_str().starts_with("x-sluice-") {
+            if passes(name, billing) {
                 headers.append(name.clone(), value.clone());
             }
+        }
+        // The policy's organization and project win over the caller's.
+        for (name, value) in &billing.headers {
+            headers.insert(name.clone(), value.clone());
         }
         headers.insert(auth_name, auth);
         headers.insert(

@@ -18,6 +18,10 @@ use xxhash_rust::xxh3::Xxh3;
 use crate::error::GatewayError;
 use crate::types::Endpoint;
 
+/// Longest model name accepted. Provider model ids are short; this bounds what a name
+/// costs in the store, the logs and every map keyed by model.
+pub const MAX_MODEL_BYTES: usize = 256;
+
 /// What Sluice knows about a request body after one parse.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestFacts {
@@ -124,6 +128,13 @@ pub fn inspect(endpoint: Endpoint, body: &[u8]) -> Result<RequestFacts, GatewayE
         )
     })?;
     let model = match probe.model {
+        Some(m) if m.len() > MAX_MODEL_BYTES => {
+            return Err(GatewayError::InvalidRequest {
+                message: format!("model must be at most {MAX_MODEL_BYTES} bytes"),
+                param: Some("model"),
+                code: "invalid_model",
+            });
+        }
         Some(m) if !m.is_empty() => m.into_owned(),
         _ => {
             return Err(GatewayError::InvalidRequest {
@@ -330,6 +341,15 @@ mod tests {
                 String::from_utf8_lossy(body)
             );
         }
+    }
+
+    #[test]
+    fn a_model_name_is_bounded() {
+        let ok = format!("{{\"model\":\"{}\"}}", "m".repeat(MAX_MODEL_BYTES));
+        assert!(inspect(CHAT, ok.as_bytes()).is_ok());
+        let long = format!("{{\"model\":\"{}\"}}", "m".repeat(MAX_MODEL_BYTES + 1));
+        let e = inspect(CHAT, long.as_bytes()).unwrap_err();
+        assert_eq!(e.openai_fields().1, Some("model"));
     }
 
     #[test]

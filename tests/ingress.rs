@@ -296,3 +296,84 @@ async fn early_errors_reach_clients_still_sending_their_body() {
     let _ = std::fs::remove_file(&file);
     gw.stop().await;
 }
+
+/// Headers reach the provider through an allow-list; who pays at OpenAI is the policy's
+/// choice, not the caller's, unless the policy lets callers choose.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_allowed_headers_reach_the_provider_and_the_policy_picks_who_pays() {
+    let gw = Gateway::start_sim(
+        fast(),
+        vec![
+            keyed_policy("team", KEY, ""),
+            keyed_policy(
+                "billed",
+                "sk-billed",
+                "openai_organization = \"org-policy\"\nopenai_project = \"proj_policy\"\n",
+            ),
+            keyed_policy("free", "sk-free", "allow_caller_openai_billing = true\n"),
+        ],
+        |_| {},
+    )
+    .await;
+    let caller = [
+        ("openai-organization", "org-caller"),
+        ("openai-project", "proj_caller"),
+        ("cookie", "session=secret"),
+        ("x-forwarded-for", "10.0.0.1"),
+        ("x-stainless-lang", "python"),
+        ("user-agent", "OpenAI/Python 1.0"),
+        ("openai-beta", "assistants=v2"),
+        ("x-custom-thing", "1"),
+    ];
+    let mut seen = Vec::new();
+    for key in ["sk-team", "sk-billed", "sk-free"] {
+        let auth = format!("Bearer {key}");
+        let mut h = vec![("authorization", auth.as_str())];
+        h.extend(caller);
+        let (s, _, b) = gw.post(CHAT, &h, &chat(key)).await;
+        assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+        let log = gw.sim_requests().await;
+        seen.push(log.last().unwrap()["headers"].clone());
+    }
+    for h in &seen {
+        for dropped in [
+            "cookie",
+            "x-forwarded-for",
+            "x-custom-thing",
+            "x-sla",
+            "idempotency-key",
+        ] {
+            assert!(
+                h.get(dropped).is_none(),
+                "{dropped} reached the provider: {h}"
+            );
+        }
+        assert_eq!(h["x-stainless-lang"], "python");
+        assert_eq!(h["user-agent"], "OpenAI/Python 1.0");
+        assert_eq!(h["openai-beta"], "assistants=v2");
+        assert_ne!(
+            h["authorization"], "Bearer sk-team",
+            "the gateway key never goes upstream"
+        );
+    }
+    // team: neither the caller's organization nor project.
+    assert!(seen[0].get("openai-organization").is_none(), "{}", seen[0]);
+    assert!(seen[0].get("openai-project").is_none());
+    // billed: the policy's, whatever the caller said.
+    assert_eq!(seen[1]["openai-organization"], "org-policy");
+    assert_eq!(seen[1]["openai-project"], "proj_policy");
+    // free: the caller's, as its policy allows.
+    assert_eq!(seen[2]["openai-organization"], "org-caller");
+    assert_eq!(seen[2]["openai-project"], "proj_caller");
+    // A client that pays from its own project is not mixed into shared batches.
+    let (s, h, _) = gw
+        .post(
+            CHAT,
+            &[("authorization", "Bearer sk-billed"), ("x-sla", "24h")],
+            &chat("later"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(h["x-sluice-tier"], "interactive");
+    gw.stop().await;
+}

@@ -277,7 +277,7 @@ async fn proxy(
             flex_capable,
         },
         sla,
-        &capabilities(app, provider, endpoint, &facts),
+        &capabilities(app, client, provider, endpoint, &facts),
     );
 
     let cache_key = decision
@@ -373,6 +373,7 @@ async fn proxy(
             app,
             &mut ctx,
             &parts.headers,
+            client.billing(provider),
             endpoint,
             flex_body,
             upstream_body,
@@ -386,6 +387,7 @@ async fn proxy(
                 endpoint,
                 &ctx.facts.model,
                 &parts.headers,
+                client.billing(provider),
                 upstream_body,
             )
             .await
@@ -558,6 +560,7 @@ fn price_headers(h: &mut HeaderMap, tier: Tier, priced: Option<&Priced>) {
 /// What the gateway can do for this request right now.
 fn capabilities(
     app: &App,
+    client: &ClientPolicy,
     provider: Provider,
     endpoint: Endpoint,
     facts: &RequestFacts,
@@ -567,8 +570,11 @@ fn capabilities(
             // A client-chosen service tier is honoured synchronously, never batched.
             // OpenAI batches chat, completions and embeddings; Anthropic batches native
             // Messages requests (translated chat requests stay synchronous).
+            // A client that pays from its own OpenAI organization or project is not mixed
+            // into shared batches, which carry the gateway's (left for the provider seam).
             batch: e.batches(provider)
                 && !facts.has_service_tier
+                && client.billing(provider).headers.is_empty()
                 && match provider {
                     Provider::Anthropic => endpoint == Endpoint::Messages,
                     _ => !matches!(endpoint, Endpoint::Responses | Endpoint::Messages),
@@ -588,10 +594,12 @@ fn capabilities(
 
 /// A flex call with a default-tier call made in time: when flex answers 429 (resource
 /// unavailable) or has not answered within its share of the deadline.
+#[allow(clippy::too_many_arguments)] // the per-request context of issue 9 will carry these
 async fn send_flex(
     app: &App,
     ctx: &mut Ctx,
     headers: &HeaderMap,
+    billing: &forward::Billing,
     endpoint: Endpoint,
     flex_body: Bytes,
     default_body: Bytes,
@@ -606,8 +614,14 @@ async fn send_flex(
     };
     let flex = tokio::time::timeout(
         budget,
-        app.forwarder
-            .send(ctx.provider, endpoint, &ctx.facts.model, headers, flex_body),
+        app.forwarder.send(
+            ctx.provider,
+            endpoint,
+            &ctx.facts.model,
+            headers,
+            billing,
+            flex_body,
+        ),
     )
     .await;
     let reason = match flex {
@@ -627,6 +641,7 @@ async fn send_flex(
             endpoint,
             &ctx.facts.model,
             headers,
+            billing,
             default_body,
         )
         .await

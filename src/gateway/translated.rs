@@ -43,6 +43,7 @@ pub(super) async fn translated(
             Endpoint::Messages,
             &ctx.facts.model,
             &forwarded,
+            forward::Billing::NONE,
             upstream_body,
         )
         .await;

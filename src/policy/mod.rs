@@ -54,6 +54,12 @@ struct RawClient {
     pin_tier: Option<Tier>,
     #[serde(default, deserialize_with = "de_tiers")]
     forbid_tiers: Vec<Tier>,
+    /// Sent as `OpenAI-Organization` / `OpenAI-Project` on this client's OpenAI requests.
+    openai_organization: Option<String>,
+    openai_project: Option<String>,
+    /// Let callers send their own `OpenAI-Organization` / `OpenAI-Project` (default false:
+    /// the operator's key pays as the operator configured).
+    allow_caller_openai_billing: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,6 +176,8 @@ pub struct ClientPolicy {
     pub routes: Vec<RoutePolicy>,
     /// Serves requests no named route matches.
     pub default_route: RoutePolicy,
+    /// Who pays at OpenAI for this client's requests.
+    pub openai_billing: crate::forward::Billing,
 }
 
 impl ClientPolicy {
@@ -183,6 +191,15 @@ impl ClientPolicy {
             max_sla: Sla::BATCH,
             routes: Vec::new(),
             default_route: default_route(true, None, None, Vec::new()),
+            openai_billing: crate::forward::Billing::default(),
+        }
+    }
+
+    /// The billing headers for a request of this client to `provider`.
+    pub fn billing(&self, provider: crate::types::Provider) -> &crate::forward::Billing {
+        match provider {
+            crate::types::Provider::OpenAi => &self.openai_billing,
+            _ => crate::forward::Billing::NONE,
         }
     }
 
@@ -548,7 +565,30 @@ impl PolicySet {
                     batch_max_requests: r.batch_max_requests,
                 });
             }
+            let mut billing = crate::forward::Billing {
+                headers: Vec::new(),
+                pass_caller: c.allow_caller_openai_billing.unwrap_or(false),
+            };
+            for (header, value) in [
+                ("openai-organization", &c.openai_organization),
+                ("openai-project", &c.openai_project),
+            ] {
+                let Some(v) = value else { continue };
+                let v = http::HeaderValue::from_str(v.trim())
+                    .ok()
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| {
+                        err(
+                            c.name.span(),
+                            format!("{header} {v:?} must be a non-empty header value"),
+                        )
+                    })?;
+                billing
+                    .headers
+                    .push((http::HeaderName::from_static(header), v));
+            }
             clients.push(ClientPolicy {
+                openai_billing: billing,
                 name: name.into(),
                 key_count: c.keys.len(),
                 default_sla: c.default_sla.unwrap_or(Sla::INTERACTIVE),

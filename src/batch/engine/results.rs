@@ -308,6 +308,11 @@ impl Engine {
                 job.endpoint,
                 &job.model,
                 &http::HeaderMap::new(),
+                self.policies
+                    .clients()
+                    .iter()
+                    .find(|c| *c.name == *job.client)
+                    .map_or(crate::forward::Billing::NONE, |c| c.billing(job.provider)),
                 body,
             )
             .await
