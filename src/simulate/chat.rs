@@ -248,20 +248,11 @@ impl<'a> Said<'a> {
         let limit = limit.unwrap_or(u64::MAX);
         match output {
             Output::Text => (Said::Text(answer), answer.words, answer.finish_reason),
-            Output::JsonObject | Output::Json(_) => {
-                let mut json = match output {
-                    Output::Json(json) => json,
-                    _ => serde_json::json!({"answer": Answer::new(ANSWER_PREFIX, last_user, None).text})
-                        .to_string(),
-                };
-                let used = tokens(&json);
-                if used > limit {
-                    truncate(&mut json, limit);
-                    (Said::Json(json), limit, "length")
-                } else {
-                    (Said::Json(json), used, "stop")
-                }
+            Output::JsonObject => {
+                let text = Answer::new(ANSWER_PREFIX, last_user, None).text;
+                Self::json(serde_json::json!({ "answer": text }).to_string(), limit)
             }
+            Output::Json(json) => Self::json(json, limit),
             Output::Call {
                 name,
                 mut arguments,
@@ -274,6 +265,16 @@ impl<'a> Said<'a> {
                     (Said::Call { name, arguments }, used, "tool_calls")
                 }
             }
+        }
+    }
+
+    fn json(mut json: String, limit: u64) -> (Self, u64, &'static str) {
+        let used = tokens(&json);
+        if used > limit {
+            truncate(&mut json, limit);
+            (Said::Json(json), limit, "length")
+        } else {
+            (Said::Json(json), used, "stop")
         }
     }
 
