@@ -119,6 +119,24 @@ fn chat(model: &str, system: &str, user: &str, stream: bool) -> serde_json::Valu
     })
 }
 
+/// The triage function the demo's tool-calling request offers.
+fn route_ticket_tool() -> serde_json::Value {
+    serde_json::json!([{"type": "function", "function": {
+        "name": "route_ticket",
+        "description": "Route a support ticket to a queue",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "queue": {"type": "string", "enum": ["refund", "bug"]},
+                "priority": {"type": "integer", "minimum": 1, "maximum": 3}
+            },
+            "required": ["queue", "priority"],
+            "additionalProperties": false
+        },
+        "strict": true
+    }}])
+}
+
 pub async fn run(out: &mut impl std::io::Write) -> Result<(), CliError> {
     let sim = start_simulator(SimConfig::default()).await?;
     let mut config = Config::load(None, &|_| None)?;
@@ -174,7 +192,7 @@ pub async fn run(out: &mut impl std::io::Write) -> Result<(), CliError> {
     .ok();
     writeln!(
         out,
-        "sending a mixed workload (interactive, streaming, semi, batch, cached, embeddings)...\n"
+        "sending a mixed workload (interactive, streaming, semi with a tool call, batch, cached, embeddings)...\n"
     )
     .ok();
     // Batch traffic: the callers wait on held connections while Sluice accumulates their
@@ -212,16 +230,25 @@ pub async fn run(out: &mut impl std::io::Write) -> Result<(), CliError> {
         check(r?);
     }
     for i in 0..8 {
-        let body = chat(
+        let mut body = chat(
             "gpt-5-mini",
             &handbook,
             &format!("Classify ticket #{i}: refund or bug?"),
             i % 2 == 0,
         );
-        check(
-            demo.post("/v1/chat/completions", Some("semi"), body)
-                .await?,
-        );
+        // One triage answer comes back as a tool call (structured, schema-valid arguments).
+        let tool = i == 1;
+        if tool {
+            body["tools"] = route_ticket_tool();
+            body["tool_choice"] = serde_json::json!("required");
+        }
+        let (status, bytes) = demo
+            .post("/v1/chat/completions", Some("semi"), body)
+            .await?;
+        let called = !tool
+            || serde_json::from_slice::<serde_json::Value>(&bytes)
+                .is_ok_and(|v| v["choices"][0]["finish_reason"] == "tool_calls");
+        check((if called { status } else { 0 }, bytes));
     }
     for i in 0..10 {
         let body = chat(
@@ -267,7 +294,7 @@ pub async fn run(out: &mut impl std::io::Write) -> Result<(), CliError> {
     write!(out, "{}", render(&rows)).ok();
     writeln!(
         out,
-        "\nbatch: deferred into one upstream Batch API / Message Batches call at 50% off; semi: flex tier where the model has it; faq-bot repeats: response cache; claims-assistant: Claude with automatic cache breakpoints."
+        "\nbatch: deferred into one upstream Batch API / Message Batches call at 50% off; semi: flex tier where the model has it; faq-bot repeats: response cache; claims-assistant: Claude with automatic cache breakpoints; ticket-triage: one ticket is routed by a tool call."
     )
     .ok();
     let _ = stop_tx.send(());

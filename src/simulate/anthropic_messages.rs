@@ -3,10 +3,10 @@
 //!
 //! The answer is `Simulated answer to: <last user text>` (per word, truncated to
 //! `max_tokens` words → `stop_reason: max_tokens`; `max_tokens: 0` answers no content).
-//! With `tools` it is one `tool_use` block (`toolu_sim…`, the first tool or the one
-//! `tool_choice` names, input `{"city":"Paris"}` when the tool's schema has a `city`
-//! property, else `{}`, `stop_reason: tool_use`) when `tool_choice` is `any` or `tool`, or
-//! when it is `auto` (default) and the last user text contains the word "weather".
+//! With `tools` it is one `tool_use` block (`toolu_sim…`, `stop_reason: tool_use`) when
+//! `tool_choice` is `any` (the first tool) or `tool` (that one), or when it is `auto`
+//! (default) and the last user text mentions a tool (the first such; same rule as chat,
+//! see `tools.rs`). Its `input` is the instance of the tool's `input_schema` (`schema.rs`).
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -16,7 +16,9 @@ use super::anthropic::AnthError;
 use super::anthropic_cache;
 use super::body::{Reply, sse_event};
 use super::chat::ANSWER_PREFIX;
+use super::schema;
 use super::text::{Answer, last_user_text, tokens};
+use super::tools::{json_pieces, mentions};
 use super::{Meta, Simulator};
 
 /// The `Message` object.
@@ -201,11 +203,6 @@ fn tool_choice<'a>(value: Option<&'a Value>, tools: &[Value]) -> Result<Choice<'
     Ok(choice)
 }
 
-fn mentions_weather(text: &str) -> bool {
-    text.split(|c: char| !c.is_alphanumeric())
-        .any(|w| w.eq_ignore_ascii_case("weather"))
-}
-
 /// The tool the answer calls, if any.
 fn pick_tool<'a>(req: &Request<'a>, last_user: &str) -> Option<&'a Value> {
     let first = req.tools.first()?;
@@ -213,7 +210,10 @@ fn pick_tool<'a>(req: &Request<'a>, last_user: &str) -> Option<&'a Value> {
         Choice::None => None,
         Choice::Any => Some(first),
         Choice::Tool(name) => req.tools.iter().find(|t| t["name"] == name),
-        Choice::Auto => mentions_weather(last_user).then_some(first),
+        Choice::Auto => req
+            .tools
+            .iter()
+            .find(|t| t["name"].as_str().is_some_and(|n| mentions(last_user, n))),
     }
 }
 
@@ -237,12 +237,7 @@ pub fn create(
     let (content, output_tokens, stop_reason) = if req.max_tokens == 0 {
         (Vec::new(), 0, "max_tokens")
     } else if let Some(tool) = pick_tool(&req, &last_user) {
-        let has_city = tool["input_schema"]["properties"].get("city").is_some();
-        let input = if has_city {
-            json!({"city": "Paris"})
-        } else {
-            json!({})
-        };
+        let input = schema::instance(&tool["input_schema"]);
         let name = tool["name"].as_str().unwrap_or_default().to_owned();
         let output = tokens(&name) + tokens(&input.to_string());
         let block = Block::ToolUse {
@@ -301,24 +296,6 @@ pub fn handle(sim: &Simulator, body: &[u8], seq: u64) -> Result<Reply, AnthError
 
 fn event(name: &str, value: &Value) -> Result<Bytes, AnthError> {
     sse_event(name, value).map_err(|e| AnthError::from_api(&e))
-}
-
-/// Largest `partial_json` piece of a streamed tool input.
-const JSON_PIECE: usize = 8;
-
-fn json_pieces(json: &str) -> Vec<&str> {
-    let mut pieces = Vec::new();
-    let mut rest = json;
-    while !rest.is_empty() {
-        let mut end = JSON_PIECE.min(rest.len());
-        while !rest.is_char_boundary(end) {
-            end += 1;
-        }
-        let (piece, tail) = rest.split_at(end);
-        pieces.push(piece);
-        rest = tail;
-    }
-    pieces
 }
 
 /// The named-event SSE sequence of a message (reference 2.2), one event per frame.
@@ -383,19 +360,4 @@ fn stream_frames(m: &Message) -> Result<Vec<Bytes>, AnthError> {
     frames.push(event("message_delta", &delta)?);
     frames.push(event("message_stop", &json!({"type": "message_stop"}))?);
     Ok(frames)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn weather_word_and_json_pieces() {
-        assert!(mentions_weather("What's the Weather in Paris?"));
-        assert!(!mentions_weather("weatherproof"));
-        let raw = r#"{"city":"Paris"}"#;
-        let pieces = json_pieces(raw);
-        assert!(pieces.len() > 1);
-        assert_eq!(pieces.concat(), raw);
-    }
 }

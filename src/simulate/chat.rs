@@ -1,4 +1,5 @@
-//! `POST /v1/chat/completions` (reference 1.3, 1.4).
+//! `POST /v1/chat/completions` (reference 1.3, 1.4); tool calls and structured outputs
+//! follow the rules of `tools.rs`.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -7,7 +8,8 @@ use serde_json::Value;
 use super::body::{Reply, SSE_DONE, json_bytes, sse_data};
 use super::cache::Prompt;
 use super::error::ApiError;
-use super::text::{Answer, last_user_text, message_tokens, tokens_of_len, write_canonical};
+use super::text::{Answer, last_user_text, message_tokens, tokens, tokens_of_len, write_canonical};
+use super::tools::{self, Output, json_pieces};
 use super::{Meta, Simulator};
 
 /// Prefix of every simulated chat answer.
@@ -26,6 +28,8 @@ struct ChatRequest {
     max_tokens: Option<i64>,
     service_tier: Option<String>,
     tools: Option<Value>,
+    tool_choice: Option<Value>,
+    response_format: Option<Value>,
 }
 
 /// `stream_options` of chat and legacy completions.
@@ -148,9 +152,32 @@ struct Choice<'a> {
 #[derive(Serialize)]
 struct Message<'a> {
     role: &'static str,
-    content: &'a str,
+    /// `null` when the message is a tool call.
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<[ToolCall<'a>; 1]>,
     refusal: (),
     annotations: [(); 0],
+}
+
+/// `ChatCompletionMessageToolCall`, or in a stream `ChatCompletionMessageToolCallChunk`
+/// (`index`; `id`, `type` and `function.name` only in the first chunk of a call).
+#[derive(Serialize)]
+struct ToolCall<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    function: Function<'a>,
+}
+
+#[derive(Serialize)]
+struct Function<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    arguments: &'a str,
 }
 
 #[derive(Serialize)]
@@ -174,12 +201,108 @@ struct ChunkChoice<'a> {
     finish_reason: Option<&'a str>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Default)]
 struct Delta<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     role: Option<&'static str>,
+    /// Absent, `null` (the opening chunk of a tool call) or a piece of text.
     #[serde(skip_serializing_if = "Option::is_none")]
-    content: Option<&'a str>,
+    content: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<[ToolCall<'a>; 1]>,
+    /// `null` in the opening chunk of a tool call, as OpenAI sends it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refusal: Option<()>,
+}
+
+/// What every choice of an answer says (all choices are the same).
+enum Said<'a> {
+    /// The text answer, streamed word by word.
+    Text(&'a Answer),
+    /// Structured content, streamed in pieces.
+    Json(String),
+    /// A function tool call.
+    Call { name: &'a str, arguments: String },
+}
+
+/// `text` cut to the bytes of `limit` tokens (on a character boundary).
+fn truncate(text: &mut String, limit: u64) {
+    let mut end = usize::try_from(limit.saturating_mul(4)).unwrap_or(usize::MAX);
+    if end < text.len() {
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+}
+
+impl<'a> Said<'a> {
+    /// The answer for `output`, cut to `limit`: `(said, completion tokens per choice,
+    /// finish_reason)`.
+    fn new(
+        output: Output<'a>,
+        answer: &'a Answer,
+        last_user: &str,
+        limit: Option<u64>,
+    ) -> (Self, u64, &'static str) {
+        let limit = limit.unwrap_or(u64::MAX);
+        match output {
+            Output::Text => (Said::Text(answer), answer.words, answer.finish_reason),
+            Output::JsonObject => {
+                let text = Answer::new(ANSWER_PREFIX, last_user, None).text;
+                Self::json(serde_json::json!({ "answer": text }).to_string(), limit)
+            }
+            Output::Json(json) => Self::json(json, limit),
+            Output::Call {
+                name,
+                mut arguments,
+            } => {
+                let used = tokens(name) + tokens(&arguments);
+                if used > limit {
+                    truncate(&mut arguments, limit.saturating_sub(tokens(name)));
+                    (Said::Call { name, arguments }, limit, "length")
+                } else {
+                    (Said::Call { name, arguments }, used, "tool_calls")
+                }
+            }
+        }
+    }
+
+    fn json(mut json: String, limit: u64) -> (Self, u64, &'static str) {
+        let used = tokens(&json);
+        if used > limit {
+            truncate(&mut json, limit);
+            (Said::Json(json), limit, "length")
+        } else {
+            (Said::Json(json), used, "stop")
+        }
+    }
+
+    fn message(&'a self, call_id: &'a str) -> Message<'a> {
+        let (content, tool_calls) = match self {
+            Said::Text(answer) => (Some(answer.text.as_str()), None),
+            Said::Json(json) => (Some(json.as_str()), None),
+            Said::Call { name, arguments } => (
+                None,
+                Some([ToolCall {
+                    index: None,
+                    id: Some(call_id),
+                    kind: Some("function"),
+                    function: Function {
+                        name: Some(name),
+                        arguments,
+                    },
+                }]),
+            ),
+        };
+        Message {
+            role: "assistant",
+            content,
+            tool_calls,
+            refusal: (),
+            annotations: [],
+        }
+    }
 }
 
 /// Handles one chat completion request body.
@@ -212,6 +335,13 @@ pub fn handle(sim: &Simulator, meta: &Meta, body: &[u8]) -> Result<Reply, ApiErr
         Some(_) => token_limit(req.max_completion_tokens, "max_completion_tokens")?,
         None => token_limit(req.max_tokens, "max_tokens")?,
     };
+    let last_user = last_user_text(messages);
+    let output = tools::plan(
+        req.tools.as_ref(),
+        req.tool_choice.as_ref(),
+        req.response_format.as_ref(),
+        &last_user,
+    )?;
 
     let mut header = Vec::new();
     if let Some(tools) = &req.tools {
@@ -230,122 +360,158 @@ pub fn handle(sim: &Simulator, meta: &Meta, body: &[u8]) -> Result<Reply, ApiErr
         sim.config.cache_min_tokens,
     );
 
-    let answer = Answer::new(ANSWER_PREFIX, &last_user_text(messages), limit);
-    let usage = ChatUsage::new(prompt_tokens, answer.words * u64::from(n), cached);
-    let id = format!("chatcmpl-sim{}", meta.seq);
-    let tier = answered_tier(req.service_tier.as_deref());
+    let answer = Answer::new(ANSWER_PREFIX, &last_user, limit);
+    let (said, completion, finish_reason) = Said::new(output, &answer, &last_user, limit);
+    let usage = ChatUsage::new(prompt_tokens, completion * u64::from(n), cached);
+    let head = Head {
+        id: &format!("chatcmpl-sim{}", meta.seq),
+        call_id: &format!("call_sim{}{}", sim.tag, meta.seq),
+        created: meta.created,
+        model,
+        tier: answered_tier(req.service_tier.as_deref()),
+    };
 
     if req.stream.unwrap_or(false) {
         let include_usage = req
             .stream_options
             .and_then(|o| o.include_usage)
             .unwrap_or(false);
-        let frames = stream_frames(
-            &id,
-            meta.created,
-            model,
-            tier,
-            n,
-            &answer,
-            usage,
-            include_usage,
-        )?;
+        let frames = stream_frames(&head, n, &said, finish_reason, usage, include_usage)?;
         return Ok(Reply::Sse(frames));
     }
 
-    let choices = (0..n)
-        .map(|index| Choice {
+    let ids: Vec<String> = (0..n).map(|i| head.call_id_of(i)).collect();
+    let choices = ids
+        .iter()
+        .zip(0..)
+        .map(|(call_id, index)| Choice {
             index,
-            message: Message {
-                role: "assistant",
-                content: &answer.text,
-                refusal: (),
-                annotations: [],
-            },
+            message: said.message(call_id),
             logprobs: (),
-            finish_reason: answer.finish_reason,
+            finish_reason,
         })
         .collect();
     let resp = Completion {
-        id: &id,
+        id: head.id,
         object: "chat.completion",
-        created: meta.created,
+        created: head.created,
         model,
         choices,
         usage,
-        service_tier: tier,
+        service_tier: head.tier,
         system_fingerprint: FINGERPRINT,
     };
     Ok(Reply::Json(json_bytes(&resp)?))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn stream_frames(
-    id: &str,
+/// What every chunk of one answer repeats.
+struct Head<'a> {
+    id: &'a str,
+    /// Tool call ids are this plus the choice index.
+    call_id: &'a str,
     created: u64,
-    model: &str,
-    tier: &str,
+    model: &'a str,
+    tier: &'a str,
+}
+
+impl Head<'_> {
+    fn call_id_of(&self, index: u32) -> String {
+        format!("{}_{index}", self.call_id)
+    }
+
+    fn chunk(
+        &self,
+        choices: &[ChunkChoice<'_>],
+        usage: Option<Option<ChatUsage>>,
+    ) -> Result<Bytes, ApiError> {
+        sse_data(&Chunk {
+            id: self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: self.model,
+            service_tier: self.tier,
+            system_fingerprint: FINGERPRINT,
+            choices,
+            usage,
+        })
+    }
+}
+
+fn stream_frames(
+    head: &Head<'_>,
     n: u32,
-    answer: &Answer,
+    said: &Said<'_>,
+    finish_reason: &str,
     usage: ChatUsage,
     include_usage: bool,
 ) -> Result<Vec<Bytes>, ApiError> {
-    let per_choice = usize::try_from(answer.words).unwrap_or(0) + 2;
-    let mut frames = Vec::with_capacity(per_choice * n as usize + 2);
-    let chunk = |choice: ChunkChoice<'_>| -> Result<Bytes, ApiError> {
-        sse_data(&Chunk {
-            id,
-            object: "chat.completion.chunk",
-            created,
-            model,
-            service_tier: tier,
-            system_fingerprint: FINGERPRINT,
-            choices: &[choice],
-            usage: include_usage.then_some(None),
-        })
+    let pieces: Vec<&str> = match said {
+        Said::Text(answer) => answer.pieces().collect(),
+        Said::Json(json) => json_pieces(json),
+        Said::Call { arguments, .. } => json_pieces(arguments),
     };
+    let mut frames = Vec::with_capacity((pieces.len() + 2) * n as usize + 2);
+    let no_usage = include_usage.then_some(None);
     for index in 0..n {
-        frames.push(chunk(ChunkChoice {
-            index,
-            delta: Delta {
+        let call_id = head.call_id_of(index);
+        let piece = |delta: Delta<'_>, finish_reason: Option<&str>| {
+            head.chunk(
+                &[ChunkChoice {
+                    index,
+                    delta,
+                    logprobs: (),
+                    finish_reason,
+                }],
+                no_usage,
+            )
+        };
+        let opening = match said {
+            Said::Call { name, .. } => Delta {
                 role: Some("assistant"),
-                content: Some(""),
+                content: Some(None),
+                tool_calls: Some([ToolCall {
+                    index: Some(0),
+                    id: Some(&call_id),
+                    kind: Some("function"),
+                    function: Function {
+                        name: Some(name),
+                        arguments: "",
+                    },
+                }]),
+                refusal: Some(()),
             },
-            logprobs: (),
-            finish_reason: None,
-        })?);
-        for piece in answer.pieces() {
-            frames.push(chunk(ChunkChoice {
-                index,
-                delta: Delta {
-                    role: None,
-                    content: Some(piece),
+            _ => Delta {
+                role: Some("assistant"),
+                content: Some(Some("")),
+                ..Delta::default()
+            },
+        };
+        frames.push(piece(opening, None)?);
+        for p in &pieces {
+            let delta = match said {
+                Said::Call { .. } => Delta {
+                    tool_calls: Some([ToolCall {
+                        index: Some(0),
+                        id: None,
+                        kind: None,
+                        function: Function {
+                            name: None,
+                            arguments: p,
+                        },
+                    }]),
+                    ..Delta::default()
                 },
-                logprobs: (),
-                finish_reason: None,
-            })?);
+                _ => Delta {
+                    content: Some(Some(p)),
+                    ..Delta::default()
+                },
+            };
+            frames.push(piece(delta, None)?);
         }
-        frames.push(chunk(ChunkChoice {
-            index,
-            delta: Delta {
-                role: None,
-                content: None,
-            },
-            logprobs: (),
-            finish_reason: Some(answer.finish_reason),
-        })?);
+        frames.push(piece(Delta::default(), Some(finish_reason))?);
     }
     if include_usage {
-        frames.push(sse_data(&Chunk {
-            id,
-            object: "chat.completion.chunk",
-            created,
-            model,
-            service_tier: tier,
-            system_fingerprint: FINGERPRINT,
-            choices: &[],
-            usage: Some(Some(usage)),
-        })?);
+        frames.push(head.chunk(&[], Some(Some(usage)))?);
     }
     frames.push(Bytes::from_static(SSE_DONE));
     Ok(frames)

@@ -74,8 +74,22 @@ impl ApiError {
         e
     }
 
+    /// 400 `invalid_request_error` about a parameter whose path is built at run time
+    /// (`tools[2].function.name`).
+    pub fn invalid_at(
+        message: impl Into<Cow<'static, str>>,
+        param: impl Into<Cow<'static, str>>,
+        code: Option<&'static str>,
+    ) -> Self {
+        let mut e =
+            Self::new(StatusCode::BAD_REQUEST, message, "invalid_request_error").with_param(param);
+        e.code = code;
+        e
+    }
+
     /// 400 for a missing required body parameter.
-    pub fn missing(param: &'static str) -> Self {
+    pub fn missing(param: impl Into<Cow<'static, str>>) -> Self {
+        let param = param.into();
         Self::new(
             StatusCode::BAD_REQUEST,
             format!("Missing required parameter: '{param}'."),

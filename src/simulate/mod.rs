@@ -1,7 +1,8 @@
 //! A built-in simulated OpenAI provider, used by tests, the demo and load benchmarks.
 //!
 //! Endpoints (all answers deterministic except ids and timestamps):
-//! `POST /v1/chat/completions` (JSON and SSE), `POST /v1/completions`, `POST /v1/embeddings`,
+//! `POST /v1/chat/completions` (JSON and SSE; tool calls and structured outputs by the
+//! rules of `tools.rs`, instances of JSON Schemas by `schema.rs`), `POST /v1/completions`, `POST /v1/embeddings`,
 //! `POST /v1/responses`, `GET /v1/models`, `GET /v1/models/{id}`, the Files API
 //! (`POST|GET /v1/files`, `GET|DELETE /v1/files/{id}`, `GET /v1/files/{id}/content`), the
 //! Batch API (`POST|GET /v1/batches`, `GET /v1/batches/{id}`, `POST /v1/batches/{id}/cancel`),
@@ -37,7 +38,9 @@ mod log;
 mod models;
 mod multipart;
 mod responses;
+mod schema;
 mod text;
+mod tools;
 
 #[cfg(test)]
 mod tests;
@@ -51,6 +54,8 @@ mod tests_batch;
 mod tests_files;
 #[cfg(test)]
 mod tests_more;
+#[cfg(test)]
+mod tests_tools;
 
 use std::convert::Infallible;
 use std::future::Future;

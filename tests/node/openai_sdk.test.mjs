@@ -129,6 +129,36 @@ test('chat streaming withResponse: SSE headers from the gateway', async () => {
   assert.ok(chunkText(await collect(stream)).length > 0);
 });
 
+test('chat tool call: required tool_choice, plain and streamed', async () => {
+  const tools = [{
+    type: 'function',
+    function: {
+      name: 'get_weather',
+      parameters: {
+        type: 'object',
+        properties: { city: { type: 'string' }, unit: { type: 'string', enum: ['celsius', 'fahrenheit'] } },
+        required: ['city', 'unit'],
+        additionalProperties: false,
+      },
+      strict: true,
+    },
+  }];
+  const request = { model: CHAT_MODEL, messages: QUESTION, tools, tool_choice: 'required' };
+  const plain = await oai.chat.completions.create(request);
+  assert.equal(plain.choices[0].finish_reason, 'tool_calls');
+  assert.equal(plain.choices[0].message.content, null);
+  const call = plain.choices[0].message.tool_calls[0];
+  assert.equal(call.function.name, 'get_weather');
+  assert.deepEqual(Object.keys(JSON.parse(call.function.arguments)).sort(), ['city', 'unit']);
+
+  const chunks = await collect(await oai.chat.completions.create({ ...request, stream: true }));
+  const deltas = chunks.flatMap((c) => c.choices[0]?.delta?.tool_calls ?? []);
+  assert.equal(deltas[0].function.name, 'get_weather');
+  assert.ok(deltas.every((d) => d.index === 0), JSON.stringify(deltas));
+  assert.equal(deltas.map((d) => d.function.arguments).join(''), call.function.arguments);
+  assert.equal(chunks.at(-1).choices[0].finish_reason, 'tool_calls');
+});
+
 test('chat stream helper accumulates the same completion', async () => {
   const expected = await oai.chat.completions.create({ model: CHAT_MODEL, messages: QUESTION });
   const stream = oai.chat.completions.stream({ model: CHAT_MODEL, messages: QUESTION });
