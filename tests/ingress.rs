@@ -377,3 +377,69 @@ async fn only_allowed_headers_reach_the_provider_and_the_policy_picks_who_pays()
     assert_eq!(h["x-sluice-tier"], "interactive");
     gw.stop().await;
 }
+
+/// Requests the gateway refuses are counted, under closed label sets; an answer later
+/// than the caller's `x-sla` is an SLA violation even on the interactive tier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejections_and_late_interactive_answers_are_counted() {
+    let gw = Gateway::start_sim(fast(), vec![keyed_policy("team", KEY, "")], |c| {
+        c.max_body_bytes = 1024;
+    })
+    .await;
+    let body = chat("hi");
+    let (s, _, _) = gw
+        .post(CHAT, &[("authorization", "Bearer sk-wrong")], &body)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _, _) = gw.post(CHAT, &[AUTH, ("x-sla", "soon")], &body).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _, _) = gw.post(CHAT, &[AUTH], "{\"model\": 5}").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _, _) = gw.post(CHAT, &[AUTH], &chat(&"x".repeat(2000))).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    let (s, _, _) = gw.post("/v1/nope", &[AUTH], &body).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let huge_model = serde_json::json!({"model": "m".repeat(10_000), "messages": []}).to_string();
+    let (s, _, _) = gw.post(CHAT, &[AUTH], &huge_model).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    // 500 ms allowed, the provider takes 1.5 s: answered, and counted late.
+    let (s, _, _) = gw
+        .post(
+            CHAT,
+            &[AUTH, ("x-sla", "500ms"), ("x-sim-latency-ms", "1500")],
+            &body,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, _) = gw.post(CHAT, &[AUTH, ("x-sla", "30s")], &body).await;
+    assert_eq!(s, StatusCode::OK);
+
+    let m = gw.metrics().await;
+    let count = |labels: &[(&str, &str)]| common::metric(&m, "sluice_requests_total", labels);
+    assert_eq!(
+        count(&[
+            ("status", "401"),
+            ("client", "unknown"),
+            ("route", "none"),
+            ("tier", "none")
+        ]),
+        1.0
+    );
+    assert_eq!(
+        count(&[("status", "400"), ("client", "team"), ("tier", "none")]),
+        2.0
+    );
+    assert_eq!(
+        count(&[("status", "413"), ("client", "team"), ("model", "other")]),
+        2.0
+    );
+    assert_eq!(count(&[("status", "404"), ("client", "unknown")]), 1.0);
+    assert_eq!(count(&[("status", "200"), ("tier", "interactive")]), 2.0);
+    assert_eq!(
+        common::metric(&m, "sluice_sla_violations_total", &[("route", "default")]),
+        1.0
+    );
+    // Every label value is from a closed set: no raw model name, path or key.
+    assert!(!m.contains("mmmmmmmm") && !m.contains("/v1/nope") && !m.contains("sk-wrong"));
+    gw.stop().await;
+}

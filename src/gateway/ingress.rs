@@ -27,12 +27,19 @@ pub(super) struct Admitted<'a> {
     pub route_hint: Option<&'a str>,
 }
 
-/// Identifies the caller and reads its control headers.
-pub(super) fn admit<'a>(
+/// Who is calling: the client its gateway key names (any key in open mode).
+pub(super) fn identify<'a>(
     app: &'a App,
+    headers: &HeaderMap,
+) -> Result<&'a ClientPolicy, GatewayError> {
+    app.policies.identify(gateway_key(headers)?)
+}
+
+/// Reads the identified client's control headers.
+pub(super) fn admit<'a>(
+    client: &'a ClientPolicy,
     headers: &'a HeaderMap,
 ) -> Result<Admitted<'a>, GatewayError> {
-    let client = app.policies.identify(gateway_key(headers)?)?;
     let sla =
         match single(headers, "x-sla")? {
             None => None,

@@ -156,8 +156,11 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<RespBody>
     let path = parts.uri.path();
     let endpoint = Endpoint::from_path(path);
     let mut unread = Some(body);
+    let mut known = Known::default();
     let result = match (&parts.method, path, endpoint) {
-        (&Method::POST, _, Some(endpoint)) => proxy(&app, endpoint, &parts, &mut unread).await,
+        (&Method::POST, _, Some(endpoint)) => {
+            proxy(&app, endpoint, &parts, &mut unread, &mut known).await
+        }
         (&Method::GET, "/healthz", _) => Ok(full(StatusCode::OK, "text/plain", "ok\n")),
         (&Method::GET, "/readyz", _) => ready(&app).await,
         (&Method::GET, "/metrics", _) => Ok(full(
@@ -183,8 +186,15 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<RespBody>
     };
     let response = match (result, endpoint) {
         (Ok(r), _) => return r,
-        (Err(e), Some(Endpoint::Messages)) => anthropic_error_response(&e),
-        (Err(e), _) => error_response(&e),
+        (Err(e), endpoint) => {
+            if e.source() == crate::error::Source::Downstream {
+                count_rejected(&app, &known, e.status());
+            }
+            match endpoint {
+                Some(Endpoint::Messages) => anthropic_error_response(&e),
+                _ => error_response(&e),
+            }
+        }
     };
     match unread {
         None => response,
@@ -198,6 +208,54 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<RespBody>
                 .boxed_unsync()
             }),
         },
+    }
+}
+
+/// What the request path learnt before it failed: the labels of a rejected request.
+#[derive(Default)]
+struct Known {
+    client: Option<Arc<str>>,
+    route: Option<Arc<str>>,
+    provider: Option<Provider>,
+    model: Option<String>,
+}
+
+/// Label values of a rejected request that got no further than its head: closed sets.
+const UNKNOWN_CLIENT: &str = "unknown";
+const NO_ROUTE: &str = "none";
+const NO_PROVIDER: &str = "none";
+const NO_TIER: &str = "none";
+
+/// Counts a request the gateway itself refused (400, 401, 404, 413, 422, ...), under what
+/// was known when it was refused.
+fn count_rejected(app: &App, known: &Known, status: StatusCode) {
+    let model = known
+        .model
+        .as_deref()
+        .map_or(crate::account::OTHER_MODEL, |m| {
+            app.accountant.model_label(m)
+        });
+    app.metrics()
+        .requests
+        .with_label_values(&[
+            known.route.as_deref().unwrap_or(NO_ROUTE),
+            known.client.as_deref().unwrap_or(UNKNOWN_CLIENT),
+            known.provider.map_or(NO_PROVIDER, Provider::as_str),
+            model,
+            NO_TIER,
+            status.as_str(),
+        ])
+        .inc();
+}
+
+/// An answer after the caller's deadline (`x-sla`) counts as an SLA violation, whichever
+/// tier served it.
+fn check_deadline(app: &App, route: &str, sla: Sla, arrived: Instant) {
+    if !sla.is_interactive() && arrived.elapsed() > sla.deadline() {
+        app.metrics()
+            .sla_violations
+            .with_label_values(&[route])
+            .inc();
     }
 }
 
@@ -245,9 +303,12 @@ async fn proxy(
     endpoint: Endpoint,
     parts: &http::request::Parts,
     unread: &mut Option<Incoming>,
+    known: &mut Known,
 ) -> Result<Response<RespBody>, GatewayError> {
-    let admitted = ingress::admit(app, &parts.headers)?;
-    let client: &ClientPolicy = admitted.client;
+    let arrived = Instant::now();
+    let client: &ClientPolicy = ingress::identify(app, &parts.headers)?;
+    known.client = Some(client.name.clone());
+    let admitted = ingress::admit(client, &parts.headers)?;
     let Some(body) = unread.take() else {
         return Err(GatewayError::invalid(
             "the request body was already read",
@@ -257,13 +318,16 @@ async fn proxy(
     let body = read_body(app, body, &parts.headers).await?;
     let received = Instant::now();
     let facts = inspect::inspect(endpoint, &body)?;
+    known.model = Some(facts.model.clone());
     let route: &RoutePolicy = client.route(endpoint.path(), &facts.model, admitted.route_hint)?;
+    known.route = Some(route.name.clone());
     let sla = client.effective_sla(route, admitted.sla);
     // The native Messages route always speaks to Anthropic.
     let provider = match endpoint {
         Endpoint::Messages => Provider::Anthropic,
         _ => app.policies.models.provider_for(&facts.model),
     };
+    known.provider = Some(provider);
     let flex_capable = !facts.has_service_tier
         && app
             .prices
@@ -415,6 +479,14 @@ async fn proxy(
         let status = up_parts.status.as_u16();
         observe_latency(app, &ctx, upstream_head, received.elapsed());
         let body = MeteredSse::new(up_body, additions.include_usage, move |end: StreamEnd| {
+            // A stream is answered when it ends.
+            if !sla.is_interactive() && arrived.elapsed() > sla.deadline() {
+                accountant
+                    .metrics()
+                    .sla_violations
+                    .with_label_values(&[&ctx.route])
+                    .inc();
+            }
             if end.usage.is_none() {
                 tracing::debug!(
                     completed = end.completed,
@@ -444,6 +516,7 @@ async fn proxy(
         }
     };
     let upstream_time = sent.elapsed();
+    check_deadline(app, &ctx.route, sla, arrived);
     let usage = if up_parts.status.is_success() {
         crate::usage::from_json(&answer)
     } else {
