@@ -20,7 +20,6 @@ pub const IDEMPOTENCY_KEY_MAX: usize = 255;
 
 /// What the head of an API request says, once checked.
 pub(super) struct Admitted<'a> {
-    pub client: &'a ClientPolicy,
     pub sla: Option<Sla>,
     pub prefer: Preferences,
     pub idempotency_key: Option<String>,
@@ -35,11 +34,8 @@ pub(super) fn identify<'a>(
     app.policies.identify(gateway_key(headers)?)
 }
 
-/// Reads the identified client's control headers.
-pub(super) fn admit<'a>(
-    client: &'a ClientPolicy,
-    headers: &'a HeaderMap,
-) -> Result<Admitted<'a>, GatewayError> {
+/// Reads the caller's control headers.
+pub(super) fn admit(headers: &HeaderMap) -> Result<Admitted<'_>, GatewayError> {
     let sla =
         match single(headers, "x-sla")? {
             None => None,
@@ -62,7 +58,6 @@ pub(super) fn admit<'a>(
         })?),
     };
     Ok(Admitted {
-        client,
         sla,
         prefer,
         idempotency_key: idempotency_key(headers)?,

@@ -308,7 +308,7 @@ async fn proxy(
     let arrived = Instant::now();
     let client: &ClientPolicy = ingress::identify(app, &parts.headers)?;
     known.client = Some(client.name.clone());
-    let admitted = ingress::admit(client, &parts.headers)?;
+    let admitted = ingress::admit(&parts.headers)?;
     let Some(body) = unread.take() else {
         return Err(GatewayError::invalid(
             "the request body was already read",

@@ -444,7 +444,7 @@ fn valid_custom_id(id: &str) -> bool {
 }
 
 fn create(sim: &Simulator, body: &[u8], seq: u64, host: &str) -> Result<Reply, AnthError> {
-    let value: Value = serde_json::from_slice(body)
+    let value: Value = crate::strict_json::parse(body)
         .map_err(|e| AnthError::invalid(format!("There was an error parsing the body: {e}")))?;
     let requests = match value.get("requests") {
         None => return Err(AnthError::invalid("requests: Field required")),

@@ -280,7 +280,7 @@ pub fn create(
 
 /// Handles one `POST /v1/messages` body.
 pub fn handle(sim: &Simulator, body: &[u8], seq: u64) -> Result<Reply, AnthError> {
-    let value: Value = serde_json::from_slice(body)
+    let value: Value = crate::strict_json::parse(body)
         .map_err(|e| bad(format!("There was an error parsing the body: {e}")))?;
     let meta = Meta {
         seq,

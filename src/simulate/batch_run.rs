@@ -144,7 +144,8 @@ pub fn parse_input(content: &[u8], endpoint: &str, limits: Limits) -> Parsed {
                 });
             }
         };
-        let Ok(value) = serde_json::from_slice::<Value>(raw) else {
+        // A strict parser, as the provider's: a repeated key makes the line invalid.
+        let Ok(value) = crate::strict_json::parse(raw) else {
             fail(
                 "invalid_json_line",
                 format!("Line {n} is not valid JSON."),

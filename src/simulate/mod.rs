@@ -452,6 +452,17 @@ impl Simulator {
             return Err(err);
         }
         if route.is_inference() {
+            // Strict providers refuse a body that repeats a key; so does the simulator,
+            // so every test through it checks that Sluice never sends one.
+            if let Err(e) = crate::strict_json::parse(body) {
+                if e.to_string().starts_with("duplicate key") {
+                    return Err(ApiError::invalid(
+                        format!("We could not parse the JSON body of your request: {e}"),
+                        None,
+                        Some("duplicate_key"),
+                    ));
+                }
+            }
             self.random_fault()?;
         }
         if matches!(route, Route::Chat | Route::Responses) {

@@ -38,6 +38,30 @@ const WRITE_QUEUE: usize = 4096;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+/// SQLITE_BUSY (5) or SQLITE_LOCKED (6), primary or extended.
+fn is_busy(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().is_some_and(|c| {
+        matches!(c.parse::<i32>().map(|c| c & 0xff), Ok(5 | 6))
+    }))
+}
+
+async fn busy_retry<T, F, Fut>(mut f: F) -> std::result::Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, sqlx::Error>>,
+{
+    let mut attempt = 0u64;
+    loop {
+        match f().await {
+            Err(e) if attempt < 5 && is_busy(&e) => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
 pub struct SqliteStore {
     writer: mpsc::Sender<Request>,
     read: SqlitePool,
@@ -71,14 +95,18 @@ impl SqliteStore {
 
         // The writer connection exists first: it creates the file and, for an in-memory
         // database, keeps it alive for the readers (shared cache) as long as the store.
-        let conn = options.connect().await.map_err(db_error)?;
-
-        let read = SqlitePoolOptions::new()
-            .max_connections(READ_CONNECTIONS)
-            .min_connections(0)
-            .connect_with(options.clone())
-            .await
-            .map_err(db_error)?;
+        // Two processes opening a new file at once race to switch it to WAL, and the
+        // loser's `PRAGMA journal_mode` can fail with SQLITE_BUSY without waiting for the
+        // busy timeout: connections are retried a few times.
+        let conn = busy_retry(|| options.connect()).await.map_err(db_error)?;
+        let read = busy_retry(|| {
+            SqlitePoolOptions::new()
+                .max_connections(READ_CONNECTIONS)
+                .min_connections(0)
+                .connect_with(options.clone())
+        })
+        .await
+        .map_err(db_error)?;
         // Through the pool: `Migrator::run` on a `&mut` connection makes this future not
         // `Send` for every lifetime (sqlx's "Acquire is not general enough").
         // Two processes opening a new file at once both try to migrate it (sqlx takes no
