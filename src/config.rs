@@ -89,6 +89,8 @@ struct RawUpstream {
 #[serde(deny_unknown_fields)]
 struct RawProvider {
     base_url: Option<String>,
+    /// The request fields Sluice may add for this provider (see [`Accepts`]).
+    accepts: Option<Vec<String>>,
     /// Name of the environment variable holding the key (keys are not written in files).
     api_key_env: Option<String>,
 }
@@ -119,6 +121,69 @@ pub struct ProviderConfig {
     /// Without a trailing slash, e.g. `https://api.openai.com/v1`.
     pub base_url: String,
     pub api_key: Option<Secret>,
+    /// The request fields Sluice may add on the way to this provider.
+    pub accepts: Accepts,
+}
+
+/// The request fields Sluice adds only where the destination is known to accept them:
+/// a strict OpenAI-compatible server answers an unknown field with a 400 (Google's
+/// compatible layer refuses `prompt_cache_key`), so a field the client did not send is
+/// added only for the provider's own API, or where the config says the server takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepts {
+    /// Sluice's prompt-cache routing hint.
+    pub prompt_cache_key: bool,
+    /// `stream_options.include_usage`, so a stream's usage can be metered.
+    pub stream_options: bool,
+    /// `service_tier: "flex"` (the flex tier).
+    pub service_tier: bool,
+}
+
+impl Accepts {
+    pub const NONE: Accepts = Accepts {
+        prompt_cache_key: false,
+        stream_options: false,
+        service_tier: false,
+    };
+    pub const FIELDS: [&'static str; 3] = ["prompt_cache_key", "stream_options", "service_tier"];
+
+    /// What the provider's own API takes (provider-apis.md 1.3, 3.5). Anthropic's Messages
+    /// API gets none of these (its caching is `cache_control`, added by its own rules).
+    pub fn official(p: Provider) -> Accepts {
+        match p {
+            Provider::OpenAi => Accepts {
+                prompt_cache_key: true,
+                stream_options: true,
+                service_tier: true,
+            },
+            // Google's OpenAI-compatible layer: `stream_options` yes, `prompt_cache_key`
+            // no; `service_tier` exists there but how the served tier is reported is
+            // unconfirmed, so Sluice does not pick flex through it.
+            Provider::Gemini => Accepts {
+                stream_options: true,
+                ..Accepts::NONE
+            },
+            Provider::Anthropic => Accepts::NONE,
+        }
+    }
+
+    fn parse(names: &[String]) -> Result<Accepts, String> {
+        let mut a = Accepts::NONE;
+        for n in names {
+            match n.as_str() {
+                "prompt_cache_key" => a.prompt_cache_key = true,
+                "stream_options" => a.stream_options = true,
+                "service_tier" => a.service_tier = true,
+                other => {
+                    return Err(format!(
+                        "unknown field {other:?} (expected some of {})",
+                        Accepts::FIELDS.join(", ")
+                    ));
+                }
+            }
+        }
+        Ok(a)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -290,10 +355,19 @@ impl Config {
                 }
                 let key_var = rp.api_key_env.as_deref().unwrap_or(key_var);
                 let api_key = env(key_var).filter(|k| !k.is_empty()).map(Secret);
+                // Another base URL is another server (vLLM, a proxy): it gets nothing the
+                // client did not send unless `accepts` says it takes it.
+                let accepts = match &rp.accepts {
+                    Some(names) => Accepts::parse(names)
+                        .map_err(|e| invalid(format!("providers.{}.accepts: {e}", p.as_str())))?,
+                    None if base_url == default_url => Accepts::official(p),
+                    None => Accepts::NONE,
+                };
                 Ok(ProviderConfig {
                     provider: p,
                     base_url,
                     api_key,
+                    accepts,
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -414,6 +488,8 @@ impl Config {
         for p in &mut self.providers {
             p.base_url = base_url.trim_end_matches('/').to_owned();
             p.api_key = Some(Secret::new("sk-sluice-simulated"));
+            // The simulator speaks each provider's own API, field rules included.
+            p.accepts = Accepts::official(p.provider);
         }
     }
 }
@@ -464,6 +540,41 @@ mod tests {
             "https://api.openai.com/v1"
         );
         assert!(c.provider(Provider::OpenAi).api_key.is_none());
+    }
+
+    #[test]
+    fn added_fields_only_where_the_destination_takes_them() {
+        let c = Config::load(None, &no_env).unwrap();
+        assert_eq!(
+            c.provider(Provider::OpenAi).accepts,
+            Accepts::official(Provider::OpenAi)
+        );
+        let gemini = c.provider(Provider::Gemini).accepts;
+        assert!(gemini.stream_options && !gemini.prompt_cache_key && !gemini.service_tier);
+        assert_eq!(c.provider(Provider::Anthropic).accepts, Accepts::NONE);
+        // Another server behind OPENAI_BASE_URL (vLLM, a proxy) gets nothing extra ...
+        let env = |k: &str| (k == "OPENAI_BASE_URL").then(|| "http://127.0.0.1:1/v1".to_owned());
+        let c = Config::load(None, &env).unwrap();
+        assert_eq!(c.provider(Provider::OpenAi).accepts, Accepts::NONE);
+        // ... unless the config says what it takes.
+        let dir = std::env::temp_dir().join(format!("sluice-accepts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("sluice.toml");
+        std::fs::write(
+            &file,
+            "[providers.openai]\nbase_url = \"http://127.0.0.1:1/v1\"\naccepts = [\"stream_options\"]\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), &no_env).unwrap();
+        let a = c.provider(Provider::OpenAi).accepts;
+        assert!(a.stream_options && !a.prompt_cache_key && !a.service_tier);
+        std::fs::write(&file, "[providers.openai]\naccepts = [\"seed\"]\n").unwrap();
+        let e = Config::load(Some(&file), &no_env).unwrap_err().to_string();
+        assert!(
+            e.contains("providers.openai.accepts") && e.contains("seed"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

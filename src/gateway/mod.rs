@@ -57,6 +57,8 @@ pub struct App {
     response_cache: ResponseCache,
     prices: Arc<PriceTable>,
     configured: Vec<Provider>,
+    /// Per provider (`Provider::ALL` order): the fields Sluice may add to its requests.
+    accepts: Vec<crate::config::Accepts>,
     max_body_bytes: usize,
     body_read_timeout: Duration,
 }
@@ -104,6 +106,7 @@ impl App {
                 .filter(|p| p.api_key.is_some())
                 .map(|p| p.provider)
                 .collect(),
+            accepts: config.providers.iter().map(|p| p.accepts).collect(),
             max_body_bytes: config.max_body_bytes,
             body_read_timeout: config.body_read_timeout,
         })
@@ -111,6 +114,14 @@ impl App {
 
     pub fn metrics(&self) -> &Metrics {
         self.accountant.metrics()
+    }
+
+    /// The fields Sluice may add to a request for `p`.
+    fn accepts(&self, p: Provider) -> crate::config::Accepts {
+        self.accepts
+            .get(p as usize)
+            .copied()
+            .unwrap_or(crate::config::Accepts::NONE)
     }
 
     /// The deferred-tier engine, whose loop the caller runs (`Engine::run`).
@@ -371,8 +382,14 @@ async fn proxy(
         return translated(app, ctx, &parts.headers, &body, received, route.cache_hints).await;
     }
 
+    // Only fields the destination is known to accept (`Accepts`).
+    let accepts = app.accepts(provider);
     let additions = Additions {
-        prompt_cache_key: match (route.cache_hints, facts.has_cache_key, &facts.prefix_hash) {
+        prompt_cache_key: match (
+            route.cache_hints && accepts.prompt_cache_key,
+            facts.has_cache_key,
+            &facts.prefix_hash,
+        ) {
             (true, false, Some(h))
                 if !matches!(endpoint, Endpoint::Embeddings | Endpoint::Messages) =>
             {
@@ -380,7 +397,10 @@ async fn proxy(
             }
             _ => None,
         },
-        include_usage: facts.stream && endpoint.takes_stream_options() && !facts.client_wants_usage,
+        include_usage: accepts.stream_options
+            && facts.stream
+            && endpoint.takes_stream_options()
+            && !facts.client_wants_usage,
         flex: false,
     };
     let mut upstream_body = inspect::rewrite(&body, &facts, &additions);
@@ -652,13 +672,13 @@ fn capabilities(
                     Provider::Anthropic => endpoint == Endpoint::Messages,
                     _ => !matches!(endpoint, Endpoint::Responses | Endpoint::Messages),
                 },
-            flex: provider == Provider::OpenAi,
+            flex: provider == Provider::OpenAi && app.accepts(provider).service_tier,
             batch_turnaround_p95: e.turnaround_p95(provider, &facts.model),
             batch_lead: e.config().batch_lead(),
             interactive_below: app.interactive_below,
         },
         None => Capabilities {
-            flex: provider == Provider::OpenAi,
+            flex: provider == Provider::OpenAi && app.accepts(provider).service_tier,
             interactive_below: app.interactive_below,
             ..Capabilities::INTERACTIVE_ONLY
         },
