@@ -33,7 +33,9 @@ mod completions;
 mod embeddings;
 mod error;
 mod faults;
+mod fields;
 mod files;
+mod google;
 mod log;
 mod models;
 mod multipart;
@@ -50,6 +52,8 @@ mod tests_anthropic;
 mod tests_anthropic_batch;
 #[cfg(test)]
 mod tests_batch;
+#[cfg(test)]
+mod tests_fields;
 #[cfg(test)]
 mod tests_files;
 #[cfg(test)]
@@ -223,6 +227,18 @@ impl Route<'_> {
             Route::Chat | Route::Completions | Route::Embeddings | Route::Responses
         )
     }
+
+    /// The top-level body fields this route accepts, for routes that take a JSON body.
+    fn fields(&self) -> Option<&'static [&'static str]> {
+        match self {
+            Route::Chat => Some(fields::CHAT),
+            Route::Completions => Some(fields::COMPLETIONS),
+            Route::Embeddings => Some(fields::EMBEDDINGS),
+            Route::Responses => Some(fields::RESPONSES),
+            Route::Batches(batch::BatchRoute::Create) => Some(fields::BATCH_CREATE),
+            _ => None,
+        }
+    }
 }
 
 fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
@@ -247,6 +263,19 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
         Ok(route)
     } else {
         Err(ApiError::method_not_allowed(method, path))
+    }
+}
+
+/// Strict providers refuse a body that repeats a key; so does the simulator, so every
+/// test through it checks that Sluice never sends one.
+fn reject_duplicate_keys(body: &[u8]) -> Result<(), ApiError> {
+    match crate::strict_json::parse(body) {
+        Err(e) if e.to_string().starts_with("duplicate key") => Err(ApiError::invalid(
+            format!("We could not parse the JSON body of your request: {e}"),
+            None,
+            Some("duplicate_key"),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -401,6 +430,9 @@ impl Simulator {
                     let err = anthropic::AnthError::from_api(&err);
                     return anthropic::error_response(seq, &err);
                 }
+                if google::owns(parts.uri.path()) {
+                    return google::error_response(seq, start, &err.into());
+                }
                 return self.error_response(seq, start, &err);
             }
         };
@@ -416,6 +448,9 @@ impl Simulator {
         });
         if anthropic::owns(path) {
             return self.anthropic(&parts, &body, seq).await;
+        }
+        if google::owns(path) {
+            return self.google(&parts, &body, seq, start).await;
         }
         match self.dispatch(&parts, &body, seq).await {
             Ok(reply) => self.reply_response(seq, start, reply),
@@ -452,17 +487,12 @@ impl Simulator {
             return Err(err);
         }
         if route.is_inference() {
-            // Strict providers refuse a body that repeats a key; so does the simulator,
-            // so every test through it checks that Sluice never sends one.
-            if let Err(e) = crate::strict_json::parse(body) {
-                if e.to_string().starts_with("duplicate key") {
-                    return Err(ApiError::invalid(
-                        format!("We could not parse the JSON body of your request: {e}"),
-                        None,
-                        Some("duplicate_key"),
-                    ));
-                }
-            }
+            reject_duplicate_keys(body)?;
+        }
+        if let Some(allowed) = route.fields() {
+            fields::check_openai(body, allowed)?;
+        }
+        if route.is_inference() {
             self.random_fault()?;
         }
         if matches!(route, Route::Chat | Route::Responses) {
