@@ -11,7 +11,13 @@
 //!
 //! The Anthropic API lives beside it (reference 2, see `anthropic.rs`): `POST /v1/messages`
 //! (JSON and named-event SSE, explicit prompt caching) and the Message Batches API below
-//! `/v1/messages/batches`, answered in the Anthropic error envelope.
+//! `/v1/messages/batches`, answered in the Anthropic error envelope. Gemini's
+//! OpenAI-compatible layer (reference 3.5, `google.rs`) answers `POST
+//! {/v1,/v1beta}/openai/{chat/completions,embeddings}` like the OpenAI routes, with
+//! Google's field list and array-wrapped error envelope.
+//!
+//! Every JSON endpoint refuses top-level fields its provider does not know (`fields.rs`),
+//! in that provider's 400 shape, so a field Sluice adds by mistake fails a test.
 //!
 //! Fault controls: [`SimConfig::error_429_rate`] / [`SimConfig::error_500_rate`] (random,
 //! deterministic from [`SimConfig::seed`], inference endpoints only),
