@@ -28,6 +28,7 @@ use super::anthropic::AnthError;
 use super::anthropic_messages;
 use super::batch_run::{Line, order_key};
 use super::body::Reply;
+use super::fields;
 use super::files;
 use super::{Meta, Simulator, unix_now};
 
@@ -446,6 +447,7 @@ fn valid_custom_id(id: &str) -> bool {
 fn create(sim: &Simulator, body: &[u8], seq: u64, host: &str) -> Result<Reply, AnthError> {
     let value: Value = crate::strict_json::parse(body)
         .map_err(|e| AnthError::invalid(format!("There was an error parsing the body: {e}")))?;
+    fields::check_anthropic(&value, fields::ANTHROPIC_BATCH_CREATE, "")?;
     let requests = match value.get("requests") {
         None => return Err(AnthError::invalid("requests: Field required")),
         Some(Value::Array(r)) => r,
@@ -461,6 +463,11 @@ fn create(sim: &Simulator, body: &[u8], seq: u64, host: &str) -> Result<Reply, A
     let mut seen = HashSet::with_capacity(requests.len());
     let mut lines = Vec::with_capacity(requests.len());
     for (i, r) in requests.iter().enumerate() {
+        fields::check_anthropic(
+            r,
+            fields::ANTHROPIC_BATCH_REQUEST,
+            &format!("requests.{i}."),
+        )?;
         let Some(id) = r.get("custom_id").and_then(Value::as_str) else {
             return Err(AnthError::invalid(format!(
                 "requests.{i}.custom_id: Field required"
@@ -481,6 +488,8 @@ fn create(sim: &Simulator, body: &[u8], seq: u64, host: &str) -> Result<Reply, A
                 "requests.{i}.params: Input should be a valid dictionary"
             )));
         };
+        let at = format!("requests.{i}.params.");
+        fields::check_anthropic(params, fields::ANTHROPIC_MESSAGES, &at)?;
         lines.push(Line {
             custom_id: id.to_owned(),
             body: params.clone(),

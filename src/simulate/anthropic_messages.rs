@@ -16,6 +16,7 @@ use super::anthropic::AnthError;
 use super::anthropic_cache;
 use super::body::{Reply, sse_event};
 use super::chat::ANSWER_PREFIX;
+use super::fields;
 use super::schema;
 use super::text::{Answer, last_user_text, tokens};
 use super::tools::{json_pieces, mentions};
@@ -282,6 +283,7 @@ pub fn create(
 pub fn handle(sim: &Simulator, body: &[u8], seq: u64) -> Result<Reply, AnthError> {
     let value: Value = crate::strict_json::parse(body)
         .map_err(|e| bad(format!("There was an error parsing the body: {e}")))?;
+    fields::check_anthropic(&value, fields::ANTHROPIC_MESSAGES, "")?;
     let meta = Meta {
         seq,
         created: super::unix_now(),

@@ -11,7 +11,13 @@
 //!
 //! The Anthropic API lives beside it (reference 2, see `anthropic.rs`): `POST /v1/messages`
 //! (JSON and named-event SSE, explicit prompt caching) and the Message Batches API below
-//! `/v1/messages/batches`, answered in the Anthropic error envelope.
+//! `/v1/messages/batches`, answered in the Anthropic error envelope. Gemini's
+//! OpenAI-compatible layer (reference 3.5, `google.rs`) answers `POST
+//! {/v1,/v1beta}/openai/{chat/completions,embeddings}` like the OpenAI routes, with
+//! Google's field list and array-wrapped error envelope.
+//!
+//! Every JSON endpoint refuses top-level fields its provider does not know (`fields.rs`),
+//! in that provider's 400 shape, so a field Sluice adds by mistake fails a test.
 //!
 //! Fault controls: [`SimConfig::error_429_rate`] / [`SimConfig::error_500_rate`] (random,
 //! deterministic from [`SimConfig::seed`], inference endpoints only),
@@ -33,7 +39,9 @@ mod completions;
 mod embeddings;
 mod error;
 mod faults;
+mod fields;
 mod files;
+mod google;
 mod log;
 mod models;
 mod multipart;
@@ -50,6 +58,8 @@ mod tests_anthropic;
 mod tests_anthropic_batch;
 #[cfg(test)]
 mod tests_batch;
+#[cfg(test)]
+mod tests_fields;
 #[cfg(test)]
 mod tests_files;
 #[cfg(test)]
@@ -223,6 +233,18 @@ impl Route<'_> {
             Route::Chat | Route::Completions | Route::Embeddings | Route::Responses
         )
     }
+
+    /// The top-level body fields this route accepts, for routes that take a JSON body.
+    fn fields(&self) -> Option<&'static [&'static str]> {
+        match self {
+            Route::Chat => Some(fields::CHAT),
+            Route::Completions => Some(fields::COMPLETIONS),
+            Route::Embeddings => Some(fields::EMBEDDINGS),
+            Route::Responses => Some(fields::RESPONSES),
+            Route::Batches(batch::BatchRoute::Create) => Some(fields::BATCH_CREATE),
+            _ => None,
+        }
+    }
 }
 
 fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
@@ -247,6 +269,19 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
         Ok(route)
     } else {
         Err(ApiError::method_not_allowed(method, path))
+    }
+}
+
+/// Strict providers refuse a body that repeats a key; so does the simulator, so every
+/// test through it checks that Sluice never sends one.
+fn reject_duplicate_keys(body: &[u8]) -> Result<(), ApiError> {
+    match crate::strict_json::parse(body) {
+        Err(e) if e.to_string().starts_with("duplicate key") => Err(ApiError::invalid(
+            format!("We could not parse the JSON body of your request: {e}"),
+            None,
+            Some("duplicate_key"),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -401,6 +436,9 @@ impl Simulator {
                     let err = anthropic::AnthError::from_api(&err);
                     return anthropic::error_response(seq, &err);
                 }
+                if google::owns(parts.uri.path()) {
+                    return google::error_response(seq, start, &err.into());
+                }
                 return self.error_response(seq, start, &err);
             }
         };
@@ -416,6 +454,9 @@ impl Simulator {
         });
         if anthropic::owns(path) {
             return self.anthropic(&parts, &body, seq).await;
+        }
+        if google::owns(path) {
+            return self.google(&parts, &body, seq, start).await;
         }
         match self.dispatch(&parts, &body, seq).await {
             Ok(reply) => self.reply_response(seq, start, reply),
@@ -452,17 +493,12 @@ impl Simulator {
             return Err(err);
         }
         if route.is_inference() {
-            // Strict providers refuse a body that repeats a key; so does the simulator,
-            // so every test through it checks that Sluice never sends one.
-            if let Err(e) = crate::strict_json::parse(body) {
-                if e.to_string().starts_with("duplicate key") {
-                    return Err(ApiError::invalid(
-                        format!("We could not parse the JSON body of your request: {e}"),
-                        None,
-                        Some("duplicate_key"),
-                    ));
-                }
-            }
+            reject_duplicate_keys(body)?;
+        }
+        if let Some(allowed) = route.fields() {
+            fields::check_openai(body, allowed)?;
+        }
+        if route.is_inference() {
             self.random_fault()?;
         }
         if matches!(route, Route::Chat | Route::Responses) {
