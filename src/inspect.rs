@@ -286,7 +286,7 @@ pub fn cache_key(client: &str, route: &str, prefix_hash: u128) -> String {
 }
 
 #[cfg(test)]
-mod proptests;
+pub(crate) mod proptests;
 
 #[cfg(test)]
 mod tests {

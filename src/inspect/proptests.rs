@@ -9,8 +9,8 @@ use serde_json::{Map, Value, json};
 use super::*;
 use crate::strict_json;
 
-/// An arbitrary JSON value of bounded size.
-fn any_json() -> impl Strategy<Value = Value> {
+/// An arbitrary JSON value of bounded size (also used by other modules' property tests).
+pub(crate) fn any_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),

@@ -20,8 +20,8 @@ use serde_json::json;
 use super::body::{Reply, SimBody};
 use super::error::{ApiError, Fault};
 use super::{
-    Meta, SLOW_DELAY, Simulator, authorized, chat, common_headers, embeddings, fields,
-    reject_duplicate_keys, unix_now,
+    Meta, SLOW_DELAY, Simulator, chat, common_headers, embeddings, fields, reject_duplicate_keys,
+    unix_now,
 };
 
 /// An error answered in Google's array-wrapped envelope.
@@ -143,26 +143,7 @@ impl Simulator {
         body: &Bytes,
         seq: u64,
     ) -> Result<(Reply, Duration), GoogleError> {
-        let headers = &parts.headers;
-        let fault = headers
-            .get("x-sim-fault")
-            .and_then(|v| Fault::parse(v.as_bytes()));
-        let latency = self.latency(headers);
-        let routed = route(&parts.method, parts.uri.path()).and_then(|r| {
-            if authorized(headers) {
-                Ok(r)
-            } else {
-                Err(ApiError::unauthorized())
-            }
-        });
-        if !latency.is_zero() {
-            tokio::time::sleep(latency).await;
-        }
-        let route = routed?;
-        let fault = fault.filter(|f| *f != Fault::FlexUnavailable || super::is_flex(body));
-        if let Some(err) = fault.and_then(Fault::error) {
-            return Err(err.into());
-        }
+        let (route, fault) = self.admit(parts, body, route).await?;
         reject_duplicate_keys(body)?;
         let allowed = match route {
             Route::Chat => fields::GOOGLE_CHAT,

@@ -464,12 +464,14 @@ impl Simulator {
         }
     }
 
-    async fn dispatch(
+    /// The start every OpenAI-shaped route shares: the route (for an authorized caller),
+    /// the configured or requested latency, and the request's own fault, if any.
+    async fn admit<'p, R>(
         &self,
-        parts: &Parts,
-        body: &Bytes,
-        seq: u64,
-    ) -> Result<(Reply, Duration), ApiError> {
+        parts: &'p Parts,
+        body: &[u8],
+        route: impl FnOnce(&Method, &'p str) -> Result<R, ApiError>,
+    ) -> Result<(R, Option<Fault>), ApiError> {
         let headers = &parts.headers;
         let fault = headers
             .get("x-sim-fault")
@@ -492,6 +494,16 @@ impl Simulator {
         if let Some(err) = fault.and_then(Fault::error) {
             return Err(err);
         }
+        Ok((route, fault))
+    }
+
+    async fn dispatch(
+        &self,
+        parts: &Parts,
+        body: &Bytes,
+        seq: u64,
+    ) -> Result<(Reply, Duration), ApiError> {
+        let (route, fault) = self.admit(parts, body, route).await?;
         if route.is_inference() {
             reject_duplicate_keys(body)?;
         }
