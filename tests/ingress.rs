@@ -413,6 +413,16 @@ async fn rejections_and_late_interactive_answers_are_counted() {
     assert_eq!(s, StatusCode::OK);
     let (s, _, _) = gw.post(CHAT, &[AUTH, ("x-sla", "30s")], &body).await;
     assert_eq!(s, StatusCode::OK);
+    // The same for a claude model translated to the Messages API.
+    let claude = serde_json::json!({"model": "claude-sonnet-4-6", "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let (s, _, b) = gw
+        .post(
+            CHAT,
+            &[AUTH, ("x-sla", "500ms"), ("x-sim-latency-ms", "1500")],
+            &claude,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
 
     let m = gw.metrics().await;
     let count = |labels: &[(&str, &str)]| common::metric(&m, "sluice_requests_total", labels);
@@ -434,10 +444,10 @@ async fn rejections_and_late_interactive_answers_are_counted() {
         2.0
     );
     assert_eq!(count(&[("status", "404"), ("client", "unknown")]), 1.0);
-    assert_eq!(count(&[("status", "200"), ("tier", "interactive")]), 2.0);
+    assert_eq!(count(&[("status", "200"), ("tier", "interactive")]), 3.0);
     assert_eq!(
         common::metric(&m, "sluice_sla_violations_total", &[("route", "default")]),
-        1.0
+        2.0
     );
     // Every label value is from a closed set: no raw model name, path or key.
     assert!(!m.contains("mmmmmmmm") && !m.contains("/v1/nope") && !m.contains("sk-wrong"));

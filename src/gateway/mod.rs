@@ -259,17 +259,6 @@ fn count_rejected(app: &App, known: &Known, status: StatusCode) {
         .inc();
 }
 
-/// An answer after the caller's deadline (`x-sla`) counts as an SLA violation, whichever
-/// tier served it.
-fn check_deadline(app: &App, route: &str, sla: Sla, arrived: Instant) {
-    if !sla.is_interactive() && arrived.elapsed() > sla.deadline() {
-        app.metrics()
-            .sla_violations
-            .with_label_values(&[route])
-            .inc();
-    }
-}
-
 fn is_get_route(p: &str) -> bool {
     matches!(
         p,
@@ -285,6 +274,22 @@ struct Ctx {
     provider: Provider,
     facts: RequestFacts,
     tier: Tier,
+    /// The caller's SLA and when the request arrived: an answer later is a violation.
+    sla: Sla,
+    arrived: Instant,
+}
+
+impl Ctx {
+    /// Counts an SLA violation when the answer (now) is later than the caller's deadline,
+    /// whichever tier served it.
+    fn check_deadline(&self, metrics: &Metrics) {
+        if !self.sla.is_interactive() && self.arrived.elapsed() > self.sla.deadline() {
+            metrics
+                .sla_violations
+                .with_label_values(&[&self.route])
+                .inc();
+        }
+    }
 }
 
 async fn read_body(app: &App, body: Incoming, headers: &HeaderMap) -> Result<Bytes, GatewayError> {
@@ -378,6 +383,8 @@ async fn proxy(
             provider,
             tier: Tier::Interactive,
             facts,
+            sla,
+            arrived,
         };
         return translated(app, ctx, &parts.headers, &body, received, route.cache_hints).await;
     }
@@ -441,6 +448,8 @@ async fn proxy(
         provider,
         tier: decision.tier,
         facts,
+        sla,
+        arrived,
     };
 
     let sent = Instant::now();
@@ -500,13 +509,7 @@ async fn proxy(
         observe_latency(app, &ctx, upstream_head, received.elapsed());
         let body = MeteredSse::new(up_body, additions.include_usage, move |end: StreamEnd| {
             // A stream is answered when it ends.
-            if !sla.is_interactive() && arrived.elapsed() > sla.deadline() {
-                accountant
-                    .metrics()
-                    .sla_violations
-                    .with_label_values(&[&ctx.route])
-                    .inc();
-            }
+            ctx.check_deadline(accountant.metrics());
             if end.usage.is_none() {
                 tracing::debug!(
                     completed = end.completed,
@@ -536,7 +539,7 @@ async fn proxy(
         }
     };
     let upstream_time = sent.elapsed();
-    check_deadline(app, &ctx.route, sla, arrived);
+    ctx.check_deadline(app.metrics());
     let usage = if up_parts.status.is_success() {
         crate::usage::from_json(&answer)
     } else {

@@ -64,6 +64,7 @@ pub(super) async fn translated(
             up_body,
             translator,
             move |end: StreamEnd| {
+                ctx.check_deadline(accountant.metrics());
                 accountant.record(&Answer {
                     route: &ctx.route,
                     client: &ctx.client,
@@ -127,5 +128,6 @@ pub(super) async fn translated(
     }
     price_headers(out.headers_mut(), ctx.tier, priced.as_ref());
     observe_latency(app, &ctx, upstream_time, received.elapsed());
+    ctx.check_deadline(app.metrics());
     Ok(out)
 }
