@@ -195,8 +195,7 @@ pub(super) async fn drain(mut body: Incoming) -> Option<Incoming> {
 pub(super) struct HoldingRequest {
     pub response: RespBody,
     /// Only held: dropped with the response, after its last frame.
-    #[allow(dead_code)]
-    pub request: Option<Incoming>,
+    pub _request: Option<Incoming>,
 }
 
 impl http_body::Body for HoldingRequest {

@@ -214,7 +214,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<RespBody>
             Some(request) => response.map(|response| {
                 ingress::HoldingRequest {
                     response,
-                    request: Some(request),
+                    _request: Some(request),
                 }
                 .boxed_unsync()
             }),
