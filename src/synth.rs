@@ -1,9 +1,10 @@
 //! Synthesised SSE for deferred answers: a finished `chat.completion` (or `text_completion`)
 //! turned into the chunk stream a streaming call would have produced, ending in
-//! `data: [DONE]`, so the official SDKs parse it unchanged. Pure.
+//! `data: [DONE]`, so the official SDKs parse it unchanged; likewise a finished Anthropic
+//! `Message` and a finished Responses API `response`, as their named-event streams. Pure.
 
 use bytes::Bytes;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 /// Comment line sent while a streaming deferred request waits (ignored by SSE parsers).
 pub const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
@@ -182,6 +183,254 @@ pub fn anthropic_events(status: u16, answer: &[u8]) -> Vec<Bytes> {
     out.push(named("message_stop", &json!({"type": "message_stop"})));
     out
 }
+
+/// The Responses API event stream equivalent to a finished `response` object (for
+/// `/v1/responses` requests with `stream: true` answered from a batch): `response.created`
+/// and `response.in_progress` (status `in_progress`, no output), then each output item
+/// opened, filled and closed, then `response.completed`, `response.incomplete` or
+/// `response.failed` carrying `answer` unchanged. Events are named (`event: <type>`) and
+/// numbered by `sequence_number` from 0; like the real API there is no `data: [DONE]`.
+/// A non-2xx answer, or one that is not a response object, becomes one `error` event.
+pub fn response_events(status: u16, answer: &[u8]) -> Vec<Bytes> {
+    let parsed: Option<Value> = serde_json::from_slice(answer).ok();
+    let response = parsed
+        .as_ref()
+        .filter(|_| (200..300).contains(&status))
+        .and_then(Value::as_object)
+        // An object without either mark is more likely an error envelope than a response.
+        .filter(|r| {
+            r.get("object").is_some_and(|o| o == "response")
+                || r.get("output").is_some_and(Value::is_array)
+        });
+    let Some(response) = response else {
+        return response_error(status, parsed.as_ref());
+    };
+    let mut s = Sequence::default();
+
+    // The official SDKs' accumulators start from `response.created` and append to its
+    // `output`, so the opening snapshot must be empty and carry nothing final.
+    let mut start = response.clone();
+    start.insert("status".into(), json!("in_progress"));
+    start.insert("output".into(), json!([]));
+    for k in ["usage", "completed_at", "error", "incomplete_details"] {
+        start.insert(k.into(), Value::Null);
+    }
+    let start = Value::Object(start);
+    for kind in ["response.created", "response.in_progress"] {
+        s.push(kind, json!({"response": start}));
+    }
+
+    let empty = Vec::new();
+    let output = response
+        .get("output")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
+    for (index, item) in output.iter().enumerate() {
+        // Indexes stay those of `output` even when an item is skipped: the SDKs key their
+        // snapshot by `output_index` and tolerate gaps, not shifts.
+        if let Some(item) = item
+            .as_object()
+            .filter(|i| i.get("type").is_some_and(Value::is_string))
+        {
+            output_item(&mut s, index, item);
+        }
+    }
+
+    // No stream event exists for `cancelled`: it ends the stream as a failure.
+    let terminal = match response.get("status").and_then(Value::as_str) {
+        Some("incomplete") => "response.incomplete",
+        Some("failed" | "cancelled") => "response.failed",
+        _ => "response.completed",
+    };
+    s.push(terminal, json!({"response": response}));
+    s.out
+}
+
+/// Frames numbered in order of emission.
+#[derive(Default)]
+struct Sequence {
+    out: Vec<Bytes>,
+    seq: u64,
+}
+
+impl Sequence {
+    /// `fields` is always a `json!({...})` object; `type` and `sequence_number` are added.
+    fn push(&mut self, kind: &str, mut fields: Value) {
+        if let Some(m) = fields.as_object_mut() {
+            m.insert("type".into(), json!(kind));
+            m.insert("sequence_number".into(), json!(self.seq));
+        }
+        self.seq += 1;
+        self.out.push(named(kind, &fields));
+    }
+}
+
+fn str_field<'a>(m: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
+    m.get(k).and_then(Value::as_str)
+}
+
+/// `m` with `overrides` set: the in-progress copy of an item or part.
+fn with(m: &Map<String, Value>, overrides: &[(&str, Value)]) -> Value {
+    let mut m = m.clone();
+    for (k, v) in overrides {
+        m.insert((*k).into(), v.clone());
+    }
+    Value::Object(m)
+}
+
+/// One output item: added (in progress, without the content that the deltas then bring),
+/// its content events, done (the item exactly as in the answer).
+fn output_item(s: &mut Sequence, index: usize, item: &Map<String, Value>) {
+    let item_id = str_field(item, "id").unwrap_or("");
+    let kind = str_field(item, "type").unwrap_or("");
+    let mut added = match kind {
+        "message" => with(item, &[("content", json!([]))]),
+        "function_call" => with(item, &[("arguments", json!(""))]),
+        _ => Value::Object(item.clone()),
+    };
+    if item.contains_key("status")
+        && let Some(m) = added.as_object_mut()
+    {
+        m.insert("status".into(), json!("in_progress"));
+    }
+    s.push(
+        "response.output_item.added",
+        json!({"output_index": index, "item": added}),
+    );
+    match kind {
+        "message" => {
+            let parts = item.get("content").and_then(Value::as_array);
+            for (content_index, part) in parts.into_iter().flatten().enumerate() {
+                if let Some(part) = part.as_object() {
+                    content_part(s, item_id, index, content_index, part);
+                }
+            }
+        }
+        "function_call" => {
+            // `arguments` is a JSON string; a provider that sent an object gets its text.
+            let arguments = match item.get("arguments") {
+                Some(Value::String(a)) => a.clone(),
+                None | Some(Value::Null) => String::new(),
+                Some(other) => other.to_string(),
+            };
+            if !arguments.is_empty() {
+                s.push(
+                    "response.function_call_arguments.delta",
+                    json!({"item_id": item_id, "output_index": index, "delta": arguments}),
+                );
+            }
+            s.push(
+                "response.function_call_arguments.done",
+                json!({"item_id": item_id, "output_index": index,
+                       "name": str_field(item, "name").unwrap_or(""), "arguments": arguments}),
+            );
+        }
+        // Reasoning and tool items arrive whole in `added`; their own delta events are
+        // optional for clients, which read the finished item from `done`.
+        _ => {}
+    }
+    s.push(
+        "response.output_item.done",
+        json!({"output_index": index, "item": item}),
+    );
+}
+
+/// One content part of a message: added empty, its text (or refusal) as one delta, done.
+fn content_part(
+    s: &mut Sequence,
+    item_id: &str,
+    output_index: usize,
+    content_index: usize,
+    part: &Map<String, Value>,
+) {
+    let at = |mut fields: Value| {
+        if let Some(m) = fields.as_object_mut() {
+            m.insert("item_id".into(), json!(item_id));
+            m.insert("output_index".into(), json!(output_index));
+            m.insert("content_index".into(), json!(content_index));
+        }
+        fields
+    };
+    match str_field(part, "type") {
+        Some("output_text") => {
+            let text = str_field(part, "text").unwrap_or("");
+            let logprobs = part
+                .get("logprobs")
+                .filter(|l| l.is_array())
+                .cloned()
+                .unwrap_or(json!([]));
+            let opened = with(
+                part,
+                &[
+                    ("text", json!("")),
+                    ("annotations", json!([])),
+                    ("logprobs", json!([])),
+                ],
+            );
+            s.push("response.content_part.added", at(json!({"part": opened})));
+            if !text.is_empty() {
+                s.push(
+                    "response.output_text.delta",
+                    at(json!({"delta": text, "logprobs": logprobs})),
+                );
+            }
+            let annotations = part.get("annotations").and_then(Value::as_array);
+            for (annotation_index, annotation) in annotations.into_iter().flatten().enumerate() {
+                s.push(
+                    "response.output_text.annotation.added",
+                    at(json!({"annotation_index": annotation_index, "annotation": annotation})),
+                );
+            }
+            s.push(
+                "response.output_text.done",
+                at(json!({"text": text, "logprobs": logprobs})),
+            );
+        }
+        Some("refusal") => {
+            let refusal = str_field(part, "refusal").unwrap_or("");
+            let opened = with(part, &[("refusal", json!(""))]);
+            s.push("response.content_part.added", at(json!({"part": opened})));
+            if !refusal.is_empty() {
+                s.push("response.refusal.delta", at(json!({"delta": refusal})));
+            }
+            s.push("response.refusal.done", at(json!({"refusal": refusal})));
+        }
+        // Still opened and closed, so the content indexes of later parts stay aligned.
+        _ => s.push("response.content_part.added", at(json!({"part": part}))),
+    }
+    s.push("response.content_part.done", at(json!({"part": part})));
+}
+
+/// The Responses streaming `error` event (code, message, param at the top level) for an
+/// answer that is not a response: from its `{"error": {...}}` envelope when it has one
+/// (`code`, else `type`, so clients have something to branch on), else a generic one.
+fn response_error(status: u16, body: Option<&Value>) -> Vec<Bytes> {
+    let envelope = body.and_then(|b| b.get("error")).and_then(Value::as_object);
+    let field = |k| envelope.and_then(|e| str_field(e, k));
+    let message = field("message").map_or_else(
+        || {
+            if (200..300).contains(&status) {
+                format!("upstream answered {status} without a Responses API object")
+            } else {
+                format!("upstream answered {status}")
+            }
+        },
+        str::to_owned,
+    );
+    let code = match envelope {
+        Some(_) => field("code").or_else(|| field("type")),
+        None => Some("upstream_bad_response"),
+    };
+    let mut s = Sequence::default();
+    s.push(
+        "error",
+        json!({"code": code, "message": message, "param": field("param")}),
+    );
+    s.out
+}
+
+#[cfg(test)]
+mod tests_responses;
 
 #[cfg(test)]
 mod tests {
