@@ -151,6 +151,9 @@ pub fn hold_stream(
                 Some(r) if job.endpoint == crate::types::Endpoint::Messages => {
                     synth::anthropic_events(r.status, &r.body)
                 }
+                Some(r) if job.endpoint == crate::types::Endpoint::Responses => {
+                    synth::response_events(r.status, &r.body)
+                }
                 Some(r) => synth::chunks(r.status, &r.body, include_usage),
                 None => return,
             },

@@ -85,6 +85,18 @@ pub enum GatewayError {
     },
     #[error("the gateway is not ready: {reason}")]
     NotReady { reason: String },
+    /// The provider refused a whole upstream batch for good; its jobs get this answer.
+    #[error("the {provider} Batch API refused the batch: {reason}")]
+    BatchRejected {
+        provider: &'static str,
+        reason: String,
+    },
+    /// The provider refused one line of a batch without running it.
+    #[error("the {provider} Batch API refused this request: {message}")]
+    BatchLineInvalid {
+        provider: &'static str,
+        message: String,
+    },
     /// Rejected by the HTTP parser before any handler ran (see `server::http_errors`).
     #[error(
         "malformed HTTP request: the request line or a header could not be parsed (invalid bytes, or conflicting Content-Length)"
@@ -113,9 +125,10 @@ impl GatewayError {
     pub fn source(&self) -> Source {
         use GatewayError::*;
         match self {
-            UpstreamUnavailable { .. } | UpstreamTimeout { .. } | UpstreamBadResponse { .. } => {
-                Source::Upstream
-            }
+            UpstreamUnavailable { .. }
+            | UpstreamTimeout { .. }
+            | UpstreamBadResponse { .. }
+            | BatchRejected { .. } => Source::Upstream,
             NotReady { .. } => Source::Internal,
             _ => Source::Downstream,
         }
@@ -130,6 +143,7 @@ impl GatewayError {
             | InvalidHeader { .. }
             | UnknownRoute { .. }
             | Untranslatable { .. }
+            | BatchLineInvalid { .. }
             | MalformedHttp => StatusCode::BAD_REQUEST,
             ProviderNotConfigured { .. } => StatusCode::BAD_REQUEST,
             IdempotencyKeyMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -140,7 +154,9 @@ impl GatewayError {
             UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            UpstreamUnavailable { .. } | UpstreamBadResponse { .. } => StatusCode::BAD_GATEWAY,
+            UpstreamUnavailable { .. } | UpstreamBadResponse { .. } | BatchRejected { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
             UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -181,6 +197,8 @@ impl GatewayError {
             UpstreamTimeout { .. } => ("upstream_error", None, "upstream_timeout"),
             UpstreamBadResponse { .. } => ("upstream_error", None, "upstream_bad_response"),
             NotReady { .. } => ("server_error", None, "not_ready"),
+            BatchRejected { .. } => ("upstream_error", None, "batch_rejected"),
+            BatchLineInvalid { .. } => ("invalid_request_error", None, "invalid_batch_line"),
             MalformedHttp => ("invalid_request_error", None, "malformed_request"),
             UriTooLong { .. } => ("invalid_request_error", None, "uri_too_long"),
             HeadersTooLarge { .. } => ("invalid_request_error", None, "headers_too_large"),
@@ -214,6 +232,14 @@ impl GatewayError {
         })
         .to_string()
         .into_bytes()
+    }
+
+    /// The error envelope of the API the caller spoke.
+    pub fn to_json(&self, api: crate::types::Api) -> Vec<u8> {
+        match api {
+            crate::types::Api::OpenAi => self.to_openai_json(),
+            crate::types::Api::Anthropic => self.to_anthropic_json(),
+        }
     }
 
     pub fn to_openai_json(&self) -> Vec<u8> {

@@ -73,6 +73,8 @@ struct Target {
     uri: Uri,
     /// The provider credential, in the header this API expects.
     auth: Option<(HeaderName, HeaderValue)>,
+    /// Sent unless the caller chose its own value (`anthropic-version`).
+    defaults: &'static [(&'static str, &'static str)],
 }
 
 pub struct Forwarder {
@@ -85,42 +87,26 @@ impl Forwarder {
     pub fn new(upstream: Upstream, providers: &[ProviderConfig]) -> Result<Forwarder, String> {
         let mut targets = HashMap::new();
         for p in providers {
-            let bearer = match &p.api_key {
-                Some(k) => Some(sensitive(&format!("Bearer {}", k.expose()), p.provider)?),
+            let auth = match &p.api_key {
+                Some(k) => Some(crate::providers::credentials(p.provider, k.expose())?),
                 None => None,
             };
-            let raw_key = match &p.api_key {
-                Some(k) => Some(sensitive(k.expose(), p.provider)?),
-                None => None,
-            };
-            for e in [
-                Endpoint::ChatCompletions,
-                Endpoint::Completions,
-                Endpoint::Embeddings,
-                Endpoint::Responses,
-                Endpoint::Messages,
-            ] {
-                let (prefix, auth) = match (p.provider, e) {
-                    // Anthropic's native API takes its key in `x-api-key`.
-                    (Provider::Anthropic, Endpoint::Messages) => (
-                        "",
-                        raw_key
-                            .clone()
-                            .map(|v| (HeaderName::from_static("x-api-key"), v)),
-                    ),
-                    (_, Endpoint::Messages) => continue,
-                    // Gemini is reached through its OpenAI-compatible endpoint.
-                    (Provider::Gemini, _) => (
-                        "/openai",
-                        bearer.clone().map(|v| (header::AUTHORIZATION, v)),
-                    ),
-                    _ => ("", bearer.clone().map(|v| (header::AUTHORIZATION, v))),
+            for e in Endpoint::ALL {
+                let Some(path) = crate::providers::path(p.provider, e) else {
+                    continue;
                 };
-                let url = format!("{}{}{}", p.base_url, prefix, e.suffix());
+                let url = format!("{}{path}", p.base_url);
                 let uri: Uri = url
                     .parse()
                     .map_err(|_| format!("invalid {} base URL {:?}", p.provider, p.base_url))?;
-                targets.insert((p.provider, e), Target { uri, auth });
+                targets.insert(
+                    (p.provider, e),
+                    Target {
+                        uri,
+                        auth: auth.clone(),
+                        defaults: crate::providers::default_headers(p.provider),
+                    },
+                );
             }
         }
         Ok(Forwarder { upstream, targets })
@@ -130,7 +116,8 @@ impl Forwarder {
         self.upstream.response_timeout()
     }
 
-    /// Sends `body` to the provider's endpoint with the client's end-to-end headers.
+    /// Sends `body` to the provider's upstream endpoint (see `providers::upstream_endpoint`)
+    /// with the client's end-to-end headers.
     pub async fn send(
         &self,
         provider: Provider,
@@ -172,11 +159,10 @@ impl Forwarder {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if endpoint == Endpoint::Messages && !headers.contains_key("anthropic-version") {
-            headers.insert(
-                "anthropic-version",
-                HeaderValue::from_static(ANTHROPIC_VERSION),
-            );
+        for (name, value) in target.defaults {
+            if !headers.contains_key(*name) {
+                headers.insert(*name, HeaderValue::from_static(value));
+            }
         }
         self.upstream.send(req).await.map_err(|e| match e {
             UpstreamError::Timeout(d) => GatewayError::UpstreamTimeout {
@@ -220,17 +206,6 @@ pub fn relay_headers(from: &HeaderMap, to: &mut HeaderMap) {
             to.append(name.clone(), value.clone());
         }
     }
-}
-
-/// The Messages API version sent when the client names none.
-pub const ANTHROPIC_VERSION: &str = "2023-06-01";
-
-fn sensitive(v: &str, provider: Provider) -> Result<HeaderValue, String> {
-    let mut h = HeaderValue::from_str(v).map_err(|_| {
-        format!("the {provider} API key contains characters not allowed in a header")
-    })?;
-    h.set_sensitive(true);
-    Ok(h)
 }
 
 pub fn is_event_stream(headers: &HeaderMap) -> bool {

@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use xxhash_rust::xxh3::Xxh3;
@@ -285,12 +285,81 @@ pub fn cache_key(client: &str, route: &str, prefix_hash: u128) -> String {
     format!("sluice-{:032x}", h.digest128())
 }
 
+/// Removes top-level members from a JSON object, keeping every other byte as sent.
+/// Used to drop `stream` / `stream_options` (a batch line must not stream).
+pub fn without_members(body: &[u8], names: &[&str]) -> Result<Bytes, String> {
+    struct Members<'a>(Vec<(std::borrow::Cow<'a, str>, &'a RawValue)>);
+    impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V<'a>(std::marker::PhantomData<&'a ()>);
+            impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+                type Value = Members<'a>;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut m: A,
+                ) -> Result<Self::Value, A::Error> {
+                    let mut v = Vec::new();
+                    while let Some((k, raw)) =
+                        m.next_entry::<std::borrow::Cow<'de, str>, &'de RawValue>()?
+                    {
+                        v.push((k, raw));
+                    }
+                    Ok(Members(v))
+                }
+            }
+            d.deserialize_map(V(std::marker::PhantomData))
+        }
+    }
+    let text = std::str::from_utf8(body).map_err(|e| e.to_string())?;
+    let members: Members = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    if !members.0.iter().any(|(k, _)| names.contains(&k.as_ref())) {
+        return Ok(Bytes::copy_from_slice(body));
+    }
+    let mut out = BytesMut::with_capacity(body.len());
+    out.put_u8(b'{');
+    let mut first = true;
+    for (k, v) in members
+        .0
+        .iter()
+        .filter(|(k, _)| !names.contains(&k.as_ref()))
+    {
+        if !first {
+            out.put_u8(b',');
+        }
+        first = false;
+        out.extend_from_slice(serde_json::Value::from(k.as_ref()).to_string().as_bytes());
+        out.put_u8(b':');
+        out.extend_from_slice(v.get().as_bytes());
+    }
+    out.put_u8(b'}');
+    Ok(out.freeze())
+}
+
 #[cfg(test)]
 pub(crate) mod proptests;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strips_stream_members_keeping_other_bytes() {
+        let body = br#"{"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true}, "messages": [{"role":"user","content":"a\nb"}]}"#;
+        let out = without_members(body, &["stream", "stream_options"]).unwrap();
+        assert_eq!(
+            &out[..],
+            br#"{"model":"gpt-4o","messages":[{"role":"user","content":"a\nb"}]}"#
+        );
+        let untouched = br#"{"model": "x"}"#;
+        assert_eq!(
+            &without_members(untouched, &["stream"]).unwrap()[..],
+            untouched
+        );
+        assert!(without_members(b"[1]", &["stream"]).is_err());
+    }
 
     const CHAT: Endpoint = Endpoint::ChatCompletions;
 

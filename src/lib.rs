@@ -14,9 +14,9 @@
 //! `batch::{client, engine}`, `store`. Tools: `simulate`, `estimate`, `demo`, `cli`.
 
 pub mod account;
-pub mod anthropic;
 pub mod batch;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod deliver;
 pub mod demo;
@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod policy;
 pub mod prefer;
 pub mod pricing;
+pub mod providers;
 pub mod relay;
 pub mod response_cache;
 pub mod server;

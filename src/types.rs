@@ -126,6 +126,14 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    pub const ALL: [Endpoint; 5] = [
+        Endpoint::ChatCompletions,
+        Endpoint::Completions,
+        Endpoint::Embeddings,
+        Endpoint::Responses,
+        Endpoint::Messages,
+    ];
+
     pub fn from_path(path: &str) -> Option<Endpoint> {
         match path {
             "/v1/chat/completions" => Some(Endpoint::ChatCompletions),
@@ -152,8 +160,23 @@ impl Endpoint {
         &self.path()[3..]
     }
 
+    /// The API family the caller speaks: the shape of its answers and errors.
+    pub fn api(self) -> Api {
+        match self {
+            Endpoint::Messages => Api::Anthropic,
+            _ => Api::OpenAi,
+        }
+    }
+
     /// Streams whose usage needs `stream_options.include_usage` to be reported.
     pub fn takes_stream_options(self) -> bool {
         matches!(self, Endpoint::ChatCompletions | Endpoint::Completions)
     }
+}
+
+/// The API a caller speaks, which decides the shape of every answer and error it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Api {
+    OpenAi,
+    Anthropic,
 }

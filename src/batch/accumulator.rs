@@ -36,27 +36,6 @@ pub struct Limits {
     pub max_bytes: u64,
 }
 
-impl Limits {
-    /// OpenAI: 50,000 requests and 200 MB per input file (provider-apis.md 1.8).
-    /// Each JSONL line adds its envelope to the body; 1 KiB per line is kept in reserve.
-    pub const OPENAI: Limits = Limits {
-        max_requests: 50_000,
-        max_bytes: 200 * 1000 * 1000 - 50_000 * 1024,
-    };
-    /// Anthropic Message Batches: 100,000 requests or 256 MB.
-    pub const ANTHROPIC: Limits = Limits {
-        max_requests: 100_000,
-        max_bytes: 256 * 1000 * 1000 - 100_000 * 1024,
-    };
-
-    pub fn for_provider(p: Provider) -> Limits {
-        match p {
-            Provider::Anthropic => Limits::ANTHROPIC,
-            _ => Limits::OPENAI,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlushReason {
     /// The group holds a full batch (requests or bytes).

@@ -2,13 +2,7 @@
 //! jobs through the store and the provider's Batch API, the watchdog answers in time.
 
 pub mod accumulator;
-pub mod anthropic;
-pub mod client;
 pub mod engine;
-pub mod openai;
-
-#[cfg(test)]
-mod proptests;
 
 use std::sync::OnceLock;
 
@@ -29,12 +23,7 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", hex::encode(buf))
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use crate::clock::now_ms;
 
 /// Crash-test hook: with `SLUICE_FAILPOINT=<name>`, the process aborts (like `kill -9`: no
 /// destructors, no flush) when it reaches that point. Names: `after_enqueue`,

@@ -4,20 +4,26 @@ use super::*;
 
 /// The batch tier: the job is durable before anything is acknowledged; then the caller
 /// gets 202 (`Prefer: respond-async`), a held SSE stream, or the held answer.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn defer(
     app: &App,
     engine: &Arc<Engine>,
-    admitted: &ingress::Admitted<'_>,
-    client: &ClientPolicy,
-    route: &RoutePolicy,
-    provider: Provider,
-    endpoint: Endpoint,
-    facts: &RequestFacts,
-    sla: Sla,
+    call: &Call<'_>,
     upstream_body: Bytes,
 ) -> Result<Response<RespBody>, GatewayError> {
-    let body = crate::batch::openai::without_members(&upstream_body, &["stream", "stream_options"])
+    let job = durable(engine, call, upstream_body).await?;
+    deliver(app, engine, call, job).await
+}
+
+/// The job, stored before anything is acknowledged; a retry with the same
+/// `Idempotency-Key` gets the job its first try created, if it is the same request.
+async fn durable(
+    engine: &Arc<Engine>,
+    call: &Call<'_>,
+    upstream_body: Bytes,
+) -> Result<crate::store::Job, GatewayError> {
+    let (client, route, facts, endpoint) = (call.client, call.route, &call.facts, call.endpoint);
+    // A batch line never streams; the answer is turned into a stream on delivery.
+    let body = crate::inspect::without_members(&upstream_body, &["stream", "stream_options"])
         .map_err(|e| {
             GatewayError::invalid(format!("the request body is not a JSON object: {e}"), None)
         })?;
@@ -26,8 +32,8 @@ pub(super) async fn defer(
         id: crate::batch::new_id("job"),
         client: client.name.to_string(),
         route: route.name.to_string(),
-        idempotency_key: admitted.idempotency_key.clone(),
-        provider,
+        idempotency_key: call.admitted.idempotency_key.clone(),
+        provider: call.provider,
         endpoint,
         model: facts.model.clone(),
         body: body.clone(),
@@ -35,10 +41,11 @@ pub(super) async fn defer(
         tier: Tier::Batch,
         prefix: facts.prefix_hash.map(|h| format!("{h:032x}")),
         created_at_ms: now,
-        deadline_ms: now.saturating_add(sla.deadline().as_millis().min(i64::MAX as u128) as i64),
+        deadline_ms: now
+            .saturating_add(call.sla.deadline().as_millis().min(i64::MAX as u128) as i64),
     };
     let id = job.id.clone();
-    let job = match engine.submit(job).await? {
+    Ok(match engine.submit(job).await? {
         Enqueued::Created => {
             engine
                 .store()
@@ -69,7 +76,17 @@ pub(super) async fn defer(
             }
             *existing
         }
-    };
+    })
+}
+
+/// The caller gets 202 (`Prefer: respond-async`), a held stream, or the held answer.
+async fn deliver(
+    app: &App,
+    engine: &Arc<Engine>,
+    call: &Call<'_>,
+    job: crate::store::Job,
+) -> Result<Response<RespBody>, GatewayError> {
+    let (admitted, facts) = (&call.admitted, &call.facts);
     if admitted.prefer.respond_async {
         return Ok(deliver::accepted(&job));
     }

@@ -26,6 +26,92 @@ pub(super) struct Admitted<'a> {
     pub route_hint: Option<&'a str>,
 }
 
+/// One API request once ingress is done: who calls, what it asks, how long it may wait.
+pub(super) struct Call<'a> {
+    pub endpoint: Endpoint,
+    pub headers: &'a HeaderMap,
+    pub admitted: Admitted<'a>,
+    pub client: &'a ClientPolicy,
+    pub route: &'a RoutePolicy,
+    pub provider: Provider,
+    pub facts: RequestFacts,
+    pub sla: Sla,
+    pub body: Bytes,
+    pub arrived: Instant,
+    /// When the whole body was in: gateway overhead is measured from here.
+    pub received: Instant,
+}
+
+/// Identify, read the control headers and the body, inspect it, pick the route and the
+/// provider. `known` collects the labels of a request refused on the way.
+pub(super) async fn accept<'a>(
+    app: &'a App,
+    endpoint: Endpoint,
+    parts: &'a http::request::Parts,
+    unread: &mut Option<hyper::body::Incoming>,
+    known: &mut Known,
+) -> Result<Call<'a>, GatewayError> {
+    let arrived = Instant::now();
+    let client = identify(app, &parts.headers)?;
+    known.client = Some(client.name.clone());
+    let admitted = admit(&parts.headers)?;
+    let Some(body) = unread.take() else {
+        return Err(GatewayError::invalid(
+            "the request body was already read",
+            None,
+        ));
+    };
+    let body = read_body(app, body, &parts.headers).await?;
+    let received = Instant::now();
+    let facts = inspect::inspect(endpoint, &body)?;
+    known.model = Some(facts.model.clone());
+    let route = client.route(endpoint.path(), &facts.model, admitted.route_hint)?;
+    known.route = Some(route.name.clone());
+    let sla = client.effective_sla(route, admitted.sla);
+    let provider = crate::providers::native_provider(endpoint)
+        .unwrap_or_else(|| app.policies.models.provider_for(&facts.model));
+    known.provider = Some(provider);
+    Ok(Call {
+        endpoint,
+        headers: &parts.headers,
+        admitted,
+        client,
+        route,
+        provider,
+        facts,
+        sla,
+        body,
+        arrived,
+        received,
+    })
+}
+
+async fn read_body(
+    app: &App,
+    body: hyper::body::Incoming,
+    headers: &HeaderMap,
+) -> Result<Bytes, GatewayError> {
+    let limit = app.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(GatewayError::BodyTooLarge { limit });
+    }
+    match tokio::time::timeout(app.body_read_timeout, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(GatewayError::BodyTimeout),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(GatewayError::BodyTooLarge { limit })
+        }
+        Ok(Err(e)) => Err(GatewayError::invalid(
+            format!("could not read the request body: {e}"),
+            None,
+        )),
+    }
+}
+
 /// Who is calling: the client its gateway key names (any key in open mode).
 pub(super) fn identify<'a>(
     app: &'a App,

@@ -188,19 +188,19 @@ proptest! {
 
         // The same body as a batch input line, OpenAI's and Anthropic's: one key each,
         // the body without the streaming members (a batch answers whole).
-        let batch_body = crate::batch::openai::without_members(&out, &["stream", "stream_options"]);
+        let batch_body = crate::inspect::without_members(&out, &["stream", "stream_options"]);
         prop_assert!(batch_body.is_ok());
         let batch_body = batch_body.unwrap();
         expected.remove("stream");
         expected.remove("stream_options");
-        let line = crate::batch::openai::input_line("job_1", Endpoint::ChatCompletions, &batch_body);
+        let line = crate::providers::openai::wire::input_line("job_1", Endpoint::ChatCompletions, &batch_body);
         prop_assert!(line.ends_with(b"\n") && !line[..line.len() - 1].contains(&b'\n'));
         let parsed = strict_json::parse(&line);
         prop_assert!(parsed.is_ok(), "{}", String::from_utf8_lossy(&line));
         let parsed = parsed.unwrap();
         prop_assert_eq!(&parsed["custom_id"], "job_1");
         prop_assert_eq!(&parsed["body"], &Value::Object(expected.clone()));
-        let entry = crate::batch::anthropic::request_entry("job_1", &batch_body);
+        let entry = crate::providers::anthropic::batch_wire::request_entry("job_1", &batch_body);
         let parsed = strict_json::parse(&entry);
         prop_assert!(parsed.is_ok(), "{}", String::from_utf8_lossy(&entry));
         prop_assert_eq!(&parsed.unwrap()["params"], &Value::Object(expected));

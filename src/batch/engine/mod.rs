@@ -14,11 +14,10 @@ use tokio::sync::Notify;
 
 use crate::account::{Accountant, Answer};
 use crate::batch::accumulator::{self, GroupKey, Limits, Pending};
-use crate::batch::client::{BatchApiError, BatchClient};
-use crate::batch::openai::{self, Batch, LineOutcome, LineSplitter};
-use crate::batch::{failpoint, new_id, now_ms};
+use crate::batch::{failpoint, new_id};
 use crate::forward::{self, Forwarder};
 use crate::policy::PolicySet;
+use crate::providers::{Adapter, BatchApiError, LineOutcome, UpstreamBatch};
 use crate::store::{
     Enqueued, Flush, FlushState, FlushUpdate, Job, JobResult, LedgerEntry, NewFlush, NewJob, Store,
     StoreError,
@@ -39,6 +38,8 @@ pub struct EngineConfig {
     /// Finished results are kept this long for the job endpoints and idempotent retries.
     pub result_retention: Duration,
     pub lease: Duration,
+    /// Where the engine reads the time (the system clock, or a test's).
+    pub clock: crate::clock::Clock,
 }
 
 impl EngineConfig {
@@ -61,20 +62,24 @@ impl EngineConfig {
             fallback_lead: c.fallback_lead,
             result_retention: c.result_retention,
             lease: Duration::from_secs(60),
+            clock: crate::clock::Clock::System,
         }
     }
 }
 
+mod flush;
 mod liveness;
-mod message_batches;
 mod results;
+#[cfg(test)]
+mod tests;
 
 use liveness::Liveness;
 pub use liveness::{NotReady, PROBE_TIMEOUT};
 
 pub struct Engine {
     store: Arc<dyn Store>,
-    client: BatchClient,
+    /// The Batch API of every configured provider that has one.
+    adapters: Vec<(Provider, Adapter)>,
     forwarder: Arc<Forwarder>,
     accountant: Arc<Accountant>,
     policies: Arc<PolicySet>,
@@ -88,6 +93,8 @@ pub struct Engine {
     in_flight: Mutex<std::collections::HashSet<String>>,
     /// The loop's heartbeat, for readiness.
     liveness: Arc<Liveness>,
+    /// Every task the engine starts (fallbacks, input producers): shutdown waits for them.
+    tasks: tokio_util::task::TaskTracker,
 }
 
 fn ms(d: Duration) -> i64 {
@@ -102,7 +109,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Engine {
     pub fn new(
         store: Arc<dyn Store>,
-        client: BatchClient,
+        adapters: Vec<(Provider, Adapter)>,
         forwarder: Arc<Forwarder>,
         accountant: Arc<Accountant>,
         policies: Arc<PolicySet>,
@@ -110,7 +117,7 @@ impl Engine {
     ) -> Engine {
         Engine {
             store,
-            client,
+            adapters,
             forwarder,
             accountant,
             policies,
@@ -121,6 +128,7 @@ impl Engine {
             backoff: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(std::collections::HashSet::new()),
             liveness: Arc::new(Liveness::default()),
+            tasks: tokio_util::task::TaskTracker::new(),
         }
     }
 
@@ -130,12 +138,16 @@ impl Engine {
         self.liveness.check(self.cfg.poll_interval)?;
         let probe = async {
             self.store.ping().await?;
-            self.store.probe_write(now_ms()).await
+            self.store.probe_write(self.now()).await
         };
         tokio::time::timeout(PROBE_TIMEOUT, probe)
             .await
             .map_err(|_| NotReady::StoreTimeout(PROBE_TIMEOUT))??;
         Ok(())
+    }
+
+    fn now(&self) -> i64 {
+        self.cfg.clock.now_ms()
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -148,7 +160,11 @@ impl Engine {
 
     /// Whether the batch tier can serve this provider now.
     pub fn batches(&self, p: Provider) -> bool {
-        self.client.supports(p)
+        self.adapter(p).is_some()
+    }
+
+    fn adapter(&self, p: Provider) -> Option<&Adapter> {
+        self.adapters.iter().find(|(q, _)| *q == p).map(|(_, a)| a)
     }
 
     /// Observed p95 batch turnaround for a provider and model, or the prior.
@@ -200,7 +216,7 @@ impl Engine {
     /// Wakes local waiters of jobs any replica completed since the last look.
     async fn wake_completed(&self, since: &mut i64) -> Result<(), StoreError> {
         if lock(&self.waiters).is_empty() {
-            *since = now_ms() - 1_000;
+            *since = self.now() - 1_000;
             return Ok(());
         }
         // Overlap a little: completion times come from other replicas' clocks.
@@ -227,7 +243,7 @@ impl Engine {
     async fn run_loop(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut last_purge = 0i64;
-        let mut completed_seen = now_ms();
+        let mut completed_seen = self.now();
         // Wakes by new jobs are coalesced: one scan of the queue serves many arrivals.
         let min_gap = self.cfg.poll_interval.min(Duration::from_millis(100));
         loop {
@@ -239,11 +255,11 @@ impl Engine {
                 Ok(next) => next,
                 Err(e) => {
                     tracing::warn!(error = %e, "deferred tier: store error, retrying");
-                    now_ms() + 1_000
+                    self.now() + 1_000
                 }
             };
             self.liveness.beat();
-            let now = now_ms();
+            let now = self.now();
             if now - last_purge > 60_000 {
                 last_purge = now;
                 if let Err(e) = self.store.purge(now - ms(self.cfg.result_retention)).await {
@@ -291,7 +307,7 @@ impl Engine {
 
     /// One pass: flush, advance flushes, fallbacks. Returns when to look again (unix ms).
     pub async fn tick(self: &Arc<Self>) -> Result<i64, StoreError> {
-        let now = now_ms();
+        let now = self.now();
         let mut next = now + ms(self.cfg.poll_interval);
 
         // 1. Flush due groups.
@@ -302,7 +318,7 @@ impl Engine {
         let mut pending = Vec::with_capacity(queued.len());
         for q in &queued {
             *depth.entry((q.provider, q.model.as_str())).or_default() += 1.0;
-            if q.tier != Tier::Batch || !self.client.supports(q.provider) {
+            if q.tier != Tier::Batch || !self.batches(q.provider) {
                 continue;
             }
             let key = GroupKey {
@@ -344,12 +360,12 @@ impl Engine {
                 .add(n);
         }
         let plans = accumulator::plan(&pending, now, |k| {
-            let base = Limits::for_provider(k.provider);
+            let caps = crate::providers::capabilities(k.provider);
             Limits {
-                max_requests: group_max
-                    .get(k)
-                    .map_or(base.max_requests, |&m| (m as usize).min(base.max_requests)),
-                max_bytes: base.max_bytes,
+                max_requests: group_max.get(k).map_or(caps.max_batch_requests, |&m| {
+                    (m as usize).min(caps.max_batch_requests)
+                }),
+                max_bytes: caps.max_batch_bytes,
             }
         });
         let planned: std::collections::HashSet<&str> = plans
@@ -416,260 +432,12 @@ impl Engine {
         for job in self.store.due_before(now + lead).await? {
             if job.result.is_none() {
                 let engine = self.clone();
-                tokio::spawn(async move { engine.fallback(job, "deadline").await });
+                self.tasks
+                    .spawn(async move { engine.fallback(job, "deadline").await });
             }
         }
         Ok(next)
     }
-
-    /// Moves one flush forward as far as it can go now. Returns when to look again.
-    async fn advance(&self, f: &Flush, now: i64) -> Result<i64, EngineError> {
-        if f.next_poll_at_ms > now {
-            return Ok(f.next_poll_at_ms);
-        }
-        if f.provider == Provider::Anthropic {
-            return self.advance_message_batch(f, now).await;
-        }
-        let mut state = f.state;
-        let mut file_id = f.file_id.clone();
-        if state == FlushState::Claimed || (state == FlushState::Uploaded && file_id.is_none()) {
-            let id = self.upload(f).await?;
-            self.store
-                .update_flush(
-                    &f.id,
-                    FlushUpdate {
-                        state: Some(FlushState::Uploaded),
-                        file_id: Some(id.clone()),
-                        ..FlushUpdate::default()
-                    },
-                )
-                .await?;
-            failpoint("after_upload");
-            file_id = Some(id);
-            state = FlushState::Uploaded;
-        }
-        if state == FlushState::Creating {
-            // The batch may exist upstream although its id was never recorded.
-            if let Some(b) = self.find_batch(f).await? {
-                self.record_submitted(f, &b, now).await?;
-                return Ok(now + ms(self.cfg.poll_interval));
-            }
-            state = FlushState::Uploaded;
-        }
-        if state == FlushState::Uploaded {
-            let Some(file_id) = file_id else {
-                return Err(EngineError::Invariant(format!(
-                    "flush {} uploaded without a file id",
-                    f.id
-                )));
-            };
-            self.store
-                .update_flush(
-                    &f.id,
-                    FlushUpdate {
-                        state: Some(FlushState::Creating),
-                        ..FlushUpdate::default()
-                    },
-                )
-                .await?;
-            failpoint("before_create");
-            match self
-                .client
-                .create(
-                    f.provider,
-                    openai::create_request(&file_id, f.endpoint, &f.id),
-                )
-                .await
-            {
-                Ok(b) => {
-                    failpoint("after_create");
-                    self.record_submitted(f, &b, now).await?;
-                    return Ok(now + ms(self.cfg.poll_interval));
-                }
-                Err(e) if e.is_retryable() => {
-                    return self.back_off_create(f, &e, FlushState::Uploaded, now).await;
-                }
-                Err(e) => {
-                    // Rejected for good (e.g. 400): answer every job with the error.
-                    self.fail_all(f, &e.to_string(), now).await?;
-                    return Ok(now);
-                }
-            }
-        }
-        if state == FlushState::Submitted {
-            let Some(batch_id) = &f.batch_id else {
-                return Err(EngineError::Invariant(format!(
-                    "flush {} submitted without a batch id",
-                    f.id
-                )));
-            };
-            let b = self.client.get(f.provider, batch_id).await?;
-            return self.polled(f, &b, now).await;
-        }
-        Ok(now + ms(self.cfg.poll_interval))
-    }
-
-    /// A refused create (429 on enqueued-token limits, or an outage): back off and retry
-    /// from `retry_state`, never drop. Returns when to try again.
-    async fn back_off_create(
-        &self,
-        f: &Flush,
-        e: &BatchApiError,
-        retry_state: FlushState,
-        now: i64,
-    ) -> Result<i64, EngineError> {
-        let attempts = f.create_attempts + 1;
-        let wait = match e {
-            BatchApiError::Status {
-                retry_after: Some(r),
-                ..
-            } => *r,
-            _ => self.cfg.poll_interval * 2u32.saturating_pow(attempts.min(6)),
-        };
-        tracing::warn!(flush = %f.id, error = %e, attempts, "batch create refused; backing off");
-        let at = now + ms(wait.min(Duration::from_secs(900)));
-        self.store
-            .update_flush(
-                &f.id,
-                FlushUpdate {
-                    state: Some(retry_state),
-                    create_attempts: Some(attempts),
-                    next_poll_at_ms: Some(at),
-                    ..FlushUpdate::default()
-                },
-            )
-            .await?;
-        Ok(at)
-    }
-
-    /// After a poll: a terminal batch is finished, else the next poll is scheduled.
-    async fn polled(&self, f: &Flush, b: &Batch, now: i64) -> Result<i64, EngineError> {
-        if b.is_terminal() {
-            self.finish(f, b).await?;
-            return Ok(now);
-        }
-        let at = now + ms(self.cfg.poll_interval);
-        self.store
-            .update_flush(
-                &f.id,
-                FlushUpdate {
-                    upstream_status: Some(b.status.clone()),
-                    next_poll_at_ms: Some(at),
-                    ..FlushUpdate::default()
-                },
-            )
-            .await?;
-        Ok(at)
-    }
-
-    async fn record_submitted(&self, f: &Flush, b: &Batch, now: i64) -> Result<(), EngineError> {
-        self.store
-            .update_flush(
-                &f.id,
-                FlushUpdate {
-                    state: Some(FlushState::Submitted),
-                    batch_id: Some(b.id.clone()),
-                    upstream_status: Some(b.status.clone()),
-                    submitted_at_ms: Some(now),
-                    next_poll_at_ms: Some(now + ms(self.cfg.poll_interval)),
-                    ..FlushUpdate::default()
-                },
-            )
-            .await?;
-        tracing::info!(flush = %f.id, batch = %b.id, "batch submitted");
-        Ok(())
-    }
-
-    /// Lists the provider's batches for one carrying this flush's id in its metadata.
-    async fn find_batch(&self, f: &Flush) -> Result<Option<Batch>, EngineError> {
-        let mut after: Option<String> = None;
-        // Newest first: a batch created just before a crash is on the first pages.
-        for _ in 0..20 {
-            let page = self.client.list(f.provider, after.as_deref()).await?;
-            if let Some(b) = page
-                .data
-                .iter()
-                .find(|b| b.flush_id() == Some(f.id.as_str()))
-            {
-                return Ok(Some(b.clone()));
-            }
-            if !page.has_more {
-                break;
-            }
-            after = page
-                .last_id
-                .or_else(|| page.data.last().map(|b| b.id.clone()));
-        }
-        Ok(None)
-    }
-
-    /// Streams the flush's bodies from the store into a multipart upload.
-    async fn upload(&self, f: &Flush) -> Result<String, EngineError> {
-        let endpoint = f.endpoint;
-        let rx = self.stream_bodies(f, Vec::new(), Vec::new(), move |first, id, body, out| {
-            let _ = first;
-            out.extend_from_slice(&openai::input_line(id, endpoint, body));
-        });
-        let filename = format!("{}.jsonl", f.id);
-        Ok(self.client.upload(f.provider, &filename, rx).await?)
-    }
-
-    /// The flush's bodies, page by page from the store, formatted by `line` between `head`
-    /// and `tail`: a large batch never sits whole in memory.
-    fn stream_bodies(
-        &self,
-        f: &Flush,
-        head: Vec<u8>,
-        tail: Vec<u8>,
-        line: impl Fn(bool, &str, &[u8], &mut bytes::BytesMut) + Send + 'static,
-    ) -> crate::batch::client::FileChunks {
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let store = self.store.clone();
-        let liveness = self.liveness.clone();
-        let flush_id = f.id.clone();
-        tokio::spawn(async move {
-            if !head.is_empty() && tx.send(Ok(Bytes::from(head))).await.is_err() {
-                return;
-            }
-            let mut after = None;
-            let mut first = true;
-            loop {
-                let page = match store.flush_bodies(&flush_id, after, 500).await {
-                    Ok(p) => p,
-                    Err(e) => {
-                        let _ = tx.send(Err(Box::new(e) as crate::relay::BoxError)).await;
-                        return;
-                    }
-                };
-                let Some((last, _, _)) = page.last() else {
-                    break;
-                };
-                // A large input file takes a while: progress, not a stuck loop.
-                liveness.beat();
-                after = Some(*last);
-                let mut chunk = bytes::BytesMut::new();
-                for (_, id, body) in &page {
-                    line(first, id, body, &mut chunk);
-                    first = false;
-                }
-                if tx.send(Ok(chunk.freeze())).await.is_err() {
-                    return;
-                }
-            }
-            if !tail.is_empty() {
-                let _ = tx.send(Ok(Bytes::from(tail))).await;
-            }
-        });
-        rx
-    }
-}
-
-/// A gateway error in the shape the job's API uses.
-fn error_body(e: &crate::error::GatewayError, endpoint: crate::types::Endpoint) -> Bytes {
-    Bytes::from(match endpoint {
-        crate::types::Endpoint::Messages => e.to_anthropic_json(),
-        _ => e.to_openai_json(),
-    })
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -2,23 +2,16 @@
 //! recorded), what did not run put back, and the watchdog's synchronous fallback.
 
 use super::*;
+use crate::error::GatewayError;
+use crate::providers::BatchState;
+use crate::providers::lines::LineSplitter;
 
 impl Engine {
     /// A terminal batch: deliver every result line, put back what did not run.
-    pub(super) async fn finish(&self, f: &Flush, b: &Batch) -> Result<(), EngineError> {
-        let now = now_ms();
-        if b.status == "failed" {
-            let lines: Vec<(u64, String)> = b
-                .errors
-                .as_ref()
-                .map(|e| {
-                    e.data
-                        .iter()
-                        .filter_map(|d| Some((d.line?, d.message.clone().unwrap_or_default())))
-                        .collect()
-                })
-                .unwrap_or_default();
-            if lines.is_empty() {
+    pub(super) async fn finish(&self, f: &Flush, b: &UpstreamBatch) -> Result<(), EngineError> {
+        let now = self.now();
+        match &b.state {
+            BatchState::Refused { lines } if lines.is_empty() => {
                 // The whole batch was refused (e.g. enqueued-token limit): try again later.
                 let until = now + ms(self.cfg.poll_interval * 10).max(60_000);
                 lock(&self.backoff).insert(
@@ -29,35 +22,14 @@ impl Engine {
                     },
                     until,
                 );
-            } else {
-                // Answer the invalid lines with the provider's reason; resubmit the rest.
-                let mut positions: HashMap<u32, String> = HashMap::new();
-                let mut after = None;
-                loop {
-                    let page = self.store.flush_bodies(&f.id, after, 1000).await?;
-                    let Some((last, _, _)) = page.last() else {
-                        break;
-                    };
-                    after = Some(*last);
-                    positions.extend(page.into_iter().map(|(pos, id, _)| (pos, id)));
-                }
-                let mut sorted: Vec<u32> = positions.keys().copied().collect();
-                sorted.sort_unstable();
-                for (line, message) in lines {
-                    let Some(id) = sorted
-                        .get((line as usize).saturating_sub(1))
-                        .and_then(|p| positions.get(p))
-                    else {
-                        continue;
-                    };
-                    let body = openai::error_body(&message, "invalid_batch_line");
-                    self.complete(id, 400, body, Tier::Batch, None, now).await?;
+            }
+            BatchState::Refused { lines } => self.refuse_lines(f, lines, now).await?,
+            BatchState::Ended { results } => {
+                for location in results {
+                    self.deliver_file(f, location).await?;
                 }
             }
-        } else {
-            for file in [&b.output_file_id, &b.error_file_id].into_iter().flatten() {
-                self.deliver_file(f, file).await?;
-            }
+            BatchState::Running => {}
         }
         let open = self.store.flush_open_jobs(&f.id).await?;
         if !open.is_empty() {
@@ -89,8 +61,48 @@ impl Engine {
         Ok(())
     }
 
-    async fn deliver_file(&self, f: &Flush, file_id: &str) -> Result<(), EngineError> {
-        let mut body = self.client.download(f.provider, file_id).await?;
+    /// Answers the input lines a refused batch named (1-based) with the provider's reason;
+    /// the rest are requeued by the caller.
+    async fn refuse_lines(
+        &self,
+        f: &Flush,
+        lines: &[(u64, String)],
+        now: i64,
+    ) -> Result<(), EngineError> {
+        let mut positions: HashMap<u32, String> = HashMap::new();
+        let mut after = None;
+        loop {
+            let page = self.store.flush_bodies(&f.id, after, 1000).await?;
+            let Some((last, _, _)) = page.last() else {
+                break;
+            };
+            after = Some(*last);
+            positions.extend(page.into_iter().map(|(pos, id, _)| (pos, id)));
+        }
+        let mut sorted: Vec<u32> = positions.keys().copied().collect();
+        sorted.sort_unstable();
+        for (line, message) in lines {
+            let Some(id) = sorted
+                .get((*line as usize).saturating_sub(1))
+                .and_then(|p| positions.get(p))
+            else {
+                continue;
+            };
+            let e = GatewayError::BatchLineInvalid {
+                provider: f.provider.as_str(),
+                message: message.clone(),
+            };
+            self.complete(id, Reply::Gateway(e), Tier::Batch, None, now)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn deliver_file(&self, f: &Flush, location: &str) -> Result<(), EngineError> {
+        let Some(adapter) = self.adapter(f.provider) else {
+            return Ok(());
+        };
+        let mut body = adapter.results(location).await?;
         let mut lines = LineSplitter::default();
         let mut delivered = 0usize;
         loop {
@@ -113,11 +125,7 @@ impl Engine {
             // A large result file takes a while: progress, not a stuck loop.
             self.liveness.beat();
             for line in batch {
-                let parsed = match f.provider {
-                    Provider::Anthropic => crate::batch::anthropic::parse_line(&line),
-                    _ => openai::parse_line(&line),
-                };
-                match parsed {
+                match adapter.parse_line(&line) {
                     Ok((id, outcome)) => {
                         self.deliver_line(&id, outcome).await?;
                         delivered += 1;
@@ -143,8 +151,14 @@ impl Engine {
                     .contains(&status)
                     .then(|| crate::usage::from_json(&body))
                     .flatten();
-                self.complete(id, status, body, Tier::Batch, usage, now_ms())
-                    .await
+                self.complete(
+                    id,
+                    Reply::Provider { status, body },
+                    Tier::Batch,
+                    usage,
+                    self.now(),
+                )
+                .await
             }
             // Expired or cancelled before it ran: requeued with the flush's open jobs.
             LineOutcome::NotRun { .. } => Ok(()),
@@ -157,8 +171,7 @@ impl Engine {
     pub(super) async fn complete(
         &self,
         id: &str,
-        status: u16,
-        body: Bytes,
+        reply: Reply,
         tier: Tier,
         usage: Option<Usage>,
         now: i64,
@@ -167,6 +180,7 @@ impl Engine {
             tracing::warn!(job = id, "result for an unknown job (purged?)");
             return Ok(());
         };
+        let (status, body) = reply.for_caller(&job);
         let answer = Answer {
             route: &job.route,
             client: &job.client,
@@ -236,12 +250,12 @@ impl Engine {
         message: &str,
         now: i64,
     ) -> Result<(), EngineError> {
-        let body = openai::error_body(
-            &format!("the provider refused the batch: {message}"),
-            "batch_rejected",
-        );
         for id in self.store.flush_open_jobs(&f.id).await? {
-            self.complete(&id, 502, body.clone(), Tier::Batch, None, now)
+            let e = GatewayError::BatchRejected {
+                provider: f.provider.as_str(),
+                reason: message.to_owned(),
+            };
+            self.complete(&id, Reply::Gateway(e), Tier::Batch, None, now)
                 .await?;
         }
         self.store
@@ -284,7 +298,7 @@ impl Engine {
     }
 
     async fn fallback_once(self: Arc<Self>, job: &Job, reason: &'static str) {
-        match self.store.claim_fallback(&job.id, now_ms()).await {
+        match self.store.claim_fallback(&job.id, self.now()).await {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => return tracing::warn!(job = %job.id, error = %e, "fallback claim failed"),
@@ -301,46 +315,86 @@ impl Engine {
                 return tracing::warn!(job = %job.id, error = %e, "fallback: cannot read the body");
             }
         };
-        let (status, answer) = match self
+        let upstream = crate::providers::upstream_endpoint(job.provider, job.endpoint);
+        let billing = self
+            .policies
+            .clients()
+            .iter()
+            .find(|c| *c.name == *job.client)
+            .map_or(crate::forward::Billing::NONE, |c| c.billing(job.provider));
+        let sent = self
             .forwarder
             .send(
                 job.provider,
-                job.endpoint,
+                upstream,
                 &job.model,
                 &http::HeaderMap::new(),
-                self.policies
-                    .clients()
-                    .iter()
-                    .find(|c| *c.name == *job.client)
-                    .map_or(crate::forward::Billing::NONE, |c| c.billing(job.provider)),
+                billing,
                 body,
             )
-            .await
-        {
+            .await;
+        let reply = match sent {
             Ok(resp) => {
                 let status = resp.status().as_u16();
-                match forward::read_answer(
-                    job.provider,
-                    resp.into_body(),
-                    self.forwarder.response_timeout(),
-                )
-                .await
-                {
-                    Ok(a) => (status, a),
-                    Err(e) => (e.status().as_u16(), error_body(&e, job.endpoint)),
+                let timeout = self.forwarder.response_timeout();
+                match forward::read_answer(job.provider, resp.into_body(), timeout).await {
+                    Ok(body) => Reply::Provider { status, body },
+                    Err(e) => Reply::Gateway(e),
                 }
             }
-            Err(e) => (e.status().as_u16(), error_body(&e, job.endpoint)),
+            Err(e) => Reply::Gateway(e),
         };
-        let usage = (200..300)
-            .contains(&status)
-            .then(|| crate::usage::from_json(&answer))
-            .flatten();
+        let usage = match &reply {
+            Reply::Provider { status, body } if (200..300).contains(status) => {
+                crate::usage::from_json(body)
+            }
+            _ => None,
+        };
         if let Err(e) = self
-            .complete(&job.id, status, answer, Tier::Interactive, usage, now_ms())
+            .complete(&job.id, reply, Tier::Interactive, usage, self.now())
             .await
         {
             tracing::warn!(job = %job.id, error = %e, "fallback answer could not be stored");
+        }
+    }
+}
+
+/// A job's answer as it arrived: from the provider (in the provider's API), or a gateway
+/// error. Stored in the API its caller spoke.
+pub(super) enum Reply {
+    Provider { status: u16, body: Bytes },
+    Gateway(GatewayError),
+}
+
+impl Reply {
+    fn for_caller(self, job: &Job) -> (u16, Bytes) {
+        match self {
+            Reply::Gateway(e) => (
+                e.status().as_u16(),
+                Bytes::from(e.to_json(job.endpoint.api())),
+            ),
+            Reply::Provider { status, body } => {
+                let created = job.created_at_ms / 1000;
+                match crate::providers::for_caller(
+                    job.provider,
+                    job.endpoint,
+                    status,
+                    body,
+                    created,
+                ) {
+                    Ok(body) => (status, body),
+                    Err(reason) => {
+                        let e = GatewayError::UpstreamBadResponse {
+                            provider: job.provider.as_str(),
+                            reason,
+                        };
+                        (
+                            e.status().as_u16(),
+                            Bytes::from(e.to_json(job.endpoint.api())),
+                        )
+                    }
+                }
+            }
         }
     }
 }

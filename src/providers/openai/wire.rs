@@ -1,68 +1,16 @@
 //! The OpenAI Batch API wire format, pure: JSONL input lines, the create request, the
 //! Batch object, and output/error lines mapped back to jobs (provider-apis.md 1.8).
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::providers::{BatchState, LineOutcome, UpstreamBatch};
 use crate::types::Endpoint;
 
 /// Metadata key naming the flush a batch carries: how a restart finds a batch it created
 /// but never recorded.
 pub const FLUSH_METADATA_KEY: &str = "sluice_flush";
-
-/// Removes top-level members from a JSON object, keeping every other byte as sent.
-/// Used to drop `stream` / `stream_options` (a batch line must not stream).
-pub fn without_members(body: &[u8], names: &[&str]) -> Result<Bytes, String> {
-    struct Members<'a>(Vec<(std::borrow::Cow<'a, str>, &'a RawValue)>);
-    impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
-        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V<'a>(std::marker::PhantomData<&'a ()>);
-            impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
-                type Value = Members<'a>;
-                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                    f.write_str("a JSON object")
-                }
-                fn visit_map<A: serde::de::MapAccess<'de>>(
-                    self,
-                    mut m: A,
-                ) -> Result<Self::Value, A::Error> {
-                    let mut v = Vec::new();
-                    while let Some((k, raw)) =
-                        m.next_entry::<std::borrow::Cow<'de, str>, &'de RawValue>()?
-                    {
-                        v.push((k, raw));
-                    }
-                    Ok(Members(v))
-                }
-            }
-            d.deserialize_map(V(std::marker::PhantomData))
-        }
-    }
-    let text = std::str::from_utf8(body).map_err(|e| e.to_string())?;
-    let members: Members = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    if !members.0.iter().any(|(k, _)| names.contains(&k.as_ref())) {
-        return Ok(Bytes::copy_from_slice(body));
-    }
-    let mut out = BytesMut::with_capacity(body.len());
-    out.put_u8(b'{');
-    let mut first = true;
-    for (k, v) in members
-        .0
-        .iter()
-        .filter(|(k, _)| !names.contains(&k.as_ref()))
-    {
-        if !first {
-            out.put_u8(b',');
-        }
-        first = false;
-        out.extend_from_slice(serde_json::Value::from(k.as_ref()).to_string().as_bytes());
-        out.put_u8(b':');
-        out.extend_from_slice(v.get().as_bytes());
-    }
-    out.put_u8(b'}');
-    Ok(out.freeze())
-}
 
 /// One input line: `{"custom_id","method":"POST","url","body"}` and a newline. Raw
 /// newlines in a JSON body can only be insignificant whitespace, so they become spaces.
@@ -139,6 +87,36 @@ impl Batch {
             "completed" | "failed" | "expired" | "cancelled"
         )
     }
+
+    /// The provider-neutral view: `failed` is a refusal of the whole input (with the
+    /// lines it names); `completed`, `expired` and `cancelled` have result files.
+    pub fn upstream(self) -> UpstreamBatch {
+        let state = match self.status.as_str() {
+            "failed" => BatchState::Refused {
+                lines: self
+                    .errors
+                    .map(|e| {
+                        e.data
+                            .into_iter()
+                            .filter_map(|d| Some((d.line?, d.message.unwrap_or_default())))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            },
+            "completed" | "expired" | "cancelled" => BatchState::Ended {
+                results: [self.output_file_id, self.error_file_id]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+            },
+            _ => BatchState::Running,
+        };
+        UpstreamBatch {
+            id: self.id,
+            status: self.status,
+            state,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -148,15 +126,6 @@ pub struct BatchList {
     pub has_more: bool,
     #[serde(default)]
     pub last_id: Option<String>,
-}
-
-/// What one output or error line says about its job.
-#[derive(Debug, Clone, PartialEq)]
-pub enum LineOutcome {
-    /// The request ran: the HTTP status and body a synchronous call would have returned.
-    Answered { status: u16, body: Bytes },
-    /// The request never ran (`batch_expired`, `batch_cancelled`, ...): send it again.
-    NotRun { code: String, message: String },
 }
 
 #[derive(Deserialize)]
@@ -209,61 +178,9 @@ pub fn parse_line(line: &[u8]) -> Result<(String, LineOutcome), String> {
     }
 }
 
-/// An OpenAI-shaped error body for a job the provider rejected without running it.
-pub fn error_body(message: &str, code: &str) -> Bytes {
-    Bytes::from(
-        serde_json::json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": code}})
-            .to_string(),
-    )
-}
-
-/// Splits a stream of bytes into lines as they arrive (output files can be large).
-#[derive(Default)]
-pub struct LineSplitter {
-    pending: BytesMut,
-}
-
-impl LineSplitter {
-    /// Feeds bytes; returns every complete line (without the newline).
-    pub fn push(&mut self, data: &[u8]) -> Vec<Bytes> {
-        self.pending.extend_from_slice(data);
-        let mut lines = Vec::new();
-        while let Some(i) = memchr::memchr(b'\n', &self.pending) {
-            let line = self.pending.split_to(i + 1).freeze();
-            let line = line.slice(..i);
-            if !line.iter().all(u8::is_ascii_whitespace) {
-                lines.push(line);
-            }
-        }
-        lines
-    }
-
-    /// The last line when the file does not end with a newline.
-    pub fn finish(&mut self) -> Option<Bytes> {
-        let rest = self.pending.split().freeze();
-        (!rest.iter().all(u8::is_ascii_whitespace)).then_some(rest)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn strips_stream_members_keeping_other_bytes() {
-        let body = br#"{"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true}, "messages": [{"role":"user","content":"a\nb"}]}"#;
-        let out = without_members(body, &["stream", "stream_options"]).unwrap();
-        assert_eq!(
-            &out[..],
-            br#"{"model":"gpt-4o","messages":[{"role":"user","content":"a\nb"}]}"#
-        );
-        let untouched = br#"{"model": "x"}"#;
-        assert_eq!(
-            &without_members(untouched, &["stream"]).unwrap()[..],
-            untouched
-        );
-        assert!(without_members(b"[1]", &["stream"]).is_err());
-    }
 
     #[test]
     fn input_lines_are_single_line_json() {
@@ -317,15 +234,5 @@ mod tests {
         assert_eq!(b.flush_id(), Some("flush_1"));
         assert!(b.is_terminal());
         assert_eq!(b.errors.unwrap().data[0].line, Some(17));
-    }
-
-    #[test]
-    fn splits_lines_across_chunks() {
-        let mut s = LineSplitter::default();
-        assert!(s.push(b"{\"a\":1}\n{\"b\"").len() == 1);
-        let rest = s.push(b":2}\n\n{\"c\":3}");
-        assert_eq!(rest, vec![Bytes::from_static(b"{\"b\":2}")]);
-        assert_eq!(s.finish(), Some(Bytes::from_static(b"{\"c\":3}")));
-        assert_eq!(s.finish(), None);
     }
 }

@@ -4,8 +4,9 @@
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use super::anthropic;
-use super::openai::{self, LineOutcome};
+use super::LineOutcome;
+use super::anthropic::batch_wire as anthropic;
+use super::openai::wire as openai;
 use crate::inspect::proptests::any_json;
 
 proptest! {

@@ -1,12 +1,12 @@
 //! The Anthropic Message Batches wire format, pure (provider-apis.md 2.4): the create body
-//! built line by line, the MessageBatch object mapped onto the common [`Batch`] view, and
+//! built line by line, the MessageBatch object mapped onto the common [`UpstreamBatch`] view, and
 //! result lines mapped back to jobs.
 
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::batch::openai::{Batch, LineOutcome};
+use crate::providers::{BatchState, LineOutcome, UpstreamBatch};
 
 /// One request of the create body: `{"custom_id": ..., "params": <Messages params>}`.
 /// Job ids (`job_` + hex) already match Anthropic's `^[a-zA-Z0-9_-]{1,64}$`.
@@ -49,9 +49,8 @@ struct Counts {
     expired: u64,
 }
 
-/// A MessageBatch as the engine sees it. `ended` maps to the terminal status
-/// `completed`; the results URL takes the place of the output file.
-pub fn parse_batch(body: &[u8]) -> Result<(Batch, BatchFacts), String> {
+/// A MessageBatch as the engine sees it: `ended` has its answers at `results_url`.
+pub fn parse_batch(body: &[u8]) -> Result<(UpstreamBatch, BatchFacts), String> {
     let b: MessageBatch =
         serde_json::from_slice(body).map_err(|e| format!("unreadable message batch: {e}"))?;
     let c = b.request_counts.unwrap_or_default();
@@ -59,19 +58,22 @@ pub fn parse_batch(body: &[u8]) -> Result<(Batch, BatchFacts), String> {
         requests: c.processing + c.succeeded + c.errored + c.canceled + c.expired,
         created_at: b.created_at.clone(),
     };
-    let status = match b.processing_status.as_str() {
-        "ended" => "completed",
-        "canceling" => "cancelling",
-        _ => "in_progress",
+    // The status words of the metrics are OpenAI's, a closed set across providers.
+    let (status, state) = match b.processing_status.as_str() {
+        "ended" => (
+            "completed",
+            BatchState::Ended {
+                results: b.results_url.into_iter().collect(),
+            },
+        ),
+        "canceling" => ("cancelling", BatchState::Running),
+        _ => ("in_progress", BatchState::Running),
     };
     Ok((
-        Batch {
+        UpstreamBatch {
             id: b.id,
             status: status.to_owned(),
-            output_file_id: b.results_url,
-            error_file_id: None,
-            errors: None,
-            metadata: None,
+            state,
         },
         facts,
     ))
@@ -95,7 +97,7 @@ struct List {
 }
 
 /// One page of a batch listing and the cursor of the next page, if any.
-pub type BatchPage = (Vec<(Batch, BatchFacts)>, Option<String>);
+pub type BatchPage = (Vec<(UpstreamBatch, BatchFacts)>, Option<String>);
 
 /// A page of `GET /v1/messages/batches`: the batches and the cursor for the next page.
 pub fn parse_list(body: &[u8]) -> Result<BatchPage, String> {
@@ -194,8 +196,10 @@ mod tests {
         let (b, f) = parse_batch(br#"{"id":"msgbatch_1","type":"message_batch","processing_status":"ended","request_counts":{"processing":0,"succeeded":1,"errored":1,"canceled":0,"expired":0},"created_at":"2026-01-01T00:00:00Z","results_url":"http://x/v1/messages/batches/msgbatch_1/results"}"#).unwrap();
         assert!(b.is_terminal());
         assert_eq!(
-            b.output_file_id.as_deref(),
-            Some("http://x/v1/messages/batches/msgbatch_1/results")
+            b.state,
+            BatchState::Ended {
+                results: vec!["http://x/v1/messages/batches/msgbatch_1/results".into()]
+            }
         );
         assert_eq!(f.requests, 2);
         let (b, _) = parse_batch(

@@ -7,7 +7,7 @@ use std::task::{Context, Poll, ready};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 
-use crate::anthropic::translate::StreamTranslator;
+use crate::providers::anthropic::translate::StreamTranslator;
 use crate::relay::{BoxError, StreamEnd, next_boundary};
 
 type Finish = Box<dyn FnOnce(StreamEnd) + Send + Sync + 'static>;

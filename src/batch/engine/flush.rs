@@ -1,0 +1,251 @@
+//! The one flush state machine, for every provider:
+//!
+//! ```text
+//! claimed ─(input file? upload)→ uploaded ─→ creating ─(create)→ submitted ─(poll…)→ ended
+//!                                              │ crash: find the batch before creating again
+//! ```
+//!
+//! Each state is recorded before the upstream call that leaves it, so a restart knows what
+//! may already exist upstream: `creating` without a batch id is reconciled with
+//! [`Adapter::find`] before any second create.
+
+use super::*;
+use crate::providers::{BatchInput, Encoder, FlushRef, InputKind};
+
+fn flush_ref(f: &Flush) -> FlushRef<'_> {
+    FlushRef {
+        id: &f.id,
+        endpoint: f.endpoint,
+        job_count: f.job_count,
+        created_at_ms: f.created_at_ms,
+    }
+}
+
+impl Engine {
+    /// Moves one flush forward as far as it can go now. Returns when to look again.
+    pub(super) async fn advance(&self, f: &Flush, now: i64) -> Result<i64, EngineError> {
+        if f.next_poll_at_ms > now {
+            return Ok(f.next_poll_at_ms);
+        }
+        let Some(adapter) = self.adapter(f.provider) else {
+            // Its key was removed since: the watchdog answers the jobs in time.
+            return Ok(now + ms(self.cfg.poll_interval));
+        };
+        match f.state {
+            FlushState::Ended => Ok(now + ms(self.cfg.poll_interval)),
+            FlushState::Submitted => {
+                let Some(batch_id) = &f.batch_id else {
+                    return Err(EngineError::Invariant(format!(
+                        "flush {} submitted without a batch id",
+                        f.id
+                    )));
+                };
+                let b = adapter.get(batch_id).await?;
+                self.polled(f, &b, now).await
+            }
+            FlushState::Creating => {
+                // The batch may exist upstream although its id was never recorded.
+                if let Some(b) = self.find_unrecorded(adapter, f).await? {
+                    self.record_submitted(f, &b, now).await?;
+                    return Ok(now + ms(self.cfg.poll_interval));
+                }
+                self.create(adapter, f, now).await
+            }
+            FlushState::Claimed | FlushState::Uploaded => self.create(adapter, f, now).await,
+        }
+    }
+
+    /// The first batch `find` offers that no other flush recorded.
+    async fn find_unrecorded(
+        &self,
+        adapter: &Adapter,
+        f: &Flush,
+    ) -> Result<Option<UpstreamBatch>, EngineError> {
+        for b in adapter.find(flush_ref(f)).await? {
+            if !self.store.batch_recorded(&b.id).await? {
+                return Ok(Some(b));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Prepares the input (uploading it once, for providers that take a file) and creates
+    /// the batch.
+    async fn create(&self, adapter: &Adapter, f: &Flush, now: i64) -> Result<i64, EngineError> {
+        let (input, retry_state) = match adapter.input_kind() {
+            InputKind::File => {
+                let file_id = match &f.file_id {
+                    Some(id) if f.state != FlushState::Claimed => id.clone(),
+                    _ => self.upload(adapter, f).await?,
+                };
+                (BatchInput::File(file_id), FlushState::Uploaded)
+            }
+            InputKind::Inline => (
+                BatchInput::Inline(self.stream_bodies(f, adapter.encoder(f.endpoint))),
+                FlushState::Claimed,
+            ),
+        };
+        self.store
+            .update_flush(
+                &f.id,
+                FlushUpdate {
+                    state: Some(FlushState::Creating),
+                    ..FlushUpdate::default()
+                },
+            )
+            .await?;
+        failpoint("before_create");
+        match adapter.create(flush_ref(f), input).await {
+            Ok(b) => {
+                failpoint("after_create");
+                self.record_submitted(f, &b, now).await?;
+                Ok(now + ms(self.cfg.poll_interval))
+            }
+            Err(e) if e.is_retryable() => self.back_off_create(f, &e, retry_state, now).await,
+            Err(e) => {
+                // Rejected for good (e.g. 400): answer every job with the error.
+                self.fail_all(f, &e.to_string(), now).await?;
+                Ok(now)
+            }
+        }
+    }
+
+    /// Streams the flush's bodies into an input file; records it before anything else.
+    async fn upload(&self, adapter: &Adapter, f: &Flush) -> Result<String, EngineError> {
+        let rx = self.stream_bodies(f, adapter.encoder(f.endpoint));
+        let id = adapter.upload(flush_ref(f), rx).await?;
+        self.store
+            .update_flush(
+                &f.id,
+                FlushUpdate {
+                    state: Some(FlushState::Uploaded),
+                    file_id: Some(id.clone()),
+                    ..FlushUpdate::default()
+                },
+            )
+            .await?;
+        failpoint("after_upload");
+        Ok(id)
+    }
+
+    /// A refused create (429 on enqueued-token limits, or an outage): back off and retry
+    /// from `retry_state`, never drop. Returns when to try again.
+    async fn back_off_create(
+        &self,
+        f: &Flush,
+        e: &BatchApiError,
+        retry_state: FlushState,
+        now: i64,
+    ) -> Result<i64, EngineError> {
+        // No answer at all (timeout, reset) may mean the batch was created: reconcile
+        // before creating again. A refusal with a status created nothing.
+        let retry_state = match e {
+            BatchApiError::Transport { .. } => FlushState::Creating,
+            _ => retry_state,
+        };
+        let attempts = f.create_attempts + 1;
+        let wait = crate::providers::create_backoff(e, self.cfg.poll_interval, attempts);
+        tracing::warn!(flush = %f.id, error = %e, attempts, "batch create refused; backing off");
+        let at = now + ms(wait);
+        self.store
+            .update_flush(
+                &f.id,
+                FlushUpdate {
+                    state: Some(retry_state),
+                    create_attempts: Some(attempts),
+                    next_poll_at_ms: Some(at),
+                    ..FlushUpdate::default()
+                },
+            )
+            .await?;
+        Ok(at)
+    }
+
+    /// After a poll: a terminal batch is finished, else the next poll is scheduled.
+    async fn polled(&self, f: &Flush, b: &UpstreamBatch, now: i64) -> Result<i64, EngineError> {
+        if b.is_terminal() {
+            self.finish(f, b).await?;
+            return Ok(now);
+        }
+        let at = now + ms(self.cfg.poll_interval);
+        self.store
+            .update_flush(
+                &f.id,
+                FlushUpdate {
+                    upstream_status: Some(b.status.clone()),
+                    next_poll_at_ms: Some(at),
+                    ..FlushUpdate::default()
+                },
+            )
+            .await?;
+        Ok(at)
+    }
+
+    async fn record_submitted(
+        &self,
+        f: &Flush,
+        b: &UpstreamBatch,
+        now: i64,
+    ) -> Result<(), EngineError> {
+        self.store
+            .update_flush(
+                &f.id,
+                FlushUpdate {
+                    state: Some(FlushState::Submitted),
+                    batch_id: Some(b.id.clone()),
+                    upstream_status: Some(b.status.clone()),
+                    submitted_at_ms: Some(now),
+                    next_poll_at_ms: Some(now + ms(self.cfg.poll_interval)),
+                    ..FlushUpdate::default()
+                },
+            )
+            .await?;
+        tracing::info!(flush = %f.id, batch = %b.id, "batch submitted");
+        Ok(())
+    }
+
+    /// The flush's bodies, page by page from the store, formatted by `encoder`: a large
+    /// batch never sits whole in memory.
+    fn stream_bodies(&self, f: &Flush, encoder: Encoder) -> crate::providers::FileChunks {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let store = self.store.clone();
+        let liveness = self.liveness.clone();
+        let flush_id = f.id.clone();
+        self.tasks.spawn(async move {
+            let head = encoder.head();
+            if !head.is_empty() && tx.send(Ok(Bytes::from_static(head))).await.is_err() {
+                return;
+            }
+            let mut after = None;
+            let mut first = true;
+            loop {
+                let page = match store.flush_bodies(&flush_id, after, 500).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = tx.send(Err(Box::new(e) as crate::relay::BoxError)).await;
+                        return;
+                    }
+                };
+                let Some((last, _, _)) = page.last() else {
+                    break;
+                };
+                // A large input takes a while: progress, not a stuck loop.
+                liveness.beat();
+                after = Some(*last);
+                let mut chunk = bytes::BytesMut::new();
+                for (_, id, body) in &page {
+                    encoder.encode(first, id, body, &mut chunk);
+                    first = false;
+                }
+                if tx.send(Ok(chunk.freeze())).await.is_err() {
+                    return;
+                }
+            }
+            let tail = encoder.tail();
+            if !tail.is_empty() {
+                let _ = tx.send(Ok(Bytes::from_static(tail))).await;
+            }
+        });
+        rx
+    }
+}

@@ -1,0 +1,363 @@
+//! The provider seam: everything that differs between OpenAI, Anthropic and Gemini lives
+//! behind the functions and the [`Adapter`] enum of this module, each written once per
+//! operation with one arm per provider:
+//!
+//! * interactive requests: where they go ([`upstream_endpoint`], [`path`]) and how they
+//!   authenticate ([`credentials`], [`default_headers`]);
+//! * what a provider can do ([`capabilities`]): batchable endpoints, flex, batch limits;
+//! * the batch operations ([`Adapter`]): encode the input, upload it (or send it inline),
+//!   create, get, find a batch by flush after a crash, read its results, cancel;
+//! * what a caller of a translated API gets back ([`for_caller`]).
+//!
+//! Adding a provider means one module here and one arm per operation. Nothing in this module
+//! knows policies, tiers or the store: the engine drives it, the gateway asks it.
+
+use std::time::Duration;
+
+use ::http::header::{HeaderName, HeaderValue};
+use bytes::{Bytes, BytesMut};
+
+use crate::config::{ProviderConfig, UpstreamConfig};
+use crate::types::{Endpoint, Provider};
+
+pub mod anthropic;
+mod control;
+#[cfg(test)]
+pub(crate) mod fake;
+pub mod gemini;
+pub mod lines;
+pub mod openai;
+#[cfg(test)]
+mod proptests;
+
+pub use self::control::{BatchApiError, FileChunks, Http, ResultBody};
+
+/// What a provider can do, as the gateway and the batch engine need to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// The caller endpoints its Batch API can serve (translated ones included).
+    pub batch_endpoints: &'static [Endpoint],
+    /// A flex tier on the interactive API (`service_tier: "flex"`, batch prices, 429 when
+    /// short of capacity).
+    pub flex: bool,
+    /// Most requests and bytes in one upstream batch.
+    pub max_batch_requests: usize,
+    pub max_batch_bytes: u64,
+}
+
+impl Capabilities {
+    pub fn batches(&self, endpoint: Endpoint) -> bool {
+        self.batch_endpoints.contains(&endpoint)
+    }
+}
+
+pub fn capabilities(p: Provider) -> &'static Capabilities {
+    match p {
+        Provider::OpenAi => &openai::CAPABILITIES,
+        Provider::Anthropic => &anthropic::CAPABILITIES,
+        Provider::Gemini => &gemini::CAPABILITIES,
+    }
+}
+
+/// The provider an endpoint belongs to whatever the model (Anthropic's native Messages
+/// API); `None` for the OpenAI-compatible endpoints, which route by model.
+pub fn native_provider(endpoint: Endpoint) -> Option<Provider> {
+    match endpoint {
+        Endpoint::Messages => Some(Provider::Anthropic),
+        _ => None,
+    }
+}
+
+/// The endpoint a request for `caller` is sent to at `p`: Anthropic serves OpenAI chat
+/// completions through its own Messages API (translated both ways).
+pub fn upstream_endpoint(p: Provider, caller: Endpoint) -> Endpoint {
+    match p {
+        Provider::Anthropic => anthropic::upstream_endpoint(caller),
+        Provider::OpenAi | Provider::Gemini => caller,
+    }
+}
+
+/// The path below the provider's base URL for an upstream endpoint, or `None` where the
+/// provider has no such API.
+pub fn path(p: Provider, upstream: Endpoint) -> Option<&'static str> {
+    match p {
+        Provider::OpenAi => openai::path(upstream),
+        Provider::Anthropic => anthropic::path(upstream),
+        Provider::Gemini => gemini::path(upstream),
+    }
+}
+
+/// The credential header for a provider key, marked sensitive so it is never logged.
+pub fn credentials(p: Provider, key: &str) -> Result<(HeaderName, HeaderValue), String> {
+    let (name, value) = match p {
+        Provider::Anthropic => (anthropic::KEY_HEADER, key.to_owned()),
+        Provider::OpenAi | Provider::Gemini => {
+            (::http::header::AUTHORIZATION, format!("Bearer {key}"))
+        }
+    };
+    let mut v = HeaderValue::from_str(&value)
+        .map_err(|_| format!("the {p} API key contains characters not allowed in a header"))?;
+    v.set_sensitive(true);
+    Ok((name, v))
+}
+
+/// Headers a request to `p` carries unless the caller sent its own value.
+pub fn default_headers(p: Provider) -> &'static [(&'static str, &'static str)] {
+    match p {
+        Provider::Anthropic => anthropic::DEFAULT_HEADERS,
+        Provider::OpenAi | Provider::Gemini => &[],
+    }
+}
+
+/// Turns a provider's answer to a translated request into the answer the caller's API
+/// gives (Anthropic Messages → OpenAI chat completion); other answers pass unchanged.
+/// `created` is the unix time the caller's request arrived.
+pub fn for_caller(
+    p: Provider,
+    caller: Endpoint,
+    status: u16,
+    body: Bytes,
+    created: i64,
+) -> Result<Bytes, String> {
+    if upstream_endpoint(p, caller) == caller {
+        return Ok(body);
+    }
+    match p {
+        Provider::Anthropic => anthropic::for_caller(status, &body, created),
+        Provider::OpenAi | Provider::Gemini => Ok(body),
+    }
+}
+
+/// What one line of a result file says about its job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LineOutcome {
+    /// The request ran: the HTTP status and body a synchronous call would have returned.
+    Answered { status: u16, body: Bytes },
+    /// The request never ran (expired, cancelled, ...): send it again.
+    NotRun { code: String, message: String },
+}
+
+/// An upstream batch as the engine sees it, whatever the provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamBatch {
+    pub id: String,
+    /// The provider's own status word: recorded, and the `status` label of `sluice_batches_total`.
+    pub status: String,
+    pub state: BatchState,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchState {
+    /// Validating, queued, running, finalizing, cancelling.
+    Running,
+    /// Finished: the answers (and per-line errors) are at these locations, read with
+    /// [`Adapter::results`]. Lines missing from them did not run.
+    Ended { results: Vec<String> },
+    /// Refused as a whole after it was created (OpenAI `failed`): the input lines it named
+    /// invalid (1-based) with the reason; none named means a limit (retry later).
+    Refused { lines: Vec<(u64, String)> },
+}
+
+impl UpstreamBatch {
+    pub fn is_terminal(&self) -> bool {
+        !matches!(self.state, BatchState::Running)
+    }
+}
+
+/// What a flush looks like to a provider: enough to encode, create and find its batch.
+#[derive(Debug, Clone, Copy)]
+pub struct FlushRef<'a> {
+    pub id: &'a str,
+    /// The caller endpoint of its jobs.
+    pub endpoint: Endpoint,
+    pub job_count: u32,
+    pub created_at_ms: i64,
+}
+
+/// How a provider takes a batch's requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    /// Uploaded as a file first; the create call names the file (OpenAI).
+    File,
+    /// In the body of the create call itself (Anthropic).
+    Inline,
+}
+
+/// The input of a create call.
+pub enum BatchInput {
+    File(String),
+    Inline(FileChunks),
+}
+
+/// Formats a batch's requests, line by line, for one provider and endpoint. A value, so
+/// the producer task that streams bodies from the store can own it.
+#[derive(Debug, Clone, Copy)]
+pub enum Encoder {
+    OpenAiJsonl(Endpoint),
+    AnthropicRequests,
+}
+
+impl Encoder {
+    pub fn head(&self) -> &'static [u8] {
+        match self {
+            Encoder::OpenAiJsonl(_) => b"",
+            Encoder::AnthropicRequests => anthropic::batch_wire::BODY_HEAD,
+        }
+    }
+
+    pub fn tail(&self) -> &'static [u8] {
+        match self {
+            Encoder::OpenAiJsonl(_) => b"",
+            Encoder::AnthropicRequests => anthropic::batch_wire::BODY_TAIL,
+        }
+    }
+
+    /// Appends one request; `first` is whether it is the batch's first.
+    pub fn encode(&self, first: bool, id: &str, body: &[u8], out: &mut BytesMut) {
+        match self {
+            Encoder::OpenAiJsonl(endpoint) => {
+                out.extend_from_slice(&openai::wire::input_line(id, *endpoint, body))
+            }
+            Encoder::AnthropicRequests => {
+                if !first {
+                    out.extend_from_slice(b",");
+                }
+                out.extend_from_slice(&anthropic::batch_wire::request_entry(id, body));
+            }
+        }
+    }
+}
+
+/// One provider's Batch API. Static dispatch: every operation is one `match` here.
+pub enum Adapter {
+    OpenAi(openai::Batches),
+    Anthropic(anthropic::Batches),
+    #[cfg(test)]
+    Fake(std::sync::Arc<fake::Fake>),
+}
+
+impl Adapter {
+    /// The adapter for a configured provider with a key, if its Batch API is supported.
+    pub fn new(cfg: &UpstreamConfig, p: &ProviderConfig) -> Result<Option<Adapter>, String> {
+        let Some(key) = &p.api_key else {
+            return Ok(None);
+        };
+        let mut headers = vec![credentials(p.provider, key.expose())?];
+        for (name, value) in default_headers(p.provider) {
+            headers.push((
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            ));
+        }
+        let http = Http::new(cfg, p.provider.as_str(), &p.base_url, headers);
+        Ok(match p.provider {
+            Provider::OpenAi => Some(Adapter::OpenAi(openai::Batches::new(http))),
+            Provider::Anthropic => Some(Adapter::Anthropic(anthropic::Batches::new(http))),
+            Provider::Gemini => None,
+        })
+    }
+
+    pub fn input_kind(&self) -> InputKind {
+        match self {
+            Adapter::OpenAi(_) => InputKind::File,
+            Adapter::Anthropic(_) => InputKind::Inline,
+            #[cfg(test)]
+            Adapter::Fake(f) => f.input_kind(),
+        }
+    }
+
+    pub fn encoder(&self, endpoint: Endpoint) -> Encoder {
+        match self {
+            Adapter::OpenAi(_) => Encoder::OpenAiJsonl(endpoint),
+            Adapter::Anthropic(_) => Encoder::AnthropicRequests,
+            #[cfg(test)]
+            Adapter::Fake(_) => Encoder::OpenAiJsonl(endpoint),
+        }
+    }
+
+    /// Uploads a batch input file ([`InputKind::File`]); returns its id.
+    pub async fn upload(
+        &self,
+        f: FlushRef<'_>,
+        chunks: FileChunks,
+    ) -> Result<String, BatchApiError> {
+        match self {
+            Adapter::OpenAi(a) => a.upload(f, chunks).await,
+            Adapter::Anthropic(a) => Err(a.unsupported("file upload")),
+            #[cfg(test)]
+            Adapter::Fake(a) => a.upload(f, chunks).await,
+        }
+    }
+
+    /// Creates the batch. Not idempotent: the engine records the intent first and
+    /// reconciles with [`Adapter::find`] after a crash.
+    pub async fn create(
+        &self,
+        f: FlushRef<'_>,
+        input: BatchInput,
+    ) -> Result<UpstreamBatch, BatchApiError> {
+        match self {
+            Adapter::OpenAi(a) => a.create(f, input).await,
+            Adapter::Anthropic(a) => a.create(f, input).await,
+            #[cfg(test)]
+            Adapter::Fake(a) => a.create(f, input).await,
+        }
+    }
+
+    pub async fn get(&self, batch_id: &str) -> Result<UpstreamBatch, BatchApiError> {
+        match self {
+            Adapter::OpenAi(a) => a.get(batch_id).await,
+            Adapter::Anthropic(a) => a.get(batch_id).await,
+            #[cfg(test)]
+            Adapter::Fake(a) => a.get(batch_id).await,
+        }
+    }
+
+    /// Batches that may have been created for this flush before a crash recorded the id,
+    /// best match first. The engine skips those another flush already recorded.
+    pub async fn find(&self, f: FlushRef<'_>) -> Result<Vec<UpstreamBatch>, BatchApiError> {
+        match self {
+            Adapter::OpenAi(a) => a.find(f).await,
+            Adapter::Anthropic(a) => a.find(f).await,
+            #[cfg(test)]
+            Adapter::Fake(a) => a.find(f).await,
+        }
+    }
+
+    /// A result location of an ended batch, read as a stream.
+    pub async fn results(&self, location: &str) -> Result<ResultBody, BatchApiError> {
+        match self {
+            Adapter::OpenAi(a) => a.results(location).await,
+            Adapter::Anthropic(a) => a.results(location).await,
+            #[cfg(test)]
+            Adapter::Fake(a) => a.results(location).await,
+        }
+    }
+
+    /// One line of a result file: the job id and what it says.
+    pub fn parse_line(&self, line: &[u8]) -> Result<(String, LineOutcome), String> {
+        match self {
+            Adapter::OpenAi(_) => openai::wire::parse_line(line),
+            Adapter::Anthropic(_) => anthropic::batch_wire::parse_line(line),
+            #[cfg(test)]
+            Adapter::Fake(_) => openai::wire::parse_line(line),
+        }
+    }
+
+    pub async fn cancel(&self, batch_id: &str) -> Result<UpstreamBatch, BatchApiError> {
+        match self {
+            Adapter::OpenAi(a) => a.cancel(batch_id).await,
+            Adapter::Anthropic(a) => a.cancel(batch_id).await,
+            #[cfg(test)]
+            Adapter::Fake(a) => a.cancel(batch_id).await,
+        }
+    }
+}
+
+/// How long to leave a refused create alone: what the provider asked, else exponential
+/// from `base`, at most 15 minutes.
+pub fn create_backoff(e: &BatchApiError, base: Duration, attempts: u32) -> Duration {
+    e.retry_after()
+        .unwrap_or_else(|| base * 2u32.saturating_pow(attempts.min(6)))
+        .min(Duration::from_secs(900))
+}
