@@ -92,7 +92,7 @@ impl Accountant {
     /// Records one answer: metrics now, the ledger entry through the background writer.
     /// Returns its price when the model is priced and usage is known.
     pub fn record(&self, a: &Answer<'_>) -> Option<Priced> {
-        let (priced, entry) = self.price(a, crate::batch::now_ms());
+        let (priced, entry) = self.price(a, crate::clock::now_ms());
         self.record_metrics(a, priced.as_ref());
         if let Some(tx) = &self.ledger {
             if tx.try_send(entry).is_err() {

@@ -15,8 +15,8 @@ use crate::account::Accountant;
 use crate::batch::engine::Engine;
 use crate::error::GatewayError;
 use crate::forward::{X_SLUICE_BASELINE, X_SLUICE_COST, X_SLUICE_TIER};
-use crate::gateway::RespBody;
 use crate::relay::BoxError;
+use crate::relay::RespBody;
 use crate::store::{Job, JobState, StoreError};
 use crate::synth;
 
@@ -77,8 +77,8 @@ fn set_job_headers(h: &mut http::HeaderMap, job: &Job, accountant: &Accountant) 
             .usage
             .and_then(|u| accountant.quote(&job.model, r.answered_by, &u))
         {
-            h.insert(X_SLUICE_COST, crate::gateway::usd(p.cost_usd));
-            h.insert(X_SLUICE_BASELINE, crate::gateway::usd(p.baseline_usd));
+            h.insert(X_SLUICE_COST, crate::forward::usd(p.cost_usd));
+            h.insert(X_SLUICE_BASELINE, crate::forward::usd(p.baseline_usd));
         }
     }
 }

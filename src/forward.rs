@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 
 use crate::config::ProviderConfig;
 use crate::error::GatewayError;
+pub use crate::policy::Billing;
 use crate::types::{Endpoint, Provider};
 use crate::upstream::{Upstream, UpstreamError};
 
@@ -35,21 +36,6 @@ const PASS_REQUEST_PREFIX: [&str; 2] = ["x-stainless-", "x-sim-"];
 
 /// The caller's own choice of who pays at OpenAI: passed only when its policy allows.
 pub const BILLING_HEADERS: [&str; 2] = ["openai-organization", "openai-project"];
-
-/// What a client's policy sets on its requests to a provider: the organization and project
-/// that pay (OpenAI), and whether the caller may choose its own instead.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Billing {
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    pub pass_caller: bool,
-}
-
-impl Billing {
-    pub const NONE: &'static Billing = &Billing {
-        headers: Vec::new(),
-        pass_caller: false,
-    };
-}
 
 /// Whether a client header may reach the provider.
 pub fn passes(name: &HeaderName, billing: &Billing) -> bool {
@@ -219,3 +205,10 @@ pub const X_SLUICE_TIER: HeaderName = HeaderName::from_static("x-sluice-tier");
 pub const X_SLUICE_COST: HeaderName = HeaderName::from_static("x-sluice-cost-usd");
 pub const X_SLUICE_BASELINE: HeaderName = HeaderName::from_static("x-sluice-baseline-usd");
 pub const X_SLUICE_ROUTE: HeaderName = HeaderName::from_static("x-sluice-route");
+
+/// A dollar amount as a header value: up to 10 decimals, trailing zeros trimmed.
+pub fn usd(v: f64) -> HeaderValue {
+    let s = format!("{v:.10}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}

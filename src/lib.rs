@@ -13,6 +13,10 @@
 //! `anthropic`. I/O: `upstream`, `forward`, `relay`, `gateway`, `deliver`, `server`,
 //! `batch::{client, engine}`, `store`. Tools: `simulate`, `estimate`, `demo`, `cli`.
 
+// House rules (README "House rules"): outside tests, no unwrap or expect — an error is
+// typed and handled, never a panic on input.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod account;
 pub mod batch;
 pub mod cli;

@@ -1,5 +1,7 @@
 //! `sluice`: parses the command line and hands over to `sluice::cli`.
 
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -13,6 +13,9 @@ use http_body::{Body, Frame, SizeHint};
 use crate::types::Usage;
 use crate::usage::{EventUsage, from_event_data};
 
+/// The body of every response Sluice sends.
+pub type RespBody = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, BoxError>;
+
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// How a relayed stream ended.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited, combinators::UnsyncBoxBody};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
 use crate::account::{Accountant, Answer};
@@ -36,12 +36,12 @@ mod ingress;
 mod plan;
 mod respond;
 
+pub use crate::forward::usd;
 use admin::{jobs, models, ready, turnaround};
 use defer::defer;
 use ingress::{Call, gateway_key};
-pub use respond::usd;
 
-pub type RespBody = UnsyncBoxBody<Bytes, BoxError>;
+pub use crate::relay::RespBody;
 
 /// Default bound of the response cache, in bytes of cached bodies.
 pub const RESPONSE_CACHE_BYTES: u64 = 64 * 1024 * 1024;

@@ -4,6 +4,7 @@
 //! ends).
 
 use super::*;
+use crate::forward::usd;
 use plan::{Plan, Translation};
 
 /// An answer from the provider, streamed or whole.
@@ -187,12 +188,6 @@ fn observe_latency(app: &App, ctx: &Ctx, upstream: Duration, total: Duration) {
 pub(super) fn record_failure(app: &App, ctx: &Ctx, e: &GatewayError) {
     app.accountant
         .record(&ctx.answer(e.status().as_u16(), None));
-}
-
-pub fn usd(v: f64) -> HeaderValue {
-    let s = format!("{v:.10}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 fn price_headers(h: &mut HeaderMap, tier: Tier, priced: Option<&Priced>) {

@@ -177,7 +177,7 @@ pub struct ClientPolicy {
     /// Serves requests no named route matches.
     pub default_route: RoutePolicy,
     /// Who pays at OpenAI for this client's requests.
-    pub openai_billing: crate::forward::Billing,
+    pub openai_billing: Billing,
 }
 
 impl ClientPolicy {
@@ -191,15 +191,15 @@ impl ClientPolicy {
             max_sla: Sla::BATCH,
             routes: Vec::new(),
             default_route: default_route(true, None, None, Vec::new()),
-            openai_billing: crate::forward::Billing::default(),
+            openai_billing: Billing::default(),
         }
     }
 
     /// The billing headers for a request of this client to `provider`.
-    pub fn billing(&self, provider: crate::types::Provider) -> &crate::forward::Billing {
+    pub fn billing(&self, provider: crate::types::Provider) -> &Billing {
         match provider {
             crate::types::Provider::OpenAi => &self.openai_billing,
-            _ => crate::forward::Billing::NONE,
+            _ => Billing::NONE,
         }
     }
 
@@ -565,7 +565,7 @@ impl PolicySet {
                     batch_max_requests: r.batch_max_requests,
                 });
             }
-            let mut billing = crate::forward::Billing {
+            let mut billing = Billing {
                 headers: Vec::new(),
                 pass_caller: c.allow_caller_openai_billing.unwrap_or(false),
             };
@@ -727,3 +727,18 @@ fn is_label_safe(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+/// What a client's policy sets on its requests to a provider: the organization and project
+/// that pay (OpenAI), and whether the caller may choose its own instead.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Billing {
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    pub pass_caller: bool,
+}
+
+impl Billing {
+    pub const NONE: &'static Billing = &Billing {
+        headers: Vec::new(),
+        pass_caller: false,
+    };
+}
