@@ -2,16 +2,22 @@
 //! caller can wait, and prices every answer.
 //!
 //! ```text
-//! server → gateway (identify, parse once) → triage (pure) ─┬→ response cache
-//!                                                           ├→ forward (interactive, flex) → upstream → provider
-//!                                                           └→ defer → store ← batch engine → Batch API
-//!        respond (one exit: response + metrics, once) ← relay (SSE) / answer / deliver ← account
+//! server → gateway::ingress (identify, x-sla, body, inspect, route: one `Call`)
+//!        → gateway::plan (triage: pure; cache key; the provider's bodies)
+//!        → gateway::execute ─┬→ response cache
+//!                            ├→ forward (interactive, flex) → upstream → provider
+//!                            └→ gateway::defer → store ← batch::engine → providers::Adapter → Batch API
+//!        → gateway::respond (the caller's API, x-sluice-* headers, one record) → account
+//!          deliver (held / async / SSE for deferred jobs) ← store
 //! ```
 //!
-//! Leaves: `types`, `error`, `duration`, `metrics`, `config`. Pure stages: `policy`, `sla`,
-//! `triage`, `inspect`, `usage`, `pricing`, `synth`, `batch::accumulator`, `batch::openai`,
-//! `anthropic`. I/O: `upstream`, `forward`, `relay`, `gateway`, `deliver`, `server`,
-//! `batch::{client, engine}`, `store`. Tools: `simulate`, `estimate`, `demo`, `cli`.
+//! The provider seam is `providers`: everything that differs between providers is behind its
+//! functions and its `Adapter` enum. Leaves: `types`, `error`, `duration`, `metrics`, `config`,
+//! `clock`. Pure stages: `policy`, `sla`, `triage`, `inspect`, `usage`, `pricing`, `synth`,
+//! `batch::accumulator`, the wire formats and translation in `providers`. I/O: `upstream`,
+//! `forward`, `relay`, `gateway`, `deliver`, `server`, `batch::engine`, `providers::control`,
+//! `store`, `account`. Tools: `simulate`, `estimate`, `demo`, `cli`. `tests/layers.rs` checks
+//! that imports only point down this list.
 
 // House rules (README "House rules"): outside tests, no unwrap or expect — an error is
 // typed and handled, never a panic on input.
