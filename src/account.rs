@@ -8,12 +8,13 @@ use crate::metrics::Metrics;
 use crate::policy::ModelMap;
 use crate::pricing::{PriceTable, Priced, price};
 use crate::store::{LedgerEntry, Store};
-use crate::types::{Provider, Tier, Usage};
+use crate::types::{Provider, ServedTier, Tier, Usage};
 
 /// Label used for any model that is neither priced nor named in a policy.
 pub const OTHER_MODEL: &str = "other";
-/// Unpriced model names are logged once each, up to this many distinct names; the set
-/// holds 8-byte hashes, not the names, so a client cannot grow it by sending long ones.
+/// Unpriced model names (and models answered at a tier their row does not rate) are logged
+/// once each, up to this many distinct names; the set holds 8-byte hashes, not the names, so
+/// a client cannot grow it by sending long ones.
 const MAX_WARNED_MODELS: usize = 1024;
 /// Longest model name written to a log line.
 const MAX_LOGGED_MODEL: usize = 128;
@@ -84,7 +85,8 @@ impl Accountant {
         }
     }
 
-    /// Prices `usage` at `tier` without recording anything (headers, response cache).
+    /// Prices `usage` at `tier` (and the tier the provider reported, `usage.served_tier`:
+    /// see [`crate::pricing::billing`]) without recording anything (headers, response cache).
     pub fn quote(&self, model: &str, tier: Tier, usage: &Usage) -> Option<Priced> {
         self.prices.get(model).map(|(_, p)| price(p, tier, usage))
     }
@@ -111,6 +113,9 @@ impl Accountant {
         let priced = a.usage.and_then(|u| self.quote(a.model, a.tier, &u));
         if a.usage.is_some() && priced.is_none() {
             self.warn_unpriced(a.model);
+        }
+        if let Some(served) = priced.as_ref().and_then(|p| p.unrated_tier) {
+            self.warn_unrated(a.model, served);
         }
         let (cost_usd, baseline_usd, savings_usd) = match &priced {
             Some(p) => {
@@ -183,27 +188,113 @@ impl Accountant {
     }
 
     fn warn_unpriced(&self, model: &str) {
-        let Ok(mut warned) = self.warned.lock() else {
-            return;
-        };
-        let hash = xxhash_rust::xxh3::xxh3_64(model.as_bytes());
-        if warned.len() < MAX_WARNED_MODELS && warned.insert(hash) {
-            let mut end = model.len().min(MAX_LOGGED_MODEL);
-            while !model.is_char_boundary(end) {
-                end -= 1;
-            }
+        if self.first_warning(xxhash_rust::xxh3::xxh3_64(model.as_bytes())) {
+            let (model, truncated) = loggable(model);
             tracing::warn!(
-                model = &model[..end],
-                truncated = end < model.len(),
+                model,
+                truncated,
                 "model has no price: answered and counted, but its cost is not recorded"
             );
         }
     }
+
+    /// The provider reported a tier the model's price row has no rates for: the answer is
+    /// billed at standard rates, said once per model and tier.
+    fn warn_unrated(&self, model: &str, served: ServedTier) {
+        let seed = 1 + served as u64;
+        if self.first_warning(xxhash_rust::xxh3::xxh3_64_with_seed(model.as_bytes(), seed)) {
+            let (model, truncated) = loggable(model);
+            tracing::warn!(
+                model,
+                truncated,
+                service_tier = served.as_str(),
+                "the provider reported a service tier this model has no price for: \
+                 billed at standard rates"
+            );
+        }
+    }
+
+    /// Whether `hash` is new to the bounded set of warnings given (and now remembered).
+    fn first_warning(&self, hash: u64) -> bool {
+        let Ok(mut warned) = self.warned.lock() else {
+            return false;
+        };
+        warned.len() < MAX_WARNED_MODELS && warned.insert(hash)
+    }
+}
+
+/// A model name cut to [`MAX_LOGGED_MODEL`] bytes for a log line, and whether it was cut.
+fn loggable(model: &str) -> (&str, bool) {
+    let mut end = model.len().min(MAX_LOGGED_MODEL);
+    while !model.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&model[..end], end < model.len())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn accountant() -> Accountant {
+        let metrics = Arc::new(Metrics::new(prometheus::Registry::new()).unwrap());
+        Accountant::new(
+            Arc::new(PriceTable::builtin()),
+            crate::policy::PolicySet::from_sources(&[]).unwrap().models,
+            metrics,
+        )
+    }
+
+    fn answer(model: &str, usage: Usage) -> Answer<'_> {
+        Answer {
+            route: "r",
+            client: "c",
+            provider: Provider::OpenAi,
+            model,
+            tier: Tier::Interactive,
+            status: 200,
+            usage: Some(usage),
+        }
+    }
+
+    #[test]
+    fn a_reported_tier_is_priced_and_an_unrated_one_said_once() {
+        let a = accountant();
+        let usage = Usage {
+            input_tokens: 1000,
+            output_tokens: 100,
+            served_tier: Some(ServedTier::Priority),
+            ..Usage::default()
+        };
+        // gpt-5 priority: 1000×2.5e-6 + 100×20e-6 = 0.0025 + 0.002 = 0.0045, baseline the same.
+        let (priced, entry) = a.price(&answer("gpt-5", usage), 0);
+        let p = priced.unwrap();
+        assert!((p.cost_usd - 0.0045).abs() < 1e-12, "{p:?}");
+        assert_eq!(p.baseline_usd, p.cost_usd);
+        assert_eq!(
+            (entry.cost_usd, entry.baseline_usd),
+            (p.cost_usd, p.cost_usd)
+        );
+        assert_eq!(entry.savings_usd, [0.0; 4]);
+        assert_eq!(
+            entry.tier,
+            Tier::Interactive,
+            "the tier label stays interactive"
+        );
+        assert!(a.warned.lock().unwrap().is_empty());
+        // gpt-5.6-sol lists no ultrafast rate: billed at standard, warned once per model.
+        let fast = Usage {
+            served_tier: Some(ServedTier::Ultrafast),
+            ..usage
+        };
+        for _ in 0..3 {
+            let (p, _) = a.price(&answer("gpt-5.6-sol", fast), 0);
+            assert_eq!(p.unwrap().unrated_tier, Some(ServedTier::Ultrafast));
+        }
+        assert_eq!(a.warned.lock().unwrap().len(), 1);
+        a.price(&answer("gpt-5.5", fast), 0);
+        assert_eq!(a.warned.lock().unwrap().len(), 2);
+    }
 
     #[test]
     fn unpriced_names_cost_a_bounded_set_of_hashes() {

@@ -459,6 +459,41 @@ mod tests {
     }
 
     #[test]
+    fn any_caller_service_tier_is_the_callers_and_passes_through() {
+        // The open set (provider-apis.md 1.3, 1.5) and values unknown to Sluice, of any JSON
+        // type: each marks the request as the caller's tier and is never rewritten.
+        for tier in [
+            "\"auto\"",
+            "\"default\"",
+            "\"flex\"",
+            "\"scale\"",
+            "\"priority\"",
+            "\"fast\"",
+            "\"ultrafast\"",
+            "\"turbo-2027\"",
+            "\"\"",
+            "42",
+            "{\"name\":\"fast\"}",
+        ] {
+            for endpoint in [CHAT, Endpoint::Responses] {
+                let body = Bytes::from(format!(
+                    "{{\"model\":\"gpt-5\",\"service_tier\":{tier},\"input\":\"hi\",\"messages\":[]}}"
+                ));
+                let f = inspect(endpoint, &body).unwrap();
+                assert!(f.has_service_tier, "{tier}");
+                let add = Additions {
+                    prompt_cache_key: Some("k".into()),
+                    ..Additions::default()
+                };
+                let out = rewrite(&body, &f, &add);
+                assert_eq!(&out[out.len() - body.len() + 1..], &body[1..], "{tier}");
+            }
+        }
+        let f = inspect(CHAT, b"{\"model\":\"m\",\"service_tier\":null}").unwrap();
+        assert!(!f.has_service_tier);
+    }
+
+    #[test]
     fn cache_key_is_stable_and_scoped() {
         let h = 7u128;
         assert_eq!(cache_key("a", "r", h), cache_key("a", "r", h));

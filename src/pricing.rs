@@ -8,13 +8,23 @@
 //! tokens cost synchronously and uncached at list price (the baseline), and the difference split by
 //! lever. It is pure and allocation-free: it runs once per answered request.
 //!
+//! The tier the provider reports ([`Usage::served_tier`]) decides the rates on the synchronous
+//! tiers ([`billing`]): a tier Sluice did not ask for (the caller's `service_tier`, or the
+//! project's default) is billed at that tier's rates with baseline = cost, since sending the
+//! request directly would have cost the same; a flex request the provider served at `default`
+//! is billed at standard rates.
+//!
 //! Fallback rules when a row lacks a rate (all documented on [`ModelPrice::rates`]):
 //! * interactive: a missing cache-write rate bills written tokens at the input rate (OpenAI and
 //!   Gemini charge no write fee);
 //! * batch: missing batch rates are 50% of the standard ones; a missing batch cached rate is 50% of
 //!   the cached rate (LiteLLM's assumption, UNCONFIRMED in prices.md);
 //! * flex: `flex_*`, else `batch_*`, else 50% of standard; a missing flex cached rate scales the
-//!   cached rate by the flex/standard input ratio.
+//!   cached rate by the flex/standard input ratio;
+//! * priority / ultrafast: `priority_*` / `ultrafast_*`; a missing cached, cache-write or output
+//!   rate scales the standard one by the tier/standard input ratio; a row with neither an input
+//!   nor an output rate for the tier bills it at standard rates ([`Priced::unrated_tier`] says
+//!   so), as are `scale` and unknown tiers.
 
 mod builtin;
 mod litellm;
@@ -22,7 +32,7 @@ mod litellm;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::types::{Lever, Provider, Tier, Usage};
+use crate::types::{Lever, Provider, ServedTier, Tier, Usage};
 
 pub use builtin::{BUILTIN, BuiltinRow};
 
@@ -66,6 +76,17 @@ pub struct ModelPrice {
     pub flex_input: Option<f64>,
     pub flex_output: Option<f64>,
     pub flex_cached_input: Option<f64>,
+    /// Priority / Fast tier (LiteLLM `input_cost_per_token_priority`, `output_…`,
+    /// `cache_read_input_token_cost_priority`, `cache_creation_input_token_cost_priority`).
+    pub priority_input: Option<f64>,
+    pub priority_output: Option<f64>,
+    pub priority_cached_input: Option<f64>,
+    pub priority_cache_write: Option<f64>,
+    /// Ultrafast tier (LiteLLM `*_ultrafast`, the same four fields; newer files than 1.110.2).
+    pub ultrafast_input: Option<f64>,
+    pub ultrafast_output: Option<f64>,
+    pub ultrafast_cached_input: Option<f64>,
+    pub ultrafast_cache_write: Option<f64>,
 }
 
 /// The discount a Batch API (and, failing better data, flex) gives on standard rates.
@@ -105,7 +126,26 @@ impl Rates {
     }
 }
 
+/// A premium tier's listed rates (priority or ultrafast), before the fallbacks.
+#[derive(Debug, Clone, Copy)]
+struct Listed {
+    input: Option<f64>,
+    output: Option<f64>,
+    cached_input: Option<f64>,
+    cache_write: Option<f64>,
+}
+
 impl ModelPrice {
+    /// Whether the row lists priority (Fast) rates of its own.
+    pub fn has_priority(&self) -> bool {
+        self.priority_input.is_some() || self.priority_output.is_some()
+    }
+
+    /// Whether the row lists ultrafast rates of its own.
+    pub fn has_ultrafast(&self) -> bool {
+        self.ultrafast_input.is_some() || self.ultrafast_output.is_some()
+    }
+
     /// Whether the model can be served on Sluice's flex tier: an OpenAI model with flex prices of
     /// its own (`service_tier: "flex"`, CONTRACT.md "Triage"). Gemini rows carry LiteLLM's flex
     /// prices too, but the flex tier is OpenAI's, so they do not count.
@@ -181,6 +221,62 @@ impl ModelPrice {
             Tier::ResponseCache => Rates::ZERO,
         }
     }
+
+    /// The rates of a tier the provider reported, and whether the row rates that tier
+    /// (`false`: billed at standard rates instead).
+    ///
+    /// * `Standard`: [`Tier::Interactive`] rates. `Flex`, `Batch`: [`Tier::Flex`] and
+    ///   [`Tier::Batch`] rates, with their fallbacks.
+    /// * `Priority`, `Ultrafast`: `priority_*` / `ultrafast_*`. A missing cached, cache-write
+    ///   or output rate is the standard one × (tier input / standard input); a missing input
+    ///   rate is the standard one. Neither input nor output listed → standard, unrated.
+    /// * `Scale` (contract-priced) and `Other`: standard, unrated.
+    pub fn served_rates(&self, served: ServedTier) -> (Rates, bool) {
+        let standard = self.rates(Tier::Interactive);
+        let premium = match served {
+            ServedTier::Standard => return (standard, true),
+            ServedTier::Flex => return (self.rates(Tier::Flex), true),
+            ServedTier::Batch => return (self.rates(Tier::Batch), true),
+            ServedTier::Scale | ServedTier::Other => return (standard, false),
+            ServedTier::Priority => Listed {
+                input: self.priority_input,
+                output: self.priority_output,
+                cached_input: self.priority_cached_input,
+                cache_write: self.priority_cache_write,
+            },
+            ServedTier::Ultrafast => Listed {
+                input: self.ultrafast_input,
+                output: self.ultrafast_output,
+                cached_input: self.ultrafast_cached_input,
+                cache_write: self.ultrafast_cache_write,
+            },
+        };
+        match self.premium_rates(premium) {
+            Some(rates) => (rates, true),
+            None => (standard, false),
+        }
+    }
+
+    fn premium_rates(&self, l: Listed) -> Option<Rates> {
+        if l.input.is_none() && l.output.is_none() {
+            return None;
+        }
+        let input = l.input.unwrap_or(self.input);
+        let ratio = match l.input {
+            Some(i) if self.input > 0.0 => i / self.input,
+            _ => 1.0,
+        };
+        Some(Rates {
+            input,
+            cached_input: l.cached_input.unwrap_or(self.cached_input * ratio),
+            cache_write_5m: l
+                .cache_write
+                .or(self.cache_write_5m.map(|w| w * ratio))
+                .unwrap_or(input),
+            cache_write_1h: self.cache_write_1h.map_or(input, |w| w * ratio),
+            output: l.output.unwrap_or(self.output * ratio),
+        })
+    }
 }
 
 /// Savings (baseline minus cost) split by lever. Any field may be negative: a prompt-cache write
@@ -223,10 +319,47 @@ impl Savings {
 pub struct Priced {
     /// What the provider bills.
     pub cost_usd: f64,
-    /// The same tokens synchronous, uncached, at list price.
+    /// The same tokens synchronous, uncached, at list price; for a tier Sluice did not choose
+    /// ([`Billing::Reported`]), the cost itself.
     pub baseline_usd: f64,
     /// `baseline_usd - cost_usd`, split by lever.
     pub savings: Savings,
+    /// The provider reported this tier but the price row has no rates for it, so the answer
+    /// was billed at standard rates (an ultrafast or priority answer of a row without those
+    /// rates, `scale`, an unknown tier).
+    pub unrated_tier: Option<ServedTier>,
+}
+
+/// Which rates an answer is billed at, from Sluice's tier and the tier the provider reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Billing {
+    /// The tier Sluice chose, with savings against the synchronous uncached baseline.
+    Sluice(Tier),
+    /// A tier Sluice did not ask for (the caller's `service_tier`, the project's default):
+    /// billed at its rates ([`ModelPrice::served_rates`]), baseline = cost, no savings.
+    Reported(ServedTier),
+}
+
+/// How an answer on `tier` that the provider reported serving at `served` is billed:
+///
+/// | Sluice's tier | reported | billed |
+/// |---|---|---|
+/// | `response_cache`, `batch` | anything (a batch line's tier is not relied on) | Sluice's tier |
+/// | `interactive`, `flex` | nothing | Sluice's tier |
+/// | `interactive` | `default` / `standard` | interactive |
+/// | `flex` | `flex` | flex |
+/// | `flex` | `default` / `standard` | interactive (served at standard: no flex saving) |
+/// | `interactive` | `flex`, `priority`/`fast`, `ultrafast`, `scale`, `batch`, unknown | [`Billing::Reported`] |
+/// | `flex` | `priority`/`fast`, `ultrafast`, `scale`, `batch`, unknown | [`Billing::Reported`] |
+pub fn billing(tier: Tier, served: Option<ServedTier>) -> Billing {
+    match (tier, served) {
+        (Tier::ResponseCache | Tier::Batch, _) | (_, None) => Billing::Sluice(tier),
+        (Tier::Interactive | Tier::Flex, Some(ServedTier::Standard)) => {
+            Billing::Sluice(Tier::Interactive)
+        }
+        (Tier::Flex, Some(ServedTier::Flex)) => Billing::Sluice(Tier::Flex),
+        (_, Some(s)) => Billing::Reported(s),
+    }
 }
 
 /// The lever a tier itself pulls. `Interactive` has none (its only saving is the prompt cache).
@@ -239,12 +372,32 @@ pub fn lever_for(tier: Tier) -> Option<Lever> {
     }
 }
 
-/// Prices one answer served on `tier` with `usage`.
+/// Prices one answer served on `tier` with `usage`, at the rates [`billing`] picks from `tier`
+/// and `usage.served_tier`.
 ///
-/// The tier's own lever gets baseline minus "every input token at the tier's input rate plus
-/// output at its output rate"; the prompt-cache lever gets the rest, so the savings always sum to
-/// `baseline_usd - cost_usd`. A response-cache hit costs nothing and saves the whole baseline.
+/// On Sluice's own tier, the tier's lever gets baseline minus "every input token at the tier's
+/// input rate plus output at its output rate"; the prompt-cache lever gets the rest, so the savings
+/// always sum to `baseline_usd - cost_usd`. A response-cache hit costs nothing and saves the whole
+/// baseline. A reported tier Sluice did not choose costs what its rates say, and so does its
+/// baseline: no savings.
 pub fn price(p: &ModelPrice, tier: Tier, usage: &Usage) -> Priced {
+    match billing(tier, usage.served_tier) {
+        Billing::Sluice(t) => price_at(p, t, usage),
+        Billing::Reported(served) => {
+            let (rates, rated) = p.served_rates(served);
+            let cost_usd = rates.cost(usage);
+            Priced {
+                cost_usd,
+                baseline_usd: cost_usd,
+                savings: Savings::default(),
+                unrated_tier: (!rated).then_some(served),
+            }
+        }
+    }
+}
+
+/// [`price`] on a tier Sluice chose.
+fn price_at(p: &ModelPrice, tier: Tier, usage: &Usage) -> Priced {
     let baseline_usd = p.rates(Tier::Interactive).uncached_cost(usage);
     let mut savings = Savings::default();
     if tier == Tier::ResponseCache {
@@ -253,6 +406,7 @@ pub fn price(p: &ModelPrice, tier: Tier, usage: &Usage) -> Priced {
             cost_usd: 0.0,
             baseline_usd,
             savings,
+            unrated_tier: None,
         };
     }
     let rates = p.rates(tier);
@@ -268,6 +422,7 @@ pub fn price(p: &ModelPrice, tier: Tier, usage: &Usage) -> Priced {
         cost_usd,
         baseline_usd,
         savings,
+        unrated_tier: None,
     }
 }
 
@@ -427,6 +582,8 @@ mod tests {
             "gpt-4.1-mini",
             "gpt-5",
             "gpt-5-mini",
+            "gpt-5.5",
+            "gpt-5.6-sol",
             "o3",
             "o4-mini",
             "claude-opus-4-6",
@@ -441,7 +598,7 @@ mod tests {
         ] {
             assert!(table.get(name).is_some(), "{name}");
         }
-        assert_eq!(table.len(), 17);
+        assert_eq!(table.len(), 19);
         let names: Vec<&str> = table.iter().map(|(n, _)| n).collect();
         let mut sorted = names.clone();
         sorted.sort_unstable();
@@ -615,6 +772,295 @@ mod tests {
         );
     }
 
+    // ---- Service tiers: priced at the tier the provider reports back ----
+
+    /// `usage` as answered at the reported tier `served`.
+    fn served(usage: Usage, served: &str) -> Usage {
+        Usage {
+            served_tier: Some(ServedTier::parse(served)),
+            ..usage
+        }
+    }
+
+    const NO_SAVINGS: Savings = Savings {
+        batch: 0.0,
+        flex: 0.0,
+        prompt_cache: 0.0,
+        response_cache: 0.0,
+    };
+
+    /// 1000 uncached input, 2000 cached input, 500 output tokens.
+    const MIXED: Usage = Usage {
+        input_tokens: 1000,
+        cached_input_tokens: 2000,
+        cache_write_5m_tokens: 0,
+        cache_write_1h_tokens: 0,
+        output_tokens: 500,
+        served_tier: None,
+    };
+
+    /// The reference's chat sample (provider-apis.md 1.4): 2006 prompt tokens, 1920 cached, 3 out.
+    const SAMPLE: Usage = Usage {
+        input_tokens: 86,
+        cached_input_tokens: 1920,
+        cache_write_5m_tokens: 0,
+        cache_write_1h_tokens: 0,
+        output_tokens: 3,
+        served_tier: None,
+    };
+
+    #[test]
+    fn billing_follows_the_reported_tier_on_the_synchronous_tiers() {
+        use ServedTier as S;
+        let all = [
+            S::Standard,
+            S::Flex,
+            S::Priority,
+            S::Ultrafast,
+            S::Scale,
+            S::Batch,
+            S::Other,
+        ];
+        for t in Tier::ALL {
+            assert_eq!(billing(t, None), Billing::Sluice(t), "{t}");
+        }
+        // A batch line's or a cached answer's reported tier is not relied on.
+        for s in all {
+            assert_eq!(billing(Tier::Batch, Some(s)), Billing::Sluice(Tier::Batch));
+            assert_eq!(
+                billing(Tier::ResponseCache, Some(s)),
+                Billing::Sluice(Tier::ResponseCache)
+            );
+        }
+        assert_eq!(
+            billing(Tier::Interactive, Some(S::Standard)),
+            Billing::Sluice(Tier::Interactive)
+        );
+        assert_eq!(
+            billing(Tier::Flex, Some(S::Flex)),
+            Billing::Sluice(Tier::Flex)
+        );
+        assert_eq!(
+            billing(Tier::Flex, Some(S::Standard)),
+            Billing::Sluice(Tier::Interactive),
+            "a flex request served at default is billed at standard"
+        );
+        for s in [
+            S::Flex,
+            S::Priority,
+            S::Ultrafast,
+            S::Scale,
+            S::Batch,
+            S::Other,
+        ] {
+            assert_eq!(billing(Tier::Interactive, Some(s)), Billing::Reported(s));
+        }
+    }
+
+    #[test]
+    fn a_caller_chosen_flex_answer_costs_flex_rates_and_saves_nothing() {
+        // gpt-5 flex: input $0.625/M, cached $0.0625/M, output $5/M.
+        let p = price(&model("gpt-5"), Tier::Interactive, &served(MIXED, "flex"));
+        // cost = 1000×0.625e-6 + 2000×0.0625e-6 + 500×5e-6 = 0.000625 + 0.000125 + 0.0025
+        close(p.cost_usd, 0.00325);
+        // Sending it directly would have cost the same: no saving on any lever.
+        close(p.baseline_usd, 0.00325);
+        assert_eq!(p.savings, NO_SAVINGS);
+        assert_eq!(p.unrated_tier, None);
+    }
+
+    #[test]
+    fn sluice_flex_is_unchanged_and_a_flex_request_served_at_default_costs_standard() {
+        let gpt5 = model("gpt-5");
+        assert_eq!(
+            price(&gpt5, Tier::Flex, &served(MIXED, "flex")),
+            price(&gpt5, Tier::Flex, &MIXED),
+            "reported flex on Sluice's flex tier = flex as before"
+        );
+        let p = price(&gpt5, Tier::Flex, &served(MIXED, "default"));
+        // Standard: 1000×1.25e-6 + 2000×0.125e-6 + 500×10e-6 = 0.00125 + 0.00025 + 0.005
+        close(p.cost_usd, 0.0065);
+        // baseline = 3000×1.25e-6 + 500×10e-6 = 0.00375 + 0.005
+        close(p.baseline_usd, 0.00875);
+        close(p.savings.flex, 0.0);
+        // prompt_cache = 2000 × (1.25 − 0.125)e-6
+        close(p.savings.prompt_cache, 0.00225);
+        assert_split_sums(&p);
+    }
+
+    #[test]
+    fn priority_reported_as_priority_costs_priority_rates() {
+        // gpt-5 Fast / Priority (prices.md): input $2.50/M, cached $0.25/M, output $20/M.
+        let p = price(
+            &model("gpt-5"),
+            Tier::Interactive,
+            &served(MIXED, "priority"),
+        );
+        // cost = 1000×2.5e-6 + 2000×0.25e-6 + 500×20e-6 = 0.0025 + 0.0005 + 0.01
+        close(p.cost_usd, 0.013);
+        close(p.baseline_usd, 0.013);
+        assert_eq!(p.savings, NO_SAVINGS);
+        assert_eq!(p.unrated_tier, None);
+    }
+
+    #[test]
+    fn priority_reported_as_fast_costs_the_same_priority_rates() {
+        // gpt-4.1-mini Fast / Priority: input $0.70/M, cached $0.175/M, output $2.80/M.
+        let mini = model("gpt-4.1-mini");
+        let p = price(&mini, Tier::Interactive, &served(SAMPLE, "fast"));
+        // cost = 86×0.70e-6 + 1920×0.175e-6 + 3×2.80e-6 = 60.2e-6 + 336e-6 + 8.4e-6
+        close(p.cost_usd, 404.6e-6);
+        close(p.baseline_usd, 404.6e-6);
+        assert_eq!(p.savings, NO_SAVINGS);
+        assert_eq!(
+            p,
+            price(&mini, Tier::Interactive, &served(SAMPLE, "priority"))
+        );
+        assert_eq!(p, price(&mini, Tier::Interactive, &served(SAMPLE, "FAST")));
+    }
+
+    #[test]
+    fn an_unknown_or_scale_tier_costs_standard_rates_and_says_so() {
+        let mini = model("gpt-4.1-mini");
+        for tier in ["turbo-2027", "scale"] {
+            let p = price(&mini, Tier::Interactive, &served(SAMPLE, tier));
+            // Standard: 86×0.40e-6 + 1920×0.10e-6 + 3×1.60e-6 = 34.4e-6 + 192e-6 + 4.8e-6
+            close(p.cost_usd, 231.2e-6);
+            close(p.baseline_usd, 231.2e-6);
+            assert_eq!(p.savings, NO_SAVINGS);
+            assert_eq!(p.unrated_tier, Some(ServedTier::parse(tier)), "{tier}");
+        }
+        // `default` (and `auto`) is the ordinary interactive answer, prompt-cache saving included.
+        for tier in ["default", "auto"] {
+            let p = price(&mini, Tier::Interactive, &served(SAMPLE, tier));
+            assert_eq!(p, price(&mini, Tier::Interactive, &SAMPLE), "{tier}");
+            close(p.baseline_usd, 807.2e-6);
+        }
+    }
+
+    #[test]
+    fn anthropic_priority_costs_standard_rates_as_no_priority_rate_is_listed() {
+        // usage.service_tier "priority" on claude-sonnet-4-6; prices.md lists no Anthropic
+        // priority rates, so standard: input $3/M, cache read $0.30/M, 5m write $3.75/M, out $15/M.
+        let usage = Usage {
+            input_tokens: 10,
+            cached_input_tokens: 4000,
+            cache_write_5m_tokens: 500,
+            output_tokens: 100,
+            served_tier: Some(ServedTier::Priority),
+            ..Usage::default()
+        };
+        let p = price(&model("claude-sonnet-4-6"), Tier::Interactive, &usage);
+        // cost = 10×3e-6 + 4000×0.3e-6 + 500×3.75e-6 + 100×15e-6
+        //      = 0.00003 + 0.0012 + 0.001875 + 0.0015 = 0.004605
+        close(p.cost_usd, 0.004605);
+        close(p.baseline_usd, 0.004605);
+        assert_eq!(p.savings, NO_SAVINGS);
+        assert_eq!(p.unrated_tier, Some(ServedTier::Priority));
+        // A Message Batches line reports "batch": Sluice's batch tier prices it as before.
+        let batch = Usage {
+            served_tier: Some(ServedTier::Batch),
+            ..usage
+        };
+        assert_eq!(
+            price(&model("claude-sonnet-4-6"), Tier::Batch, &batch),
+            price(
+                &model("claude-sonnet-4-6"),
+                Tier::Batch,
+                &Usage {
+                    served_tier: None,
+                    ..usage
+                }
+            )
+        );
+    }
+
+    #[test]
+    fn ultrafast_costs_its_rate_when_listed_else_standard() {
+        // gpt-5.6-sol lists no ultrafast rate: standard $5 / $0.50 / $30, and said so.
+        let sol = model("gpt-5.6-sol");
+        let p = price(&sol, Tier::Interactive, &served(MIXED, "ultrafast"));
+        // 1000×5e-6 + 2000×0.5e-6 + 500×30e-6 = 0.005 + 0.001 + 0.015
+        close(p.cost_usd, 0.021);
+        close(p.baseline_usd, 0.021);
+        assert_eq!(p.unrated_tier, Some(ServedTier::Ultrafast));
+        // With ultrafast rates (a LiteLLM file's `*_ultrafast` keys): $30 / $3 / $180.
+        let listed = ModelPrice {
+            ultrafast_input: Some(30e-6),
+            ultrafast_cached_input: Some(3e-6),
+            ultrafast_output: Some(180e-6),
+            ..sol
+        };
+        let p = price(&listed, Tier::Interactive, &served(MIXED, "ultrafast"));
+        // 1000×30e-6 + 2000×3e-6 + 500×180e-6 = 0.03 + 0.006 + 0.09
+        close(p.cost_usd, 0.126);
+        close(p.baseline_usd, 0.126);
+        assert_eq!(p.unrated_tier, None);
+    }
+
+    #[test]
+    fn premium_tier_fallbacks() {
+        // gpt-5.6-sol Fast: $8 / $0.80 / $40; the 5m cache write ($6.25) scaled by 8/5 = $10.
+        let (r, rated) = model("gpt-5.6-sol").served_rates(ServedTier::Priority);
+        assert!(rated);
+        close(r.input, 8e-6);
+        close(r.cached_input, 0.8e-6);
+        close(r.output, 40e-6);
+        close(r.cache_write_5m, 10e-6);
+        close(r.cache_write_1h, 8e-6);
+        // Only an input rate listed: cached and output scaled by the input ratio (4 / 2 = ×2).
+        let half = ModelPrice {
+            priority_input: Some(4e-6),
+            priority_output: None,
+            priority_cached_input: None,
+            ..model("gpt-4.1")
+        };
+        let (r, rated) = half.served_rates(ServedTier::Priority);
+        assert!(rated);
+        close(r.cached_input, 1e-6);
+        close(r.output, 16e-6);
+        // No priority rates at all: standard, unrated.
+        let (r, rated) = model("claude-haiku-4-5").served_rates(ServedTier::Priority);
+        assert!(!rated);
+        assert_eq!(r, model("claude-haiku-4-5").rates(Tier::Interactive));
+    }
+
+    #[test]
+    fn builtin_priority_rates_are_the_fast_table() {
+        // prices.md "OpenAI Fast (formerly Priority)" and the Gemini Priority rows, per 1M.
+        for (name, input, cached, output) in [
+            ("gpt-5", 2.50, 0.25, 20.00),
+            ("gpt-5-mini", 0.45, 0.045, 3.60),
+            ("gpt-4.1", 3.50, 0.875, 14.00),
+            ("gpt-4.1-mini", 0.70, 0.175, 2.80),
+            ("gpt-4o", 4.25, 2.125, 17.00),
+            ("gpt-4o-mini", 0.25, 0.125, 1.00),
+            ("o3", 3.50, 0.875, 14.00),
+            ("o4-mini", 2.00, 0.50, 8.00),
+            ("gpt-5.5", 12.50, 1.25, 75.00),
+            ("gpt-5.6-sol", 8.00, 0.80, 40.00),
+            ("gemini-2.5-pro", 2.25, 0.225, 18.00),
+            ("gemini-2.5-flash", 0.54, 0.054, 4.50),
+        ] {
+            let p = model(name);
+            assert!(p.has_priority(), "{name}");
+            let (r, _) = p.served_rates(ServedTier::Priority);
+            for (got, want) in [
+                (r.input, input),
+                (r.cached_input, cached),
+                (r.output, output),
+            ] {
+                assert!((got * 1e6 - want).abs() < 1e-9, "{name}: {got:e} vs {want}");
+            }
+        }
+        for (name, p) in PriceTable::builtin().iter() {
+            assert!(!p.has_ultrafast(), "{name}");
+            if p.provider == Provider::Anthropic || p.mode == Mode::Embedding {
+                assert!(!p.has_priority(), "{name}");
+            }
+        }
+    }
+
     #[test]
     fn response_cache_costs_nothing() {
         let usage = Usage {
@@ -678,7 +1124,7 @@ mod tests {
         other.insert("gpt-4o", cheap);
         other.insert("my-model", cheap);
         let table = PriceTable::builtin().merged(other);
-        assert_eq!(table.len(), 18);
+        assert_eq!(table.len(), 20);
         assert_eq!(table.get("gpt-4o").map(|(_, p)| p.input), Some(1e-9));
         assert!(table.get("my-model").is_some());
     }

@@ -118,8 +118,9 @@ impl<B> MeteredSse<B> {
     }
 }
 
-/// Combines usage reported in several events: Anthropic sends the input counts in
-/// `message_start` and the output count in `message_delta`; each count is the largest seen.
+/// Combines usage reported in several events: Anthropic sends the input counts (and
+/// `usage.service_tier`) in `message_start` and the output count in `message_delta`; each
+/// count is the largest seen, the served tier the latest reported.
 fn merge(prev: Option<Usage>, new: Usage) -> Usage {
     let Some(p) = prev else { return new };
     Usage {
@@ -128,6 +129,7 @@ fn merge(prev: Option<Usage>, new: Usage) -> Usage {
         cache_write_5m_tokens: p.cache_write_5m_tokens.max(new.cache_write_5m_tokens),
         cache_write_1h_tokens: p.cache_write_1h_tokens.max(new.cache_write_1h_tokens),
         output_tokens: p.output_tokens.max(new.output_tokens),
+        served_tier: new.served_tier.or(p.served_tier),
     }
 }
 
@@ -279,6 +281,28 @@ mod tests {
         assert_eq!(
             (u.input_tokens, u.cached_input_tokens, u.output_tokens),
             (14, 4102, 4)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_served_tier_survives_the_merge() {
+        let start: &'static str = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":14,\"output_tokens\":1,\"service_tier\":\"priority\"}}}\n\n";
+        let delta: &'static str = "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":4}}\n\n";
+        let (_, _, end) = relay(vec![start, delta], false).await;
+        let u = end.unwrap().usage.unwrap();
+        assert_eq!(
+            (u.output_tokens, u.served_tier),
+            (4, Some(crate::types::ServedTier::Priority))
+        );
+        let fast: &'static str = "data: {\"id\":\"c\",\"service_tier\":\"fast\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":1,\"total_tokens\":10}}\n\n";
+        let (out, _, end) = relay(vec![CHUNK, fast], true).await;
+        assert_eq!(
+            out, CHUNK,
+            "the usage chunk Sluice asked for is still removed"
+        );
+        assert_eq!(
+            end.unwrap().usage.unwrap().served_tier,
+            Some(crate::types::ServedTier::Priority)
         );
     }
 

@@ -90,6 +90,69 @@ impl fmt::Display for Provider {
     }
 }
 
+/// The service tier a provider says it served an answer at: OpenAI's `service_tier` in the
+/// response body (the last stream chunk, Responses `response.service_tier`), Anthropic's
+/// `usage.service_tier`. An open set: any string parses, values Sluice does not know are
+/// [`ServedTier::Other`]. Not a metric label (the `tier` label is [`Tier`]'s closed set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServedTier {
+    /// OpenAI `default` (and `auto`, should it ever be reported), Anthropic and Gemini
+    /// `standard`.
+    Standard,
+    /// `flex`: billed at flex rates.
+    Flex,
+    /// `priority`, or `fast` (its name since 2026-07-30): billed at priority rates.
+    Priority,
+    /// OpenAI `ultrafast` (Responses API).
+    Ultrafast,
+    /// OpenAI Scale Tier: priced by contract, billed at standard list rates here.
+    Scale,
+    /// Anthropic `batch` (Message Batches).
+    Batch,
+    /// Any other value.
+    Other,
+}
+
+impl ServedTier {
+    /// Parses a reported tier, ignoring ASCII case; never fails.
+    pub fn parse(s: &str) -> ServedTier {
+        const NAMES: [(&str, ServedTier); 9] = [
+            ("default", ServedTier::Standard),
+            ("auto", ServedTier::Standard),
+            ("standard", ServedTier::Standard),
+            ("flex", ServedTier::Flex),
+            ("priority", ServedTier::Priority),
+            ("fast", ServedTier::Priority),
+            ("ultrafast", ServedTier::Ultrafast),
+            ("scale", ServedTier::Scale),
+            ("batch", ServedTier::Batch),
+        ];
+        NAMES
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(s))
+            .map_or(ServedTier::Other, |(_, t)| *t)
+    }
+
+    /// A name for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServedTier::Standard => "standard",
+            ServedTier::Flex => "flex",
+            ServedTier::Priority => "priority",
+            ServedTier::Ultrafast => "ultrafast",
+            ServedTier::Scale => "scale",
+            ServedTier::Batch => "batch",
+            ServedTier::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for ServedTier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Token usage normalised across providers. The four input buckets are disjoint:
 /// `input_tokens` is only the input billed at the full input rate (OpenAI's `prompt_tokens`
 /// minus cached and written tokens; Anthropic's `input_tokens`).
@@ -102,6 +165,9 @@ pub struct Usage {
     /// Tokens written to a 1-hour prompt cache (Anthropic `ttl: "1h"`).
     pub cache_write_1h_tokens: u64,
     pub output_tokens: u64,
+    /// The tier the provider reported serving the answer at; `None` when it said nothing
+    /// (embeddings, a stream cut before its usage, a usage read back from the store).
+    pub served_tier: Option<ServedTier>,
 }
 
 impl Usage {
@@ -179,4 +245,31 @@ impl Endpoint {
 pub enum Api {
     OpenAi,
     Anthropic,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn served_tiers_parse_leniently() {
+        for (s, t) in [
+            ("default", ServedTier::Standard),
+            ("auto", ServedTier::Standard),
+            ("standard", ServedTier::Standard),
+            ("flex", ServedTier::Flex),
+            ("priority", ServedTier::Priority),
+            ("fast", ServedTier::Priority),
+            ("Fast", ServedTier::Priority),
+            ("ultrafast", ServedTier::Ultrafast),
+            ("scale", ServedTier::Scale),
+            ("batch", ServedTier::Batch),
+            ("", ServedTier::Other),
+            ("fastest", ServedTier::Other),
+            ("SERVICE_TIER_FLEX", ServedTier::Other),
+        ] {
+            assert_eq!(ServedTier::parse(s), t, "{s:?}");
+        }
+        assert_eq!(Usage::default().served_tier, None);
+    }
 }

@@ -1,9 +1,89 @@
 //! Reading token usage from provider answers: JSON bodies and SSE events, in the OpenAI
 //! (chat/completions/embeddings), Responses and Anthropic shapes, normalised into [`Usage`].
+//!
+//! The tier the provider reports serving the answer at comes with it
+//! ([`Usage::served_tier`]): OpenAI's top-level `service_tier` (chat and completions bodies,
+//! the usage chunk of a stream, Responses `response.service_tier`), Anthropic's
+//! `usage.service_tier`. It is an open set: any string is accepted, and a value of another
+//! JSON type counts as not reported, so the tier never costs the usage.
+
+use std::fmt;
 
 use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use crate::types::Usage;
+use crate::types::{ServedTier, Usage};
+
+/// A reported `service_tier`, read leniently: a string is parsed ([`ServedTier::parse`]),
+/// `null` or any other JSON value is "not reported", never an error.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Reported(Option<ServedTier>);
+
+impl<'de> Deserialize<'de> for Reported {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ReportedVisitor)
+    }
+}
+
+/// A `deserialize_with` helper for a reported `service_tier` field, read as leniently as the
+/// usage itself reads it (any string parses; another JSON value is `None`).
+pub fn lenient_served_tier<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<ServedTier>, D::Error> {
+    Reported::deserialize(d).map(|r| r.0)
+}
+
+struct ReportedVisitor;
+
+impl<'de> Visitor<'de> for ReportedVisitor {
+    type Value = Reported;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Reported, E> {
+        Ok(Reported(Some(ServedTier::parse(v))))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Reported, E> {
+        Ok(Reported(None))
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Reported, E> {
+        Ok(Reported(None))
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Reported, D::Error> {
+        d.deserialize_any(ReportedVisitor)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Reported, E> {
+        Ok(Reported(None))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Reported, E> {
+        Ok(Reported(None))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Reported, E> {
+        Ok(Reported(None))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Reported, E> {
+        Ok(Reported(None))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Reported, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Reported(None))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Reported, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Reported(None))
+    }
+}
 
 #[derive(Deserialize, Default)]
 struct RawUsage {
@@ -19,6 +99,9 @@ struct RawUsage {
     cache_read_input_tokens: Option<u64>,
     cache_creation_input_tokens: Option<u64>,
     cache_creation: Option<CacheCreation>,
+    /// Anthropic reports the served tier inside `usage` (`standard`, `priority`, `batch`).
+    #[serde(default)]
+    service_tier: Reported,
 }
 
 #[derive(Deserialize, Default)]
@@ -34,7 +117,10 @@ struct CacheCreation {
 }
 
 impl RawUsage {
-    fn normalise(self) -> Usage {
+    /// The normalised usage; `outer` is the `service_tier` reported beside `usage` (OpenAI),
+    /// used when `usage` itself names none (Anthropic names it inside).
+    fn normalise(self, outer: Reported) -> Usage {
+        let served_tier = self.service_tier.0.or(outer.0);
         if let Some(prompt) = self.prompt_tokens {
             // OpenAI: prompt_tokens includes cached and written tokens.
             let d = self.prompt_tokens_details.unwrap_or_default();
@@ -46,6 +132,7 @@ impl RawUsage {
                 cache_write_5m_tokens: write,
                 cache_write_1h_tokens: 0,
                 output_tokens: self.completion_tokens.unwrap_or(0),
+                served_tier,
             };
         }
         let input = self.input_tokens.unwrap_or(0);
@@ -70,6 +157,7 @@ impl RawUsage {
                 cache_write_5m_tokens: w5,
                 cache_write_1h_tokens: w1,
                 output_tokens: self.output_tokens.unwrap_or(0),
+                served_tier,
             };
         }
         // OpenAI Responses: input_tokens includes cached tokens.
@@ -82,6 +170,7 @@ impl RawUsage {
             input_tokens: input - cached,
             cached_input_tokens: cached,
             output_tokens: self.output_tokens.unwrap_or(0),
+            served_tier,
             ..Usage::default()
         }
     }
@@ -90,6 +179,9 @@ impl RawUsage {
 #[derive(Deserialize)]
 struct WithUsage {
     usage: Option<RawUsage>,
+    /// OpenAI reports the served tier beside `usage` (chat, completions, Responses).
+    #[serde(default)]
+    service_tier: Reported,
     /// Responses API stream events carry the usage inside `response`.
     response: Option<Box<WithUsage>>,
     /// Anthropic's `message_start` carries it inside `message`.
@@ -98,12 +190,25 @@ struct WithUsage {
     choices: Option<Vec<serde::de::IgnoredAny>>,
 }
 
+impl WithUsage {
+    /// `usage` with the tier reported at its own level, else the same from `nested`
+    /// (Responses `response`, Anthropic `message`).
+    fn usage(self, nested: Option<Box<WithUsage>>) -> Option<Usage> {
+        match self.usage {
+            Some(u) => Some(u.normalise(self.service_tier)),
+            None => {
+                let n = nested?;
+                n.usage.map(|u| u.normalise(n.service_tier))
+            }
+        }
+    }
+}
+
 /// Usage from a complete JSON answer, if it reports any.
 pub fn from_json(body: &[u8]) -> Option<Usage> {
-    let w: WithUsage = serde_json::from_slice(body).ok()?;
-    w.usage
-        .or_else(|| w.response.and_then(|r| r.usage))
-        .map(RawUsage::normalise)
+    let mut w: WithUsage = serde_json::from_slice(body).ok()?;
+    let nested = w.response.take();
+    w.usage(nested)
 }
 
 /// What one SSE event's data says about usage.
@@ -135,14 +240,14 @@ pub fn from_event_data(data: &[u8]) -> EventUsage {
     if !mentions_usage_object(data) {
         return EventUsage::None;
     }
-    let Ok(w) = serde_json::from_slice::<WithUsage>(data) else {
+    let Ok(mut w) = serde_json::from_slice::<WithUsage>(data) else {
         return EventUsage::None;
     };
     let only = w.choices.as_ref().is_some_and(|c| c.is_empty());
-    let nested = w.response.or(w.message).and_then(|r| r.usage);
-    match w.usage.or(nested) {
-        Some(u) if only => EventUsage::UsageOnlyChunk(u.normalise()),
-        Some(u) => EventUsage::Within(u.normalise()),
+    let (response, message) = (w.response.take(), w.message.take());
+    match w.usage(response.or(message)) {
+        Some(u) if only => EventUsage::UsageOnlyChunk(u),
+        Some(u) => EventUsage::Within(u),
         None => EventUsage::None,
     }
 }
@@ -225,5 +330,100 @@ mod tests {
                 ..Usage::default()
             })
         );
+    }
+
+    fn tier_of(body: &[u8]) -> Option<ServedTier> {
+        from_json(body).and_then(|u| u.served_tier)
+    }
+
+    #[test]
+    fn openai_reports_the_served_tier_beside_usage() {
+        let usage = r#""usage":{"prompt_tokens":10,"completion_tokens":2,"total_tokens":12}"#;
+        for (tier, want) in [
+            ("default", ServedTier::Standard),
+            ("flex", ServedTier::Flex),
+            ("priority", ServedTier::Priority),
+            ("fast", ServedTier::Priority),
+            ("ultrafast", ServedTier::Ultrafast),
+            ("scale", ServedTier::Scale),
+            ("turbo-2027", ServedTier::Other),
+        ] {
+            let body = format!(r#"{{"id":"x",{usage},"service_tier":"{tier}"}}"#);
+            assert_eq!(tier_of(body.as_bytes()), Some(want), "{tier}");
+        }
+        // Not a string, or absent: not reported, and the usage is still read.
+        for tier in [
+            "null",
+            "42",
+            "true",
+            r#"{"name":"priority"}"#,
+            r#"["flex"]"#,
+        ] {
+            let body = format!(r#"{{"service_tier":{tier},{usage}}}"#);
+            let u = from_json(body.as_bytes());
+            assert_eq!(u.map(|u| (u.input_tokens, u.served_tier)), Some((10, None)));
+        }
+        assert_eq!(tier_of(format!("{{{usage}}}").as_bytes()), None);
+        // Responses: `service_tier` at the top level, or beside the nested usage.
+        assert_eq!(
+            tier_of(br#"{"object":"response","service_tier":"ultrafast","usage":{"input_tokens":5,"output_tokens":1}}"#),
+            Some(ServedTier::Ultrafast)
+        );
+        assert_eq!(
+            tier_of(br#"{"response":{"service_tier":"priority","usage":{"input_tokens":5,"output_tokens":1}}}"#),
+            Some(ServedTier::Priority)
+        );
+    }
+
+    #[test]
+    fn anthropic_reports_the_served_tier_inside_usage() {
+        let a = from_json(br#"{"type":"message","usage":{"input_tokens":10,"cache_read_input_tokens":4000,"output_tokens":7,"service_tier":"priority"}}"#).unwrap();
+        assert_eq!(
+            a,
+            Usage {
+                input_tokens: 10,
+                cached_input_tokens: 4000,
+                output_tokens: 7,
+                served_tier: Some(ServedTier::Priority),
+                ..Usage::default()
+            }
+        );
+        assert_eq!(
+            tier_of(br#"{"usage":{"input_tokens":1,"output_tokens":1,"service_tier":"batch"}}"#),
+            Some(ServedTier::Batch)
+        );
+        let start = from_event_data(br#"{"type":"message_start","message":{"usage":{"input_tokens":14,"cache_read_input_tokens":0,"output_tokens":1,"service_tier":"standard"}}}"#);
+        assert!(
+            matches!(start, EventUsage::Within(u) if u.served_tier == Some(ServedTier::Standard)),
+            "{start:?}"
+        );
+    }
+
+    #[test]
+    fn stream_events_carry_the_served_tier() {
+        let chunk = from_event_data(
+            br#"{"choices":[],"service_tier":"fast","usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#,
+        );
+        assert_eq!(
+            chunk,
+            EventUsage::UsageOnlyChunk(Usage {
+                input_tokens: 5,
+                output_tokens: 2,
+                served_tier: Some(ServedTier::Priority),
+                ..Usage::default()
+            })
+        );
+        let done = from_event_data(
+            br#"{"type":"response.completed","response":{"service_tier":"flex","usage":{"input_tokens":5,"output_tokens":2}}}"#,
+        );
+        assert!(
+            matches!(done, EventUsage::Within(u) if u.served_tier == Some(ServedTier::Flex)),
+            "{done:?}"
+        );
+        // An odd tier never hides the usage chunk (it is still stripped when Sluice asked).
+        let odd = from_event_data(
+            br#"{"choices":[],"service_tier":{"x":[1,2]},"usage":{"prompt_tokens":5,"completion_tokens":2}}"#,
+        );
+        assert!(matches!(odd, EventUsage::UsageOnlyChunk(u) if u.served_tier.is_none()));
     }
 }

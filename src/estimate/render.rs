@@ -237,7 +237,7 @@ fn per_million(rate: Option<f64>) -> String {
 
 /// `--list-models`: every priced model with its listed rates in USD per 1M tokens.
 pub(super) fn models_table(table: &PriceTable) -> String {
-    const COLUMNS: [&str; 14] = [
+    const COLUMNS: [&str; 17] = [
         "model",
         "provider",
         "mode",
@@ -252,8 +252,11 @@ pub(super) fn models_table(table: &PriceTable) -> String {
         "flex_in",
         "flex_out",
         "flex_cached",
+        "prio_in",
+        "prio_out",
+        "prio_cached",
     ];
-    let rows: Vec<[String; 14]> = table
+    let rows: Vec<[String; 17]> = table
         .iter()
         .map(|(name, p)| {
             [
@@ -271,11 +274,15 @@ pub(super) fn models_table(table: &PriceTable) -> String {
                 per_million(p.flex_input),
                 per_million(p.flex_output),
                 per_million(p.flex_cached_input),
+                per_million(p.priority_input),
+                per_million(p.priority_output),
+                per_million(p.priority_cached_input),
             ]
         })
         .collect();
     let mut out = String::from(
-        "USD per 1M tokens; - = not listed (missing batch/flex rates fall back to 50% of standard)\n",
+        "USD per 1M tokens; - = not listed (missing batch/flex rates fall back to 50% of standard; \
+         a tier without priority rates is billed at standard)\n",
     );
     // Writing into a String cannot fail.
     let _ = write_table(&mut out, 3, COLUMNS, &rows);
@@ -305,6 +312,14 @@ fn model_json(name: &str, p: &ModelPrice) -> Value {
             "flex_input": p.flex_input,
             "flex_output": p.flex_output,
             "flex_cached_input": p.flex_cached_input,
+            "priority_input": p.priority_input,
+            "priority_output": p.priority_output,
+            "priority_cached_input": p.priority_cached_input,
+            "priority_cache_write": p.priority_cache_write,
+            "ultrafast_input": p.ultrafast_input,
+            "ultrafast_output": p.ultrafast_output,
+            "ultrafast_cached_input": p.ultrafast_cached_input,
+            "ultrafast_cache_write": p.ultrafast_cache_write,
         },
     })
 }

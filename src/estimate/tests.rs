@@ -464,9 +464,16 @@ fn cli_flags_and_errors() {
             "0.15",
             "-",
             "-",
+            "-",
+            "-",
+            "-",
             "-"
         ]
     );
+    // gpt-5: flex and priority (Fast) columns, USD per 1M.
+    let gpt5 = listing.lines().find(|l| l.starts_with("gpt-5 ")).unwrap();
+    let cells: Vec<&str> = gpt5.split_whitespace().collect();
+    assert_eq!(cells[11..], ["0.625", "5", "0.0625", "2.5", "20", "0.25"]);
     let args = parse(&["--list-models", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&run_to_string(&args)).unwrap();
     assert_eq!(

@@ -13,7 +13,11 @@
 //!   an alias, then the first in file order wins — so `gemini-2.5-pro` gets the Gemini API price
 //!   even though LiteLLM's bare `gemini-2.5-pro` key is the Vertex AI entry;
 //! * a missing `output_cost_per_token` is 0 (embeddings), a missing `cache_read_input_token_cost`
-//!   is the input rate (no cache discount).
+//!   is the input rate (no cache discount);
+//! * the `_flex`, `_priority` and `_ultrafast` variants of `input_cost_per_token`,
+//!   `output_cost_per_token` and `cache_read_input_token_cost` (and of
+//!   `cache_creation_input_token_cost` for the last two) are the service-tier rates; the
+//!   long-prompt variants (`*_above_200k_tokens_priority`, ...) are not read.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry as MapEntry;
@@ -40,6 +44,14 @@ struct RawEntry {
     input_cost_per_token_flex: Option<f64>,
     output_cost_per_token_flex: Option<f64>,
     cache_read_input_token_cost_flex: Option<f64>,
+    input_cost_per_token_priority: Option<f64>,
+    output_cost_per_token_priority: Option<f64>,
+    cache_read_input_token_cost_priority: Option<f64>,
+    cache_creation_input_token_cost_priority: Option<f64>,
+    input_cost_per_token_ultrafast: Option<f64>,
+    output_cost_per_token_ultrafast: Option<f64>,
+    cache_read_input_token_cost_ultrafast: Option<f64>,
+    cache_creation_input_token_cost_ultrafast: Option<f64>,
 }
 
 /// Which of two entries claiming one name wins: lower is better.
@@ -81,6 +93,14 @@ impl RawEntry {
             flex_input: self.input_cost_per_token_flex,
             flex_output: self.output_cost_per_token_flex,
             flex_cached_input: self.cache_read_input_token_cost_flex,
+            priority_input: self.input_cost_per_token_priority,
+            priority_output: self.output_cost_per_token_priority,
+            priority_cached_input: self.cache_read_input_token_cost_priority,
+            priority_cache_write: self.cache_creation_input_token_cost_priority,
+            ultrafast_input: self.input_cost_per_token_ultrafast,
+            ultrafast_output: self.output_cost_per_token_ultrafast,
+            ultrafast_cached_input: self.cache_read_input_token_cost_ultrafast,
+            ultrafast_cache_write: self.cache_creation_input_token_cost_ultrafast,
         };
         let rates = [
             Some(price.input),
@@ -95,6 +115,14 @@ impl RawEntry {
             price.flex_input,
             price.flex_output,
             price.flex_cached_input,
+            price.priority_input,
+            price.priority_output,
+            price.priority_cached_input,
+            price.priority_cache_write,
+            price.ultrafast_input,
+            price.ultrafast_output,
+            price.ultrafast_cached_input,
+            price.ultrafast_cache_write,
         ];
         if rates
             .into_iter()
@@ -348,6 +376,53 @@ mod tests {
             table.get("claude-sonnet-4-6-20260101").map(|(n, _)| n),
             Some("claude-sonnet-4-6")
         );
+    }
+
+    #[test]
+    fn reads_priority_and_ultrafast_keys() {
+        // The extract's gpt-4.1-mini `*_priority` keys.
+        let table = PriceTable::from_litellm_json(EXTRACT.as_bytes()).unwrap();
+        let mini = table.get("gpt-4.1-mini").map(|(_, p)| *p).unwrap();
+        assert_eq!(
+            (
+                mini.priority_input,
+                mini.priority_cached_input,
+                mini.priority_output
+            ),
+            (Some(7e-07), Some(1.75e-07), Some(2.8e-06))
+        );
+        assert_eq!(mini.priority_cache_write, None);
+        assert!(!mini.has_ultrafast());
+        // Newer LiteLLM files carry `*_ultrafast` keys and priced cache writes per tier.
+        let file = PriceTable::from_litellm_json(
+            br#"{"gpt-5.6-sol": {"input_cost_per_token": 5e-06, "output_cost_per_token": 3e-05,
+                 "cache_read_input_token_cost": 5e-07, "cache_creation_input_token_cost": 6.25e-06,
+                 "input_cost_per_token_priority": 1e-05, "output_cost_per_token_priority": 6e-05,
+                 "cache_creation_input_token_cost_priority": 1.25e-05,
+                 "input_cost_per_token_ultrafast": 3e-05, "output_cost_per_token_ultrafast": 1.8e-04,
+                 "cache_read_input_token_cost_ultrafast": 3e-06,
+                 "cache_creation_input_token_cost_ultrafast": 3.75e-05,
+                 "litellm_provider": "openai", "mode": "chat"}}"#,
+        )
+        .unwrap();
+        let sol = file.get("gpt-5.6-sol").map(|(_, p)| *p).unwrap();
+        assert_eq!(
+            (
+                sol.ultrafast_input,
+                sol.ultrafast_output,
+                sol.ultrafast_cached_input,
+                sol.ultrafast_cache_write
+            ),
+            (Some(3e-05), Some(1.8e-04), Some(3e-06), Some(3.75e-05))
+        );
+        assert_eq!(sol.priority_cache_write, Some(1.25e-05));
+        // A negative tier rate drops the entry like any other negative rate.
+        let bad = PriceTable::from_litellm_json(
+            br#"{"m": {"input_cost_per_token": 1e-06, "input_cost_per_token_ultrafast": -1e-06,
+                 "litellm_provider": "openai"}}"#,
+        )
+        .unwrap();
+        assert!(bad.is_empty());
     }
 
     #[test]

@@ -247,6 +247,7 @@ fn run(sim: &Simulator, params: &Value, seq: u64, request_id: &str) -> Value {
     let meta = Meta {
         seq,
         created: unix_now(),
+        downgrade: false,
     };
     match anthropic_messages::create(sim, params, &meta, "batch") {
         Ok((message, _)) => json!({"type": "succeeded", "message": message}),

@@ -287,6 +287,7 @@ pub fn handle(sim: &Simulator, body: &[u8], seq: u64) -> Result<Reply, AnthError
     let meta = Meta {
         seq,
         created: super::unix_now(),
+        downgrade: false,
     };
     let (message, stream) = create(sim, &value, &meta, "standard")?;
     if stream {

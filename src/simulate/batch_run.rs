@@ -429,6 +429,7 @@ fn run_line(sim: &Simulator, endpoint: &str, body: &Value, seq: u64) -> (StatusC
     let meta = Meta {
         seq,
         created: unix_now(),
+        downgrade: false,
     };
     let bytes = match serde_json::to_vec(body) {
         Ok(b) => Bytes::from(b),

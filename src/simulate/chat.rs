@@ -39,11 +39,20 @@ pub struct StreamOptions {
     pub include_usage: Option<bool>,
 }
 
-/// The `service_tier` answered for a requested one.
-pub fn answered_tier(requested: Option<&str>) -> &'static str {
+/// The `service_tier` reported for a requested one (reference 1.5): `auto` (the project's
+/// default, which is `default` here), `default`, an absent tier and values the simulator does
+/// not know → `default`; `flex`, `scale` and `ultrafast` → themselves; `priority` and `fast`
+/// (synonyms) → `priority` on GPT-5.6 and earlier models, `fast` on GPT-6 models. A
+/// downgraded request (`x-sim-fault: downgrade`, the ramp-rate limit; `ultrafast` in a
+/// region without it) is served and reported at `default`.
+pub fn answered_tier(requested: Option<&str>, model: &str, downgrade: bool) -> &'static str {
     match requested {
         Some("flex") => "flex",
+        Some("scale") => "scale",
+        Some("priority" | "fast" | "ultrafast") if downgrade => "default",
+        Some("priority" | "fast") if model.starts_with("gpt-6") => "fast",
         Some("priority" | "fast") => "priority",
+        Some("ultrafast") => "ultrafast",
         _ => "default",
     }
 }
@@ -368,7 +377,7 @@ pub fn handle(sim: &Simulator, meta: &Meta, body: &[u8]) -> Result<Reply, ApiErr
         call_id: &format!("call_sim{}{}", sim.tag, meta.seq),
         created: meta.created,
         model,
-        tier: answered_tier(req.service_tier.as_deref()),
+        tier: answered_tier(req.service_tier.as_deref(), model, meta.downgrade),
     };
 
     if req.stream.unwrap_or(false) {

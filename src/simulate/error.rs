@@ -259,6 +259,9 @@ pub enum Fault {
     Slow,
     /// `flex-429`: 429 "Resource Unavailable".
     FlexUnavailable,
+    /// `downgrade`: a `fast` / `priority` / `ultrafast` request is answered (and reported)
+    /// at `default`, as under OpenAI's ramp-rate limit.
+    Downgrade,
 }
 
 impl Fault {
@@ -269,6 +272,7 @@ impl Fault {
             b"500" => Some(Self::ServerError),
             b"slow" => Some(Self::Slow),
             b"flex-429" => Some(Self::FlexUnavailable),
+            b"downgrade" => Some(Self::Downgrade),
             _ => None,
         }
     }
@@ -279,7 +283,7 @@ impl Fault {
             Self::RateLimit => Some(ApiError::rate_limited()),
             Self::ServerError => Some(ApiError::server_error()),
             Self::FlexUnavailable => Some(ApiError::flex_unavailable()),
-            Self::Slow => None,
+            Self::Slow | Self::Downgrade => None,
         }
     }
 }

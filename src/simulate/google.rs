@@ -156,6 +156,7 @@ impl Simulator {
         let meta = Meta {
             seq,
             created: unix_now(),
+            downgrade: fault == Some(Fault::Downgrade),
         };
         let reply = match route {
             Route::Chat => {

@@ -22,8 +22,8 @@
 //! Fault controls: [`SimConfig::error_429_rate`] / [`SimConfig::error_500_rate`] (random,
 //! deterministic from [`SimConfig::seed`], inference endpoints only),
 //! [`SimConfig::flex_429_rate`] (`service_tier: "flex"` chat/responses requests), per
-//! request the header `x-sim-fault: 429 | 500 | slow | flex-429` (Anthropic routes also
-//! `overloaded`) and `x-sim-latency-ms: N`,
+//! request the header `x-sim-fault: 429 | 500 | slow | flex-429 | downgrade` (Anthropic
+//! routes also `overloaded`) and `x-sim-latency-ms: N`,
 //! and the batch faults of `POST /sim/batch-faults` (see `faults.rs`).
 
 mod anthropic;
@@ -181,6 +181,9 @@ pub(crate) struct Meta {
     seq: u64,
     /// Unix seconds.
     created: u64,
+    /// `x-sim-fault: downgrade`: a `fast` / `priority` / `ultrafast` request is served at
+    /// `default`, as OpenAI does under a traffic ramp (reference 1.5).
+    downgrade: bool,
 }
 
 /// Shared state of the simulator: configuration, RNGs, prompt-cache memory, request log,
@@ -519,6 +522,7 @@ impl Simulator {
         let meta = Meta {
             seq,
             created: unix_now(),
+            downgrade: fault == Some(Fault::Downgrade),
         };
         let b = body.as_ref();
         let reply = match route {

@@ -252,7 +252,7 @@ pub fn handle(sim: &Simulator, meta: &Meta, body: &[u8]) -> Result<Reply, ApiErr
             effort: (),
             summary: (),
         },
-        service_tier: answered_tier(req.service_tier.as_deref()),
+        service_tier: answered_tier(req.service_tier.as_deref(), model, meta.downgrade),
         store: req.store.unwrap_or(true),
         temperature: req.temperature.as_ref().unwrap_or(&default_one),
         text: req.text.as_ref().unwrap_or(&default_text),

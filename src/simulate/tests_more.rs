@@ -492,3 +492,69 @@ async fn slow_fault_paces_stream_chunks() {
     assert!(started.elapsed() >= Duration::from_millis(1200));
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn the_served_tier_is_reported_as_the_reference_says() {
+    let srv = Server::start(SimConfig::default()).await;
+    // provider-apis.md 1.5: the response echoes the tier actually used.
+    let cases: &[(&str, Value, &str)] = &[
+        ("gpt-5", Value::Null, "default"),
+        ("gpt-5", json!("auto"), "default"),
+        ("gpt-5", json!("default"), "default"),
+        ("gpt-5", json!("flex"), "flex"),
+        ("gpt-5", json!("scale"), "scale"),
+        ("gpt-5", json!("priority"), "priority"),
+        ("gpt-5", json!("fast"), "priority"),
+        ("gpt-5.6-sol", json!("fast"), "priority"),
+        ("gpt-6-astra", json!("fast"), "fast"),
+        ("gpt-6-astra", json!("priority"), "fast"),
+        ("gpt-5.6-sol", json!("ultrafast"), "ultrafast"),
+        ("gpt-5", json!("turbo-2027"), "default"),
+    ];
+    for (model, tier, want) in cases {
+        let mut chat = json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+        let mut responses = json!({"model": model, "input": "hi"});
+        if !tier.is_null() {
+            chat["service_tier"] = tier.clone();
+            responses["service_tier"] = tier.clone();
+        }
+        let a = srv.post("/v1/chat/completions", &chat).await;
+        assert_eq!(a.status, StatusCode::OK, "{tier}: {}", a.text());
+        assert_eq!(a.json()["service_tier"], *want, "chat {model} {tier}");
+        let r = srv.post("/v1/responses", &responses).await;
+        assert_eq!(r.status, StatusCode::OK, "{tier}: {}", r.text());
+        assert_eq!(r.json()["service_tier"], *want, "responses {model} {tier}");
+    }
+    // Streams report it in every chunk, the usage chunk included.
+    let stream = json!({"model": "gpt-5", "service_tier": "fast", "stream": true,
+        "stream_options": {"include_usage": true},
+        "messages": [{"role": "user", "content": "hi"}]});
+    let s = srv.post("/v1/chat/completions", &stream).await;
+    let chunks: Vec<Value> = s
+        .sse_data()
+        .iter()
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert!(chunks.iter().all(|c| c["service_tier"] == "priority"));
+    assert!(chunks.last().unwrap()["usage"].is_object());
+    // The ramp-rate downgrade: fast / priority / ultrafast served and reported at default.
+    for tier in ["fast", "priority", "ultrafast"] {
+        let body = json!({"model": "gpt-5", "service_tier": tier,
+            "messages": [{"role": "user", "content": "hi"}]});
+        let a = srv
+            .post_with(
+                "/v1/chat/completions",
+                &[("x-sim-fault", "downgrade")],
+                &body,
+            )
+            .await;
+        assert_eq!(a.json()["service_tier"], "default", "{tier}");
+    }
+    let flex = json!({"model": "gpt-5", "service_tier": "flex", "input": "hi"});
+    let a = srv
+        .post_with("/v1/responses", &[("x-sim-fault", "downgrade")], &flex)
+        .await;
+    assert_eq!(a.json()["service_tier"], "flex", "flex is never downgraded");
+    srv.stop().await;
+}

@@ -94,6 +94,7 @@ fn result(status: u16, body: &str, at: i64) -> JobResult {
             cache_write_5m_tokens: 3,
             cache_write_1h_tokens: 4,
             output_tokens: 5,
+            served_tier: None,
         }),
         completed_at_ms: at,
     }

@@ -37,9 +37,16 @@ impl<B> TranslatedSse<B> {
 
     fn end(&mut self, completed: bool) {
         if let Some(f) = self.finish.take() {
-            let usage = self.translator.usage().and_then(|u| {
-                crate::usage::from_json(serde_json::json!({ "usage": u }).to_string().as_bytes())
-            });
+            let served_tier = self.translator.served_tier();
+            let usage = self
+                .translator
+                .usage()
+                .and_then(|u| {
+                    crate::usage::from_json(
+                        serde_json::json!({ "usage": u }).to_string().as_bytes(),
+                    )
+                })
+                .map(|u| crate::types::Usage { served_tier, ..u });
             f(StreamEnd { usage, completed });
         }
     }

@@ -156,6 +156,9 @@ struct TokenCounts {
     cache_creation_input_tokens: u64,
     #[serde(default, deserialize_with = "null_as_zero")]
     cache_read_input_tokens: u64,
+    /// `usage.service_tier` (`standard`, `priority`, `batch`), for pricing; not translated.
+    #[serde(default, deserialize_with = "crate::usage::lenient_served_tier")]
+    service_tier: Option<crate::types::ServedTier>,
 }
 
 fn null_as_zero<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {

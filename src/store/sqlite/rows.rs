@@ -127,6 +127,9 @@ fn usage(row: &SqliteRow, cols: &UsageColumns) -> Result<Option<Usage>, StoreErr
         cache_write_5m_tokens: unsigned(row, cols.cache_write_5m)?,
         cache_write_1h_tokens: unsigned(row, cols.cache_write_1h)?,
         output_tokens: unsigned(row, cols.output)?,
+        // Not stored: an answer is priced before it is stored, and a stored usage is priced
+        // again only at Sluice's own (deferred) tier.
+        served_tier: None,
     }))
 }
 

@@ -89,6 +89,8 @@ struct PartialUsage {
     cache_creation_input_tokens: Option<u64>,
     #[serde(default)]
     cache_read_input_tokens: Option<u64>,
+    #[serde(default, deserialize_with = "crate::usage::lenient_served_tier")]
+    service_tier: Option<crate::types::ServedTier>,
 }
 
 #[derive(Deserialize)]
@@ -277,6 +279,9 @@ impl StreamTranslator {
                             *field = v;
                         }
                     }
+                    if u.service_tier.is_some() {
+                        usage.service_tier = u.service_tier;
+                    }
                 }
                 let reason = finish_reason(delta.delta.stop_reason.as_deref());
                 Ok(vec![self.chunk(Delta::default(), Some(reason))?])
@@ -322,6 +327,12 @@ impl StreamTranslator {
         }
         out.push(Bytes::from_static(DONE));
         out
+    }
+
+    /// The `usage.service_tier` Anthropic reported (in `message_start`, or a later
+    /// `message_delta`), for pricing.
+    pub fn served_tier(&self) -> Option<crate::types::ServedTier> {
+        self.usage.and_then(|u| u.service_tier)
     }
 
     /// Usage seen so far in OpenAI shape (`prompt_tokens` includes cache read + write tokens,

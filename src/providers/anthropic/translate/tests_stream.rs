@@ -308,6 +308,41 @@ fn text_in_block_start_is_sent() {
 }
 
 #[test]
+fn the_served_tier_is_kept_for_pricing_and_not_translated() {
+    use crate::types::ServedTier;
+    let mut t = StreamTranslator::new(CREATED, true);
+    let (name, data) = start(
+        "m1",
+        "m",
+        json!({"input_tokens": 10, "output_tokens": 1, "service_tier": "priority"}),
+    );
+    let out = t.event(name, data.to_string().as_bytes()).unwrap();
+    assert_eq!(t.served_tier(), Some(ServedTier::Priority));
+    assert!(
+        !std::str::from_utf8(&out[0])
+            .unwrap()
+            .contains("service_tier")
+    );
+    // A message_delta without a tier keeps it; one with a tier replaces it; odd values are
+    // not a tier and break nothing.
+    let (name, data) = message_delta("end_turn", json!({"output_tokens": 4}));
+    t.event(name, data.to_string().as_bytes()).unwrap();
+    assert_eq!(t.served_tier(), Some(ServedTier::Priority));
+    let (name, data) = message_delta("end_turn", json!({"output_tokens": 5, "service_tier": 7}));
+    t.event(name, data.to_string().as_bytes()).unwrap();
+    assert_eq!(t.served_tier(), Some(ServedTier::Priority));
+    let (name, data) = message_delta(
+        "end_turn",
+        json!({"output_tokens": 6, "service_tier": "standard"}),
+    );
+    t.event(name, data.to_string().as_bytes()).unwrap();
+    assert_eq!(t.served_tier(), Some(ServedTier::Standard));
+    let usage = t.usage().unwrap();
+    assert!(usage.get("service_tier").is_none(), "{usage}");
+    assert_eq!(usage["completion_tokens"], 6);
+}
+
+#[test]
 fn usage_accumulates_and_is_reported() {
     let mut t = StreamTranslator::new(CREATED, false);
     assert_eq!(t.usage(), None);
