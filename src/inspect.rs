@@ -33,6 +33,8 @@ pub struct RequestFacts {
     pub has_cache_key: bool,
     /// The client chose a `service_tier` itself (not null): Sluice never picks flex for it.
     pub has_service_tier: bool,
+    /// The tier it chose is `flex` (answered with `x-sluice-tier: flex`, CONTRACT "Triage").
+    pub service_tier_flex: bool,
     /// XXH3-128 over the stable prefix (tools, then leading system/developer messages,
     /// or Responses `instructions`); `None` when there is no such prefix. A fast, stable,
     /// non-cryptographic hash: it only picks a provider cache, and prompts can be large.
@@ -188,6 +190,10 @@ pub fn inspect(endpoint: Endpoint, body: &[u8]) -> Result<RequestFacts, GatewayE
         client_wants_usage,
         has_cache_key: probe.prompt_cache_key.value().is_some(),
         has_service_tier: probe.service_tier.value().is_some(),
+        service_tier_flex: probe
+            .service_tier
+            .value()
+            .is_some_and(|v| v.get() == "\"flex\""),
         prefix_hash: hasher.map(|h| h.digest128()),
         stream_options_span: probe.stream_options.span(body),
         cache_key_null: probe.prompt_cache_key.null_span(body),

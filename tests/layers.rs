@@ -48,13 +48,7 @@ const PURE: &[&str] = &[
 
 /// Crates that mean I/O or a runtime. (Reading a policy or price file at startup is not
 /// counted: `policy` and `pricing` load their own files.)
-const IO_CRATES: &[&str] = &[
-    "tokio::",
-    "hyper::",
-    "hyper_util::",
-    "sqlx::",
-    "std::net",
-];
+const IO_CRATES: &[&str] = &["tokio::", "hyper::", "hyper_util::", "sqlx::", "std::net"];
 
 /// (module, modules it must never import): the callers of each layer.
 const NEVER: &[(&str, &[&str])] = &[

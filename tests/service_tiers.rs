@@ -168,6 +168,8 @@ async fn caller_tiers_against_the_simulator() {
     assert_eq!(s, StatusCode::OK);
     let v: Value = serde_json::from_slice(&answer).unwrap();
     assert_eq!(v["service_tier"], "flex");
+    // Named `flex` (CONTRACT "Triage"), though accounted as the caller's own choice.
+    assert_eq!(h["x-sluice-tier"], "flex");
     // gpt-5-mini flex: input $0.125/M, cached $0.0125/M, output $1/M.
     let (i, c, o) = tokens(&v);
     let flex = i * 0.125e-6 + c * 0.0125e-6 + o * 1e-6;

@@ -20,7 +20,8 @@ pub(super) async fn upstream(
     let streams = plan.translated.map_or(call.facts.stream, |t| t.stream);
     if streams && parts.status.is_success() && forward::is_event_stream(&parts.headers) {
         observe_latency(app, &ctx, sent.elapsed(), call.received.elapsed());
-        return Ok(stream(app, ctx, &plan, parts, body));
+        let shown = shown_tier(call, ctx.tier);
+        return Ok(stream(app, ctx, &plan, shown, parts, body));
     }
     let answer =
         match forward::read_answer(ctx.provider, body, app.forwarder.response_timeout()).await {
@@ -65,7 +66,11 @@ pub(super) async fn upstream(
         };
         app.response_cache.put(key, cached).await;
     }
-    price_headers(out.headers_mut(), ctx.tier, priced.as_ref());
+    price_headers(
+        out.headers_mut(),
+        shown_tier(call, ctx.tier),
+        priced.as_ref(),
+    );
     observe_latency(app, &ctx, upstream_time, call.received.elapsed());
     Ok(out)
 }
@@ -104,6 +109,7 @@ fn stream(
     app: &App,
     ctx: Ctx,
     plan: &Plan,
+    tier: Tier,
     parts: http::response::Parts,
     body: Incoming,
 ) -> Response<RespBody> {
@@ -119,7 +125,6 @@ fn stream(
         }
         accountant.record(&ctx.answer(status, end.usage));
     };
-    let tier = plan.tier;
     let mut out = match plan.translated {
         Some(t) => {
             let translator = crate::providers::anthropic::translate::StreamTranslator::new(
@@ -146,6 +151,17 @@ fn stream(
     out.headers_mut()
         .insert(X_SLUICE_TIER, HeaderValue::from_static(tier.as_str()));
     out
+}
+
+/// The tier `x-sluice-tier` names: `flex` for a caller that asked for flex itself
+/// (CONTRACT "Triage"), which is accounted as interactive — Sluice chose nothing, so it
+/// claims no saving — and priced at the tier the provider reports.
+fn shown_tier(call: &Call<'_>, served: Tier) -> Tier {
+    if call.facts.service_tier_flex {
+        Tier::Flex
+    } else {
+        served
+    }
 }
 
 /// A response-cache hit, accounted as tier `response_cache`.
