@@ -41,9 +41,9 @@ pub(super) async fn execute(
 
 /// Headers the provider gets: the caller's end-to-end ones through the allow-list, or, for
 /// a translated request, only those Anthropic understands.
-fn headers_for(call: &Call<'_>, plan: &Plan) -> HeaderMap {
+fn headers_for<'a>(call: &Call<'a>, plan: &Plan) -> std::borrow::Cow<'a, HeaderMap> {
     if plan.translated.is_none() {
-        return call.headers.clone();
+        return std::borrow::Cow::Borrowed(call.headers);
     }
     let mut forwarded = HeaderMap::new();
     for (name, value) in call.headers {
@@ -52,7 +52,7 @@ fn headers_for(call: &Call<'_>, plan: &Plan) -> HeaderMap {
             forwarded.append(name.clone(), value.clone());
         }
     }
-    forwarded
+    std::borrow::Cow::Owned(forwarded)
 }
 
 async fn send(
