@@ -95,7 +95,10 @@ async fn rig(kind: InputKind, polls: u32, ending: Ending) -> Rig {
     };
     let engine = Arc::new(Engine::new(
         store.clone(),
-        vec![(Provider::OpenAi, Adapter::Fake(fake.clone()))],
+        vec![
+            (Provider::OpenAi, Adapter::Fake(fake.clone())),
+            (Provider::Anthropic, Adapter::Fake(fake.clone())),
+        ],
         forwarder,
         accountant,
         policies,
@@ -112,6 +115,17 @@ async fn rig(kind: InputKind, polls: u32, ending: Ending) -> Rig {
 
 impl Rig {
     async fn submit(&self, n: usize, deadline: Duration) -> Vec<String> {
+        self.submit_as(Provider::OpenAi, Endpoint::ChatCompletions, n, deadline)
+            .await
+    }
+
+    async fn submit_as(
+        &self,
+        provider: Provider,
+        endpoint: Endpoint,
+        n: usize,
+        deadline: Duration,
+    ) -> Vec<String> {
         let now = self.clock.now_ms();
         let mut ids = Vec::new();
         for i in 0..n {
@@ -122,8 +136,8 @@ impl Rig {
                     client: "default".into(),
                     route: "default".into(),
                     idempotency_key: None,
-                    provider: Provider::OpenAi,
-                    endpoint: Endpoint::ChatCompletions,
+                    provider,
+                    endpoint,
                     model: "gpt-4o-mini".into(),
                     body: Bytes::from(format!(
                         r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"q{i}"}}]}}"#
@@ -271,6 +285,21 @@ async fn a_create_refused_for_good_answers_every_job_with_the_reason() {
         let v: serde_json::Value = serde_json::from_slice(&result.body).unwrap();
         assert_eq!(v["error"]["code"], "batch_rejected");
     }
+}
+
+#[tokio::test]
+async fn a_refusal_reaches_each_caller_in_the_shape_of_the_api_it_spoke() {
+    let r = rig(InputKind::Inline, 0, Ending::Completed).await;
+    r.fake.refuse_creates(&[StatusCode::BAD_REQUEST]);
+    let ids = r
+        .submit_as(Provider::Anthropic, Endpoint::Messages, 1, DAY)
+        .await;
+    r.run(3, Duration::from_secs(40)).await;
+    let result = r.job(&ids[0]).await.result.unwrap();
+    assert_eq!(result.status, 502);
+    let v: serde_json::Value = serde_json::from_slice(&result.body).unwrap();
+    assert_eq!(v["type"], "error", "Anthropic-shaped: {v}");
+    assert_eq!(v["error"]["type"], "api_error");
 }
 
 #[tokio::test]
