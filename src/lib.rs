@@ -13,7 +13,8 @@
 //!
 //! The provider seam is `providers`: everything that differs between providers is behind its
 //! functions and its `Adapter` enum. Leaves: `types`, `error`, `duration`, `metrics`, `config`,
-//! `clock`. Pure stages: `policy`, `sla`, `triage`, `inspect`, `usage`, `pricing`, `synth`,
+//! `clock`, `lifecycle` (the owner of background tasks: a stop token and a tracker). Pure
+//! stages: `policy`, `sla`, `triage`, `inspect`, `usage`, `pricing`, `synth`,
 //! `batch::accumulator`, the wire formats and translation in `providers`. I/O: `upstream`,
 //! `forward`, `relay`, `gateway`, `deliver`, `server`, `batch::engine`, `providers::control`,
 //! `store`, `account`. Tools: `simulate`, `estimate`, `demo`, `cli`. `tests/layers.rs` checks
@@ -36,6 +37,7 @@ pub mod estimate;
 pub mod forward;
 pub mod gateway;
 pub mod inspect;
+pub mod lifecycle;
 pub mod metrics;
 pub mod policy;
 pub mod prefer;

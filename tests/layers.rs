@@ -22,6 +22,7 @@ const IO: &[&str] = &[
     "simulate",
     "cli",
     "demo",
+    "lifecycle",
 ];
 
 /// Pure stages: functions of their input, testable without a runtime.
