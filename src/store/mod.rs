@@ -331,9 +331,20 @@ pub trait Store: Send + Sync + 'static {
     /// cancelled): they will be flushed again or answered synchronously.
     async fn requeue(&self, job_ids: &[String]) -> Result<()>;
 
-    /// `Queued`/`Batched` → `Fallback`, or retakes a `Fallback` job still unanswered past
-    /// its deadline (its replica died mid-call). True if this caller won the job.
-    async fn claim_fallback(&self, job_id: &str, now_ms: i64) -> Result<bool>;
+    /// `Queued`/`Batched` → `Fallback`, leased to this caller until `lease_until_ms`; or
+    /// retakes a `Fallback` job whose lease lapsed before `now_ms` (its replica died
+    /// mid-call, or handed it back). True if this caller won the job.
+    async fn claim_fallback(&self, job_id: &str, now_ms: i64, lease_until_ms: i64) -> Result<bool>;
+
+    /// Moves the lease of a fallback this caller holds (until `held_until_ms`, as claimed or
+    /// last renewed) to `lease_until_ms`; `0` hands the job back for any replica to retake at
+    /// once. False if the job is no longer held so (answered, or retaken after a lapse).
+    async fn renew_fallback(
+        &self,
+        job_id: &str,
+        held_until_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<bool>;
 
     /// Stores the answer if the job is not `Done` yet, together with its ledger entry in the
     /// same transaction. True if this call completed it (the entry is written only then).
@@ -356,6 +367,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Readiness: the store answers reads.
     async fn ping(&self) -> Result<()>;
+
+    /// Shutdown: every write queued so far is committed, later writes fail, and the
+    /// connections are closed. Reads and writes after it fail with `Unavailable`.
+    async fn close(&self);
 
     /// Readiness: the store takes a write now. A tiny durable write (one row, overwritten
     /// each time) committed the way every other write is, so a full disk, a read-only file

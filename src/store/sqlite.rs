@@ -1,5 +1,6 @@
 //! The embedded SQLite store: one file (WAL, `synchronous = FULL`), one writer task that
-//! group-commits every write, and a small read pool that never waits behind it.
+//! group-commits every write, and a small read pool that never waits behind it. The writer
+//! is tracked: [`Store::close`] commits what is queued, then ends it and closes the pool.
 //!
 //! Schema: `migrations/sqlite/` (embedded; versions recorded in `_sqlx_migrations`).
 
@@ -27,6 +28,7 @@ use super::{
     Enqueued, Flush, FlushUpdate, Job, JobResult, LedgerEntry, NewFlush, NewJob, QueuedJob,
     ReportRow, Result, Store, StoreError,
 };
+use crate::lifecycle::Tasks;
 use crate::types::Provider;
 
 /// How long a statement waits for a lock held by another process before failing.
@@ -35,6 +37,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const READ_CONNECTIONS: u32 = 4;
 /// Writes waiting for the writer before `enqueue` callers are held back.
 const WRITE_QUEUE: usize = 4096;
+/// Longest `close` waits for the writer to commit what is queued: a few group commits'
+/// worth (each waits at most [`BUSY_TIMEOUT`] for a lock); shutdown bounds it further.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -66,6 +71,8 @@ pub struct SqliteStore {
     writer: mpsc::Sender<Request>,
     read: SqlitePool,
     commits: Arc<AtomicU64>,
+    /// The writer task.
+    tasks: Tasks,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -122,11 +129,19 @@ impl SqliteStore {
 
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
-        tokio::spawn(writer::run(options, conn, rx, Arc::clone(&commits)));
+        let tasks = Tasks::new("store writer");
+        tasks.spawn(writer::run(
+            options,
+            conn,
+            rx,
+            Arc::clone(&commits),
+            tasks.token().clone(),
+        ));
         Ok(SqliteStore {
             writer: tx,
             read,
             commits,
+            tasks,
         })
     }
 
@@ -317,10 +332,31 @@ impl Store for SqliteStore {
         self.write(|reply| Request::Requeue(job_ids, reply)).await
     }
 
-    async fn claim_fallback(&self, job_id: &str, now_ms: i64) -> Result<bool> {
+    async fn claim_fallback(&self, job_id: &str, now_ms: i64, lease_until_ms: i64) -> Result<bool> {
         let job_id = job_id.to_owned();
-        self.write(|reply| Request::ClaimFallback(job_id, now_ms, reply))
-            .await
+        self.write(|reply| Request::ClaimFallback {
+            job_id,
+            now_ms,
+            lease_until_ms,
+            reply,
+        })
+        .await
+    }
+
+    async fn renew_fallback(
+        &self,
+        job_id: &str,
+        held_until_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<bool> {
+        let job_id = job_id.to_owned();
+        self.write(|reply| Request::RenewFallback {
+            job_id,
+            held_until_ms,
+            lease_until_ms,
+            reply,
+        })
+        .await
     }
 
     async fn complete_job(
@@ -389,6 +425,17 @@ impl Store for SqliteStore {
             .await
             .map_err(db_error)?;
         Ok(())
+    }
+
+    async fn close(&self) {
+        // The writer drains its queue, commits, closes its connection and ends; the caller
+        // bounds the wait (`lifecycle`).
+        let _ = self
+            .tasks
+            .shutdown(tokio::time::Instant::now() + CLOSE_TIMEOUT)
+            .await
+            .map_err(|e| tracing::warn!(error = %e, "store writer did not stop"));
+        self.read.close().await;
     }
 
     async fn probe_write(&self, now_ms: i64) -> Result<()> {

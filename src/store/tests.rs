@@ -529,7 +529,7 @@ async fn requeue_moves_only_batched_jobs_back() {
         )
         .await
         .unwrap();
-    assert!(store.claim_fallback("job_2", 0).await.unwrap());
+    assert!(store.claim_fallback("job_2", 0, 100).await.unwrap());
     assert!(
         store
             .complete_job("job_3", result(200, "x", 5), None)
@@ -563,9 +563,9 @@ async fn fallback_and_complete_are_compare_and_set() {
     let store = SqliteStore::open("sqlite::memory:").await.unwrap();
     enqueue_all(&store, &["job_1", "job_2"], 1).await;
 
-    assert!(store.claim_fallback("job_1", 0).await.unwrap());
-    assert!(!store.claim_fallback("job_1", 0).await.unwrap());
-    assert!(!store.claim_fallback("job_missing", 0).await.unwrap());
+    assert!(store.claim_fallback("job_1", 0, 100).await.unwrap());
+    assert!(!store.claim_fallback("job_1", 0, 100).await.unwrap());
+    assert!(!store.claim_fallback("job_missing", 0, 100).await.unwrap());
 
     let mut first = result(200, "fallback answer", 50);
     first.answered_by = Tier::Interactive;
@@ -585,14 +585,14 @@ async fn fallback_and_complete_are_compare_and_set() {
     let j = store.job("job_1").await.unwrap().unwrap();
     assert_eq!(j.state, JobState::Done);
     assert_eq!(j.result, Some(first));
-    assert!(!store.claim_fallback("job_1", 0).await.unwrap());
+    assert!(!store.claim_fallback("job_1", 0, 100).await.unwrap());
 
     // Batched jobs can be won by the fallback too; a result without usage round-trips.
     store
         .claim_flush(flush("flush_1", 1), &ids(&["job_2"]), "me", 9)
         .await
         .unwrap();
-    assert!(store.claim_fallback("job_2", 0).await.unwrap());
+    assert!(store.claim_fallback("job_2", 0, 100).await.unwrap());
     let mut plain = result(429, "", 70);
     plain.usage = None;
     assert!(
@@ -611,6 +611,64 @@ async fn fallback_and_complete_are_compare_and_set() {
             .await
             .unwrap()
     );
+}
+
+#[tokio::test]
+async fn a_fallback_lease_is_retaken_once_it_lapses_not_before() {
+    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    enqueue_all(&store, &["job_1"], 1).await;
+    // A replica claims the fallback until 1_000, then dies mid-call.
+    assert!(store.claim_fallback("job_1", 100, 1_000).await.unwrap());
+    assert!(!store.claim_fallback("job_1", 999, 2_000).await.unwrap());
+    assert!(!store.claim_fallback("job_1", 1_000, 2_000).await.unwrap());
+    // Lapsed: another replica (or the restarted one) takes it, with its own lease.
+    assert!(store.claim_fallback("job_1", 1_001, 2_001).await.unwrap());
+    assert_eq!(
+        store.job("job_1").await.unwrap().unwrap().state,
+        JobState::Fallback
+    );
+    // The dead replica's renewal finds its lease gone; the new holder's goes through.
+    assert!(!store.renew_fallback("job_1", 1_000, 5_000).await.unwrap());
+    assert!(store.renew_fallback("job_1", 2_001, 3_000).await.unwrap());
+    assert!(!store.claim_fallback("job_1", 2_500, 4_000).await.unwrap());
+    // Handed back (shutdown): anyone retakes it at once, whatever the time.
+    assert!(store.renew_fallback("job_1", 3_000, 0).await.unwrap());
+    assert!(store.claim_fallback("job_1", 1, 3_500).await.unwrap());
+    // Answered: nothing to renew or retake.
+    assert!(
+        store
+            .complete_job("job_1", result(200, "x", 3_100), None)
+            .await
+            .unwrap()
+    );
+    assert!(!store.renew_fallback("job_1", 3_500, 9_000).await.unwrap());
+    assert!(!store.claim_fallback("job_1", 9_999, 10_000).await.unwrap());
+}
+
+#[tokio::test]
+async fn close_commits_what_was_queued_then_refuses_writes() {
+    use futures_util::FutureExt;
+    let db = TempDb::new("close");
+    let store = db.open().await;
+    // 50 writes queued for the writer (each polled once: handed over, not yet committed),
+    // their callers gone, as at shutdown.
+    for i in 0..50 {
+        let queued = store
+            .record(&[entry(i, "r", "c", Tier::Batch, 1.0, false)])
+            .now_or_never();
+        assert!(queued.is_none(), "not committed yet");
+    }
+    store.close().await;
+    assert!(matches!(
+        store
+            .record(&[entry(99, "r", "c", Tier::Batch, 1.0, false)])
+            .await,
+        Err(StoreError::Unavailable(_))
+    ));
+    drop(store);
+    let reopened = db.open().await;
+    let rows = reopened.report(0).await.unwrap();
+    assert_eq!(rows.iter().map(|r| r.requests).sum::<u64>(), 50);
 }
 
 #[tokio::test]

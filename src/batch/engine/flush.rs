@@ -211,7 +211,8 @@ impl Engine {
         let store = self.store.clone();
         let liveness = self.liveness.clone();
         let flush_id = f.id.clone();
-        self.tasks.spawn(async move {
+        // Ends when its reader (the upload or create call) is dropped, or at shutdown.
+        self.tasks.spawn_until_stopped(async move {
             let head = encoder.head();
             if !head.is_empty() && tx.send(Ok(Bytes::from_static(head))).await.is_err() {
                 return;

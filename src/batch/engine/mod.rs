@@ -11,11 +11,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::account::{Accountant, Answer};
 use crate::batch::accumulator::{self, GroupKey, Limits, Pending};
 use crate::batch::{failpoint, new_id};
 use crate::forward::{self, Forwarder};
+use crate::lifecycle::Tasks;
 use crate::policy::PolicySet;
 use crate::providers::{Adapter, BatchApiError, LineOutcome, UpstreamBatch};
 use crate::store::{
@@ -93,8 +95,33 @@ pub struct Engine {
     in_flight: Mutex<std::collections::HashSet<String>>,
     /// The loop's heartbeat, for readiness.
     liveness: Arc<Liveness>,
-    /// Every task the engine starts (fallbacks, input producers): shutdown waits for them.
-    tasks: tokio_util::task::TaskTracker,
+    /// Every task the engine starts (fallbacks, input producers, held streams): shutdown
+    /// waits for them; stopping them makes fallbacks hand their jobs back.
+    tasks: Tasks,
+    /// Cancelled when shutdown begins: held callers are released ([`WaitError::ShuttingDown`]).
+    released: CancellationToken,
+}
+
+/// Why [`Engine::wait_done`] returned without an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum WaitError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The gateway is shutting down. The job is durable and will be answered (after a
+    /// restart, or by another replica): its caller polls it or retries with its key.
+    #[error(
+        "shutting down; job {job} is kept and will be answered: GET /sluice/v1/jobs/{job}/result, \
+         or retry with the same Idempotency-Key"
+    )]
+    ShuttingDown { job: String },
+}
+
+impl From<WaitError> for crate::error::GatewayError {
+    fn from(e: WaitError) -> Self {
+        crate::error::GatewayError::NotReady {
+            reason: e.to_string(),
+        }
+    }
 }
 
 fn ms(d: Duration) -> i64 {
@@ -128,8 +155,33 @@ impl Engine {
             backoff: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(std::collections::HashSet::new()),
             liveness: Arc::new(Liveness::default()),
-            tasks: tokio_util::task::TaskTracker::new(),
+            tasks: Tasks::new("engine"),
+            released: CancellationToken::new(),
         }
+    }
+
+    /// The engine's background tasks (fallbacks, input producers, held streams). Its owner
+    /// stops them at the drain deadline: fallbacks then hand their jobs back.
+    pub fn tasks(&self) -> &Tasks {
+        &self.tasks
+    }
+
+    /// The accountant the engine records answers with (its ledger is flushed last).
+    pub fn accountant(&self) -> &Arc<Accountant> {
+        &self.accountant
+    }
+
+    /// Shutdown began: every held caller is released now, and later ones at once
+    /// ([`WaitError::ShuttingDown`]); their jobs stay durable.
+    pub fn release_waiters(&self) {
+        self.released.cancel();
+    }
+
+    /// How long a fallback claim lasts unless renewed: the flush lease, but at most half
+    /// the fallback lead, so a job whose replica died mid-call is retaken (after at most
+    /// this plus a poll) with time left for its own call before the deadline.
+    fn fallback_lease(&self) -> Duration {
+        self.cfg.lease.min(self.cfg.fallback_lead / 2)
     }
 
     /// `Ok` when the deferred tiers can work now: the loop runs and makes progress, and
@@ -184,8 +236,8 @@ impl Engine {
     }
 
     /// Waits until the job is done (woken by this replica, or found by polling the store,
-    /// which another replica may have written).
-    pub async fn wait_done(&self, id: &str) -> Result<Job, StoreError> {
+    /// which another replica may have written), or until shutdown begins.
+    pub async fn wait_done(&self, id: &str) -> Result<Job, WaitError> {
         let poll = self
             .cfg
             .poll_interval
@@ -201,9 +253,16 @@ impl Engine {
             match self.store.job(id).await? {
                 Some(job) if job.result.is_some() => return Ok(job),
                 Some(_) => {}
-                None => return Err(StoreError::Query(format!("job {id} vanished"))),
+                None => return Err(StoreError::Query(format!("job {id} vanished")).into()),
             }
-            let _ = tokio::time::timeout(poll, notified).await;
+            // Looked once more after the release, so an answer already in is delivered.
+            if self.released.is_cancelled() {
+                return Err(WaitError::ShuttingDown { job: id.to_owned() });
+            }
+            tokio::select! {
+                _ = tokio::time::timeout(poll, notified) => {}
+                _ = self.released.cancelled() => {}
+            }
         }
     }
 

@@ -293,12 +293,21 @@ impl Engine {
         if !lock(&self.in_flight).insert(job.id.clone()) {
             return;
         }
+        // Removed however the call ends (the task may be dropped at shutdown).
+        let _in_flight = InFlight {
+            engine: &self,
+            id: &job.id,
+        };
         self.clone().fallback_once(&job, reason).await;
-        lock(&self.in_flight).remove(&job.id);
     }
 
     async fn fallback_once(self: Arc<Self>, job: &Job, reason: &'static str) {
-        match self.store.claim_fallback(&job.id, self.now()).await {
+        if self.tasks.is_stopped() {
+            return; // shutting down: the next tick anywhere takes it
+        }
+        let lease = self.fallback_lease();
+        let mut held = self.now() + ms(lease);
+        match self.store.claim_fallback(&job.id, self.now(), held).await {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => return tracing::warn!(job = %job.id, error = %e, "fallback claim failed"),
@@ -308,11 +317,71 @@ impl Engine {
             .fallbacks
             .with_label_values(&[&job.route, job.tier.as_str(), reason])
             .inc();
+        // The claim is renewed while the call runs, so it lapses only if this process dies;
+        // at shutdown it is handed back (lease 0) for the next tick anywhere to retake.
+        let call = self.call_synchronously(job);
+        tokio::pin!(call);
+        let every = (lease / 3).max(Duration::from_millis(10));
+        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let reply = loop {
+            tokio::select! {
+                r = &mut call => break r,
+                _ = renew.tick() => held = self.renew_fallback(&job.id, held, lease).await,
+                _ = self.tasks.stopped() => return self.hand_back(&job.id, held).await,
+            }
+        };
+        let Some(reply) = reply else { return };
+        let usage = match &reply {
+            Reply::Provider { status, body } if (200..300).contains(status) => {
+                crate::usage::from_json(body)
+            }
+            _ => None,
+        };
+        if let Err(e) = self
+            .complete(&job.id, reply, Tier::Interactive, usage, self.now())
+            .await
+        {
+            tracing::warn!(job = %job.id, error = %e, "fallback answer could not be stored");
+        }
+    }
+
+    /// Extends a fallback claim held until `held`; returns the lease now held.
+    async fn renew_fallback(&self, id: &str, held: i64, lease: Duration) -> i64 {
+        let until = self.now() + ms(lease);
+        match self.store.renew_fallback(id, held, until).await {
+            Ok(true) => until,
+            Ok(false) => {
+                // Retaken after a lapse: the first answer stored wins (compare-and-set).
+                tracing::warn!(job = %id, "fallback lease lost");
+                held
+            }
+            Err(e) => {
+                tracing::warn!(job = %id, error = %e, "fallback lease not renewed");
+                held
+            }
+        }
+    }
+
+    /// Shutdown: the claim is released for the next tick anywhere to retake at once.
+    async fn hand_back(&self, id: &str, held: i64) {
+        match self.store.renew_fallback(id, held, 0).await {
+            Ok(_) => tracing::info!(job = %id, "shutdown: fallback handed back"),
+            Err(e) => tracing::warn!(
+                job = %id,
+                error = %e,
+                "shutdown: fallback not handed back; retaken once its lease lapses"
+            ),
+        }
+    }
+
+    /// The job sent as a synchronous request: `None` if its body is gone (purged).
+    async fn call_synchronously(&self, job: &Job) -> Option<Reply> {
         let body = match self.store.job_body(&job.id).await {
             Ok(Some(b)) => b,
-            Ok(None) => return,
+            Ok(None) => return None,
             Err(e) => {
-                return tracing::warn!(job = %job.id, error = %e, "fallback: cannot read the body");
+                tracing::warn!(job = %job.id, error = %e, "fallback: cannot read the body");
+                return None;
             }
         };
         let upstream = crate::providers::upstream_endpoint(job.provider, job.endpoint);
@@ -333,7 +402,7 @@ impl Engine {
                 body,
             )
             .await;
-        let reply = match sent {
+        Some(match sent {
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 let timeout = self.forwarder.response_timeout();
@@ -343,19 +412,7 @@ impl Engine {
                 }
             }
             Err(e) => Reply::Gateway(e),
-        };
-        let usage = match &reply {
-            Reply::Provider { status, body } if (200..300).contains(status) => {
-                crate::usage::from_json(body)
-            }
-            _ => None,
-        };
-        if let Err(e) = self
-            .complete(&job.id, reply, Tier::Interactive, usage, self.now())
-            .await
-        {
-            tracing::warn!(job = %job.id, error = %e, "fallback answer could not be stored");
-        }
+        })
     }
 }
 
@@ -396,5 +453,17 @@ impl Reply {
                 }
             }
         }
+    }
+}
+
+/// A job this process is sending synchronously; leaves `Engine::in_flight` when dropped.
+struct InFlight<'a> {
+    engine: &'a Engine,
+    id: &'a str,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        lock(&self.engine.in_flight).remove(self.id);
     }
 }

@@ -56,22 +56,32 @@ struct Rig {
     _db: TempDb,
 }
 
-async fn rig(kind: InputKind, polls: u32, ending: Ending) -> Rig {
-    let db = TempDb::new();
-    let store = crate::store::open(&format!("sqlite://{}?mode=rwc", db.0.display()))
-        .await
-        .unwrap();
-    let fake = Arc::new(Fake::new(kind, polls, ending));
-    let clock = Clock::manual();
-    let upstream = UpstreamConfig {
+/// Sends fallbacks to `upstream` (every provider), or answers them at once with a gateway
+/// error (provider not configured) when `None`.
+fn forwarder(upstream: Option<&str>) -> Arc<Forwarder> {
+    let timeouts = UpstreamConfig {
         connect_timeout: Duration::from_secs(1),
-        response_timeout: Duration::from_secs(1),
+        response_timeout: Duration::from_secs(if upstream.is_some() { 300 } else { 1 }),
         pool_idle_timeout: Duration::from_secs(1),
     };
-    // No provider keys: a fallback is answered by the gateway (provider not configured),
-    // which is enough to see that it ran, and when.
-    let forwarder =
-        Arc::new(Forwarder::new(crate::upstream::Upstream::new(&upstream), &[]).unwrap());
+    let providers = match upstream {
+        Some(url) => {
+            let mut config = crate::config::Config::load(None, &|_| None).unwrap();
+            config.use_simulator(url);
+            config.providers
+        }
+        None => Vec::new(),
+    };
+    Arc::new(Forwarder::new(crate::upstream::Upstream::new(&timeouts), &providers).unwrap())
+}
+
+/// An engine over `store` (a fresh process: nothing in flight, nothing cached).
+fn engine(
+    store: &Arc<dyn Store>,
+    fake: &Arc<Fake>,
+    clock: &Clock,
+    fw: Arc<Forwarder>,
+) -> Arc<Engine> {
     let policies = Arc::new(PolicySet::open());
     let metrics = Arc::new(Metrics::new(prometheus::Registry::new()).unwrap());
     let accountant = Arc::new(
@@ -93,17 +103,31 @@ async fn rig(kind: InputKind, polls: u32, ending: Ending) -> Rig {
         lease: Duration::from_secs(300),
         clock: clock.clone(),
     };
-    let engine = Arc::new(Engine::new(
+    Arc::new(Engine::new(
         store.clone(),
         vec![
             (Provider::OpenAi, Adapter::Fake(fake.clone())),
             (Provider::Anthropic, Adapter::Fake(fake.clone())),
         ],
-        forwarder,
+        fw,
         accountant,
         policies,
         cfg,
-    ));
+    ))
+}
+
+async fn rig(kind: InputKind, polls: u32, ending: Ending) -> Rig {
+    rig_at(kind, polls, ending, None).await
+}
+
+async fn rig_at(kind: InputKind, polls: u32, ending: Ending, upstream: Option<&str>) -> Rig {
+    let db = TempDb::new();
+    let store = crate::store::open(&format!("sqlite://{}?mode=rwc", db.0.display()))
+        .await
+        .unwrap();
+    let fake = Arc::new(Fake::new(kind, polls, ending));
+    let clock = Clock::manual();
+    let engine = engine(&store, &fake, &clock, forwarder(upstream));
     Rig {
         engine,
         clock,
@@ -162,9 +186,7 @@ impl Rig {
             self.clock.advance(step);
         }
         self.engine.tick().await.unwrap();
-        self.engine.tasks.close();
-        self.engine.tasks.wait().await;
-        self.engine.tasks.reopen();
+        self.engine.tasks.settle().await;
     }
 
     async fn job(&self, id: &str) -> Job {
@@ -339,4 +361,136 @@ async fn the_watchdog_answers_in_time_what_the_batch_would_answer_late() {
         result.completed_at_ms,
         job.deadline_ms
     );
+}
+
+impl Rig {
+    /// The process restarted: a fresh engine over the same store, clock and Batch API.
+    fn restart(&self, upstream: Option<&str>) -> Arc<Engine> {
+        engine(&self.store, &self.fake, &self.clock, forwarder(upstream))
+    }
+}
+
+/// Ticks `engine` (waiting for what each tick spawned) until the job is answered, moving
+/// time on by a poll interval between ticks; panics after `max` ticks.
+async fn tick_until_answered(r: &Rig, engine: &Arc<Engine>, id: &str, max: usize) -> Job {
+    for _ in 0..max {
+        engine.tick().await.unwrap();
+        engine.tasks.settle().await;
+        let job = r.job(id).await;
+        if job.result.is_some() {
+            return job;
+        }
+        r.clock.advance(POLL);
+    }
+    panic!("{id} not answered after {max} ticks");
+}
+
+#[tokio::test]
+async fn a_fallback_interrupted_by_a_crash_is_retaken_before_its_deadline() {
+    // The batch never ends; the deadline is 30 minutes and the fallback lead 10.
+    let r = rig(InputKind::File, u32::MAX, Ending::Completed).await;
+    let id = r.submit(1, Duration::from_secs(1800)).await.remove(0);
+    // At the fallback lead a replica claims the job, as its watchdog does, and dies
+    // before the answer is stored (kill -9 mid-call).
+    r.clock.advance(Duration::from_secs(1200));
+    let claimed_at = r.clock.now_ms();
+    let lease = super::ms(r.engine.fallback_lease());
+    assert!(
+        r.store
+            .claim_fallback(&id, claimed_at, claimed_at + lease)
+            .await
+            .unwrap()
+    );
+    assert!(
+        lease < 600_000,
+        "the lease is shorter than the fallback lead"
+    );
+
+    let restarted = r.restart(None);
+    let job = tick_until_answered(&r, &restarted, &id, 20).await;
+    let result = job.result.unwrap();
+    assert_eq!(result.answered_by, Tier::Interactive);
+    assert!(
+        result.completed_at_ms <= job.deadline_ms,
+        "retaken in time: {} > {}",
+        result.completed_at_ms,
+        job.deadline_ms
+    );
+    // Not while the dead replica's lease still held: no second call that could race a live one.
+    assert!(result.completed_at_ms > claimed_at + lease);
+    assert!(result.completed_at_ms <= claimed_at + lease + super::ms(POLL));
+}
+
+#[tokio::test]
+async fn a_fallback_in_flight_at_shutdown_is_handed_back_and_retaken_at_once() {
+    // An upstream that accepts and never answers: the fallback call stays in flight.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let (accepted_tx, mut accepted) = tokio::sync::mpsc::channel(4);
+    let hold = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            open.push(sock);
+            let _ = accepted_tx.send(()).await;
+        }
+    });
+    let r = rig_at(InputKind::File, u32::MAX, Ending::Completed, Some(&url)).await;
+    let id = r.submit(1, Duration::from_secs(1800)).await.remove(0);
+    r.clock.advance(Duration::from_secs(1200));
+    r.engine.tick().await.unwrap();
+    accepted.recv().await.unwrap();
+    assert_eq!(r.engine.tasks().len(), 1, "the fallback is in flight");
+    assert_eq!(r.job(&id).await.state, crate::store::JobState::Fallback);
+
+    // Shutdown's drain deadline: stopped, the fallback hands its claim back and ends.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    r.engine.tasks().shutdown(deadline).await.unwrap();
+    assert!(r.engine.tasks().is_empty());
+    assert!(r.job(&id).await.result.is_none());
+
+    // Restarted, the first tick retakes it: no lease to wait out.
+    let restarted = r.restart(None);
+    let job = tick_until_answered(&r, &restarted, &id, 1).await;
+    assert_eq!(job.result.unwrap().completed_at_ms, r.clock.now_ms());
+    hold.abort();
+}
+
+#[tokio::test]
+async fn held_callers_are_released_at_shutdown_and_answers_still_delivered() {
+    let r = rig(InputKind::File, u32::MAX, Ending::Completed).await;
+    let ids = r.submit(2, DAY).await;
+    // One job already answered: its caller gets the answer, not the release.
+    r.engine
+        .complete(
+            &ids[1],
+            super::results::Reply::Provider {
+                status: 200,
+                body: Bytes::from_static(br#"{"ok":true}"#),
+            },
+            Tier::Batch,
+            None,
+            r.clock.now_ms(),
+        )
+        .await
+        .unwrap();
+    let engine = r.engine.clone();
+    let waiting = {
+        let id = ids[0].clone();
+        tokio::spawn(async move { engine.wait_done(&id).await })
+    };
+    r.engine.release_waiters();
+    match waiting.await.unwrap() {
+        Err(super::WaitError::ShuttingDown { job }) => assert_eq!(job, ids[0]),
+        other => panic!("{other:?}"),
+    }
+    let e = crate::error::GatewayError::from(super::WaitError::ShuttingDown {
+        job: ids[0].clone(),
+    });
+    assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(e.to_string().contains(&ids[0]), "{e}");
+    let done = r.engine.wait_done(&ids[1]).await.unwrap();
+    assert_eq!(done.result.unwrap().status, 200);
+    // Later callers are released at once; the job stays as it was, durable.
+    assert!(r.engine.wait_done(&ids[0]).await.is_err());
+    assert_eq!(r.job(&ids[0]).await.state, crate::store::JobState::Queued);
 }

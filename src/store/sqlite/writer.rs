@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions, Connection};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use super::rows::{self, FLUSH_COLUMNS, JOB_COLUMNS, count, db_error, dup};
 use crate::store::{
@@ -55,7 +56,18 @@ pub(super) enum Request {
         reply: Reply<Vec<Flush>>,
     },
     Requeue(Vec<String>, Reply<()>),
-    ClaimFallback(String, i64, Reply<bool>),
+    ClaimFallback {
+        job_id: String,
+        now_ms: i64,
+        lease_until_ms: i64,
+        reply: Reply<bool>,
+    },
+    RenewFallback {
+        job_id: String,
+        held_until_ms: i64,
+        lease_until_ms: i64,
+        reply: Reply<bool>,
+    },
     CompleteJob(String, JobResult, Option<LedgerEntry>, Reply<bool>),
     Record(Vec<LedgerEntry>, Reply<()>),
     Purge(i64, Reply<u64>),
@@ -115,7 +127,8 @@ impl Request {
             Request::UpdateFlush { reply, .. } => fail(reply, e),
             Request::LeaseFlushes { reply, .. } => fail(reply, e),
             Request::Requeue(_, r) => fail(r, e),
-            Request::ClaimFallback(_, _, r) => fail(r, e),
+            Request::ClaimFallback { reply, .. } => fail(reply, e),
+            Request::RenewFallback { reply, .. } => fail(reply, e),
             Request::CompleteJob(_, _, _, r) => fail(r, e),
             Request::Record(_, r) => fail(r, e),
             Request::Purge(_, r) => fail(r, e),
@@ -151,7 +164,24 @@ impl Request {
                 lease_flushes(conn, &owner, now_ms, lease_until_ms).await,
             ),
             Request::Requeue(ids, r) => settle(r, requeue(conn, &ids).await),
-            Request::ClaimFallback(id, now, r) => settle(r, claim_fallback(conn, &id, now).await),
+            Request::ClaimFallback {
+                job_id,
+                now_ms,
+                lease_until_ms,
+                reply,
+            } => settle(
+                reply,
+                claim_fallback(conn, &job_id, now_ms, lease_until_ms).await,
+            ),
+            Request::RenewFallback {
+                job_id,
+                held_until_ms,
+                lease_until_ms,
+                reply,
+            } => settle(
+                reply,
+                renew_fallback(conn, &job_id, held_until_ms, lease_until_ms).await,
+            ),
             Request::CompleteJob(id, result, entry, r) => {
                 settle(r, complete_job(conn, &id, result, entry).await)
             }
@@ -163,16 +193,36 @@ impl Request {
 }
 
 /// The writer task: owns the connection (reconnecting after a failed group) until every
-/// sender is gone.
+/// sender is gone, or until `stop`: then the channel is closed to new writes, what is
+/// already queued is still committed, and the connection closed.
 pub(super) async fn run(
     options: SqliteConnectOptions,
     conn: SqliteConnection,
     mut rx: mpsc::Receiver<Request>,
     commits: Arc<AtomicU64>,
+    stop: CancellationToken,
 ) {
     let mut conn = Some(conn);
     let mut group = Vec::with_capacity(MAX_GROUP);
-    while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+    let mut closed = false;
+    loop {
+        let received = if closed {
+            rx.recv_many(&mut group, MAX_GROUP).await
+        } else {
+            tokio::select! {
+                biased;
+                n = rx.recv_many(&mut group, MAX_GROUP) => n,
+                _ = stop.cancelled() => {
+                    // New writes fail from now on; those already queued are still committed.
+                    rx.close();
+                    closed = true;
+                    continue;
+                }
+            }
+        };
+        if received == 0 {
+            break;
+        }
         let batch = std::mem::take(&mut group);
         let c = match conn.as_mut() {
             Some(c) => c,
@@ -426,14 +476,41 @@ async fn requeue(conn: &mut SqliteConnection, job_ids: &[String]) -> Result<()> 
     Ok(())
 }
 
-async fn claim_fallback(conn: &mut SqliteConnection, job_id: &str, now_ms: i64) -> Result<bool> {
-    // A fallback still unanswered at its deadline was lost with its replica: retake it.
+async fn claim_fallback(
+    conn: &mut SqliteConnection,
+    job_id: &str,
+    now_ms: i64,
+    lease_until_ms: i64,
+) -> Result<bool> {
+    // A fallback whose lease lapsed was lost with its replica (or handed back): retake it.
     let done = sqlx::query(
-        "UPDATE jobs SET state = 'fallback' WHERE id = ? AND \
-         (state IN ('queued', 'batched') OR (state = 'fallback' AND deadline_ms < ?))",
+        "UPDATE jobs SET state = 'fallback', fallback_until_ms = ? WHERE id = ? AND \
+         (state IN ('queued', 'batched') OR (state = 'fallback' AND \
+         (fallback_until_ms IS NULL OR fallback_until_ms < ?)))",
     )
+    .bind(lease_until_ms)
     .bind(job_id)
     .bind(now_ms)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    Ok(done.rows_affected() == 1)
+}
+
+async fn renew_fallback(
+    conn: &mut SqliteConnection,
+    job_id: &str,
+    held_until_ms: i64,
+    lease_until_ms: i64,
+) -> Result<bool> {
+    // Compare-and-set on the lease: a replica that retook the job holds another value.
+    let done = sqlx::query(
+        "UPDATE jobs SET fallback_until_ms = ? WHERE id = ? AND state = 'fallback' \
+         AND fallback_until_ms = ?",
+    )
+    .bind(lease_until_ms)
+    .bind(job_id)
+    .bind(held_until_ms)
     .execute(&mut *conn)
     .await
     .map_err(db_error)?;
