@@ -4,6 +4,10 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::mpsc::error::TrySendError;
+use tokio_util::sync::CancellationToken;
+
+use crate::lifecycle::{Tasks, Unfinished};
 use crate::metrics::Metrics;
 use crate::policy::ModelMap;
 use crate::pricing::{PriceTable, Priced, price};
@@ -38,7 +42,13 @@ pub struct Accountant {
     warned: Mutex<HashSet<u64>>,
     /// Every answer also goes to the durable ledger (`sluice report`), written in batches
     /// by a background task so the request path never waits on the store.
-    ledger: Option<tokio::sync::mpsc::Sender<LedgerEntry>>,
+    ledger: Option<Ledger>,
+}
+
+/// The ledger queue and its writer task.
+struct Ledger {
+    tx: tokio::sync::mpsc::Sender<LedgerEntry>,
+    writer: Tasks,
 }
 
 /// Entries waiting for the ledger writer; beyond this the newest are dropped (and logged):
@@ -56,20 +66,24 @@ impl Accountant {
         }
     }
 
-    /// Writes every recorded answer to `store`'s ledger too. Needs a Tokio runtime.
+    /// Writes every recorded answer to `store`'s ledger too, until [`Accountant::close_ledger`].
+    /// Needs a Tokio runtime.
     pub fn with_ledger(mut self, store: Arc<dyn Store>) -> Accountant {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<LedgerEntry>(LEDGER_QUEUE);
-        tokio::spawn(async move {
-            let mut buf = Vec::with_capacity(512);
-            while rx.recv_many(&mut buf, 512).await > 0 {
-                if let Err(e) = store.record(&buf).await {
-                    tracing::warn!(error = %e, entries = buf.len(), "ledger write failed");
-                }
-                buf.clear();
-            }
-        });
-        self.ledger = Some(tx);
+        let (tx, rx) = tokio::sync::mpsc::channel::<LedgerEntry>(LEDGER_QUEUE);
+        let writer = Tasks::new("ledger writer");
+        writer.spawn(write_ledger(store, rx, writer.token().clone()));
+        self.ledger = Some(Ledger { tx, writer });
         self
+    }
+
+    /// Shutdown, once nothing records any more: writes every entry recorded so far, then
+    /// ends the writer (entries recorded later are refused and logged). Waits at most
+    /// until `deadline`.
+    pub async fn close_ledger(&self, deadline: tokio::time::Instant) -> Result<(), Unfinished> {
+        match &self.ledger {
+            Some(l) => l.writer.shutdown(deadline).await,
+            None => Ok(()),
+        }
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -96,11 +110,15 @@ impl Accountant {
     pub fn record(&self, a: &Answer<'_>) -> Option<Priced> {
         let (priced, entry) = self.price(a, crate::clock::now_ms());
         self.record_metrics(a, priced.as_ref());
-        if let Some(tx) = &self.ledger {
-            if tx.try_send(entry).is_err() {
-                tracing::warn!(
+        if let Some(l) = &self.ledger {
+            match l.tx.try_send(entry) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => tracing::warn!(
                     "ledger queue full: an answer is in the metrics but not in the ledger"
-                );
+                ),
+                Err(TrySendError::Closed(_)) => tracing::warn!(
+                    "ledger closed (shut down): an answer is in the metrics but not in the ledger"
+                ),
             }
         }
         priced
@@ -232,6 +250,39 @@ fn loggable(model: &str) -> (&str, bool) {
     (&model[..end], end < model.len())
 }
 
+/// The ledger writer: batches of up to 512 entries, until `stop`; then the queue is closed
+/// and what it holds is still written.
+async fn write_ledger(
+    store: Arc<dyn Store>,
+    mut rx: tokio::sync::mpsc::Receiver<LedgerEntry>,
+    stop: CancellationToken,
+) {
+    let mut buf = Vec::with_capacity(512);
+    let mut closed = false;
+    loop {
+        let received = if closed {
+            rx.recv_many(&mut buf, 512).await
+        } else {
+            tokio::select! {
+                biased;
+                n = rx.recv_many(&mut buf, 512) => n,
+                _ = stop.cancelled() => {
+                    rx.close();
+                    closed = true;
+                    continue;
+                }
+            }
+        };
+        if received == 0 {
+            break;
+        }
+        if let Err(e) = store.record(&buf).await {
+            tracing::warn!(error = %e, entries = buf.len(), "ledger write failed");
+        }
+        buf.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,6 +345,58 @@ mod tests {
         assert_eq!(a.warned.lock().unwrap().len(), 1);
         a.price(&answer("gpt-5.5", fast), 0);
         assert_eq!(a.warned.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_clean_shutdown_loses_no_ledger_entry() {
+        let store: Arc<dyn Store> = Arc::new(
+            crate::store::sqlite::SqliteStore::open("sqlite::memory:")
+                .await
+                .unwrap(),
+        );
+        let metrics = Arc::new(Metrics::new(prometheus::Registry::new()).unwrap());
+        let a = Accountant::new(
+            Arc::new(PriceTable::builtin()),
+            crate::policy::PolicySet::from_sources(&[]).unwrap().models,
+            metrics,
+        )
+        .with_ledger(store.clone());
+        // More than one writer batch (512), all queued before the writer runs at all.
+        const N: u64 = 1_300;
+        for i in 0..N {
+            a.record(&Answer {
+                route: "default",
+                client: "default",
+                provider: Provider::OpenAi,
+                model: "gpt-4o-mini",
+                tier: if i % 2 == 0 {
+                    Tier::Interactive
+                } else {
+                    Tier::Batch
+                },
+                status: 200,
+                usage: Some(Usage {
+                    input_tokens: 10,
+                    output_tokens: 5,
+                    ..Usage::default()
+                }),
+            });
+        }
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        a.close_ledger(deadline).await.unwrap();
+        let rows = store.report(0).await.unwrap();
+        assert_eq!(rows.iter().map(|r| r.requests).sum::<u64>(), N);
+        // Closed: a late answer is counted in the metrics only.
+        a.record(&Answer {
+            route: "default",
+            client: "default",
+            provider: Provider::OpenAi,
+            model: "gpt-4o-mini",
+            tier: Tier::Interactive,
+            status: 200,
+            usage: None,
+        });
+        store.close().await;
     }
 
     #[test]
