@@ -7,6 +7,11 @@
 //! with no request in flight; dead HTTP/2 peers by keep-alive PINGs; and at most
 //! `max_connections` open, the longest-idle evicted first. Errors hyper answers by itself
 //! become JSON (`http_errors`).
+//!
+//! Every task the server runs is tracked (`lifecycle::Tasks`): one per connection, and
+//! hyper's own per-stream HTTP/2 tasks (through [`TrackedExec`]). At shutdown the listener
+//! closes, connections close once idle (HTTP/2: GOAWAY, open streams finish), and whatever
+//! is still open at the drain deadline is cut; `run` returns when every task has ended.
 
 mod conn;
 mod http_errors;
@@ -19,24 +24,22 @@ use std::time::Duration;
 use hyper::Request;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::gateway::{App, error_response, handle};
+use crate::lifecycle::{self, Deadlines, Tasks};
 use conn::{Conn, Registry, Timeouts, Tracked};
 use http_errors::{H1Log, HttpErrors, MAX_HEAD_BYTES, MAX_HEADERS};
 
 /// How long a connection asked to close (idle, evicted, shutdown) may take to say goodbye
 /// once no request is in flight: an HTTP/2 peer that never acks GOAWAY's PING is cut then.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
-/// In-flight requests get this long to finish at shutdown.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 pub struct ServerOptions {
     /// TLS handshake plus first request head; later HTTP/1.1 heads too.
@@ -46,6 +49,9 @@ pub struct ServerOptions {
     pub http2_keep_alive_interval: Duration,
     pub http2_keep_alive_timeout: Duration,
     pub tls: Option<TlsAcceptor>,
+    /// From the shutdown signal to exit, at most ([`lifecycle::SHUTDOWN_TIMEOUT`]); requests
+    /// in flight get its first 5/6 ([`lifecycle::Deadlines`]).
+    pub shutdown_timeout: Duration,
 }
 
 impl ServerOptions {
@@ -57,6 +63,7 @@ impl ServerOptions {
             http2_keep_alive_interval: config.http2_keep_alive_interval,
             http2_keep_alive_timeout: config.http2_keep_alive_timeout,
             tls,
+            shutdown_timeout: lifecycle::SHUTDOWN_TIMEOUT,
         }
     }
 }
@@ -85,14 +92,36 @@ pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<Tls
 /// Everything a connection task needs, shared.
 struct Shared {
     app: Arc<App>,
-    builder: Builder<TokioExecutor>,
+    builder: Builder<TrackedExec>,
     tls: Option<TlsAcceptor>,
     timeouts: Timeouts,
-    stop: watch::Receiver<bool>,
+    /// Cancelled at shutdown: close once idle.
+    stop: CancellationToken,
 }
 
-fn http_builder(opts: &ServerOptions) -> Builder<TokioExecutor> {
-    let mut builder = Builder::new(TokioExecutor::new());
+/// hyper's executor (HTTP/2 stream tasks): spawned on the server's tracked tasks, and
+/// dropped when the connections are cut, so none outlives the server.
+#[derive(Clone)]
+struct TrackedExec {
+    tasks: Tasks,
+    cut: CancellationToken,
+}
+
+impl<F> hyper::rt::Executor<F> for TrackedExec
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        self.tasks
+            .spawn(lifecycle::until_cut(self.cut.clone(), async {
+                let _ = fut.await;
+            }));
+    }
+}
+
+fn http_builder(opts: &ServerOptions, exec: TrackedExec) -> Builder<TrackedExec> {
+    let mut builder = Builder::new(exec);
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -109,7 +138,9 @@ fn http_builder(opts: &ServerOptions) -> Builder<TokioExecutor> {
     builder
 }
 
-/// Serves until `shutdown` resolves, then lets in-flight requests finish.
+/// Serves until `shutdown` resolves, then lets in-flight requests finish until the drain
+/// deadline ([`lifecycle::Deadlines`] of `opts.shutdown_timeout`), cuts what is still open,
+/// and returns once every connection and stream task has ended.
 pub async fn run(
     listener: TcpListener,
     app: Arc<App>,
@@ -117,25 +148,31 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let registry = Registry::new(conn::connection_cap(opts.max_connections));
-    let (stop_tx, stop) = watch::channel(false);
+    // Connection tasks and hyper's stream tasks; its token asks connections to close.
+    let tasks = Tasks::new("connection");
+    let cut = CancellationToken::new();
+    let exec = TrackedExec {
+        tasks: tasks.clone(),
+        cut: cut.clone(),
+    };
     let shared = Arc::new(Shared {
         app,
-        builder: http_builder(&opts),
+        builder: http_builder(&opts, exec),
         tls: opts.tls.clone(),
         timeouts: Timeouts {
             first_request: opts.header_read_timeout,
             idle: opts.idle_timeout,
         },
-        stop,
+        stop: tasks.token().clone(),
     });
-    let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((stream, _peer)) => match registry.admit() {
                     Some(conn) => {
-                        tasks.spawn(serve_connection(shared.clone(), stream, conn));
+                        let serve = serve_connection(shared.clone(), stream, conn);
+                        tasks.spawn(lifecycle::until_cut(cut.clone(), serve));
                     }
                     None => tracing::debug!(
                         cap = registry.cap(),
@@ -144,23 +181,22 @@ pub async fn run(
                 },
                 Err(e) => accept_failed(&e, &registry).await,
             },
-            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                if let Err(e) = done {
-                    tracing::warn!(error = %e, "connection task failed");
-                }
-            }
             _ = &mut shutdown => break,
         }
     }
     drop(listener);
-    let _ = stop_tx.send(true);
-    let drain = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+    let deadlines = Deadlines::after(tokio::time::Instant::now(), opts.shutdown_timeout);
+    tasks.stop();
+    if let Err(e) = tasks.wait(deadlines.drain).await {
         tracing::warn!(
             open = registry.len(),
-            "shutdown: connections still open after 30 s, closing them"
+            tasks = e.open,
+            "shutdown: connections still open at the drain deadline, closing them"
         );
-        tasks.shutdown().await;
+        cut.cancel();
+        if let Err(e) = tasks.wait(deadlines.exit).await {
+            tracing::warn!(error = %e, "shutdown: server tasks did not end");
+        }
     }
     Ok(())
 }
@@ -187,7 +223,6 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, conn: Conn) {
     let Some(acceptor) = shared.tls.clone() else {
         return serve_http(&shared, stream, &conn).await;
     };
-    let mut stop = shared.stop.clone();
     let handshake = tokio::time::timeout(shared.timeouts.first_request, acceptor.accept(stream));
     let tls = tokio::select! {
         r = handshake => match r {
@@ -196,7 +231,7 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, conn: Conn) {
             Err(_) => return tracing::debug!("TLS handshake timed out"),
         },
         _ = conn.idle_expired(shared.timeouts) => return tracing::debug!("evicted during the TLS handshake"),
-        _ = stop.wait_for(|s| *s) => return,
+        _ = shared.stop.cancelled() => return,
     };
     serve_http(&shared, tls, &conn).await
 }
@@ -224,11 +259,10 @@ where
     });
     let served = shared.builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(served);
-    let mut stop = shared.stop.clone();
     let why = tokio::select! {
         r = served.as_mut() => return ended(r),
         _ = conn.idle_expired(shared.timeouts) => "idle or evicted",
-        _ = stop.wait_for(|s| *s) => "shutdown",
+        _ = shared.stop.cancelled() => "shutdown",
     };
     // h1 closes once idle, h2 sends GOAWAY and lets open streams finish.
     served.as_mut().graceful_shutdown();
