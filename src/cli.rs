@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::gateway::App;
+use crate::lifecycle::{self, Deadlines, Tasks};
 use crate::metrics::Metrics;
 use crate::policy::PolicySet;
 use crate::pricing::PriceTable;
@@ -69,8 +70,8 @@ pub fn load(config_path: Option<&std::path::Path>) -> Result<Loaded, CliError> {
 /// A running simulated provider on loopback.
 pub struct SimHandle {
     pub addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The simulator's server task; stopping it stops the simulator.
+    tasks: Tasks,
 }
 
 impl SimHandle {
@@ -78,11 +79,12 @@ impl SimHandle {
         format!("http://{}/v1", self.addr)
     }
 
-    pub async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
+    /// Stops the simulator and waits until it has finished its connections.
+    pub async fn stop(self) {
+        let deadline = tokio::time::Instant::now() + lifecycle::SHUTDOWN_TIMEOUT;
+        if let Err(e) = self.tasks.shutdown(deadline).await {
+            tracing::warn!(error = %e, "the simulator did not stop");
         }
-        let _ = (&mut self.task).await;
     }
 }
 
@@ -97,15 +99,14 @@ pub async fn start_simulator(cfg: SimConfig) -> Result<SimHandle, CliError> {
         context: "simulator address".into(),
         source,
     })?;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(simulate::serve(listener, cfg, async {
-        let _ = rx.await;
-    }));
-    Ok(SimHandle {
-        addr,
-        stop: Some(tx),
-        task,
-    })
+    let tasks = Tasks::new("simulator");
+    let stop = tasks.token().clone().cancelled_owned();
+    tasks.spawn(async move {
+        if let Err(e) = simulate::serve(listener, cfg, stop).await {
+            tracing::warn!(error = %e, "the simulator failed");
+        }
+    });
+    Ok(SimHandle { addr, tasks })
 }
 
 pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, CliError> {
@@ -150,28 +151,91 @@ pub async fn build(loaded: Loaded, metrics: Arc<Metrics>) -> Result<Arc<App>, Cl
     Ok(Arc::new(app))
 }
 
-/// Serves `app` on `listener` until `shutdown`, with the deferred-tier engine beside it.
+/// Serves `app` on `listener` until `shutdown`, with the deferred-tier engine beside it;
+/// then shuts down gracefully within `opts.shutdown_timeout` (the sequence is in
+/// [`lifecycle`]): every task the app started has ended, or is reported, when this returns.
 pub async fn run_app(
     listener: tokio::net::TcpListener,
     app: Arc<App>,
     opts: ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), CliError> {
-    let (stop_engine, engine_stopped) = tokio::sync::oneshot::channel::<()>();
-    let engine_task = app.engine().map(|engine| {
-        tokio::spawn(engine.run(async {
-            let _ = engine_stopped.await;
-        }))
-    });
-    let served = server::run(listener, app, opts, shutdown).await;
-    let _ = stop_engine.send(());
-    if let Some(t) = engine_task {
-        let _ = t.await;
+    let timeout = opts.shutdown_timeout;
+    let engine = app.engine();
+    // The loop: asked to stop when shutdown begins; dropped mid-step, if it is still in one,
+    // when the engine's tasks are stopped at the drain deadline (every step is crash-safe).
+    let engine_loop = Tasks::new("engine loop");
+    if let Some(e) = &engine {
+        let stop = engine_loop.token().clone().cancelled_owned();
+        let cut = e.tasks().token().clone();
+        engine_loop.spawn(lifecycle::until_cut(cut, e.clone().run(stop)));
     }
+    let began = std::sync::OnceLock::new();
+    let signal = async {
+        shutdown.await;
+        let _ = began.set(tokio::time::Instant::now());
+        tracing::info!(
+            timeout_secs = timeout.as_secs(),
+            "shutdown: listener closed; requests in flight may finish, held callers are released"
+        );
+        stop_engine(&engine_loop, engine.as_deref());
+    };
+    let served = server::run(listener, app, opts, signal).await;
+    // Connections are closed. (Had the server failed by itself, shut down from now.)
+    let started = began
+        .get()
+        .copied()
+        .unwrap_or_else(tokio::time::Instant::now);
+    let deadlines = Deadlines::after(started, timeout);
+    stop_engine(&engine_loop, engine.as_deref());
+    if let Some(e) = &engine {
+        shut_down_engine(e, &engine_loop, deadlines).await;
+    }
+    tracing::info!("shutdown complete");
     served.map_err(|source| CliError::Io {
         context: "server".into(),
         source,
     })
+}
+
+/// Shutdown began: the loop stops at its next step, held callers are released.
+fn stop_engine(engine_loop: &Tasks, engine: Option<&crate::batch::engine::Engine>) {
+    engine_loop.stop();
+    if let Some(e) = engine {
+        e.release_waiters();
+    }
+}
+
+/// After the server: the engine's work in flight may finish until the drain deadline, then
+/// is handed back; the ledger writes everything recorded; the store commits and closes.
+async fn shut_down_engine(
+    engine: &crate::batch::engine::Engine,
+    engine_loop: &Tasks,
+    deadlines: Deadlines,
+) {
+    let drained = engine_loop.wait(deadlines.drain).await.is_ok()
+        && engine.tasks().wait(deadlines.drain).await.is_ok();
+    if !drained {
+        tracing::warn!(
+            fallbacks_and_streams = engine.tasks().len(),
+            "shutdown: deferred work still running at the drain deadline; handing it back"
+        );
+    }
+    engine.tasks().stop();
+    let ended = [
+        engine_loop.wait(deadlines.exit).await,
+        engine.tasks().wait(deadlines.exit).await,
+        engine.accountant().close_ledger(deadlines.exit).await,
+    ];
+    for e in ended.into_iter().filter_map(Result::err) {
+        tracing::warn!(error = %e, "shutdown: abandoned at the deadline");
+    }
+    if tokio::time::timeout_at(deadlines.exit, engine.store().close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown: the store did not close by the deadline");
+    }
 }
 
 /// The app (store open and writable) and its server options: everything that can fail

@@ -130,7 +130,7 @@ pub fn hold_stream(
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(8);
     let id = job.id.clone();
     let waiter = engine.clone();
-    tokio::spawn(async move {
+    engine.tasks().spawn(async move {
         let engine = waiter;
         let wait = engine.wait_done(&id);
         tokio::pin!(wait);

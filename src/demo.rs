@@ -168,10 +168,10 @@ pub async fn run(out: &mut impl std::io::Write) -> Result<(), CliError> {
     );
     let opts = crate::server::ServerOptions::new(&loaded.config, None);
     let app = crate::cli::build(loaded, metrics.clone()).await?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::cli::run_app(listener, app, opts, async {
-        let _ = stop_rx.await;
-    }));
+    // The gateway runs as a tracked task beside the workload; stopping it shuts it down.
+    let gateway = crate::lifecycle::Tasks::new("demo gateway");
+    let stop = gateway.token().clone().cancelled_owned();
+    let server = gateway.spawn(crate::cli::run_app(listener, app, opts, stop));
 
     let demo = Demo {
         client: Client::builder(TokioExecutor::new()).build_http(),
@@ -297,7 +297,7 @@ pub async fn run(out: &mut impl std::io::Write) -> Result<(), CliError> {
         "\nbatch: deferred into one upstream Batch API / Message Batches call at 50% off; semi: flex tier where the model has it; faq-bot repeats: response cache; claims-assistant: Claude with automatic cache breakpoints; ticket-triage: one ticket is routed by a tool call."
     )
     .ok();
-    let _ = stop_tx.send(());
+    gateway.stop();
     let _ = server.await;
     sim.stop().await;
     for suffix in ["", "-wal", "-shm"] {

@@ -23,6 +23,9 @@
 // House rules (README "House rules"): outside tests, no unwrap or expect — an error is
 // typed and handled, never a panic on input.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+// Background work is spawned on a `lifecycle::Tasks` (a TaskTracker), never bare, so that
+// shutdown can stop and wait for it (`clippy.toml` names the banned calls).
+#![cfg_attr(not(test), deny(clippy::disallowed_methods))]
 
 pub mod account;
 pub mod batch;
