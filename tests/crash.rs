@@ -25,6 +25,8 @@ use sluice::types::Tier;
 const KEY: &str = "sk-crash-test";
 const MODEL: &str = "gpt-4o-mini";
 const CLAUDE: &str = "claude-haiku-4-5";
+/// The Responses API probes' model (OpenAI, batched with `"url": "/v1/responses"` lines).
+const RESPONSES_MODEL: &str = "gpt-4.1";
 const N: usize = 5;
 /// Polling: at most this many attempts, `POLL` apart.
 const POLL_ATTEMPTS: u32 = 500;
@@ -403,29 +405,35 @@ enum Api {
     Chat,
     /// Anthropic `POST /v1/messages` (batched through `/v1/messages/batches`).
     Messages,
+    /// OpenAI `POST /v1/responses` (batched through `/v1/batches`, endpoint `/v1/responses`).
+    Responses,
+    /// OpenAI `POST /v1/chat/completions` for a `claude-*` model (translated, batched
+    /// through `/v1/messages/batches`, answered as a chat.completion).
+    ClaudeChat,
 }
 
 impl Api {
     fn path(self) -> &'static str {
         match self {
-            Api::Chat => "/v1/chat/completions",
+            Api::Chat | Api::ClaudeChat => "/v1/chat/completions",
             Api::Messages => "/v1/messages",
+            Api::Responses => "/v1/responses",
         }
     }
 
     /// The simulator's batch-creation route for this API.
     fn create_path(self) -> &'static str {
         match self {
-            Api::Chat => "/v1/batches",
-            Api::Messages => "/v1/messages/batches",
+            Api::Chat | Api::Responses => "/v1/batches",
+            Api::Messages | Api::ClaudeChat => "/v1/messages/batches",
         }
     }
 
     /// The simulator routes this API's batches are POSTed to.
     fn batch_posts(self) -> &'static [&'static str] {
         match self {
-            Api::Chat => &["/v1/files", "/v1/batches"],
-            Api::Messages => &["/v1/messages/batches"],
+            Api::Chat | Api::Responses => &["/v1/files", "/v1/batches"],
+            Api::Messages | Api::ClaudeChat => &["/v1/messages/batches"],
         }
     }
 
@@ -434,6 +442,8 @@ impl Api {
         match self {
             Api::Chat => failpoint.to_owned(),
             Api::Messages => format!("messages-{failpoint}"),
+            Api::Responses => format!("responses-{failpoint}"),
+            Api::ClaudeChat => format!("claude-chat-{failpoint}"),
         }
     }
 }
@@ -469,16 +479,24 @@ impl Probe {
                 "max_tokens": 64,
                 "messages": [{"role": "user", "content": self.message}],
             }),
+            Api::Responses => serde_json::json!({
+                "model": RESPONSES_MODEL,
+                "input": self.message,
+            }),
+            Api::ClaudeChat => serde_json::json!({
+                "model": CLAUDE,
+                "messages": [{"role": "user", "content": self.message}],
+            }),
         }
         .to_string()
     }
 
-    /// The deferred request, `Prefer: respond-async` or held. Chat sends the gateway key
-    /// as a Bearer token, Messages as `x-api-key` (as Anthropic SDKs do).
+    /// The deferred request, `Prefer: respond-async` or held. The OpenAI APIs send the
+    /// gateway key as a Bearer token, Messages as `x-api-key` (as Anthropic SDKs do).
     async fn post(&self, http: &Http, url: &str, prefer_async: bool) -> Result<Reply, String> {
         let auth = format!("Bearer {KEY}");
         let mut headers = match self.api {
-            Api::Chat => vec![("authorization", auth.as_str())],
+            Api::Chat | Api::Responses | Api::ClaudeChat => vec![("authorization", auth.as_str())],
             Api::Messages => vec![("x-api-key", KEY), ("anthropic-version", "2023-06-01")],
         };
         headers.extend([("x-sla", "24h"), ("idempotency-key", self.key.as_str())]);
@@ -488,8 +506,8 @@ impl Probe {
         send(http, Method::POST, url, &headers, Some(self.body())).await
     }
 
-    /// Checks a held answer: 200, a chat.completion (or an Anthropic Message) answering
-    /// this probe's message, from the batch tier. Returns its job id.
+    /// Checks a held answer: 200, a chat.completion (an Anthropic Message, a Responses
+    /// `response`) answering this probe's message, from the batch tier. Returns its job id.
     fn check_answer(&self, r: &Reply) -> String {
         assert_eq!(
             r.status,
@@ -500,9 +518,17 @@ impl Probe {
         );
         let v = r.json();
         let content = match self.api {
-            Api::Chat => {
+            Api::Chat | Api::ClaudeChat => {
                 assert_eq!(v["object"], "chat.completion", "{}: {v}", self.key);
+                let model = if self.api == Api::Chat { MODEL } else { CLAUDE };
+                assert_eq!(v["model"], model, "{}: {v}", self.key);
                 v["choices"][0]["message"]["content"].as_str()
+            }
+            Api::Responses => {
+                assert_eq!(v["object"], "response", "{}: {v}", self.key);
+                assert_eq!(v["model"], RESPONSES_MODEL, "{}: {v}", self.key);
+                assert_eq!(v["status"], "completed", "{}: {v}", self.key);
+                v["output"][0]["content"][0]["text"].as_str()
             }
             Api::Messages => {
                 assert_eq!(v["type"], "message", "{}: {v}", self.key);
@@ -599,14 +625,25 @@ async fn assert_ledger(h: &Harness, n: usize, what: &str) {
 /// Steps 1-6 for one failpoint and API; returns the harness (restarted gateway still
 /// running).
 async fn crash_at(api: Api, failpoint: &str) -> Harness {
-    let tag = api.tag(failpoint);
+    crash_at_apis(&[api], failpoint).await
+}
+
+/// The same with `N` probes of each API at once, each API in its own batch group.
+async fn crash_at_apis(apis: &[Api], failpoint: &str) -> Harness {
+    let tag = match apis {
+        [api] => api.tag(failpoint),
+        _ => format!("mixed-{failpoint}"),
+    };
     let mut h = Harness::start(&tag).await;
     h.start_gateway(Some(failpoint)).await;
-    let probes: Vec<Probe> = (0..N).map(|i| Probe::new(api, &tag, i)).collect();
+    let probes: Vec<Probe> = apis
+        .iter()
+        .flat_map(|&api| (0..N).map(move |i| Probe::new(api, &api.tag(failpoint), i)))
+        .collect();
 
     // Deferred with respond-async; the gateway aborts at the failpoint.
     let first = send_all(&h, &probes, true).await;
-    let mut accepted: Vec<Option<String>> = Vec::with_capacity(N);
+    let mut accepted: Vec<Option<String>> = Vec::with_capacity(probes.len());
     for (p, r) in probes.iter().zip(&first) {
         if failpoint == "after_enqueue" {
             // Dies after the job is durable but before answering: nobody got a 202.
@@ -679,18 +716,21 @@ async fn crash_at(api: Api, failpoint: &str) -> Harness {
         assert_eq!(got.status, StatusCode::OK, "{tag}: GET {url}");
         assert_eq!(got.body, r.body, "{tag}: GET {url}");
     }
-    assert_eq!(ids.len(), N, "{tag}: one job per request");
+    assert_eq!(ids.len(), probes.len(), "{tag}: one job per request");
     assert_each_batched_once(&h, &ids).await;
-    // The batches went through this API's batch routes only (Message Batches take no file).
+    // The batches went through these APIs' batch routes only (Message Batches take no file).
     let stray: Vec<String> = h
         .sim_posts()
         .await
         .into_iter()
-        .filter(|p| BATCH_POSTS.contains(&p.as_str()) && !api.batch_posts().contains(&p.as_str()))
+        .filter(|p| {
+            BATCH_POSTS.contains(&p.as_str())
+                && !apis.iter().any(|a| a.batch_posts().contains(&p.as_str()))
+        })
         .collect();
     assert!(
         stray.is_empty(),
-        "{tag}: batch calls off the {api:?} routes: {stray:?}"
+        "{tag}: batch calls off the {apis:?} routes: {stray:?}"
     );
     h
 }
@@ -755,6 +795,90 @@ async fn messages_crash_after_create() {
 async fn messages_crash_mid_delivery() {
     let h = crash_at(Api::Messages, "mid_delivery").await;
     assert_ledger(&h, N, "messages mid_delivery").await;
+}
+
+/// The Responses API through OpenAI's Batch API (`"url": "/v1/responses"` lines, one input
+/// file): every stage of the flush, including the upload only file-based batches have.
+#[tokio::test(flavor = "multi_thread")]
+async fn responses_crash_after_enqueue() {
+    let h = crash_at(Api::Responses, "after_enqueue").await;
+    assert_ledger(&h, N, "responses after_enqueue").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn responses_crash_after_claim() {
+    let h = crash_at(Api::Responses, "after_claim").await;
+    assert_ledger(&h, N, "responses after_claim").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn responses_crash_after_upload() {
+    let h = crash_at(Api::Responses, "after_upload").await;
+    assert_ledger(&h, N, "responses after_upload").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn responses_crash_before_create() {
+    let h = crash_at(Api::Responses, "before_create").await;
+    assert_ledger(&h, N, "responses before_create").await;
+}
+
+/// The batch exists upstream, its id unrecorded: found again by its `sluice_flush` metadata.
+#[tokio::test(flavor = "multi_thread")]
+async fn responses_crash_after_create() {
+    let h = crash_at(Api::Responses, "after_create").await;
+    assert_ledger(&h, N, "responses after_create").await;
+}
+
+/// The output file is read again: lines already answered are not booked twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn responses_crash_mid_delivery() {
+    let h = crash_at(Api::Responses, "mid_delivery").await;
+    assert_ledger(&h, N, "responses mid_delivery").await;
+}
+
+/// claude-* chat completions through Message Batches (no input file, so no `after_upload`):
+/// answered after the restart as chat completions, translated on every delivery.
+#[tokio::test(flavor = "multi_thread")]
+async fn claude_chat_crash_after_enqueue() {
+    let h = crash_at(Api::ClaudeChat, "after_enqueue").await;
+    assert_ledger(&h, N, "claude chat after_enqueue").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn claude_chat_crash_after_claim() {
+    let h = crash_at(Api::ClaudeChat, "after_claim").await;
+    assert_ledger(&h, N, "claude chat after_claim").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn claude_chat_crash_before_create() {
+    let h = crash_at(Api::ClaudeChat, "before_create").await;
+    assert_ledger(&h, N, "claude chat before_create").await;
+}
+
+/// Found again by listing (request count and creation time; no metadata).
+#[tokio::test(flavor = "multi_thread")]
+async fn claude_chat_crash_after_create() {
+    let h = crash_at(Api::ClaudeChat, "after_create").await;
+    assert_ledger(&h, N, "claude chat after_create").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn claude_chat_crash_mid_delivery() {
+    let h = crash_at(Api::ClaudeChat, "mid_delivery").await;
+    assert_ledger(&h, N, "claude chat mid_delivery").await;
+}
+
+/// All four APIs at once, `N` requests each, killed when the first batch was created but not
+/// recorded: two OpenAI batches (chat, responses) told apart by metadata, and two Message
+/// Batches (messages, claude chat) of the same size, which only the recorded ids tell apart.
+/// Each flush must adopt its own batch or create one, never another flush's.
+#[tokio::test(flavor = "multi_thread")]
+async fn mixed_apis_crash_after_create() {
+    let apis = [Api::Chat, Api::Responses, Api::Messages, Api::ClaudeChat];
+    let h = crash_at_apis(&apis, "after_create").await;
+    assert_ledger(&h, N * apis.len(), "mixed after_create").await;
 }
 
 /// After a crash during delivery, the restart downloads the output file again and
