@@ -1118,7 +1118,7 @@ async fn lossy_proxy(sim: std::net::SocketAddr, lose: usize, fast_ms: u64) -> st
 /// that size, the other flush's; when that batch ends first, its own job, still open, is
 /// requeued and sent in a third batch although its first batch still runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: Anthropic batch reconciliation (providers/anthropic find) matches on request count and time only, so two flushes with lost create answers can adopt each other's Message Batch and a job is submitted twice"]
+
 async fn lost_message_batch_creates_are_each_reconciled_with_their_own_batch() {
     let sim_handle = sluice::cli::start_simulator(SimConfig {
         batch_turnaround: Duration::from_millis(100),

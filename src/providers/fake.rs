@@ -38,6 +38,8 @@ pub struct Calls {
 }
 
 struct Created {
+    /// Creation order.
+    seq: u32,
     flush_id: String,
     custom_ids: Vec<String>,
     polls_left: u32,
@@ -54,11 +56,15 @@ struct State {
     create_refusals: VecDeque<StatusCode>,
     /// Creates that succeed upstream but whose answer is lost on the way back.
     lost_answers: u32,
+    /// Polls the first batch created takes, if not the usual.
+    first_polls: Option<u32>,
     next: u32,
 }
 
 pub struct Fake {
     kind: InputKind,
+    /// Finds batches as Message Batches must: by request count, newest first.
+    by_size: bool,
     polls: u32,
     ending: Mutex<Ending>,
     state: Mutex<State>,
@@ -69,10 +75,23 @@ impl Fake {
     pub fn new(kind: InputKind, polls: u32, ending: Ending) -> Fake {
         Fake {
             kind,
+            by_size: false,
             polls,
             ending: Mutex::new(ending),
             state: Mutex::default(),
         }
+    }
+
+    /// The same, finding batches by request count only (no metadata), newest first.
+    pub fn without_metadata(kind: InputKind, polls: u32, ending: Ending) -> Fake {
+        Fake {
+            by_size: true,
+            ..Fake::new(kind, polls, ending)
+        }
+    }
+
+    pub fn finds_by_size(&self) -> bool {
+        self.by_size
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -91,6 +110,11 @@ impl Fake {
     /// The next creates are refused with these statuses, in order.
     pub fn refuse_creates(&self, statuses: &[StatusCode]) {
         self.state().create_refusals.extend(statuses);
+    }
+
+    /// The first batch created takes `polls` polls to end.
+    pub fn slow_first(&self, polls: u32) {
+        self.state().first_polls = Some(polls);
     }
 
     /// The next `n` creates succeed upstream, but their answers are lost.
@@ -155,13 +179,15 @@ impl Fake {
             .filter_map(|v| v["custom_id"].as_str().map(str::to_owned))
             .collect();
         s.next += 1;
-        let id = format!("batch-{}", s.next);
+        let (seq, id) = (s.next, format!("batch-{}", s.next));
+        let first_polls = s.first_polls.filter(|_| s.batches.is_empty());
         s.batches.insert(
             id.clone(),
             Created {
+                seq,
                 flush_id: f.id.to_owned(),
                 custom_ids,
-                polls_left: self.polls,
+                polls_left: first_polls.unwrap_or(self.polls),
                 ending,
             },
         );
@@ -235,11 +261,20 @@ impl Fake {
     pub async fn find(&self, f: FlushRef<'_>) -> Result<Vec<UpstreamBatch>, BatchApiError> {
         let mut s = self.state();
         s.calls.find += 1;
-        Ok(s.batches
+        let mut found: Vec<(u32, &String)> = s
+            .batches
             .iter()
-            .filter(|(_, b)| b.flush_id == f.id)
-            .map(|(id, _)| running(id))
-            .collect())
+            .filter(|(_, b)| {
+                if self.by_size {
+                    b.custom_ids.len() == f.job_count as usize
+                } else {
+                    b.flush_id == f.id
+                }
+            })
+            .map(|(id, b)| (b.seq, id))
+            .collect();
+        found.sort_by_key(|(seq, _)| std::cmp::Reverse(*seq));
+        Ok(found.into_iter().map(|(_, id)| running(id)).collect())
     }
 
     pub async fn results(&self, location: &str) -> Result<ResultBody, BatchApiError> {

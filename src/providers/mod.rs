@@ -257,6 +257,17 @@ impl Adapter {
         })
     }
 
+    /// Whether a created batch names its flush (OpenAI metadata), so that a batch whose
+    /// create answer was lost is found exactly; Message Batches carry no metadata.
+    pub fn batches_carry_flush_id(&self) -> bool {
+        match self {
+            Adapter::OpenAi(_) => true,
+            Adapter::Anthropic(_) => false,
+            #[cfg(test)]
+            Adapter::Fake(f) => !f.finds_by_size(),
+        }
+    }
+
     pub fn input_kind(&self) -> InputKind {
         match self {
             Adapter::OpenAi(_) => InputKind::File,

@@ -22,6 +22,71 @@ fn flush_ref(f: &Flush) -> FlushRef<'_> {
 }
 
 impl Engine {
+    /// Advances every flush this replica leases, oldest first. Returns when to look again.
+    ///
+    /// A provider whose batches carry no metadata (Message Batches) can only recognise a
+    /// batch whose create answer was lost by its size and creation time, so two such
+    /// batches unrecorded at once could be mistaken for each other: of each such provider,
+    /// one flush at a time may be between its create and its record, and the others wait.
+    pub(super) async fn advance_all(
+        &self,
+        mut flushes: Vec<Flush>,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        flushes.sort_by_key(|f| f.created_at_ms);
+        let unmarked = |f: &Flush| {
+            self.adapter(f.provider)
+                .is_some_and(|a| !a.batches_carry_flush_id())
+        };
+        let mut creating: HashMap<Provider, String> = HashMap::new();
+        for f in flushes.iter().filter(|f| f.state == FlushState::Creating) {
+            if unmarked(f) {
+                creating.entry(f.provider).or_insert_with(|| f.id.clone());
+            }
+        }
+        let mut next = now + ms(self.cfg.poll_interval);
+        for f in &flushes {
+            let before_record = matches!(
+                f.state,
+                FlushState::Claimed | FlushState::Uploaded | FlushState::Creating
+            );
+            let in_turn = !(before_record && unmarked(f))
+                || creating.get(&f.provider).is_none_or(|id| *id == f.id);
+            if !in_turn {
+                continue;
+            }
+            match self.advance(f, now).await {
+                Ok(at) => next = next.min(at),
+                Err(e) => {
+                    tracing::warn!(flush = %f.id, error = %e, "batch step failed; will retry");
+                    let retry = now + ms(self.cfg.poll_interval);
+                    self.store
+                        .update_flush(
+                            &f.id,
+                            FlushUpdate {
+                                next_poll_at_ms: Some(retry),
+                                ..FlushUpdate::default()
+                            },
+                        )
+                        .await?;
+                    next = next.min(retry);
+                }
+            }
+            if before_record && unmarked(f) && !creating.contains_key(&f.provider) {
+                // Its create got no answer: it stays between create and record.
+                if self
+                    .store
+                    .flush(&f.id)
+                    .await?
+                    .is_some_and(|f| f.state == FlushState::Creating)
+                {
+                    creating.insert(f.provider, f.id.clone());
+                }
+            }
+        }
+        Ok(next)
+    }
+
     /// Moves one flush forward as far as it can go now. Returns when to look again.
     pub(super) async fn advance(&self, f: &Flush, now: i64) -> Result<i64, EngineError> {
         if f.next_poll_at_ms > now {

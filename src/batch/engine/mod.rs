@@ -462,29 +462,11 @@ impl Engine {
         }
 
         // 2. Advance every flush this replica holds.
-        for f in self
+        let flushes = self
             .store
             .lease_flushes(&self.cfg.owner, now, now + ms(self.cfg.lease))
-            .await?
-        {
-            match self.advance(&f, now).await {
-                Ok(at) => next = next.min(at),
-                Err(e) => {
-                    tracing::warn!(flush = %f.id, error = %e, "batch step failed; will retry");
-                    let retry = now + ms(self.cfg.poll_interval);
-                    self.store
-                        .update_flush(
-                            &f.id,
-                            FlushUpdate {
-                                next_poll_at_ms: Some(retry),
-                                ..FlushUpdate::default()
-                            },
-                        )
-                        .await?;
-                    next = next.min(retry);
-                }
-            }
-        }
+            .await?;
+        next = next.min(self.advance_all(flushes, now).await?);
 
         // 3. The watchdog: answer in time what the batch would answer late.
         let lead = ms(self.cfg.fallback_lead);

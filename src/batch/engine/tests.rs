@@ -121,11 +121,19 @@ async fn rig(kind: InputKind, polls: u32, ending: Ending) -> Rig {
 }
 
 async fn rig_at(kind: InputKind, polls: u32, ending: Ending, upstream: Option<&str>) -> Rig {
+    rig_with_at(Fake::new(kind, polls, ending), upstream).await
+}
+
+async fn rig_with(fake: Fake) -> Rig {
+    rig_with_at(fake, None).await
+}
+
+async fn rig_with_at(fake: Fake, upstream: Option<&str>) -> Rig {
     let db = TempDb::new();
     let store = crate::store::open(&format!("sqlite://{}?mode=rwc", db.0.display()))
         .await
         .unwrap();
-    let fake = Arc::new(Fake::new(kind, polls, ending));
+    let fake = Arc::new(fake);
     let clock = Clock::manual();
     let engine = engine(&store, &fake, &clock, forwarder(upstream));
     Rig {
@@ -342,6 +350,38 @@ async fn a_create_whose_answer_was_lost_is_reconciled_not_created_twice() {
         "{calls:?}"
     );
     assert_eq!(r.fake.lines_sent().len(), 2);
+}
+
+#[tokio::test]
+async fn batches_without_metadata_whose_create_answers_were_lost_are_each_found_once() {
+    // Two groups (two endpoints) of one request each: two batches of the same size, which
+    // nothing tells apart when found by size, as Message Batches are.
+    let r = rig_with(Fake::without_metadata(
+        InputKind::Inline,
+        1,
+        Ending::Completed,
+    ))
+    .await;
+    r.fake.lose_create_answers(2);
+    // The first batch is slow, so a job its flush wrongly gave up on would go out again
+    // before that batch answers it.
+    r.fake.slow_first(20);
+    let mut ids = r
+        .submit_as(Provider::OpenAi, Endpoint::ChatCompletions, 1, DAY)
+        .await;
+    ids.extend(
+        r.submit_as(Provider::OpenAi, Endpoint::Completions, 1, DAY)
+            .await,
+    );
+    r.run(40, POLL).await;
+    for id in &ids {
+        assert_eq!(r.job(id).await.result.unwrap().status, 200);
+    }
+    let mut sent = r.fake.lines_sent();
+    sent.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(sent, want, "each job in exactly one batch");
 }
 
 #[tokio::test]
