@@ -72,6 +72,7 @@ impl EngineConfig {
 mod flush;
 mod liveness;
 mod results;
+mod schedule;
 #[cfg(test)]
 mod tests;
 
@@ -370,96 +371,7 @@ impl Engine {
         let mut next = now + ms(self.cfg.poll_interval);
 
         // 1. Flush due groups.
-        let queued = self.store.queued().await?;
-        let mut depth: HashMap<(Provider, &str), f64> = HashMap::new();
-        let mut group_max: HashMap<GroupKey, u32> = HashMap::new();
-        let backoff = lock(&self.backoff).clone();
-        let mut pending = Vec::with_capacity(queued.len());
-        for q in &queued {
-            *depth.entry((q.provider, q.model.as_str())).or_default() += 1.0;
-            if q.tier != Tier::Batch || !self.batches(q.provider) {
-                continue;
-            }
-            let key = GroupKey {
-                provider: q.provider,
-                endpoint: q.endpoint,
-                model: q.model.clone(),
-            };
-            let (wait, max) = self.route_limits(&q.route);
-            let by_wait = q.created_at_ms + ms(wait.unwrap_or(self.cfg.max_wait));
-            // The same margins triage used to defer it (`BatchLead`), so the answer is in
-            // before the watchdog would send the job synchronously.
-            let lead = self.cfg.batch_lead();
-            let by_deadline = q.deadline_ms
-                - ms(self.turnaround_p95(q.provider, &q.model))
-                - ms(lead.fallback)
-                - ms(lead.submit);
-            let mut flush_by = by_wait.min(by_deadline);
-            if let Some(&until) = backoff.get(&key) {
-                flush_by = flush_by.max(until);
-            }
-            if let Some(m) = max.or(self.cfg.max_requests) {
-                let e = group_max.entry(key.clone()).or_insert(m);
-                *e = (*e).min(m);
-            }
-            pending.push(Pending {
-                id: q.id.clone(),
-                key,
-                body_bytes: q.body_bytes,
-                prefix: q.prefix.clone(),
-                created_at_ms: q.created_at_ms,
-                flush_by_ms: flush_by,
-            });
-        }
-        let m = self.accountant.metrics();
-        m.batch_queue_depth.reset();
-        for ((p, model), n) in depth {
-            m.batch_queue_depth
-                .with_label_values(&[p.as_str(), self.accountant.model_label(model)])
-                .add(n);
-        }
-        let plans = accumulator::plan(&pending, now, |k| {
-            let caps = crate::providers::capabilities(k.provider);
-            Limits {
-                max_requests: group_max.get(k).map_or(caps.max_batch_requests, |&m| {
-                    (m as usize).min(caps.max_batch_requests)
-                }),
-                max_bytes: caps.max_batch_bytes,
-            }
-        });
-        let planned: std::collections::HashSet<&str> = plans
-            .iter()
-            .flat_map(|p| p.job_ids.iter().map(String::as_str))
-            .collect();
-        if let Some(t) = accumulator::next_due(
-            &pending
-                .iter()
-                .filter(|p| !planned.contains(p.id.as_str()))
-                .cloned()
-                .collect::<Vec<_>>(),
-        ) {
-            next = next.min(t);
-        }
-        for plan in plans {
-            let flush = NewFlush {
-                id: new_id("flush"),
-                provider: plan.key.provider,
-                endpoint: plan.key.endpoint,
-                model: plan.key.model.clone(),
-                created_at_ms: now,
-            };
-            let claimed = self
-                .store
-                .claim_flush(
-                    flush,
-                    &plan.job_ids,
-                    &self.cfg.owner,
-                    now + ms(self.cfg.lease),
-                )
-                .await?;
-            tracing::info!(model = %plan.key.model, jobs = claimed.len(), reason = ?plan.reason, "flushing a batch group");
-            failpoint("after_claim");
-        }
+        next = next.min(self.flush_due(now).await?);
 
         // 2. Advance every flush this replica holds.
         let flushes = self
