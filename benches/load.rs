@@ -12,10 +12,16 @@
 //!   requests to the same gateway;
 //! * E: the gateway's memory per held deferred request.
 //!
+//! The provider's 20 ms latency makes A-C a realism check: at 64 connections every target
+//! is capped near 3,200 requests/s and idle. `--cpu` measures the gateway's own cost
+//! instead (zero-latency provider, pinned cores, CPU µs per request; `load/cpu.rs`).
+//!
 //! It prints one table per scenario and the sluice/bare and sluice/direct ratios
 //! with PASS/MISS against the goals. A MISS still exits 0: this is a measurement.
 //! Every gateway gets its own fresh SQLite store in the temp dir, deleted afterwards.
 
+#[path = "load/cpu.rs"]
+mod cpu;
 #[path = "load/deferred.rs"]
 mod deferred;
 #[path = "load/forwarder.rs"]
@@ -89,15 +95,17 @@ impl Plan {
 struct Procs(Vec<(&'static str, Child)>);
 
 impl Procs {
-    fn spawn(&mut self, name: &'static str, cmd: &mut Command) -> Result<(), BoxError> {
+    /// Starts a child and returns its pid.
+    fn spawn(&mut self, name: &'static str, cmd: &mut Command) -> Result<u32, BoxError> {
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .map_err(|e| format!("cannot start {name}: {e}"))?;
+        let pid = child.id();
         self.0.push((name, child));
-        Ok(())
+        Ok(pid)
     }
 
     /// A message naming the first child that has already exited.
@@ -141,6 +149,9 @@ fn run_main() -> Result<(), BoxError> {
     let quick = args.iter().any(|a| a == "--quick");
     let plan = Plan::new(quick);
     let sluice = build_sluice()?;
+    if args.iter().any(|a| a == "--cpu") {
+        return cpu::run(&sluice, quick);
+    }
 
     let [sim, bare, gateway] = free_addrs()?;
     // Declared before `procs`, so deleted after the gateway is killed.
