@@ -252,20 +252,53 @@ fn loggable(model: &str) -> (&str, bool) {
 
 /// The ledger writer: batches of up to 512 entries, until `stop`; then the queue is closed
 /// and what it holds is still written.
+/// Most ledger entries written at once.
+const LEDGER_ROWS: usize = 4096;
+
+/// How long the writer gathers entries after the first before writing them: one write (a
+/// few multi-row statements in one transaction) per this interval instead of one per
+/// answer, which kept SQLite's worker thread and its wake-ups on every request's CPU. It
+/// is also what a crash can lose of the interactive ledger (the metrics have it; deferred
+/// answers commit their entry with the answer itself); a clean shutdown loses nothing.
+pub const LEDGER_LINGER: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Gathers more entries for up to [`LEDGER_LINGER`]. Returns whether a stop arrived (the
+/// queue is then closed, and what is still in it is read by the caller).
+async fn linger(
+    rx: &mut tokio::sync::mpsc::Receiver<LedgerEntry>,
+    buf: &mut Vec<LedgerEntry>,
+    stop: &CancellationToken,
+) -> bool {
+    let until = tokio::time::Instant::now() + LEDGER_LINGER;
+    while buf.len() < LEDGER_ROWS {
+        let room = LEDGER_ROWS - buf.len();
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => {
+                rx.close();
+                return true;
+            }
+            n = rx.recv_many(buf, room) => if n == 0 { return false },
+            _ = tokio::time::sleep_until(until) => return false,
+        }
+    }
+    false
+}
+
 async fn write_ledger(
     store: Arc<dyn Store>,
     mut rx: tokio::sync::mpsc::Receiver<LedgerEntry>,
     stop: CancellationToken,
 ) {
-    let mut buf = Vec::with_capacity(512);
+    let mut buf = Vec::with_capacity(LEDGER_ROWS);
     let mut closed = false;
     loop {
         let received = if closed {
-            rx.recv_many(&mut buf, 512).await
+            rx.recv_many(&mut buf, LEDGER_ROWS).await
         } else {
             tokio::select! {
                 biased;
-                n = rx.recv_many(&mut buf, 512) => n,
+                n = rx.recv_many(&mut buf, LEDGER_ROWS) => n,
                 _ = stop.cancelled() => {
                     rx.close();
                     closed = true;
@@ -275,6 +308,9 @@ async fn write_ledger(
         };
         if received == 0 {
             break;
+        }
+        if !closed {
+            closed = linger(&mut rx, &mut buf, &stop).await;
         }
         if let Err(e) = store.record(&buf).await {
             tracing::warn!(error = %e, entries = buf.len(), "ledger write failed");

@@ -551,37 +551,41 @@ async fn complete_job(
     Ok(won)
 }
 
+/// Ledger rows per `INSERT` statement: 19 parameters each, well under SQLite's limit of
+/// 32,766 bound parameters. One statement is one round trip to SQLite's worker thread, so
+/// many rows per statement is what keeps the ledger off the request path's CPU.
+const LEDGER_ROWS_PER_INSERT: usize = 256;
+
 async fn record(conn: &mut SqliteConnection, entries: &[LedgerEntry]) -> Result<()> {
-    for e in entries {
-        sqlx::query(
+    for chunk in entries.chunks(LEDGER_ROWS_PER_INSERT) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "INSERT INTO ledger (at_ms, route, client, provider, model, tier, status, \
              input_tokens, cached_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, \
              output_tokens, cost_usd, baseline_usd, savings_batch_usd, savings_flex_usd, \
-             savings_prompt_cache_usd, savings_response_cache_usd, wasted) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(e.at_ms)
-        .bind(&e.route)
-        .bind(&e.client)
-        .bind(e.provider.as_str())
-        .bind(&e.model)
-        .bind(e.tier.as_str())
-        .bind(i64::from(e.status))
-        .bind(count(e.usage.input_tokens))
-        .bind(count(e.usage.cached_input_tokens))
-        .bind(count(e.usage.cache_write_5m_tokens))
-        .bind(count(e.usage.cache_write_1h_tokens))
-        .bind(count(e.usage.output_tokens))
-        .bind(e.cost_usd)
-        .bind(e.baseline_usd)
-        .bind(e.savings_usd[0])
-        .bind(e.savings_usd[1])
-        .bind(e.savings_usd[2])
-        .bind(e.savings_usd[3])
-        .bind(e.wasted)
-        .execute(&mut *conn)
-        .await
-        .map_err(db_error)?;
+             savings_prompt_cache_usd, savings_response_cache_usd, wasted) ",
+        );
+        q.push_values(chunk, |mut row, e| {
+            row.push_bind(e.at_ms)
+                .push_bind(e.route.as_str())
+                .push_bind(e.client.as_str())
+                .push_bind(e.provider.as_str())
+                .push_bind(e.model.as_str())
+                .push_bind(e.tier.as_str())
+                .push_bind(i64::from(e.status))
+                .push_bind(count(e.usage.input_tokens))
+                .push_bind(count(e.usage.cached_input_tokens))
+                .push_bind(count(e.usage.cache_write_5m_tokens))
+                .push_bind(count(e.usage.cache_write_1h_tokens))
+                .push_bind(count(e.usage.output_tokens))
+                .push_bind(e.cost_usd)
+                .push_bind(e.baseline_usd)
+                .push_bind(e.savings_usd[0])
+                .push_bind(e.savings_usd[1])
+                .push_bind(e.savings_usd[2])
+                .push_bind(e.savings_usd[3])
+                .push_bind(e.wasted);
+        });
+        q.build().execute(&mut *conn).await.map_err(db_error)?;
     }
     Ok(())
 }
