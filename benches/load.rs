@@ -187,27 +187,7 @@ fn run_main() -> Result<(), BoxError> {
     let mut verdicts = Verdicts::default();
     let mut all_answered = rt.block_on(async {
         let client = generator::client();
-        wait_ready(
-            &client,
-            &mut procs,
-            "simulator",
-            format!("http://{sim}/v1/models"),
-        )
-        .await?;
-        wait_ready(
-            &client,
-            &mut procs,
-            "sluice serve",
-            format!("http://{gateway}/healthz"),
-        )
-        .await?;
-        wait_ready(
-            &client,
-            &mut procs,
-            "bare forwarder",
-            format!("http://{bare}/v1/models"),
-        )
-        .await?;
+        wait_all_ready(&client, &mut procs, sim, gateway, bare).await?;
         let targets = [("direct", sim), ("bare", bare), ("sluice", gateway)];
         let answered = run(&plan, quick, &targets, &mut verdicts).await?;
         let plain = chat_body(false);
@@ -269,6 +249,22 @@ fn free_addrs() -> Result<[SocketAddr; 3], BoxError> {
         listeners[1].local_addr()?,
         listeners[2].local_addr()?,
     ])
+}
+
+/// Waits for the simulator, the gateway and the bare forwarder to answer.
+async fn wait_all_ready(
+    client: &HttpClient,
+    procs: &mut Procs,
+    sim: SocketAddr,
+    gateway: SocketAddr,
+    bare: SocketAddr,
+) -> Result<(), BoxError> {
+    let sim_url = format!("http://{sim}/v1/models");
+    wait_ready(client, procs, "simulator", sim_url).await?;
+    let gateway_url = format!("http://{gateway}/healthz");
+    wait_ready(client, procs, "sluice serve", gateway_url).await?;
+    let bare_url = format!("http://{bare}/v1/models");
+    wait_ready(client, procs, "bare forwarder", bare_url).await
 }
 
 async fn wait_ready(

@@ -15,7 +15,7 @@ use std::time::Duration;
 use super::deferred::{self, TempStore};
 use super::generator::{self, percentile};
 use super::{
-    BoxError, GOAL_LATENCY, GOAL_THROUGHPUT, Procs, chat_body, free_addrs, shot, wait_ready,
+    BoxError, GOAL_LATENCY, GOAL_THROUGHPUT, Procs, chat_body, free_addrs, shot, wait_all_ready,
 };
 
 /// Goal when the bare forwarder is limited by the generator: CPU per request.
@@ -167,27 +167,7 @@ pub fn run(sluice: &Path, quick: bool) -> Result<(), BoxError> {
     let body = chat_body(false);
     let (bares, sluices) = rt.block_on(async {
         let client = generator::client();
-        wait_ready(
-            &client,
-            &mut procs,
-            "simulator",
-            format!("http://{sim}/v1/models"),
-        )
-        .await?;
-        wait_ready(
-            &client,
-            &mut procs,
-            "sluice serve",
-            format!("http://{gateway}/healthz"),
-        )
-        .await?;
-        wait_ready(
-            &client,
-            &mut procs,
-            "bare forwarder",
-            format!("http://{bare}/v1/models"),
-        )
-        .await?;
+        wait_all_ready(&client, &mut procs, sim, gateway, bare).await?;
         let (mut bares, mut sluices) = (Vec::new(), Vec::new());
         for _ in 0..plan.passes {
             bares.push(pass(&plan, bare, bare_pid, &body).await?);
