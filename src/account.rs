@@ -1,13 +1,14 @@
 //! Accounting: the last stage of every answer. Prices the usage, picks closed-set metric
 //! labels, and records requests, cost, baseline, savings and tokens exactly once.
 
+mod ledger;
+
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::mpsc::error::TrySendError;
-use tokio_util::sync::CancellationToken;
-
-use crate::lifecycle::{Tasks, Unfinished};
+pub use self::ledger::LEDGER_LINGER;
+use self::ledger::{Labels, Ledger, Refused};
+use crate::lifecycle::Unfinished;
 use crate::metrics::Metrics;
 use crate::policy::ModelMap;
 use crate::pricing::{PriceTable, Priced, price};
@@ -40,20 +41,10 @@ pub struct Accountant {
     models: ModelMap,
     metrics: Arc<Metrics>,
     warned: Mutex<HashSet<u64>>,
-    /// Every answer also goes to the durable ledger (`sluice report`), written in batches
-    /// by a background task so the request path never waits on the store.
+    /// Every answer is also summed into the durable ledger (`sluice report`), written by a
+    /// background task so the request path never waits on the store.
     ledger: Option<Ledger>,
 }
-
-/// The ledger queue and its writer task.
-struct Ledger {
-    tx: tokio::sync::mpsc::Sender<LedgerEntry>,
-    writer: Tasks,
-}
-
-/// Entries waiting for the ledger writer; beyond this the newest are dropped (and logged):
-/// the metrics still have them, and the request path must not block on accounting.
-const LEDGER_QUEUE: usize = 65_536;
 
 impl Accountant {
     pub fn new(prices: Arc<PriceTable>, models: ModelMap, metrics: Arc<Metrics>) -> Accountant {
@@ -69,10 +60,7 @@ impl Accountant {
     /// Writes every recorded answer to `store`'s ledger too, until [`Accountant::close_ledger`].
     /// Needs a Tokio runtime.
     pub fn with_ledger(mut self, store: Arc<dyn Store>) -> Accountant {
-        let (tx, rx) = tokio::sync::mpsc::channel::<LedgerEntry>(LEDGER_QUEUE);
-        let writer = Tasks::new("ledger writer");
-        writer.spawn(write_ledger(store, rx, writer.token().clone()));
-        self.ledger = Some(Ledger { tx, writer });
+        self.ledger = Some(Ledger::new(store));
         self
     }
 
@@ -81,7 +69,7 @@ impl Accountant {
     /// until `deadline`.
     pub async fn close_ledger(&self, deadline: tokio::time::Instant) -> Result<(), Unfinished> {
         match &self.ledger {
-            Some(l) => l.writer.shutdown(deadline).await,
+            Some(l) => l.close(deadline).await,
             None => Ok(()),
         }
     }
@@ -105,18 +93,30 @@ impl Accountant {
         self.prices.get(model).map(|(_, p)| price(p, tier, usage))
     }
 
-    /// Records one answer: metrics now, the ledger entry through the background writer.
-    /// Returns its price when the model is priced and usage is known.
+    /// Records one answer: metrics now, its sums into the ledger's minute row (written by
+    /// the background writer). Returns its price when the model is priced and usage is known.
     pub fn record(&self, a: &Answer<'_>) -> Option<Priced> {
-        let (priced, entry) = self.price(a, crate::clock::now_ms());
+        let (priced, charge) = self.charge(a);
         self.record_metrics(a, priced.as_ref());
         if let Some(l) = &self.ledger {
-            match l.tx.try_send(entry) {
+            let labels = Labels {
+                at_ms: crate::clock::now_ms(),
+                route: a.route,
+                client: a.client,
+                provider: a.provider,
+                model: self.model_label(a.model),
+                tier: a.tier,
+            };
+            let usage = a.usage.unwrap_or_default();
+            let added = l.add(&labels, |sums| {
+                sums.add_answer(a.status, &usage, charge.0, charge.1, charge.2, false)
+            });
+            match added {
                 Ok(()) => {}
-                Err(TrySendError::Full(_)) => tracing::warn!(
-                    "ledger queue full: an answer is in the metrics but not in the ledger"
+                Err(Refused::Full) => tracing::warn!(
+                    "ledger buffer full: an answer is in the metrics but not in the ledger"
                 ),
-                Err(TrySendError::Closed(_)) => tracing::warn!(
+                Err(Refused::Closed) => tracing::warn!(
                     "ledger closed (shut down): an answer is in the metrics but not in the ledger"
                 ),
             }
@@ -127,21 +127,7 @@ impl Accountant {
     /// Prices an answer and builds its ledger entry, recording nothing (the deferred path
     /// stores the entry in the same transaction as the answer).
     pub fn price(&self, a: &Answer<'_>, at_ms: i64) -> (Option<Priced>, LedgerEntry) {
-        let usage = a.usage.unwrap_or_default();
-        let priced = a.usage.and_then(|u| self.quote(a.model, a.tier, &u));
-        if a.usage.is_some() && priced.is_none() {
-            self.warn_unpriced(a.model);
-        }
-        if let Some(served) = priced.as_ref().and_then(|p| p.unrated_tier) {
-            self.warn_unrated(a.model, served);
-        }
-        let (cost_usd, baseline_usd, savings_usd) = match &priced {
-            Some(p) => {
-                let s = p.savings.by_lever();
-                (p.cost_usd, p.baseline_usd, [s[0].1, s[1].1, s[2].1, s[3].1])
-            }
-            None => (0.0, 0.0, [0.0; 4]),
-        };
+        let (priced, (cost_usd, baseline_usd, savings_usd)) = self.charge(a);
         let entry = LedgerEntry {
             at_ms,
             route: a.route.to_owned(),
@@ -150,13 +136,32 @@ impl Accountant {
             model: self.model_label(a.model).to_owned(),
             tier: a.tier,
             status: a.status,
-            usage,
+            usage: a.usage.unwrap_or_default(),
             cost_usd,
             baseline_usd,
             savings_usd,
             wasted: false,
         };
         (priced, entry)
+    }
+
+    /// The price of an answer and its (cost, baseline, savings by lever), zero when unpriced.
+    fn charge(&self, a: &Answer<'_>) -> (Option<Priced>, (f64, f64, [f64; 4])) {
+        let priced = a.usage.and_then(|u| self.quote(a.model, a.tier, &u));
+        if a.usage.is_some() && priced.is_none() {
+            self.warn_unpriced(a.model);
+        }
+        if let Some(served) = priced.as_ref().and_then(|p| p.unrated_tier) {
+            self.warn_unrated(a.model, served);
+        }
+        let charge = match &priced {
+            Some(p) => {
+                let s = p.savings.by_lever();
+                (p.cost_usd, p.baseline_usd, [s[0].1, s[1].1, s[2].1, s[3].1])
+            }
+            None => (0.0, 0.0, [0.0; 4]),
+        };
+        (priced, charge)
     }
 
     /// The metrics of one answer, priced with [`Accountant::price`].
@@ -250,75 +255,6 @@ fn loggable(model: &str) -> (&str, bool) {
     (&model[..end], end < model.len())
 }
 
-/// The ledger writer: batches of up to 512 entries, until `stop`; then the queue is closed
-/// and what it holds is still written.
-/// Most ledger entries written at once.
-const LEDGER_ROWS: usize = 4096;
-
-/// How long the writer gathers entries after the first before writing them: one write (a
-/// few multi-row statements in one transaction) per this interval instead of one per
-/// answer, which kept SQLite's worker thread and its wake-ups on every request's CPU. It
-/// is also what a crash can lose of the interactive ledger (the metrics have it; deferred
-/// answers commit their entry with the answer itself); a clean shutdown loses nothing.
-pub const LEDGER_LINGER: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// Gathers more entries for up to [`LEDGER_LINGER`]. Returns whether a stop arrived (the
-/// queue is then closed, and what is still in it is read by the caller).
-async fn linger(
-    rx: &mut tokio::sync::mpsc::Receiver<LedgerEntry>,
-    buf: &mut Vec<LedgerEntry>,
-    stop: &CancellationToken,
-) -> bool {
-    let until = tokio::time::Instant::now() + LEDGER_LINGER;
-    while buf.len() < LEDGER_ROWS {
-        let room = LEDGER_ROWS - buf.len();
-        tokio::select! {
-            biased;
-            _ = stop.cancelled() => {
-                rx.close();
-                return true;
-            }
-            n = rx.recv_many(buf, room) => if n == 0 { return false },
-            _ = tokio::time::sleep_until(until) => return false,
-        }
-    }
-    false
-}
-
-async fn write_ledger(
-    store: Arc<dyn Store>,
-    mut rx: tokio::sync::mpsc::Receiver<LedgerEntry>,
-    stop: CancellationToken,
-) {
-    let mut buf = Vec::with_capacity(LEDGER_ROWS);
-    let mut closed = false;
-    loop {
-        let received = if closed {
-            rx.recv_many(&mut buf, LEDGER_ROWS).await
-        } else {
-            tokio::select! {
-                biased;
-                n = rx.recv_many(&mut buf, LEDGER_ROWS) => n,
-                _ = stop.cancelled() => {
-                    rx.close();
-                    closed = true;
-                    continue;
-                }
-            }
-        };
-        if received == 0 {
-            break;
-        }
-        if !closed {
-            closed = linger(&mut rx, &mut buf, &stop).await;
-        }
-        if let Err(e) = store.record(&buf).await {
-            tracing::warn!(error = %e, entries = buf.len(), "ledger write failed");
-        }
-        buf.clear();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -397,7 +333,7 @@ mod tests {
             metrics,
         )
         .with_ledger(store.clone());
-        // More than one writer batch (512), all queued before the writer runs at all.
+        // All added before the writer runs at all.
         const N: u64 = 1_300;
         for i in 0..N {
             a.record(&Answer {
@@ -422,6 +358,8 @@ mod tests {
         a.close_ledger(deadline).await.unwrap();
         let rows = store.report(0).await.unwrap();
         assert_eq!(rows.iter().map(|r| r.requests).sum::<u64>(), N);
+        // Summed, not a row each: two tiers, in one minute (or two, on a boundary).
+        assert!(store.ledger_rows().await.unwrap() <= 4);
         // Closed: a late answer is counted in the metrics only.
         a.record(&Answer {
             route: "default",

@@ -8,6 +8,7 @@
 //! overwrite a fallback answer. Times are unix milliseconds passed in by the caller: the
 //! store never reads the clock, which keeps it deterministic under test.
 
+pub mod ledger;
 pub mod sqlite;
 mod url;
 
@@ -231,7 +232,7 @@ pub struct FlushUpdate {
     pub create_attempts: Option<u32>,
 }
 
-/// One priced answer in the durable ledger (`sluice report`, turnaround).
+/// One priced answer, as the ledger sums it (see [`ledger`]: rows are per-minute sums).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LedgerEntry {
     pub at_ms: i64,
@@ -355,9 +356,19 @@ pub trait Store: Send + Sync + 'static {
         ledger: Option<LedgerEntry>,
     ) -> Result<bool>;
 
-    async fn record(&self, entries: &[LedgerEntry]) -> Result<()>;
+    /// Adds these sums to the ledger rows of the same minute and labels.
+    async fn record(&self, rows: &[ledger::LedgerRow]) -> Result<()>;
 
+    /// Ledger totals per route, client and tier over every row whose period ends after
+    /// `since_ms`: from the minute that holds it (its hour, where minutes were folded).
     async fn report(&self, since_ms: i64) -> Result<Vec<ReportRow>>;
+
+    /// Folds the ledger's minute rows before `before_ms` (an hour boundary) into one row per
+    /// hour and labels. Returns how many rows it removed.
+    async fn compact_ledger(&self, before_ms: i64) -> Result<u64>;
+
+    /// How many rows the ledger holds.
+    async fn ledger_rows(&self) -> Result<u64>;
 
     /// Submit-to-end durations (ms) of the last `limit` ended flushes for a provider and model.
     async fn turnarounds(&self, provider: Provider, model: &str, limit: u32) -> Result<Vec<i64>>;

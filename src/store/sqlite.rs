@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use self::rows::{FLUSH_COLUMNS, JOB_COLUMNS, db_error, migrate_error};
 use self::writer::Request;
+use super::ledger::LedgerRow;
 use super::{
     Enqueued, Flush, FlushUpdate, Job, JobResult, LedgerEntry, NewFlush, NewJob, QueuedJob,
     ReportRow, Result, Store, StoreError,
@@ -370,24 +371,22 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn record(&self, entries: &[LedgerEntry]) -> Result<()> {
-        if entries.is_empty() {
+    async fn record(&self, rows: &[LedgerRow]) -> Result<()> {
+        if rows.is_empty() {
             return Ok(());
         }
-        let entries = entries.to_vec();
-        self.write(|reply| Request::Record(entries, reply)).await
+        let rows = rows.to_vec();
+        self.write(|reply| Request::Record(rows, reply)).await
     }
 
     async fn report(&self, since_ms: i64) -> Result<Vec<ReportRow>> {
         let found = sqlx::query(
-            "SELECT route, client, tier, \
-             SUM(CASE WHEN wasted = 0 THEN 1 ELSE 0 END) AS requests, \
-             TOTAL(CASE WHEN wasted = 0 THEN cost_usd END) AS cost_usd, \
-             TOTAL(CASE WHEN wasted = 0 THEN baseline_usd END) AS baseline_usd, \
-             TOTAL(CASE WHEN wasted = 0 THEN savings_batch_usd + savings_flex_usd \
-                 + savings_prompt_cache_usd + savings_response_cache_usd END) AS savings_usd, \
-             TOTAL(CASE WHEN wasted <> 0 THEN cost_usd END) AS wasted_usd \
-             FROM ledger WHERE at_ms >= ? GROUP BY route, client, tier \
+            "SELECT route, client, tier, SUM(requests) AS requests, \
+             TOTAL(cost_usd) AS cost_usd, TOTAL(baseline_usd) AS baseline_usd, \
+             TOTAL(savings_batch_usd + savings_flex_usd + savings_prompt_cache_usd \
+                 + savings_response_cache_usd) AS savings_usd, \
+             TOTAL(wasted_usd) AS wasted_usd \
+             FROM ledger_rollup WHERE bucket_ms + width_ms > ? GROUP BY route, client, tier \
              ORDER BY route, client, tier",
         )
         .bind(since_ms)
@@ -395,6 +394,19 @@ impl Store for SqliteStore {
         .await
         .map_err(db_error)?;
         found.iter().map(rows::report_row).collect()
+    }
+
+    async fn compact_ledger(&self, before_ms: i64) -> Result<u64> {
+        self.write(|reply| Request::CompactLedger(before_ms, reply))
+            .await
+    }
+
+    async fn ledger_rows(&self) -> Result<u64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM ledger_rollup")
+            .fetch_one(&self.read)
+            .await
+            .map_err(db_error)?;
+        rows::i64_column(&row, "n").map(|n| n.max(0) as u64)
     }
 
     async fn turnarounds(&self, provider: Provider, model: &str, limit: u32) -> Result<Vec<i64>> {

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use tokio::task::JoinSet;
 
 use super::SqliteStore;
+use crate::store::ledger::rollup;
 use crate::store::{
     Enqueued, FlushState, FlushUpdate, JobResult, JobState, LedgerEntry, NewFlush, NewJob, Store,
     StoreError,
@@ -654,14 +655,14 @@ async fn close_commits_what_was_queued_then_refuses_writes() {
     // their callers gone, as at shutdown.
     for i in 0..50 {
         let queued = store
-            .record(&[entry(i, "r", "c", Tier::Batch, 1.0, false)])
+            .record(&rollup(&[entry(i, "r", "c", Tier::Batch, 1.0, false)]))
             .now_or_never();
         assert!(queued.is_none(), "not committed yet");
     }
     store.close().await;
     assert!(matches!(
         store
-            .record(&[entry(99, "r", "c", Tier::Batch, 1.0, false)])
+            .record(&rollup(&[entry(99, "r", "c", Tier::Batch, 1.0, false)]))
             .await,
         Err(StoreError::Unavailable(_))
     ));
@@ -733,22 +734,25 @@ fn entry(
     }
 }
 
+const MIN: i64 = 60_000;
+
 #[tokio::test]
 async fn report_groups_by_route_client_tier_and_separates_waste() {
     let store = SqliteStore::open("sqlite::memory:").await.unwrap();
     store
-        .record(&[
-            entry(5, "r1", "alice", Tier::Batch, 99.0, false), // before `since`
-            entry(10, "r1", "alice", Tier::Batch, 1.0, false),
-            entry(11, "r1", "alice", Tier::Batch, 3.0, false),
-            entry(12, "r1", "alice", Tier::Batch, 0.5, true),
-            entry(12, "r1", "alice", Tier::Interactive, 2.0, false),
-            entry(13, "r2", "bob", Tier::Flex, 4.0, false),
-        ])
+        .record(&rollup(&[
+            entry(9 * MIN + 59_999, "r1", "alice", Tier::Batch, 99.0, false), // before `since`
+            entry(10 * MIN, "r1", "alice", Tier::Batch, 1.0, false),
+            entry(10 * MIN + 5, "r1", "alice", Tier::Batch, 3.0, false),
+            entry(12 * MIN, "r1", "alice", Tier::Batch, 0.5, true),
+            entry(12 * MIN, "r1", "alice", Tier::Interactive, 2.0, false),
+            entry(13 * MIN, "r2", "bob", Tier::Flex, 4.0, false),
+        ]))
         .await
         .unwrap();
     store.record(&[]).await.unwrap();
-    let rows = store.report(10).await.unwrap();
+    // `since` inside a minute reports that whole minute.
+    let rows = store.report(10 * MIN + 30_000).await.unwrap();
     assert_eq!(rows.len(), 3);
     let batch = &rows[0];
     assert_eq!(
@@ -773,7 +777,148 @@ async fn report_groups_by_route_client_tier_and_separates_waste() {
         ),
         ("r2", "bob", Tier::Flex, 1)
     );
-    assert!(store.report(100).await.unwrap().is_empty());
+    assert!(store.report(14 * MIN).await.unwrap().is_empty());
+    assert_eq!(store.report(0).await.unwrap()[0].requests, 3);
+}
+
+#[tokio::test]
+async fn the_ledger_grows_with_minutes_and_labels_not_with_answers() {
+    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    // 20,000 answers in two writes over one minute and two clients: two rows.
+    for half in 0..2 {
+        let answers: Vec<LedgerEntry> = (0..10_000)
+            .map(|i| {
+                let client = if i % 2 == 0 { "alice" } else { "bob" };
+                entry(
+                    MIN + half * 30_000 + i,
+                    "r",
+                    client,
+                    Tier::Interactive,
+                    0.001,
+                    false,
+                )
+            })
+            .collect();
+        store.record(&rollup(&answers)).await.unwrap();
+    }
+    assert_eq!(store.ledger_rows().await.unwrap(), 2);
+    // A deferred answer committed with its job lands in the same row.
+    enqueue_all(&store, &["job_1"], 1).await;
+    let mut e = entry(MIN + 1, "r", "alice", Tier::Interactive, 0.5, false);
+    e.status = 500;
+    assert!(
+        store
+            .complete_job("job_1", result(500, "x", MIN + 1), Some(e))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.ledger_rows().await.unwrap(), 2);
+    let rows = store.report(0).await.unwrap();
+    let alice = rows.iter().find(|r| r.client == "alice").unwrap();
+    assert_eq!(alice.requests, 10_001);
+    assert!(
+        (alice.cost_usd - (10.0 + 0.5)).abs() < 1e-6,
+        "{}",
+        alice.cost_usd
+    );
+}
+
+#[tokio::test]
+async fn old_minutes_fold_into_hours_and_keep_their_totals() {
+    use crate::store::ledger::{HOUR_MS, MINUTE_RETENTION, fold_before};
+    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    // Every minute of hours 1 and 2 (and of hour 3, too recent to fold) for two tiers, plus
+    // waste; hour 1's first minute is the row its hour folds into.
+    let mut answers = Vec::new();
+    for m in 60..240 {
+        answers.push(entry(m * MIN + 7, "r", "c", Tier::Batch, 1.0, false));
+        answers.push(entry(m * MIN + 8, "r", "c", Tier::Interactive, 2.0, false));
+    }
+    answers.push(entry(61 * MIN, "r", "c", Tier::Batch, 0.25, true));
+    store.record(&rollup(&answers)).await.unwrap();
+    assert_eq!(store.ledger_rows().await.unwrap(), 360);
+    let before = store.report(0).await.unwrap();
+
+    let now = MINUTE_RETENTION.as_millis() as i64 + 3 * HOUR_MS + 59 * MIN;
+    assert_eq!(fold_before(now), 3 * HOUR_MS);
+    let removed = store.compact_ledger(fold_before(now)).await.unwrap();
+    // Hours 1 and 2: 59 minute rows each per tier removed, their hour rows kept.
+    assert_eq!(removed, 2 * 2 * 59);
+    assert_eq!(store.ledger_rows().await.unwrap(), 2 * 2 + 2 * 60);
+    let after = store.report(0).await.unwrap();
+    assert_eq!(before.len(), after.len());
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(
+            (&b.route, &b.client, b.tier, b.requests),
+            (&a.route, &a.client, a.tier, a.requests)
+        );
+        assert!((b.cost_usd - a.cost_usd).abs() < 1e-9);
+        assert!((b.savings_usd - a.savings_usd).abs() < 1e-9);
+        assert!((b.wasted_usd - a.wasted_usd).abs() < 1e-9);
+    }
+    // A folded hour reports whole: from inside hour 2, all of hour 2 and hour 3.
+    let from_hour_2 = store.report(2 * HOUR_MS + 30 * MIN).await.unwrap();
+    let batch = from_hour_2.iter().find(|r| r.tier == Tier::Batch).unwrap();
+    assert_eq!(batch.requests, 120);
+    // Folding again changes nothing.
+    assert_eq!(store.compact_ledger(fold_before(now)).await.unwrap(), 0);
+    assert_eq!(store.ledger_rows().await.unwrap(), 2 * 2 + 2 * 60);
+}
+
+#[tokio::test]
+async fn a_ledger_of_rows_per_answer_is_summed_into_minutes_on_upgrade() {
+    let db = TempDb::new("upgrade");
+    // The schema before the rollup (migrations 0001-0003), with per-answer rows.
+    let dir = std::env::temp_dir().join(format!("sluice-old-migrations-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
+    for f in ["0001_init.sql", "0002_probe.sql", "0003_fallback_lease.sql"] {
+        std::fs::copy(format!("{src}/{f}"), dir.join(f)).unwrap();
+    }
+    let pool = sqlx::SqlitePool::connect(&format!("{}?mode=rwc", db.url()))
+        .await
+        .unwrap();
+    sqlx::migrate::Migrator::new(dir.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    for (at, client, status, cost, wasted) in [
+        (MIN + 1, "a", 200, 1.0, 0),
+        (MIN + 2, "a", 503, 2.0, 0),
+        (MIN + 3, "a", 200, 4.0, 1),
+        (2 * MIN, "b", 200, 8.0, 0),
+    ] {
+        sqlx::query(
+            "INSERT INTO ledger (at_ms, route, client, provider, model, tier, status, \
+             input_tokens, cached_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, \
+             output_tokens, cost_usd, baseline_usd, savings_batch_usd, savings_flex_usd, \
+             savings_prompt_cache_usd, savings_response_cache_usd, wasted) \
+             VALUES (?, 'r', ?, 'openai', 'gpt-4o-mini', 'batch', ?, 10, 0, 0, 0, 1, ?, ?, ?, 0, 0, 0, ?)",
+        )
+        .bind(at)
+        .bind(client)
+        .bind(status)
+        .bind(cost)
+        .bind(cost * 2.0)
+        .bind(cost)
+        .bind(wasted)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    pool.close().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let store = db.open().await;
+    assert_eq!(store.ledger_rows().await.unwrap(), 2);
+    let rows = store.report(0).await.unwrap();
+    let a = &rows[0];
+    assert_eq!((a.client.as_str(), a.requests), ("a", 2));
+    assert!((a.cost_usd - 3.0).abs() < 1e-9 && (a.baseline_usd - 6.0).abs() < 1e-9);
+    assert!((a.savings_usd - 3.0).abs() < 1e-9 && (a.wasted_usd - 4.0).abs() < 1e-9);
+    assert_eq!((rows[1].client.as_str(), rows[1].requests), ("b", 1));
 }
 
 #[tokio::test]
@@ -887,7 +1032,7 @@ async fn reopen_after_drop_keeps_everything() {
                 .unwrap()
         );
         store
-            .record(&[entry(3, "r", "c", Tier::Batch, 1.5, false)])
+            .record(&rollup(&[entry(3, "r", "c", Tier::Batch, 1.5, false)]))
             .await
             .unwrap();
     }

@@ -325,6 +325,10 @@ impl Engine {
                 if let Err(e) = self.store.purge(now - ms(self.cfg.result_retention)).await {
                     tracing::warn!(error = %e, "purging old results failed");
                 }
+                let fold = crate::store::ledger::fold_before(now);
+                if let Err(e) = self.store.compact_ledger(fold).await {
+                    tracing::warn!(error = %e, "folding old ledger minutes into hours failed");
+                }
             }
             let sleep = Duration::from_millis(
                 (next - now).clamp(10, ms(self.cfg.poll_interval).max(10)) as u64,

@@ -5,6 +5,7 @@ use super::*;
 use crate::error::GatewayError;
 use crate::providers::BatchState;
 use crate::providers::lines::LineSplitter;
+use crate::store::ledger::LedgerRow;
 
 impl Engine {
     /// A terminal batch: deliver every result line, put back what did not run.
@@ -234,11 +235,11 @@ impl Engine {
                 .with_label_values(&[&job.route, reason])
                 .inc_by(entry.cost_usd);
             self.store
-                .record(&[LedgerEntry {
+                .record(&[LedgerRow::of(&LedgerEntry {
                     wasted: true,
                     savings_usd: [0.0; 4],
                     ..entry
-                }])
+                })])
                 .await?;
         }
         Ok(())

@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::rows::{self, FLUSH_COLUMNS, JOB_COLUMNS, count, db_error, dup};
+use crate::store::ledger::{LedgerRow, MINUTE_MS};
 use crate::store::{
     Enqueued, Flush, FlushState, FlushUpdate, JobResult, JobState, LedgerEntry, NewFlush, NewJob,
     Result, StoreError,
@@ -69,8 +70,9 @@ pub(super) enum Request {
         reply: Reply<bool>,
     },
     CompleteJob(String, JobResult, Option<LedgerEntry>, Reply<bool>),
-    Record(Vec<LedgerEntry>, Reply<()>),
+    Record(Vec<LedgerRow>, Reply<()>),
     Purge(i64, Reply<u64>),
+    CompactLedger(i64, Reply<u64>),
     /// The readiness probe: overwrites the one row of `probe`.
     Probe(i64, Reply<()>),
 }
@@ -117,6 +119,7 @@ impl Request {
                 | Request::Requeue(..)
                 | Request::Record(..)
                 | Request::CompleteJob(..)
+                | Request::CompactLedger(..)
         )
     }
 
@@ -132,6 +135,7 @@ impl Request {
             Request::CompleteJob(_, _, _, r) => fail(r, e),
             Request::Record(_, r) => fail(r, e),
             Request::Purge(_, r) => fail(r, e),
+            Request::CompactLedger(_, r) => fail(r, e),
             Request::Probe(_, r) => fail(r, e),
         }
     }
@@ -185,8 +189,11 @@ impl Request {
             Request::CompleteJob(id, result, entry, r) => {
                 settle(r, complete_job(conn, &id, result, entry).await)
             }
-            Request::Record(entries, r) => settle(r, record(conn, &entries).await),
+            Request::Record(rows, r) => settle(r, record(conn, &rows).await),
             Request::Purge(before_ms, r) => settle(r, purge(conn, before_ms).await),
+            Request::CompactLedger(before_ms, r) => {
+                settle(r, compact_ledger(conn, before_ms).await)
+            }
             Request::Probe(at_ms, r) => settle(r, probe(conn, at_ms).await),
         }
     }
@@ -546,48 +553,100 @@ async fn complete_job(
     let won = done.rows_affected() == 1;
     // The answer and its ledger entry commit together: a crash cannot keep one without the other.
     if let (true, Some(e)) = (won, entry) {
-        record(conn, std::slice::from_ref(&e)).await?;
+        record(conn, &[LedgerRow::of(&e)]).await?;
     }
     Ok(won)
 }
 
-/// Ledger rows per `INSERT` statement: 19 parameters each, well under SQLite's limit of
-/// 32,766 bound parameters. One statement is one round trip to SQLite's worker thread, so
-/// many rows per statement is what keeps the ledger off the request path's CPU.
+/// Ledger rows per statement: 22 parameters each, well under SQLite's limit of 32,766
+/// bound parameters. One statement is one round trip to SQLite's worker thread.
 const LEDGER_ROWS_PER_INSERT: usize = 256;
 
-async fn record(conn: &mut SqliteConnection, entries: &[LedgerEntry]) -> Result<()> {
-    for chunk in entries.chunks(LEDGER_ROWS_PER_INSERT) {
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT INTO ledger (at_ms, route, client, provider, model, tier, status, \
-             input_tokens, cached_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, \
-             output_tokens, cost_usd, baseline_usd, savings_batch_usd, savings_flex_usd, \
-             savings_prompt_cache_usd, savings_response_cache_usd, wasted) ",
-        );
-        q.push_values(chunk, |mut row, e| {
-            row.push_bind(e.at_ms)
-                .push_bind(e.route.as_str())
-                .push_bind(e.client.as_str())
-                .push_bind(e.provider.as_str())
-                .push_bind(e.model.as_str())
-                .push_bind(e.tier.as_str())
-                .push_bind(i64::from(e.status))
-                .push_bind(count(e.usage.input_tokens))
-                .push_bind(count(e.usage.cached_input_tokens))
-                .push_bind(count(e.usage.cache_write_5m_tokens))
-                .push_bind(count(e.usage.cache_write_1h_tokens))
-                .push_bind(count(e.usage.output_tokens))
-                .push_bind(e.cost_usd)
-                .push_bind(e.baseline_usd)
-                .push_bind(e.savings_usd[0])
-                .push_bind(e.savings_usd[1])
-                .push_bind(e.savings_usd[2])
-                .push_bind(e.savings_usd[3])
-                .push_bind(e.wasted);
+/// The sums added to a row that exists: the upsert of [`record`] and the fold of
+/// [`compact_ledger`].
+const ADD_SUMS: &str = " ON CONFLICT (bucket_ms, route, client, provider, model, tier) DO UPDATE SET \
+     width_ms = MAX(width_ms, excluded.width_ms), requests = requests + excluded.requests, errors = errors + excluded.errors, \
+     input_tokens = input_tokens + excluded.input_tokens, \
+     cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens, \
+     cache_write_5m_tokens = cache_write_5m_tokens + excluded.cache_write_5m_tokens, \
+     cache_write_1h_tokens = cache_write_1h_tokens + excluded.cache_write_1h_tokens, \
+     output_tokens = output_tokens + excluded.output_tokens, \
+     cost_usd = cost_usd + excluded.cost_usd, \
+     baseline_usd = baseline_usd + excluded.baseline_usd, \
+     savings_batch_usd = savings_batch_usd + excluded.savings_batch_usd, \
+     savings_flex_usd = savings_flex_usd + excluded.savings_flex_usd, \
+     savings_prompt_cache_usd = savings_prompt_cache_usd + excluded.savings_prompt_cache_usd, \
+     savings_response_cache_usd = savings_response_cache_usd + excluded.savings_response_cache_usd, \
+     wasted_requests = wasted_requests + excluded.wasted_requests, \
+     wasted_usd = wasted_usd + excluded.wasted_usd";
+
+const LEDGER_COLUMNS: &str = "bucket_ms, width_ms, route, client, provider, model, tier, requests, errors, \
+     input_tokens, cached_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, \
+     output_tokens, cost_usd, baseline_usd, savings_batch_usd, savings_flex_usd, \
+     savings_prompt_cache_usd, savings_response_cache_usd, wasted_requests, wasted_usd";
+
+async fn record(conn: &mut SqliteConnection, rows: &[LedgerRow]) -> Result<()> {
+    for chunk in rows.chunks(LEDGER_ROWS_PER_INSERT) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
+            "INSERT INTO ledger_rollup ({LEDGER_COLUMNS}) "
+        ));
+        q.push_values(chunk, |mut b, LedgerRow { key: k, sums: s }| {
+            b.push_bind(k.bucket_ms)
+                .push_bind(MINUTE_MS)
+                .push_bind(k.route.as_str())
+                .push_bind(k.client.as_str())
+                .push_bind(k.provider.as_str())
+                .push_bind(k.model.as_str())
+                .push_bind(k.tier.as_str())
+                .push_bind(count(s.requests))
+                .push_bind(count(s.errors))
+                .push_bind(count(s.input_tokens))
+                .push_bind(count(s.cached_input_tokens))
+                .push_bind(count(s.cache_write_5m_tokens))
+                .push_bind(count(s.cache_write_1h_tokens))
+                .push_bind(count(s.output_tokens))
+                .push_bind(s.cost_usd)
+                .push_bind(s.baseline_usd)
+                .push_bind(s.savings_usd[0])
+                .push_bind(s.savings_usd[1])
+                .push_bind(s.savings_usd[2])
+                .push_bind(s.savings_usd[3])
+                .push_bind(count(s.wasted_requests))
+                .push_bind(s.wasted_usd);
         });
+        q.push(ADD_SUMS);
         q.build().execute(&mut *conn).await.map_err(db_error)?;
     }
     Ok(())
+}
+
+/// Minute rows before `before_ms` become their hour's row (the row at the hour's start,
+/// which a minute row may already be), in one savepoint.
+async fn compact_ledger(conn: &mut SqliteConnection, before_ms: i64) -> Result<u64> {
+    const NOT_HOUR: &str = "bucket_ms < ? AND bucket_ms % 3600000 <> 0";
+    let fold = format!(
+        "INSERT INTO ledger_rollup ({LEDGER_COLUMNS}) \
+         SELECT (bucket_ms / 3600000) * 3600000, 3600000, route, client, provider, model, tier, \
+         SUM(requests), SUM(errors), SUM(input_tokens), SUM(cached_input_tokens), \
+         SUM(cache_write_5m_tokens), SUM(cache_write_1h_tokens), SUM(output_tokens), \
+         TOTAL(cost_usd), TOTAL(baseline_usd), TOTAL(savings_batch_usd), \
+         TOTAL(savings_flex_usd), TOTAL(savings_prompt_cache_usd), \
+         TOTAL(savings_response_cache_usd), SUM(wasted_requests), TOTAL(wasted_usd) \
+         FROM ledger_rollup WHERE {NOT_HOUR} \
+         GROUP BY (bucket_ms / 3600000) * 3600000, route, client, provider, model, tier\
+         {ADD_SUMS}"
+    );
+    sqlx::query(&fold)
+        .bind(before_ms)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    let gone = sqlx::query(&format!("DELETE FROM ledger_rollup WHERE {NOT_HOUR}"))
+        .bind(before_ms)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    Ok(gone.rows_affected())
 }
 
 async fn purge(conn: &mut SqliteConnection, before_ms: i64) -> Result<u64> {
