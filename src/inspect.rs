@@ -228,31 +228,30 @@ pub fn rewrite(body: &Bytes, facts: &RequestFacts, add: &Additions) -> Bytes {
     let Some(open) = body.iter().position(|&b| b == b'{') else {
         return body.clone();
     };
-    // Values written over a byte range of the client's body, in body order.
-    let mut over: Vec<(Range<usize>, Vec<u8>)> = Vec::with_capacity(3);
-    let mut inserted = Vec::with_capacity(96);
-    let mut put = |name: &str, span: &Option<Range<usize>>, value: Vec<u8>| match span {
-        Some(span) => over.push((span.clone(), value)),
+    // New members go right after the opening brace; values written over a byte range of
+    // the client's body (an explicit `null`) are applied in body order. Written straight into
+    // the new body: this runs on every request that gets a cache hint.
+    let mut out = BytesMut::with_capacity(body.len() + 128);
+    out.extend_from_slice(&body[..=open]);
+    let mut over: Vec<(Range<usize>, Vec<u8>)> = Vec::new();
+    let mut put = |name: &str, span: &Option<Range<usize>>, value: &[u8]| match span {
+        Some(span) => over.push((span.clone(), value.to_vec())),
         None => {
-            inserted.push(b'"');
-            inserted.extend_from_slice(name.as_bytes());
-            inserted.extend_from_slice(b"\":");
-            inserted.extend_from_slice(&value);
-            inserted.push(b',');
+            out.extend_from_slice(b"\"");
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\":");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b",");
         }
     };
     if let Some(key) = &add.prompt_cache_key {
-        let v = serde_json::Value::from(key.as_str())
-            .to_string()
-            .into_bytes();
-        put("prompt_cache_key", &facts.cache_key_null, v);
+        let mut v = Vec::with_capacity(key.len() + 2);
+        // A JSON string: serializing a `str` into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut v, key.as_str());
+        put("prompt_cache_key", &facts.cache_key_null, &v);
     }
     if add.flex {
-        put(
-            "service_tier",
-            &facts.service_tier_null,
-            b"\"flex\"".to_vec(),
-        );
+        put("service_tier", &facts.service_tier_null, b"\"flex\"");
     }
     if add.include_usage {
         // Keep the client's other stream options; only include_usage changes.
@@ -262,13 +261,10 @@ pub fn rewrite(body: &Bytes, facts: &RequestFacts, add: &Additions) -> Bytes {
             .and_then(|span| serde_json::from_slice(&body[span.clone()]).ok())
             .unwrap_or_default();
         opts.insert("include_usage".into(), serde_json::Value::Bool(true));
-        let v = serde_json::Value::Object(opts).to_string().into_bytes();
-        put("stream_options", &facts.stream_options_span, v);
+        let v = serde_json::to_vec(&opts).unwrap_or_else(|_| b"{\"include_usage\":true}".to_vec());
+        put("stream_options", &facts.stream_options_span, &v);
     }
     over.sort_by_key(|(span, _)| span.start);
-    let mut out = BytesMut::with_capacity(body.len() + 96);
-    out.extend_from_slice(&body[..=open]);
-    out.extend_from_slice(&inserted);
     let mut at = open + 1;
     for (span, value) in over {
         out.extend_from_slice(&body[at..span.start]);

@@ -20,13 +20,27 @@ type Upstream = Client<HttpConnector, Incoming>;
 type Reply = Response<Either<Incoming, Full<Bytes>>>;
 
 /// Serves on `listen` forever, forwarding to `upstream` (`http://host:port`).
-pub fn run(listen: SocketAddr, upstream: String) -> Result<(), crate::BoxError> {
-    let upstream: &'static str = upstream.trim_end_matches('/').to_owned().leak();
+#[allow(dead_code)] // the allocation bench serves on its own runtime
+pub fn run(
+    listen: SocketAddr,
+    upstream: String,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await?;
+        serve(listener, upstream).await
+    })
+}
+
+/// Forwards what `listener` accepts to `upstream`, forever.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    upstream: String,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let upstream: &'static str = upstream.trim_end_matches('/').to_owned().leak();
+    {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let client: Upstream = Client::builder(TokioExecutor::new())
@@ -50,7 +64,7 @@ pub fn run(listen: SocketAddr, upstream: String) -> Result<(), crate::BoxError> 
                     .await;
             });
         }
-    })
+    }
 }
 
 async fn forward(

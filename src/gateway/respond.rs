@@ -16,7 +16,7 @@ pub(super) async fn upstream(
     resp: http::Response<Incoming>,
     sent: Instant,
 ) -> Result<Response<RespBody>, GatewayError> {
-    let (parts, body) = resp.into_parts();
+    let (mut parts, body) = resp.into_parts();
     let streams = plan.translated.map_or(call.facts.stream, |t| t.stream);
     if streams && parts.status.is_success() && forward::is_event_stream(&parts.headers) {
         observe_latency(app, &ctx, sent.elapsed(), call.received.elapsed());
@@ -49,7 +49,7 @@ pub(super) async fn upstream(
                     .boxed_unsync(),
             );
             *out.status_mut() = parts.status;
-            forward::relay_headers(&parts.headers, out.headers_mut());
+            *out.headers_mut() = forward::relay_headers(std::mem::take(&mut parts.headers));
             (answer, out)
         }
     };
@@ -143,7 +143,7 @@ fn stream(
         None => {
             let sse = MeteredSse::new(body, plan.include_usage, on_end);
             let mut out = Response::new(sse.boxed_unsync());
-            forward::relay_headers(&parts.headers, out.headers_mut());
+            *out.headers_mut() = forward::relay_headers(parts.headers);
             out
         }
     };

@@ -171,6 +171,11 @@ impl Framing {
                         self.out = Out::Opaque;
                     } else if log.get(self.next).is_none() {
                         return i;
+                    } else if let Some(at) = memchr::memmem::find(&data[i..], b"\r\n\r\n") {
+                        // The whole head in this write (hyper writes it so): read in place.
+                        let end = i + at + 4;
+                        self.end_of_head(&data[i..end], log);
+                        i = end;
                     } else {
                         self.out = Out::Head(Vec::new());
                     }
@@ -227,22 +232,25 @@ impl Framing {
         }
         let kind = log.get(self.next).unwrap_or(Kind::Other);
         self.next += 1;
+        // Values as bytes, trimmed: this runs for every response, so nothing is copied.
         let header = |name: &'static str| {
             resp.headers
                 .iter()
                 .filter(move |h| h.name.eq_ignore_ascii_case(name))
-                .map(|h| String::from_utf8_lossy(h.value).trim().to_ascii_lowercase())
+                .map(|h| h.value.trim_ascii())
         };
+        let chunked = |v: &[u8]| v.len() >= 7 && v[v.len() - 7..].eq_ignore_ascii_case(b"chunked");
         self.out = if kind == Kind::Head || code == 204 || code == 304 {
             Out::Boundary
         } else if kind == Kind::Connect && (200..300).contains(&code) {
             Out::Opaque
-        } else if header("transfer-encoding").any(|v| v.ends_with("chunked")) {
+        } else if header("transfer-encoding").any(chunked) {
             Out::Chunked(Chunk::Size(0))
         } else {
-            match header("content-length").next().map(|v| v.parse::<u64>()) {
-                Some(Ok(0)) => Out::Boundary,
-                Some(Ok(n)) => Out::Body(n),
+            let length = |v: &[u8]| std::str::from_utf8(v).ok()?.parse::<u64>().ok();
+            match header("content-length").next().map(length) {
+                Some(Some(0)) => Out::Boundary,
+                Some(Some(n)) => Out::Body(n),
                 // Close-delimited: nothing follows it on this connection.
                 _ => Out::Opaque,
             }

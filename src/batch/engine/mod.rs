@@ -89,7 +89,8 @@ pub struct Engine {
     cfg: EngineConfig,
     wake: Notify,
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
-    turnaround: Mutex<HashMap<(Provider, String), Duration>>,
+    /// By provider, then model: looked up by `&str` on every request, without a copy.
+    turnaround: Mutex<HashMap<Provider, HashMap<String, Duration>>>,
     /// Groups whose last batch failed as a whole (e.g. enqueued-token limit): not before.
     backoff: Mutex<HashMap<GroupKey, i64>>,
     /// Jobs whose synchronous fallback this process is sending.
@@ -223,7 +224,8 @@ impl Engine {
     /// Observed p95 batch turnaround for a provider and model, or the prior.
     pub fn turnaround_p95(&self, provider: Provider, model: &str) -> Duration {
         lock(&self.turnaround)
-            .get(&(provider, model.to_owned()))
+            .get(&provider)
+            .and_then(|m| m.get(model))
             .copied()
             .unwrap_or(self.cfg.turnaround_prior)
     }

@@ -280,10 +280,10 @@ impl Engine {
         }
         samples.sort_unstable();
         let p95 = samples[((samples.len() - 1) as f64 * 0.95).round() as usize];
-        lock(&self.turnaround).insert(
-            (provider, model.to_owned()),
-            Duration::from_millis(p95.max(0) as u64),
-        );
+        lock(&self.turnaround)
+            .entry(provider)
+            .or_default()
+            .insert(model.to_owned(), Duration::from_millis(p95.max(0) as u64));
         Ok(())
     }
 
