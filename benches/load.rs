@@ -238,17 +238,16 @@ fn build_sluice() -> Result<PathBuf, BoxError> {
 }
 
 /// Three distinct free loopback ports (all held while picking, then released).
-fn free_addrs() -> Result<[SocketAddr; 3], BoxError> {
-    let listeners = [
-        TcpListener::bind("127.0.0.1:0")?,
-        TcpListener::bind("127.0.0.1:0")?,
-        TcpListener::bind("127.0.0.1:0")?,
-    ];
-    Ok([
-        listeners[0].local_addr()?,
-        listeners[1].local_addr()?,
-        listeners[2].local_addr()?,
-    ])
+/// `N` distinct free loopback ports (all bound at once, then released).
+fn free_addrs<const N: usize>() -> Result<[SocketAddr; N], BoxError> {
+    let listeners = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut addrs = [SocketAddr::from(([127, 0, 0, 1], 0)); N];
+    for (a, l) in addrs.iter_mut().zip(&listeners) {
+        *a = l.local_addr()?;
+    }
+    Ok(addrs)
 }
 
 /// Waits for the simulator, the gateway and the bare forwarder to answer.
@@ -267,7 +266,7 @@ async fn wait_all_ready(
     wait_ready(client, procs, "bare forwarder", bare_url).await
 }
 
-async fn wait_ready(
+pub(crate) async fn wait_ready(
     client: &HttpClient,
     procs: &mut Procs,
     name: &str,

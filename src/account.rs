@@ -2,12 +2,14 @@
 //! labels, and records requests, cost, baseline, savings and tokens exactly once.
 
 mod ledger;
+mod series;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 pub use self::ledger::LEDGER_LINGER;
 use self::ledger::{Labels, Ledger, Refused};
+use self::series::{SeriesCache, SeriesKey};
 use crate::lifecycle::Unfinished;
 use crate::metrics::Metrics;
 use crate::policy::ModelMap;
@@ -41,6 +43,7 @@ pub struct Accountant {
     models: ModelMap,
     metrics: Arc<Metrics>,
     warned: Mutex<HashSet<u64>>,
+    series: SeriesCache,
     /// Every answer is also summed into the durable ledger (`sluice report`), written by a
     /// background task so the request path never waits on the store.
     ledger: Option<Ledger>,
@@ -53,6 +56,7 @@ impl Accountant {
             models,
             metrics,
             warned: Mutex::new(HashSet::new()),
+            series: SeriesCache::default(),
             ledger: None,
         }
     }
@@ -167,45 +171,36 @@ impl Accountant {
     /// The metrics of one answer, priced with [`Accountant::price`].
     pub fn record_metrics(&self, a: &Answer<'_>, priced: Option<&Priced>) {
         let m = &self.metrics;
-        let model = self.model_label(a.model);
-        let provider = a.provider.as_str();
+        let key = SeriesKey {
+            route: a.route,
+            client: a.client,
+            provider: a.provider,
+            model: self.model_label(a.model),
+            tier: a.tier,
+        };
+        let series = self.series.get(&key);
         // Status codes are a closed set of three-digit strings.
         let code = http::StatusCode::from_u16(a.status).ok();
-        let status = code.as_ref().map_or("000", |c| c.as_str());
-        m.requests
-            .with_label_values(&[a.route, a.client, provider, model, a.tier.as_str(), status])
-            .inc();
+        series.request(m, &key, code.as_ref().map_or("000", |c| c.as_str()));
         let Some(usage) = a.usage else { return };
         if a.tier != Tier::ResponseCache {
-            for (kind, n) in [
-                ("input", usage.input_tokens),
-                ("cached_input", usage.cached_input_tokens),
-                (
-                    "cache_write",
-                    usage.cache_write_5m_tokens + usage.cache_write_1h_tokens,
-                ),
-                ("output", usage.output_tokens),
-            ] {
+            let counts = [
+                usage.input_tokens,
+                usage.cached_input_tokens,
+                usage.cache_write_5m_tokens + usage.cache_write_1h_tokens,
+                usage.output_tokens,
+            ];
+            for (kind, n) in counts.into_iter().enumerate() {
                 if n > 0 {
-                    m.tokens
-                        .with_label_values(&[a.route, provider, model, kind])
-                        .inc_by(n as f64);
+                    series.tokens(m, &key, kind, n);
                 }
             }
         }
         let Some(priced) = priced else { return };
-        let tier_labels = [a.route, a.client, provider, model, a.tier.as_str()];
-        m.cost
-            .with_label_values(&tier_labels)
-            .inc_by(priced.cost_usd);
-        m.baseline
-            .with_label_values(&tier_labels)
-            .inc_by(priced.baseline_usd);
-        for (lever, usd) in priced.savings.by_lever() {
+        series.cost(m, &key, priced.cost_usd, priced.baseline_usd);
+        for (i, (lever, usd)) in priced.savings.by_lever().into_iter().enumerate() {
             if usd != 0.0 {
-                m.savings
-                    .with_label_values(&[a.route, a.client, provider, model, lever.as_str()])
-                    .add(usd);
+                series.saving(m, &key, i, lever.as_str(), usd);
             }
         }
     }

@@ -194,6 +194,8 @@ pub fn relay_headers(mut from: HeaderMap) -> HeaderMap {
     for name in DROP_RESPONSE {
         from.remove(name);
     }
+    // Room for the x-sluice-* headers added next.
+    from.reserve(4);
     from
 }
 

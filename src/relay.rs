@@ -96,7 +96,7 @@ impl<B> MeteredSse<B> {
         span: std::ops::Range<usize>,
         removed: &mut Vec<std::ops::Range<usize>>,
     ) {
-        if memchr::memmem::find(event, b"\"usage\"").is_none() {
+        if crate::usage::usage_finder().find(event).is_none() {
             return;
         }
         for line in event.split(|&b| b == b'\n') {

@@ -224,8 +224,7 @@ pub enum EventUsage {
 
 /// Cheap pre-check before parsing: does `"usage"` appear followed by an object?
 fn mentions_usage_object(data: &[u8]) -> bool {
-    let finder = memchr::memmem::find_iter(data, b"\"usage\"");
-    for pos in finder {
+    for pos in usage_finder().find_iter(data) {
         let rest = &data[pos + 7..];
         let mut it = rest.iter().skip_while(|b| b.is_ascii_whitespace());
         if it.next() == Some(&b':') && it.find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
@@ -250,6 +249,14 @@ pub fn from_event_data(data: &[u8]) -> EventUsage {
         Some(u) => EventUsage::Within(u),
         None => EventUsage::None,
     }
+}
+
+/// One searcher for `"usage"` for the process (building one per body or event cost more than
+/// the search).
+pub(crate) fn usage_finder() -> &'static memchr::memmem::Finder<'static> {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\""));
+    &FINDER
 }
 
 #[cfg(test)]

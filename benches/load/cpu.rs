@@ -10,12 +10,16 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
+
+use hyper::header::HeaderValue;
 
 use super::deferred::{self, TempStore};
 use super::generator::{self, percentile};
 use super::{
-    BoxError, GOAL_LATENCY, GOAL_THROUGHPUT, Procs, chat_body, free_addrs, shot, wait_all_ready,
+    BoxError, GOAL_LATENCY, GOAL_THROUGHPUT, GOAL_TTFB, Procs, chat_body, free_addrs, shot,
+    wait_all_ready,
 };
 
 /// Goal when the bare forwarder is limited by the generator: CPU per request.
@@ -28,6 +32,8 @@ pub struct CpuPlan {
     pub warmup: Duration,
     pub rate: f64,
     pub open: Duration,
+    /// Streams per pass (8 at a time), timed to their first `data:` chunk.
+    pub streams: usize,
 }
 
 impl CpuPlan {
@@ -39,6 +45,7 @@ impl CpuPlan {
             warmup: Duration::from_millis(500),
             rate: 200.0,
             open: Duration::from_secs(if quick { 2 } else { 5 }),
+            streams: if quick { 400 } else { 2_000 },
         }
     }
 }
@@ -49,6 +56,8 @@ struct Pass {
     cpu_us: f64,
     p50_ms: f64,
     p99_ms: f64,
+    ttfb_p50_ms: f64,
+    ttfb_p99_ms: f64,
 }
 
 /// Whether this machine has two cores to pin to.
@@ -102,29 +111,62 @@ fn cpu_us(pid: u32) -> Result<f64, BoxError> {
     Ok(ticks * 1e6 / hz)
 }
 
-async fn pass(
-    plan: &CpuPlan,
+/// What one target is sent: its address, pid and the `Authorization` values to rotate.
+struct Target {
+    name: &'static str,
     addr: SocketAddr,
     pid: u32,
-    body: &bytes::Bytes,
-) -> Result<Pass, BoxError> {
+    bearers: Arc<[HeaderValue]>,
+}
+
+async fn pass(plan: &CpuPlan, t: &Target) -> Result<Pass, BoxError> {
     let client = generator::client();
-    let shot = shot(addr, body);
-    generator::closed_loop(&client, &shot, plan.workers, plan.warmup).await;
-    let before = cpu_us(pid)?;
-    let closed = generator::closed_loop(&client, &shot, plan.workers, plan.closed).await;
-    let spent = cpu_us(pid)? - before;
+    let mut json = shot(t.addr, &chat_body(false));
+    json.bearers = t.bearers.clone();
+    let mut stream = shot(t.addr, &chat_body(true));
+    stream.bearers = t.bearers.clone();
+    generator::closed_loop(&client, &json, plan.workers, plan.warmup).await;
+    let before = cpu_us(t.pid)?;
+    let closed = generator::closed_loop(&client, &json, plan.workers, plan.closed).await;
+    let spent = cpu_us(t.pid)? - before;
     if closed.ok() == 0 {
-        return Err(format!("no request to {addr} succeeded: {:?}", closed.errors).into());
+        return Err(format!("no request to {} succeeded: {:?}", t.name, closed.errors).into());
     }
-    let open = generator::open_loop(&client, &shot, plan.rate, plan.open).await;
+    let open = generator::open_loop(&client, &json, plan.rate, plan.open).await;
+    let streams = generator::fixed_count(&client, &stream, 8, plan.streams).await;
+    if streams.ttfb.is_empty() {
+        return Err(format!("no stream from {} succeeded: {:?}", t.name, streams.errors).into());
+    }
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     Ok(Pass {
         rps: closed.rps(),
         cpu_us: spent / closed.ok() as f64,
         p50_ms: ms(percentile(&open.latencies, 0.50)),
         p99_ms: ms(percentile(&open.latencies, 0.99)),
+        ttfb_p50_ms: ms(percentile(&streams.ttfb, 0.50)),
+        ttfb_p99_ms: ms(percentile(&streams.ttfb, 0.99)),
     })
+}
+
+/// A policy folder of 50 clients with two routes each, and their keys as bearer values.
+fn fifty_clients(dir: &Path) -> Result<Arc<[HeaderValue]>, BoxError> {
+    use sha2::Digest;
+    std::fs::create_dir_all(dir)?;
+    let mut bearers = Vec::new();
+    for i in 0..50 {
+        let key = format!("sk-team-{i}");
+        let digest = hex::encode(sha2::Sha256::digest(key.as_bytes()));
+        std::fs::write(
+            dir.join(format!("team{i}.toml")),
+            format!(
+                "[client]\nname = \"team{i}\"\nkeys = [\"{digest}\"]\n\n\
+                 [[route]]\nname = \"chat\"\nmodels = [\"gpt-4o*\"]\n\n\
+                 [[route]]\nname = \"embed\"\npaths = [\"/v1/embeddings\"]\n"
+            ),
+        )?;
+        bearers.push(HeaderValue::try_from(format!("Bearer {key}"))?);
+    }
+    Ok(bearers.into())
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -143,16 +185,21 @@ pub fn run(sluice: &Path, quick: bool) -> Result<(), BoxError> {
     if let Some(core) = load_core {
         pin_self(core)?;
     }
-    let [sim, bare, gateway] = free_addrs()?;
-    let store = TempStore::new("cpu");
+    let [sim, bare, open, fifty] = free_addrs()?;
+    let (open_store, fifty_store) = (TempStore::new("cpu-open"), TempStore::new("cpu-fifty"));
+    let policies = std::env::temp_dir().join(format!("sluice-cpu-policies-{}", std::process::id()));
+    let team_keys = fifty_clients(&policies)?;
     let mut procs = Procs::default();
     let mut simulate = Command::new(sluice);
     simulate
         .args(["simulate", "--listen", &sim.to_string(), "--latency", "0ms"])
         .env("RUST_LOG", "warn");
     procs.spawn("simulator", &mut pinned(load_core, simulate))?;
-    let serve = deferred::serve_command(sluice, gateway, sim, &store);
-    let gateway_pid = procs.spawn("sluice serve", &mut pinned(proxy_core, serve))?;
+    let serve = deferred::serve_command(sluice, open, sim, &open_store);
+    let open_pid = procs.spawn("sluice serve (open)", &mut pinned(proxy_core, serve))?;
+    let mut serve = deferred::serve_command(sluice, fifty, sim, &fifty_store);
+    serve.env("SLUICE_POLICIES", &policies);
+    let fifty_pid = procs.spawn("sluice serve (50 clients)", &mut pinned(proxy_core, serve))?;
     let mut forward = Command::new(std::env::current_exe()?);
     forward.args([
         "--bare-forwarder",
@@ -160,31 +207,54 @@ pub fn run(sluice: &Path, quick: bool) -> Result<(), BoxError> {
         &format!("http://{sim}"),
     ]);
     let bare_pid = procs.spawn("bare forwarder", &mut pinned(proxy_core, forward))?;
+    let targets = [
+        Target {
+            name: "bare",
+            addr: bare,
+            pid: bare_pid,
+            bearers: Arc::new([]),
+        },
+        Target {
+            name: "sluice open",
+            addr: open,
+            pid: open_pid,
+            bearers: Arc::new([]),
+        },
+        Target {
+            name: "sluice 50 clients",
+            addr: fifty,
+            pid: fifty_pid,
+            bearers: team_keys,
+        },
+    ];
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let body = chat_body(false);
-    let (bares, sluices) = rt.block_on(async {
+    let passes = rt.block_on(async {
         let client = generator::client();
-        wait_all_ready(&client, &mut procs, sim, gateway, bare).await?;
-        let (mut bares, mut sluices) = (Vec::new(), Vec::new());
+        wait_all_ready(&client, &mut procs, sim, open, bare).await?;
+        let ready = format!("http://{fifty}/healthz");
+        super::wait_ready(&client, &mut procs, "sluice serve (50 clients)", ready).await?;
+        let mut passes: Vec<Vec<Pass>> = vec![Vec::new(); targets.len()];
         for _ in 0..plan.passes {
-            bares.push(pass(&plan, bare, bare_pid, &body).await?);
-            sluices.push(pass(&plan, gateway, gateway_pid, &body).await?);
+            for (t, p) in targets.iter().zip(passes.iter_mut()) {
+                p.push(pass(&plan, t).await?);
+            }
         }
-        Ok::<_, BoxError>((bares, sluices))
+        Ok::<_, BoxError>(passes)
     })?;
     drop(rt);
     drop(procs);
-    report(&plan, pin, body.len(), &bares, &sluices);
+    let _ = std::fs::remove_dir_all(&policies);
+    report(&plan, pin, chat_body(false).len(), &targets, &passes);
     Ok(())
 }
 
-fn report(plan: &CpuPlan, pinned: bool, body: usize, bares: &[Pass], sluices: &[Pass]) {
+fn report(plan: &CpuPlan, pinned: bool, body: usize, targets: &[Target], passes: &[Vec<Pass>]) {
     let med = |v: &[Pass], f: fn(&Pass) -> f64| median(v.iter().map(f).collect());
     println!(
-        "\nCPU bench: zero-latency simulator; {}; non-streaming chat, body {body} bytes; {} passes, medians",
+        "\nCPU bench: zero-latency simulator; {}; chat body {body} bytes; ledger on; {} passes, medians",
         if pinned {
             "proxies pinned to core 0, generator and simulator to core 1"
         } else {
@@ -193,31 +263,41 @@ fn report(plan: &CpuPlan, pinned: bool, body: usize, bares: &[Pass], sluices: &[
         plan.passes
     );
     println!(
-        "{:<8} {:>10} {:>14} {:>12} {:>12}",
-        "target", "sat RPS", "CPU us/req", "p50 ms@200", "p99 ms@200"
+        "{:<18} {:>9} {:>11} {:>11} {:>11} {:>12} {:>12}",
+        "target", "sat RPS", "CPU us/req", "p50 ms@200", "p99 ms@200", "TTFB p50 ms", "TTFB p99 ms"
     );
-    for (name, v) in [("bare", bares), ("sluice", sluices)] {
+    for (t, v) in targets.iter().zip(passes) {
         println!(
-            "{:<8} {:>10.0} {:>14.1} {:>12.2} {:>12.2}",
-            name,
+            "{:<18} {:>9.0} {:>11.1} {:>11.3} {:>11.3} {:>12.3} {:>12.3}",
+            t.name,
             med(v, |p| p.rps),
             med(v, |p| p.cpu_us),
             med(v, |p| p.p50_ms),
-            med(v, |p| p.p99_ms)
+            med(v, |p| p.p99_ms),
+            med(v, |p| p.ttfb_p50_ms),
+            med(v, |p| p.ttfb_p99_ms),
         );
     }
-    let ratio = |f: fn(&Pass) -> f64| med(sluices, f) / med(bares, f);
     let verdict = |ok: bool| if ok { "PASS" } else { "MISS" };
-    let (rps, cpu) = (ratio(|p| p.rps), ratio(|p| p.cpu_us));
-    println!("ratio sluice/bare: throughput {rps:.3}, CPU per request {cpu:.3}");
-    println!(
-        "  saturation: {} (throughput >= {GOAL_THROUGHPUT}x, or CPU per request <= {GOAL_CPU}x when the generator is the limit)",
-        verdict(rps >= GOAL_THROUGHPUT || cpu <= GOAL_CPU)
-    );
-    let (p50, p99) = (ratio(|p| p.p50_ms), ratio(|p| p.p99_ms));
-    println!(
-        "  latency at {} req/s: p50 {p50:.3}, p99 {p99:.3}: {} (<= {GOAL_LATENCY}x)",
-        plan.rate,
-        verdict(p50 <= GOAL_LATENCY && p99 <= GOAL_LATENCY)
-    );
+    let bare = &passes[0];
+    for (t, v) in targets.iter().zip(passes).skip(1) {
+        let ratio = |f: fn(&Pass) -> f64| med(v, f) / med(bare, f);
+        let (rps, cpu) = (ratio(|p| p.rps), ratio(|p| p.cpu_us));
+        let (p50, p99) = (ratio(|p| p.p50_ms), ratio(|p| p.p99_ms));
+        let (t50, t99) = (ratio(|p| p.ttfb_p50_ms), ratio(|p| p.ttfb_p99_ms));
+        println!("{} / bare:", t.name);
+        println!(
+            "  saturation: throughput {rps:.3}, CPU per request {cpu:.3}: {} (throughput >= {GOAL_THROUGHPUT}x, or CPU per request <= {GOAL_CPU}x when the generator is the limit)",
+            verdict(rps >= GOAL_THROUGHPUT || cpu <= GOAL_CPU)
+        );
+        println!(
+            "  latency at {} req/s: p50 {p50:.3}, p99 {p99:.3}: {} (<= {GOAL_LATENCY}x)",
+            plan.rate,
+            verdict(p50 <= GOAL_LATENCY && p99 <= GOAL_LATENCY)
+        );
+        println!(
+            "  stream time to first byte: p50 {t50:.3}, p99 {t99:.3}: {} (<= {GOAL_TTFB}x)",
+            verdict(t50 <= GOAL_TTFB && t99 <= GOAL_TTFB)
+        );
+    }
 }

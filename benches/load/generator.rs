@@ -38,6 +38,8 @@ pub struct Shot {
     pub headers: HeaderMap,
     /// Give every request its own `Idempotency-Key`.
     pub unique_key: bool,
+    /// `Authorization` values taken in turn (many clients); empty: `Bearer sk-bench`.
+    pub bearers: Arc<[HeaderValue]>,
     pub expect: StatusCode,
 }
 
@@ -49,6 +51,7 @@ impl Shot {
             body,
             headers: HeaderMap::new(),
             unique_key: false,
+            bearers: Arc::new([]),
             expect: StatusCode::OK,
         }
     }
@@ -56,6 +59,8 @@ impl Shot {
 
 /// Sequence of the `Idempotency-Key`s this process sends.
 static KEY_SEQ: AtomicU64 = AtomicU64::new(0);
+/// Which of a shot's `bearers` the next request takes.
+static BEARER_SEQ: AtomicUsize = AtomicUsize::new(0);
 
 /// What one run measured. `latencies` and `ttfb` are sorted by [`Sample::finish`].
 #[derive(Default)]
@@ -145,6 +150,10 @@ async fn send(client: &HttpClient, shot: &Shot, start: Instant) -> Result<Timing
         .body(Full::new(shot.body.clone()))
         .map_err(|e| format!("request: {e}"))?;
     let headers = req.headers_mut();
+    if !shot.bearers.is_empty() {
+        let i = BEARER_SEQ.fetch_add(1, Ordering::Relaxed) % shot.bearers.len();
+        headers.insert(AUTHORIZATION, shot.bearers[i].clone());
+    }
     for (name, value) in &shot.headers {
         headers.insert(name, value.clone());
     }

@@ -171,7 +171,7 @@ impl Framing {
                         self.out = Out::Opaque;
                     } else if log.get(self.next).is_none() {
                         return i;
-                    } else if let Some(at) = memchr::memmem::find(&data[i..], b"\r\n\r\n") {
+                    } else if let Some(at) = head_end(&data[i..]) {
                         // The whole head in this write (hyper writes it so): read in place.
                         let end = i + at + 4;
                         self.end_of_head(&data[i..end], log);
@@ -183,7 +183,7 @@ impl Framing {
                 Out::Head(head) => {
                     let from = head.len().saturating_sub(3);
                     head.extend_from_slice(&data[i..]);
-                    match memchr::memmem::find(&head[from..], b"\r\n\r\n") {
+                    match head_end(&head[from..]) {
                         Some(at) => {
                             let end = from + at + 4;
                             i = data.len() - (head.len() - end);
@@ -392,7 +392,7 @@ impl<S: AsyncWrite + Unpin> HttpErrors<S> {
         let held = self.held.get_or_insert_with(Vec::new);
         let from = held.len().saturating_sub(3);
         held.extend_from_slice(buf);
-        let taken = match memchr::memmem::find(&held[from..], b"\r\n\r\n") {
+        let taken = match head_end(&held[from..]) {
             Some(at) => {
                 let end = from + at + 4;
                 let extra = held.len() - end;
@@ -530,3 +530,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for HttpErrors<S> {
 #[cfg(test)]
 #[path = "http_errors_tests.rs"]
 mod tests;
+
+/// Where the blank line ending an HTTP/1 head is. One searcher for the process: building one
+/// per call cost more than the search.
+fn head_end(data: &[u8]) -> Option<usize> {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
+    FINDER.find(data)
+}
