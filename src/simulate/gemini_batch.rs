@@ -6,8 +6,9 @@
 //! response | error}` with the `GenerateContentBatch` under `metadata` (`@type`, `name`,
 //! `model`, `displayName`, `inputConfig` for file input, `createTime`, `updateTime`,
 //! `endTime` once terminal, `batchStats` with int64 strings and zeros omitted, `state`,
-//! `priority` as a string when not 0). States are `BATCH_STATE_*` on the wire (clients
-//! should also accept the SDK's `JOB_STATE_*`; this simulator only sends the wire names).
+//! `priority` as a string when not 0). States are `BATCH_STATE_*`, as on the wire, or the
+//! SDK's `JOB_STATE_*` with [`super::gemini::GeminiConfig::job_state_names`] (clients must
+//! accept both).
 //! `done: true` appears only once terminal. `BATCH_STATE_SUCCEEDED` carries the output in
 //! both `metadata.output` and `response`: inline batches
 //! `inlinedResponses.inlinedResponses[]` = `{response | error, metadata}` in input order,
@@ -71,9 +72,9 @@ use super::anthropic_batch::rfc3339;
 use super::body::SimBody;
 use super::error::splitmix;
 use super::files::query_params;
-use super::gemini::{
-    self, Fields, GemError, generate, get, int, json_response, object, parse_body, parse_request,
-    string,
+use super::gemini::{GemError, json_response};
+use super::gemini_content::{
+    self, Fields, generate, get, int, object, parse_body, parse_request, string,
 };
 use super::gemini_files::{page, page_params, unix_ms};
 
@@ -138,6 +139,7 @@ pub(super) enum Phase {
 }
 
 impl Phase {
+    /// The `BATCH_STATE_*` name the wire carries.
     fn wire(self) -> &'static str {
         match self {
             Phase::Pending => "BATCH_STATE_PENDING",
@@ -146,6 +148,18 @@ impl Phase {
             Phase::Failed => "BATCH_STATE_FAILED",
             Phase::Cancelled => "BATCH_STATE_CANCELLED",
             Phase::Expired => "BATCH_STATE_EXPIRED",
+        }
+    }
+
+    /// The `JOB_STATE_*` name of the SDKs and docs.
+    fn job(self) -> &'static str {
+        match self {
+            Phase::Pending => "JOB_STATE_PENDING",
+            Phase::Running => "JOB_STATE_RUNNING",
+            Phase::Succeeded => "JOB_STATE_SUCCEEDED",
+            Phase::Failed => "JOB_STATE_FAILED",
+            Phase::Cancelled => "JOB_STATE_CANCELLED",
+            Phase::Expired => "JOB_STATE_EXPIRED",
         }
     }
 
@@ -208,6 +222,8 @@ pub(super) struct Batch {
     /// When a requested cancellation takes effect.
     pub cancel_at: Option<Duration>,
     pub deleted: bool,
+    /// Report `JOB_STATE_*` instead of `BATCH_STATE_*`.
+    pub job_state_names: bool,
     outcome: Option<Outcome>,
 }
 
@@ -341,6 +357,14 @@ impl Batch {
         });
     }
 
+    fn state_name(&self, phase: Phase) -> &'static str {
+        if self.job_state_names {
+            phase.job()
+        } else {
+            phase.wire()
+        }
+    }
+
     /// The Operation for `state`.
     pub(super) fn operation(&self, state: State) -> Value {
         let at = |d: Duration| {
@@ -371,7 +395,7 @@ impl Batch {
             "createTime": at(Duration::ZERO),
             "updateTime": at(state.since),
             "batchStats": stats,
-            "state": state.phase.wire(),
+            "state": self.state_name(state.phase),
         });
         if let Some(f) = &self.input_file {
             meta["inputConfig"] = json!({ "fileName": f });
@@ -475,7 +499,7 @@ pub fn handle(
                 return Err(GemError::failed_precondition(format!(
                     "Batch {} is already in state {} and cannot be cancelled.",
                     b.name,
-                    state.phase.wire()
+                    b.state_name(state.phase)
                 )));
             }
             if b.cancel_at.is_none() {
@@ -718,7 +742,7 @@ pub fn create(
         .iter()
         .filter_map(|i| i.request.as_ref().ok())
         .filter_map(|r| parse_request(r, "").ok())
-        .map(|r| gemini::prompt_tokens(&r))
+        .map(|r| gemini_content::prompt_tokens(&r))
         .sum();
 
     let mut store = sim.gemini.batches.lock();
@@ -785,6 +809,7 @@ pub fn create(
         line_errors: assigned.line_errors,
         cancel_at: None,
         deleted: false,
+        job_state_names: config.job_state_names,
         outcome: None,
     };
     let pending = State {

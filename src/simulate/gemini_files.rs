@@ -33,7 +33,8 @@ use super::Simulator;
 use super::anthropic_batch::rfc3339;
 use super::body::SimBody;
 use super::files::query_params;
-use super::gemini::{self, Fields, GemError, get, int, json_response, object, parse_body, string};
+use super::gemini::{self, GemError, json_response};
+use super::gemini_content::{Fields, get, int, object, parse_body, string};
 
 /// How long generated files (batch results) are kept.
 pub const GENERATED_TTL: Duration = Duration::from_secs(42 * 86_400);

@@ -46,6 +46,7 @@ mod fields;
 mod files;
 mod gemini;
 mod gemini_batch;
+mod gemini_content;
 mod gemini_files;
 mod google;
 mod log;

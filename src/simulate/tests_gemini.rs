@@ -588,3 +588,20 @@ async fn native_requests_are_recorded_in_the_request_log() {
     assert_eq!(log[0]["headers"]["x-goog-api-key"], KEY.1);
     srv.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn flex_longer_than_the_server_timeout_is_deadline_exceeded() {
+    let sim = Simulator::new(gemini(GeminiConfig {
+        flex_delay: Duration::from_secs(900),
+        ..GeminiConfig::default()
+    }));
+    let flex = tiered("flex", false).to_string();
+    let started = tokio::time::Instant::now();
+    let a = call(&sim, Method::POST, FLASH, &[KEY, JSON], flex.clone()).await;
+    google_error(&a, StatusCode::GATEWAY_TIMEOUT, "DEADLINE_EXCEEDED");
+    assert_eq!(started.elapsed(), Duration::from_secs(600));
+    let patient = [KEY, JSON, ("x-server-timeout", "1000")];
+    let b = call(&sim, Method::POST, FLASH, &patient, flex).await;
+    assert_eq!(b.status, StatusCode::OK, "{}", b.text());
+    assert_eq!(started.elapsed(), Duration::from_secs(1_500));
+}

@@ -35,6 +35,7 @@ fn batch(plan: Plan, turnaround: u64, expiry: u64) -> Batch {
         line_errors: HashSet::new(),
         cancel_at: None,
         deleted: false,
+        job_state_names: false,
         outcome: None,
     }
 }
@@ -132,4 +133,11 @@ fn operation_envelope_of_each_state() {
     let expired = b.operation(at(Phase::Expired, 1_000));
     assert_eq!(expired["error"]["code"], 4);
     assert!(expired.get("response").is_none());
+    assert_eq!(expired["metadata"]["state"], "BATCH_STATE_EXPIRED");
+    let sdk = Batch {
+        job_state_names: true,
+        ..batch(Plan::Run, 100, 1_000)
+    };
+    let running = sdk.operation(at(Phase::Running, 10));
+    assert_eq!(running["metadata"]["state"], "JOB_STATE_RUNNING");
 }
