@@ -290,10 +290,10 @@ fn tier(value: Option<&Value>, at: &str) -> Result<Option<Tier>, GemError> {
 fn check_content(content: &Value, at: &str, needs_parts: bool) -> Result<(), GemError> {
     let map = object(content, at, CONTENT)?;
     if let Some(role) = get(map, ("role", "role")) {
-        match string(role, &join(at, "role"))? {
-            "" | "user" | "model" => {}
-            _ if !needs_parts => {}
-            _ => return Err(GemError::invalid("Please use a valid role: user, model.")),
+        let role = string(role, &join(at, "role"))?;
+        // The role of `systemInstruction` (the one content without required parts) is ignored.
+        if needs_parts && !matches!(role, "" | "user" | "model") {
+            return Err(GemError::invalid("Please use a valid role: user, model."));
         }
     }
     let parts = match get(map, ("parts", "parts")) {

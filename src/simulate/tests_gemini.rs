@@ -605,3 +605,30 @@ async fn flex_longer_than_the_server_timeout_is_deadline_exceeded() {
     assert_eq!(b.status, StatusCode::OK, "{}", b.text());
     assert_eq!(started.elapsed(), Duration::from_secs(1_500));
 }
+
+#[tokio::test(start_paused = true)]
+async fn latency_header_and_slow_fault_pace_native_answers() {
+    let sim = Simulator::new(SimConfig::default());
+    let started = tokio::time::Instant::now();
+    let late = [KEY, JSON, ("x-sim-latency-ms", "5000")];
+    let a = call(&sim, Method::POST, FLASH, &late, ask("x").to_string()).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+    // Latency comes before the key check, as on the other routes.
+    let a = call(
+        &sim,
+        Method::POST,
+        FLASH,
+        &[JSON, ("x-sim-latency-ms", "1000")],
+        "{}",
+    )
+    .await;
+    google_error(&a, StatusCode::BAD_REQUEST, "INVALID_ARGUMENT");
+    assert_eq!(started.elapsed(), Duration::from_secs(6));
+    let slow = [KEY, JSON, ("x-sim-fault", "slow")];
+    let path = "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse";
+    let a = call(&sim, Method::POST, path, &slow, ask("one two").to_string()).await;
+    // Five events, 200 ms apart.
+    assert_eq!(sse_events(&a).len(), 5);
+    assert_eq!(started.elapsed(), Duration::from_millis(6_800));
+}
