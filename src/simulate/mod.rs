@@ -14,7 +14,10 @@
 //! `/v1/messages/batches`, answered in the Anthropic error envelope. Gemini's
 //! OpenAI-compatible layer (reference 3.5, `google.rs`) answers `POST
 //! {/v1,/v1beta}/openai/{chat/completions,embeddings}` like the OpenAI routes, with
-//! Google's field list and array-wrapped error envelope.
+//! Google's field list and array-wrapped error envelope. Google's native Gemini API
+//! (reference 3.1–3.4: `generateContent`, `streamGenerateContent`, the File API and Batch
+//! Mode, below `/v1beta/` and `/v1/`) is in `gemini.rs`, `gemini_files.rs` and
+//! `gemini_batch.rs`, configured by [`SimConfig::gemini`].
 //!
 //! Every JSON endpoint refuses top-level fields its provider does not know (`fields.rs`),
 //! in that provider's 400 shape, so a field Sluice adds by mistake fails a test.
@@ -23,7 +26,7 @@
 //! deterministic from [`SimConfig::seed`], inference endpoints only),
 //! [`SimConfig::flex_429_rate`] (`service_tier: "flex"` chat/responses requests), per
 //! request the header `x-sim-fault: 429 | 500 | slow | flex-429 | downgrade` (Anthropic
-//! routes also `overloaded`) and `x-sim-latency-ms: N`,
+//! routes also `overloaded`; native Gemini routes also `503 | 504 | flex-503`) and `x-sim-latency-ms: N`,
 //! and the batch faults of `POST /sim/batch-faults` (see `faults.rs`).
 
 mod anthropic;
@@ -41,6 +44,10 @@ mod error;
 mod faults;
 mod fields;
 mod files;
+mod gemini;
+mod gemini_batch;
+mod gemini_content;
+mod gemini_files;
 mod google;
 mod log;
 mod models;
@@ -62,6 +69,12 @@ mod tests_batch;
 mod tests_fields;
 #[cfg(test)]
 mod tests_files;
+#[cfg(test)]
+mod tests_gemini;
+#[cfg(test)]
+mod tests_gemini_batch;
+#[cfg(test)]
+mod tests_gemini_files;
 #[cfg(test)]
 mod tests_more;
 #[cfg(test)]
@@ -87,6 +100,7 @@ use tokio::task::JoinSet;
 
 pub use body::SimBody;
 pub use error::{ApiError, Fault};
+pub use gemini::GeminiConfig;
 pub use log::{LOG_CAPACITY, LoggedRequest};
 
 use anthropic_batch::MessageBatchStore;
@@ -97,6 +111,7 @@ use cache::PromptCache;
 use error::{Rng, splitmix};
 use faults::BatchControl;
 use files::FileStore;
+use gemini::GeminiState;
 use log::RequestLog;
 
 /// Largest accepted request body.
@@ -152,6 +167,8 @@ pub struct SimConfig {
     pub anthropic_cache_min_tokens: u64,
     /// Most requests in one Anthropic Message Batch (default 100,000).
     pub anthropic_batch_max_requests: usize,
+    /// The native Gemini API: caching thresholds, Flex and Priority, files, Batch Mode.
+    pub gemini: GeminiConfig,
 }
 
 impl Default for SimConfig {
@@ -170,6 +187,7 @@ impl Default for SimConfig {
             batch_max_file_bytes: 200 * 1024 * 1024,
             anthropic_cache_min_tokens: 1024,
             anthropic_batch_max_requests: 100_000,
+            gemini: GeminiConfig::default(),
         }
     }
 }
@@ -202,6 +220,7 @@ pub struct Simulator {
     batches: BatchStore,
     message_batches: MessageBatchStore,
     control: BatchControl,
+    gemini: GeminiState,
     /// Per-instance part of file and batch ids, so that ids of a restarted simulator do
     /// not collide with ids a client remembers from an earlier one.
     tag: String,
@@ -320,6 +339,7 @@ impl Simulator {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
+        let tag = format!("{:06x}", splitmix(nanos) & 0xFF_FFFF);
         Self {
             rng: Rng::new(config.seed),
             flex_rng: Rng::new(splitmix(config.seed ^ 0xF1E5)),
@@ -327,7 +347,8 @@ impl Simulator {
             batches: BatchStore::default(),
             message_batches: MessageBatchStore::default(),
             control: BatchControl::default(),
-            tag: format!("{:06x}", splitmix(nanos) & 0xFF_FFFF),
+            gemini: GeminiState::new(config.seed, &tag),
+            tag,
             config,
             counter: AtomicU64::new(0),
             cache: PromptCache::default(),
@@ -422,7 +443,7 @@ impl Simulator {
         let start = Instant::now();
         let seq = self.next_seq();
         let (parts, body) = req.into_parts();
-        let limit = if parts.uri.path() == "/v1/files" {
+        let limit = if parts.uri.path() == "/v1/files" || gemini::is_upload(parts.uri.path()) {
             MAX_UPLOAD_BYTES
         } else {
             MAX_BODY_BYTES
@@ -442,6 +463,9 @@ impl Simulator {
                 if google::owns(parts.uri.path()) {
                     return google::error_response(seq, start, &err.into());
                 }
+                if gemini::owns(&parts) {
+                    return gemini::error_response(&gemini::GemError::from_api(&err, None));
+                }
                 return self.error_response(seq, start, &err);
             }
         };
@@ -460,6 +484,9 @@ impl Simulator {
         }
         if google::owns(path) {
             return self.google(&parts, &body, seq, start).await;
+        }
+        if gemini::owns(&parts) {
+            return self.gemini(&parts, &body, seq, start).await;
         }
         match self.dispatch(&parts, &body, seq).await {
             Ok(reply) => self.reply_response(seq, start, reply),
