@@ -313,11 +313,15 @@ impl Engine {
             Ok(false) => return,
             Err(e) => return tracing::warn!(job = %job.id, error = %e, "fallback claim failed"),
         }
-        self.accountant
-            .metrics()
-            .fallbacks
-            .with_label_values(&[&job.route, job.tier.as_str(), reason])
-            .inc();
+        // A job already in `Fallback` is a retake of a lapsed or handed-back claim: the same
+        // fallback, counted once by the replica that first claimed it.
+        if job.state != crate::store::JobState::Fallback {
+            self.accountant
+                .metrics()
+                .fallbacks
+                .with_label_values(&[&job.route, job.tier.as_str(), reason])
+                .inc();
+        }
         // The claim is renewed while the call runs, so it lapses only if this process dies;
         // at shutdown it is handed back (lease 0) for the next tick anywhere to retake.
         let call = self.call_synchronously(job);

@@ -459,6 +459,25 @@ async fn a_fallback_interrupted_by_a_crash_is_retaken_before_its_deadline() {
     // Not while the dead replica's lease still held: no second call that could race a live one.
     assert!(result.completed_at_ms > claimed_at + lease);
     assert!(result.completed_at_ms <= claimed_at + lease + super::ms(POLL));
+    assert_eq!(
+        fallbacks_counted(&restarted),
+        0.0,
+        "a retake is not a new fallback"
+    );
+}
+
+/// `sluice_fallbacks_total` summed over its labels, as `engine` counted it.
+fn fallbacks_counted(engine: &Engine) -> f64 {
+    use prometheus::core::Collector;
+    engine
+        .accountant()
+        .metrics()
+        .fallbacks
+        .collect()
+        .iter()
+        .flat_map(|f| f.get_metric())
+        .map(|m| m.get_counter().get_value())
+        .sum()
 }
 
 #[tokio::test]
@@ -481,6 +500,7 @@ async fn a_fallback_in_flight_at_shutdown_is_handed_back_and_retaken_at_once() {
     accepted.recv().await.unwrap();
     assert_eq!(r.engine.tasks().len(), 1, "the fallback is in flight");
     assert_eq!(r.job(&id).await.state, crate::store::JobState::Fallback);
+    assert_eq!(fallbacks_counted(&r.engine), 1.0);
 
     // Shutdown's drain deadline: stopped, the fallback hands its claim back and ends.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -492,6 +512,11 @@ async fn a_fallback_in_flight_at_shutdown_is_handed_back_and_retaken_at_once() {
     let restarted = r.restart(None);
     let job = tick_until_answered(&r, &restarted, &id, 1).await;
     assert_eq!(job.result.unwrap().completed_at_ms, r.clock.now_ms());
+    assert_eq!(
+        fallbacks_counted(&restarted),
+        0.0,
+        "handed back and retaken: one fallback"
+    );
     hold.abort();
 }
 
