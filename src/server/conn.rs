@@ -187,6 +187,12 @@ impl Conn {
 
     async fn wait_idle(&self, floor: Option<u64>, limit: impl Fn(u64) -> Duration) {
         let s = &self.state;
+        // One timer for the connection's life, moved only when it must fire earlier: every
+        // request's end moves the deadline later, and re-arming a timer per request cost a
+        // timer-wheel insert and removal each. Firing early just recomputes and re-arms once.
+        let timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(timer);
+        let mut armed: Option<Instant> = None;
         loop {
             if s.evicted.load(SeqCst) {
                 return;
@@ -200,8 +206,12 @@ impl Conn {
             if Instant::now() >= deadline {
                 return;
             }
+            if armed.is_none_or(|at| at > deadline || at <= Instant::now()) {
+                timer.as_mut().reset(deadline);
+                armed = Some(deadline);
+            }
             tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => {}
+                _ = &mut timer => armed = None,
                 _ = s.wake.notified() => {}
             }
         }
