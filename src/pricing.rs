@@ -14,6 +14,12 @@
 //! request directly would have cost the same; a flex request the provider served at `default`
 //! is billed at standard rates.
 //!
+//! Gemini (prices.md "Google Gemini tiers"): a row may carry a [`LongContext`] tier (prompts over
+//! 200k tokens, cached tokens included, bill the whole request at higher rates on every tier);
+//! batch and flex discounts do not stack on cache hits (cached tokens cost the standard cached
+//! rate, and their saving is the prompt cache's, not the tier's); flex and priority answers are
+//! billed at the tier Google reports, like OpenAI's.
+//!
 //! Fallback rules when a row lacks a rate (all documented on [`ModelPrice::rates`]):
 //! * interactive: a missing cache-write rate bills written tokens at the input rate (OpenAI and
 //!   Gemini charge no write fee);
@@ -87,7 +93,39 @@ pub struct ModelPrice {
     pub ultrafast_output: Option<f64>,
     pub ultrafast_cached_input: Option<f64>,
     pub ultrafast_cache_write: Option<f64>,
+    /// Higher rates for long prompts (Gemini 2.5 Pro, 3.1 Pro: prompts over 200k tokens). When a
+    /// prompt is over the threshold the **whole request** (input, cached input and output, on
+    /// every tier) is billed at these rates ([`ModelPrice::for_prompt`]).
+    pub long_context: Option<LongContext>,
 }
+
+/// A model's long-context tier: the rates billed for the whole request when the prompt is over
+/// `above_tokens` (prices.md "Long-context (> 200k prompt) rates apply to the whole request when
+/// the prompt exceeds 200k tokens"). The prompt is counted with cached tokens included
+/// ([`Usage::total_input`]; Gemini's `promptTokenCount` includes `cachedContentTokenCount`).
+/// `None` tier rates fall back as documented on [`ModelPrice::for_prompt`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LongContext {
+    /// The largest prompt still billed at the ordinary rates (Gemini: 200,000; "200k" read as
+    /// 200,000 rather than 204,800, the lower of the two, so a prompt in between is never
+    /// under-billed — UNCONFIRMED).
+    pub above_tokens: u64,
+    pub input: f64,
+    pub cached_input: f64,
+    pub output: f64,
+    pub batch_input: Option<f64>,
+    pub batch_output: Option<f64>,
+    pub batch_cached_input: Option<f64>,
+    pub flex_input: Option<f64>,
+    pub flex_output: Option<f64>,
+    pub flex_cached_input: Option<f64>,
+    pub priority_input: Option<f64>,
+    pub priority_output: Option<f64>,
+    pub priority_cached_input: Option<f64>,
+}
+
+/// Gemini's long-context threshold: prompts over 200k tokens [P8][P8b].
+pub const GEMINI_LONG_CONTEXT_ABOVE: u64 = 200_000;
 
 /// The discount a Batch API (and, failing better data, flex) gives on standard rates.
 pub const BATCH_DISCOUNT_FACTOR: f64 = 0.5;
@@ -154,17 +192,68 @@ impl ModelPrice {
             && (self.flex_input.is_some() || self.flex_output.is_some())
     }
 
+    /// Whether a tier's discount leaves cache reads alone (Gemini: "the discounts for cache and
+    /// batch don't stack. The 90% cache hit discount takes precedence" [P12]; batch and flex cache
+    /// reads are listed at the standard cached rate [P6b][P8]).
+    fn cache_takes_precedence(&self) -> bool {
+        self.provider == Provider::Gemini
+    }
+
+    /// The row that bills a request whose prompt (cached tokens included) is `prompt_tokens`
+    /// long: `self`, or — when the row has a [`LongContext`] tier and the prompt is over its
+    /// threshold — the long-context rates for the whole request. Exactly at the threshold the
+    /// ordinary rates apply (Google: "prompts <= 200k tokens").
+    ///
+    /// A tier rate the long-context tier does not list is the short-prompt tier rate scaled by the
+    /// long/short standard ratio of the same kind (input, cached, output), so a long prompt is
+    /// never billed below its standard long rate × the tier's discount; with no short-prompt
+    /// tier rate either, the ordinary fallbacks of [`ModelPrice::rates`] apply to the long rates.
+    pub fn for_prompt(&self, prompt_tokens: u64) -> ModelPrice {
+        let Some(lc) = self.long_context else {
+            return *self;
+        };
+        if prompt_tokens <= lc.above_tokens {
+            return *self;
+        }
+        let ratio = |long: f64, short: f64| if short > 0.0 { long / short } else { 1.0 };
+        let (ri, rc, ro) = (
+            ratio(lc.input, self.input),
+            ratio(lc.cached_input, self.cached_input),
+            ratio(lc.output, self.output),
+        );
+        let scaled =
+            |listed: Option<f64>, short: Option<f64>, r: f64| listed.or(short.map(|v| v * r));
+        ModelPrice {
+            input: lc.input,
+            cached_input: lc.cached_input,
+            output: lc.output,
+            batch_input: scaled(lc.batch_input, self.batch_input, ri),
+            batch_output: scaled(lc.batch_output, self.batch_output, ro),
+            batch_cached_input: scaled(lc.batch_cached_input, self.batch_cached_input, rc),
+            flex_input: scaled(lc.flex_input, self.flex_input, ri),
+            flex_output: scaled(lc.flex_output, self.flex_output, ro),
+            flex_cached_input: scaled(lc.flex_cached_input, self.flex_cached_input, rc),
+            priority_input: scaled(lc.priority_input, self.priority_input, ri),
+            priority_output: scaled(lc.priority_output, self.priority_output, ro),
+            priority_cached_input: scaled(lc.priority_cached_input, self.priority_cached_input, rc),
+            long_context: None,
+            ..*self
+        }
+    }
+
     /// The rates a tier is billed at, with these fallbacks for rates the row does not list:
     ///
     /// * `Interactive`: standard rates; a missing 5m or 1h cache-write rate is the input rate.
     /// * `Batch`: `batch_input`/`batch_output`, else 50% of standard. Cached reads at
     ///   `batch_cached_input`, else `cached_input` × 0.5 — the 50% batch discount stacking on cache
-    ///   reads is LiteLLM's assumption, UNCONFIRMED in prices.md (Gemini rows list the standard
-    ///   cached rate, per Google's batch guide [P6]). 5m writes at `batch_cache_write`, else
+    ///   reads is LiteLLM's assumption, UNCONFIRMED in prices.md. On a Gemini row a missing
+    ///   batch cached rate is the standard cached rate: Google's discounts do not stack on cache
+    ///   hits [P6b][P12]. 5m writes at `batch_cache_write`, else
     ///   `cache_write_5m` × 0.5; 1h writes at `cache_write_1h` × 0.5; with no write rate listed,
     ///   written tokens are billed at the batch input rate.
     /// * `Flex`: `flex_*`, else `batch_*`, else 50% of standard. Cached reads at
-    ///   `flex_cached_input`, else `cached_input` × (flex input / input); cache writes, if the row
+    ///   `flex_cached_input`, else `cached_input` × (flex input / input) (Gemini: else the
+    ///   standard cached rate, "cache-read and storage unchanged" on Flex [P8]); cache writes, if the row
     ///   lists any, scaled by the same ratio, else at the flex input rate.
     /// * `ResponseCache`: zero; no upstream call is made.
     pub fn rates(&self, tier: Tier) -> Rates {
@@ -182,9 +271,13 @@ impl ModelPrice {
                     .unwrap_or(self.input * BATCH_DISCOUNT_FACTOR);
                 Rates {
                     input,
-                    cached_input: self
-                        .batch_cached_input
-                        .unwrap_or(self.cached_input * BATCH_DISCOUNT_FACTOR),
+                    cached_input: self.batch_cached_input.unwrap_or(
+                        if self.cache_takes_precedence() {
+                            self.cached_input
+                        } else {
+                            self.cached_input * BATCH_DISCOUNT_FACTOR
+                        },
+                    ),
                     cache_write_5m: self
                         .batch_cache_write
                         .or(self.cache_write_5m.map(|w| w * BATCH_DISCOUNT_FACTOR))
@@ -209,7 +302,13 @@ impl ModelPrice {
                 };
                 Rates {
                     input,
-                    cached_input: self.flex_cached_input.unwrap_or(self.cached_input * ratio),
+                    cached_input: self.flex_cached_input.unwrap_or(
+                        if self.cache_takes_precedence() {
+                            self.cached_input
+                        } else {
+                            self.cached_input * ratio
+                        },
+                    ),
                     cache_write_5m: self.cache_write_5m.map_or(input, |w| w * ratio),
                     cache_write_1h: self.cache_write_1h.map_or(input, |w| w * ratio),
                     output: self
@@ -375,12 +474,20 @@ pub fn lever_for(tier: Tier) -> Option<Lever> {
 /// Prices one answer served on `tier` with `usage`, at the rates [`billing`] picks from `tier`
 /// and `usage.served_tier`.
 ///
+/// A row with a [`LongContext`] tier is first resolved for the prompt size
+/// ([`ModelPrice::for_prompt`] of [`Usage::total_input`]).
+///
 /// On Sluice's own tier, the tier's lever gets baseline minus "every input token at the tier's
-/// input rate plus output at its output rate"; the prompt-cache lever gets the rest, so the savings
-/// always sum to `baseline_usd - cost_usd`. A response-cache hit costs nothing and saves the whole
+/// input rate plus output at its output rate" — except where the tier's discount does not stack
+/// with cache reads (Gemini): there the tier's lever gets "the answer at standard rates, cache
+/// hits included" minus cost, so cached tokens count for the prompt cache only. The prompt-cache
+/// lever gets the rest, so the savings always sum to `baseline_usd - cost_usd`. A response-cache hit costs nothing and saves the whole
 /// baseline. A reported tier Sluice did not choose costs what its rates say, and so does its
 /// baseline: no savings.
 pub fn price(p: &ModelPrice, tier: Tier, usage: &Usage) -> Priced {
+    // A long prompt bills the whole request, baseline included, at the long-context rates: the
+    // same prompt sent synchronously would have been just as long.
+    let p = &p.for_prompt(usage.total_input());
     match billing(tier, usage.served_tier) {
         Billing::Sluice(t) => price_at(p, t, usage),
         Billing::Reported(served) => {
@@ -411,13 +518,28 @@ fn price_at(p: &ModelPrice, tier: Tier, usage: &Usage) -> Priced {
     }
     let rates = p.rates(tier);
     let cost_usd = rates.cost(usage);
-    let uncached_at_tier = rates.uncached_cost(usage);
-    savings.prompt_cache = uncached_at_tier - cost_usd;
-    match lever_for(tier) {
-        Some(Lever::Batch) => savings.batch = baseline_usd - uncached_at_tier,
-        Some(Lever::Flex) => savings.flex = baseline_usd - uncached_at_tier,
-        _ => {}
-    }
+    let tier_saving = if p.cache_takes_precedence() {
+        // No stacking (Gemini): a cache hit costs the cached rate whatever the tier, so the tier
+        // saved only what it discounts on the answer as billed interactively, cache hits
+        // included; the cache gets the full standard-rate discount on its tokens. Crediting
+        // the tier with its input discount on cached tokens would inflate it by
+        // cached × (input − tier input), which it never saved.
+        p.rates(Tier::Interactive).cost(usage) - cost_usd
+    } else {
+        baseline_usd - rates.uncached_cost(usage)
+    };
+    let tier_saving = match lever_for(tier) {
+        Some(Lever::Batch) => {
+            savings.batch = tier_saving;
+            tier_saving
+        }
+        Some(Lever::Flex) => {
+            savings.flex = tier_saving;
+            tier_saving
+        }
+        _ => 0.0,
+    };
+    savings.prompt_cache = baseline_usd - cost_usd - tier_saving;
     Priced {
         cost_usd,
         baseline_usd,
@@ -593,12 +715,15 @@ mod tests {
             "claude-haiku-4-5",
             "gemini-2.5-pro",
             "gemini-2.5-flash",
+            "gemini-3.1-pro-preview",
+            "gemini-3-flash-preview",
+            "gemini-3.8-flash",
             "text-embedding-3-small",
             "text-embedding-3-large",
         ] {
             assert!(table.get(name).is_some(), "{name}");
         }
-        assert_eq!(table.len(), 19);
+        assert_eq!(table.len(), 22);
         let names: Vec<&str> = table.iter().map(|(n, _)| n).collect();
         let mut sorted = names.clone();
         sorted.sort_unstable();
@@ -1124,7 +1249,7 @@ mod tests {
         other.insert("gpt-4o", cheap);
         other.insert("my-model", cheap);
         let table = PriceTable::builtin().merged(other);
-        assert_eq!(table.len(), 20);
+        assert_eq!(table.len(), 23);
         assert_eq!(table.get("gpt-4o").map(|(_, p)| p.input), Some(1e-9));
         assert!(table.get("my-model").is_some());
     }
@@ -1146,5 +1271,294 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
         assert!(err.to_string().contains("expected an object"), "{err}");
+    }
+
+    // ---- Gemini (prices.md "Google Gemini tiers", per 1M tokens) ----
+
+    fn gemini_usage(input: u64, cached: u64, output: u64) -> Usage {
+        Usage {
+            input_tokens: input,
+            cached_input_tokens: cached,
+            output_tokens: output,
+            ..Usage::default()
+        }
+    }
+
+    #[test]
+    fn gemini_long_context_boundary_counts_cached_tokens() {
+        let pro = model("gemini-2.5-pro");
+        // Exactly 200,000 prompt tokens (150,000 + 50,000 cached): the ≤ 200k rates
+        // 1.25 in / 0.125 cached / 10 out.
+        let p = price(
+            &pro,
+            Tier::Interactive,
+            &gemini_usage(150_000, 50_000, 1_000),
+        );
+        // cost = 150000×1.25e-6 + 50000×0.125e-6 + 1000×10e-6 = 0.1875 + 0.00625 + 0.01
+        close(p.cost_usd, 0.20375);
+        // baseline = 200000×1.25e-6 + 0.01 = 0.26
+        close(p.baseline_usd, 0.26);
+        // prompt_cache = 50000 × (1.25 − 0.125)e-6 = 0.05625
+        close(p.savings.prompt_cache, 0.05625);
+        assert_split_sums(&p);
+        // One above (200,001): the whole request at 2.50 / 0.25 / 15.
+        let p = price(
+            &pro,
+            Tier::Interactive,
+            &gemini_usage(150_001, 50_000, 1_000),
+        );
+        // cost = 150001×2.5e-6 + 50000×0.25e-6 + 1000×15e-6 = 0.3750025 + 0.0125 + 0.015
+        close(p.cost_usd, 0.4025025);
+        // baseline = 200001×2.5e-6 + 0.015 = 0.5150025
+        close(p.baseline_usd, 0.5150025);
+        // prompt_cache = 50000 × (2.5 − 0.25)e-6 = 0.1125
+        close(p.savings.prompt_cache, 0.1125);
+        assert_split_sums(&p);
+        // Cached tokens count toward the threshold: 1 + 200,000 cached = 200,001 → long.
+        let p = price(&pro, Tier::Interactive, &gemini_usage(1, 200_000, 0));
+        // cost = 1×2.5e-6 + 200000×0.25e-6 = 0.0500025
+        close(p.cost_usd, 0.0500025);
+        // A model without a long tier has one rate: 2.5 Flash at 300,000 prompt tokens.
+        let p = price(
+            &model("gemini-2.5-flash"),
+            Tier::Interactive,
+            &gemini_usage(300_000, 0, 0),
+        );
+        // 300000 × 0.30e-6 = 0.09
+        close(p.cost_usd, 0.09);
+    }
+
+    #[test]
+    fn gemini_batch_does_not_stack_on_cache_hits() {
+        let pro = model("gemini-2.5-pro");
+        // 10,000 uncached + 90,000 cached, 2,000 out, on Sluice's batch tier.
+        let p = price(&pro, Tier::Batch, &gemini_usage(10_000, 90_000, 2_000));
+        // Batch: 0.625 in, cached 0.125 (= standard, no 50% on cache hits [P6b]), 5 out.
+        // cost = 10000×0.625e-6 + 90000×0.125e-6 + 2000×5e-6 = 0.00625 + 0.01125 + 0.01
+        close(p.cost_usd, 0.0275);
+        // baseline = 100000×1.25e-6 + 2000×10e-6 = 0.125 + 0.02 = 0.145
+        close(p.baseline_usd, 0.145);
+        // The same answer at standard rates, cache hits included:
+        // 10000×1.25e-6 + 90000×0.125e-6 + 2000×10e-6 = 0.0125 + 0.01125 + 0.02 = 0.04375.
+        // batch = 0.04375 − 0.0275 = 0.01625 (= 10000×0.625e-6 + 2000×5e-6): nothing on the
+        // cached tokens, which cost 0.125 either way.
+        close(p.savings.batch, 0.01625);
+        // prompt_cache = 0.145 − 0.04375 = 0.10125 (= 90000 × (1.25 − 0.125)e-6)
+        close(p.savings.prompt_cache, 0.10125);
+        assert_split_sums(&p);
+        // Stacking the levers would have credited batch with 100000×0.625e-6 + 0.01 = 0.0725.
+        assert!(p.savings.batch < 0.0725);
+
+        // Long context in batch: 100,000 + 150,000 cached = 250,000 > 200k, 1,000 out.
+        let p = price(&pro, Tier::Batch, &gemini_usage(100_000, 150_000, 1_000));
+        // Batch > 200k: 1.25 in, cached 0.25, 7.50 out.
+        // cost = 100000×1.25e-6 + 150000×0.25e-6 + 1000×7.5e-6 = 0.125 + 0.0375 + 0.0075 = 0.17
+        close(p.cost_usd, 0.17);
+        // baseline = 250000×2.5e-6 + 1000×15e-6 = 0.625 + 0.015 = 0.64
+        close(p.baseline_usd, 0.64);
+        // standard with cache = 100000×2.5e-6 + 0.0375 + 0.015 = 0.3025; batch = 0.3025 − 0.17
+        close(p.savings.batch, 0.1325);
+        // prompt_cache = 0.64 − 0.3025 = 0.3375 (= 150000 × (2.5 − 0.25)e-6)
+        close(p.savings.prompt_cache, 0.3375);
+        assert_split_sums(&p);
+    }
+
+    #[test]
+    fn gemini_batch_boundary_on_3_1_pro() {
+        let pro = model("gemini-3.1-pro-preview");
+        // Exactly 200,000 prompt tokens, 10,000 out: batch ≤ 200k 1.00 / 6.00.
+        let p = price(&pro, Tier::Batch, &gemini_usage(200_000, 0, 10_000));
+        // cost = 200000×1e-6 + 10000×6e-6 = 0.2 + 0.06 = 0.26
+        close(p.cost_usd, 0.26);
+        // baseline = 200000×2e-6 + 10000×12e-6 = 0.4 + 0.12 = 0.52; all of it batch's.
+        close(p.baseline_usd, 0.52);
+        close(p.savings.batch, 0.26);
+        close(p.savings.prompt_cache, 0.0);
+        // 200,001: batch > 200k 2.00 / 9.00, baseline at 4.00 / 18.00.
+        let p = price(&pro, Tier::Batch, &gemini_usage(200_001, 0, 10_000));
+        // cost = 200001×2e-6 + 10000×9e-6 = 0.400002 + 0.09 = 0.490002
+        close(p.cost_usd, 0.490002);
+        // baseline = 200001×4e-6 + 10000×18e-6 = 0.800004 + 0.18 = 0.980004
+        close(p.baseline_usd, 0.980004);
+        close(p.savings.batch, 0.490002);
+        assert_split_sums(&p);
+    }
+
+    #[test]
+    fn gemini_flex_is_priced_at_the_served_tier() {
+        let flash = model("gemini-2.5-flash");
+        // Sluice's flex tier, Google reports `flex`: 0.15 in, cached 0.03 (unchanged), 1.25 out.
+        let p = price(&flash, Tier::Flex, &served(MIXED, "flex"));
+        // cost = 1000×0.15e-6 + 2000×0.03e-6 + 500×1.25e-6 = 0.00015 + 0.00006 + 0.000625
+        close(p.cost_usd, 0.000835);
+        // baseline = 3000×0.30e-6 + 500×2.5e-6 = 0.0009 + 0.00125 = 0.00215
+        close(p.baseline_usd, 0.00215);
+        // standard with cache = 1000×0.30e-6 + 0.00006 + 0.00125 = 0.00161;
+        // flex = 0.00161 − 0.000835 = 0.000775 (= 1000×0.15e-6 + 500×1.25e-6)
+        close(p.savings.flex, 0.000775);
+        // prompt_cache = 0.00215 − 0.00161 = 0.00054 (= 2000 × (0.30 − 0.03)e-6)
+        close(p.savings.prompt_cache, 0.00054);
+        close(p.savings.batch, 0.0);
+        assert_split_sums(&p);
+        // Flex served at `standard` (Google never upgrades Flex, but should it): standard rates.
+        let p = price(&flash, Tier::Flex, &served(MIXED, "standard"));
+        // cost = 1000×0.30e-6 + 2000×0.03e-6 + 500×2.5e-6 = 0.00161
+        close(p.cost_usd, 0.00161);
+        close(p.savings.flex, 0.0);
+        // A caller's own `service_tier: flex` on 2.5 Pro: flex rates, baseline = cost.
+        let pro = model("gemini-2.5-pro");
+        let p = price(&pro, Tier::Interactive, &served(MIXED, "flex"));
+        // cost = 1000×0.625e-6 + 2000×0.125e-6 + 500×5e-6 = 0.000625 + 0.00025 + 0.0025
+        close(p.cost_usd, 0.003375);
+        close(p.baseline_usd, 0.003375);
+        assert_eq!(p.savings, NO_SAVINGS);
+        // … and over 200k: flex > 200k 1.25 / 7.50. 210000×1.25e-6 + 1000×7.5e-6 = 0.27
+        let long = served(gemini_usage(210_000, 0, 1_000), "flex");
+        close(price(&pro, Tier::Interactive, &long).cost_usd, 0.27);
+    }
+
+    #[test]
+    fn gemini_priority_is_priced_at_the_served_tier() {
+        let pro = model("gemini-2.5-pro");
+        // Priority (1.8×): 2.25 in, 0.225 cached, 18 out.
+        let p = price(&pro, Tier::Interactive, &served(MIXED, "priority"));
+        // cost = 1000×2.25e-6 + 2000×0.225e-6 + 500×18e-6 = 0.00225 + 0.00045 + 0.009
+        close(p.cost_usd, 0.0117);
+        close(p.baseline_usd, 0.0117);
+        assert_eq!(p.savings, NO_SAVINGS);
+        assert_eq!(p.unrated_tier, None);
+        // Over 200k: 4.50 in, 27 out. 200001×4.5e-6 + 100×27e-6 = 0.9000045 + 0.0027
+        let long = served(gemini_usage(200_001, 0, 100), "priority");
+        close(price(&pro, Tier::Interactive, &long).cost_usd, 0.9027045);
+        // Downgraded to Standard (`x-gemini-service-tier: standard`): billed at Standard.
+        let p = price(&pro, Tier::Interactive, &served(MIXED, "standard"));
+        // 1000×1.25e-6 + 2000×0.125e-6 + 500×10e-6 = 0.00125 + 0.00025 + 0.005
+        close(p.cost_usd, 0.0065);
+        // 3.1 Pro Preview priority is UNCONFIRMED: 2.0× ("75-100% more"), 4 / 0.40 / 24.
+        let p = price(
+            &model("gemini-3.1-pro-preview"),
+            Tier::Interactive,
+            &served(MIXED, "priority"),
+        );
+        // 1000×4e-6 + 2000×0.4e-6 + 500×24e-6 = 0.004 + 0.0008 + 0.012
+        close(p.cost_usd, 0.0168);
+        assert_eq!(p.unrated_tier, None);
+    }
+
+    #[test]
+    fn gemini_rows_match_the_tier_table() {
+        // (model, tier, input, cached, output) per 1M, ≤ 200k, from prices.md.
+        for (name, served_tier, input, cached, output) in [
+            ("gemini-2.5-pro", ServedTier::Standard, 1.25, 0.125, 10.0),
+            ("gemini-2.5-pro", ServedTier::Batch, 0.625, 0.125, 5.0),
+            ("gemini-2.5-pro", ServedTier::Flex, 0.625, 0.125, 5.0),
+            ("gemini-2.5-pro", ServedTier::Priority, 2.25, 0.225, 18.0),
+            ("gemini-2.5-flash", ServedTier::Standard, 0.30, 0.03, 2.5),
+            ("gemini-2.5-flash", ServedTier::Batch, 0.15, 0.03, 1.25),
+            ("gemini-2.5-flash", ServedTier::Flex, 0.15, 0.03, 1.25),
+            ("gemini-2.5-flash", ServedTier::Priority, 0.54, 0.054, 4.5),
+            (
+                "gemini-3.1-pro-preview",
+                ServedTier::Standard,
+                2.0,
+                0.20,
+                12.0,
+            ),
+            ("gemini-3.1-pro-preview", ServedTier::Batch, 1.0, 0.20, 6.0),
+            (
+                "gemini-3-flash-preview",
+                ServedTier::Standard,
+                0.50,
+                0.05,
+                3.0,
+            ),
+            ("gemini-3-flash-preview", ServedTier::Batch, 0.25, 0.05, 1.5),
+            ("gemini-3.8-flash", ServedTier::Standard, 1.50, 0.15, 7.5),
+        ] {
+            let (r, rated) = model(name).served_rates(served_tier);
+            assert!(rated, "{name} {served_tier}");
+            for (got, want) in [
+                (r.input, input),
+                (r.cached_input, cached),
+                (r.output, output),
+            ] {
+                assert!(
+                    (got * 1e6 - want).abs() < 1e-9,
+                    "{name} {served_tier}: {got:e} vs {want}"
+                );
+            }
+        }
+        // > 200k rows.
+        for (name, served_tier, input, cached, output) in [
+            ("gemini-2.5-pro", ServedTier::Standard, 2.50, 0.25, 15.0),
+            ("gemini-2.5-pro", ServedTier::Batch, 1.25, 0.25, 7.5),
+            ("gemini-2.5-pro", ServedTier::Flex, 1.25, 0.25, 7.5),
+            ("gemini-2.5-pro", ServedTier::Priority, 4.50, 0.45, 27.0),
+            (
+                "gemini-3.1-pro-preview",
+                ServedTier::Standard,
+                4.0,
+                0.40,
+                18.0,
+            ),
+            ("gemini-3.1-pro-preview", ServedTier::Batch, 2.0, 0.40, 9.0),
+        ] {
+            let (r, _) = model(name).for_prompt(200_001).served_rates(served_tier);
+            for (got, want) in [
+                (r.input, input),
+                (r.cached_input, cached),
+                (r.output, output),
+            ] {
+                assert!(
+                    (got * 1e6 - want).abs() < 1e-9,
+                    "{name} {served_tier} > 200k: {got:e} vs {want}"
+                );
+            }
+        }
+        for (name, p) in PriceTable::builtin().iter() {
+            if p.provider == Provider::Gemini {
+                // Batch and flex cache reads never below the standard cached rate (no stacking).
+                assert_eq!(p.rates(Tier::Batch).cached_input, p.cached_input, "{name}");
+                assert_eq!(p.rates(Tier::Flex).cached_input, p.cached_input, "{name}");
+                assert!(p.has_priority(), "{name}");
+                assert!(
+                    !p.has_flex(),
+                    "{name}: the flex tier Sluice chooses is OpenAI's"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn gemini_fallbacks_never_stack_or_drop_a_long_tier_rate() {
+        // A Gemini row listing no batch / flex cached rate: the standard cached rate.
+        let bare = ModelPrice {
+            batch_cached_input: None,
+            flex_cached_input: None,
+            ..model("gemini-2.5-pro")
+        };
+        close(bare.rates(Tier::Batch).cached_input, 0.125e-6);
+        close(bare.rates(Tier::Flex).cached_input, 0.125e-6);
+        // A long tier without priority rates: the short priority rates × long/short (2.0).
+        let pro = model("gemini-2.5-pro");
+        let partial = ModelPrice {
+            long_context: pro.long_context.map(|l| LongContext {
+                priority_input: None,
+                priority_output: None,
+                priority_cached_input: None,
+                ..l
+            }),
+            ..pro
+        };
+        let (r, rated) = partial
+            .for_prompt(250_000)
+            .served_rates(ServedTier::Priority);
+        assert!(rated);
+        // 2.25 × 2 = 4.50, 0.225 × 2 = 0.45, 18 × 1.5 = 27
+        close(r.input, 4.5e-6);
+        close(r.cached_input, 0.45e-6);
+        close(r.output, 27e-6);
+        assert_eq!(pro.for_prompt(200_000), pro);
+        assert_eq!(pro.for_prompt(200_001).long_context, None);
     }
 }

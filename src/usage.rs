@@ -211,6 +211,71 @@ pub fn from_json(body: &[u8]) -> Option<Usage> {
     w.usage(nested)
 }
 
+/// Gemini's `usageMetadata` (provider-apis.md 3.1), both ProtoJSON spellings.
+#[derive(Deserialize, Default)]
+struct GeminiUsage {
+    #[serde(alias = "prompt_token_count")]
+    #[serde(rename = "promptTokenCount")]
+    prompt: Option<u64>,
+    #[serde(alias = "cached_content_token_count")]
+    #[serde(rename = "cachedContentTokenCount")]
+    cached: Option<u64>,
+    #[serde(alias = "candidates_token_count")]
+    #[serde(rename = "candidatesTokenCount")]
+    candidates: Option<u64>,
+    #[serde(alias = "thoughts_token_count")]
+    #[serde(rename = "thoughtsTokenCount")]
+    thoughts: Option<u64>,
+    #[serde(alias = "tool_use_prompt_token_count")]
+    #[serde(rename = "toolUsePromptTokenCount")]
+    tool_use_prompt: Option<u64>,
+    #[serde(alias = "service_tier")]
+    #[serde(rename = "serviceTier", default)]
+    service_tier: Reported,
+}
+
+/// A `GenerateContentResponse` (or a stream chunk), or a Batch Mode result line whose
+/// `response` holds one.
+#[derive(Deserialize)]
+struct WithGeminiUsage {
+    #[serde(alias = "usage_metadata")]
+    #[serde(rename = "usageMetadata")]
+    usage: Option<GeminiUsage>,
+    response: Option<Box<WithGeminiUsage>>,
+}
+
+/// Usage from a Gemini API answer (`generateContent`, one `streamGenerateContent` chunk — each
+/// carries running totals, so the last one is the answer's — or a Batch Mode result line), if
+/// it reports `usageMetadata`. Pure: nothing on the request path calls it yet.
+///
+/// * `promptTokenCount` includes `cachedContentTokenCount`: uncached input = prompt − cached,
+///   cached input = cached (so [`Usage::total_input`] is the prompt size the long-context
+///   threshold is counted on);
+/// * output = `candidatesTokenCount + thoughtsTokenCount`: thinking tokens are billed as output
+///   ("Output price (including thinking tokens)");
+/// * `toolUsePromptTokenCount` (tool results fed back to the model, part of `totalTokenCount`)
+///   is added to the uncached input: how Google bills it is UNCONFIRMED, and counting it never
+///   under-reports;
+/// * `usageMetadata.serviceTier` (`standard`, `flex`, `priority`) is the served tier.
+///
+/// Zero-valued fields are omitted on the wire (ProtoJSON), so every count defaults to 0.
+pub fn from_gemini_json(body: &[u8]) -> Option<Usage> {
+    let w: WithGeminiUsage = serde_json::from_slice(body).ok()?;
+    let u = match w.usage {
+        Some(u) => u,
+        None => w.response?.usage?,
+    };
+    let prompt = u.prompt.unwrap_or(0);
+    let cached = u.cached.unwrap_or(0).min(prompt);
+    Some(Usage {
+        input_tokens: prompt - cached + u.tool_use_prompt.unwrap_or(0),
+        cached_input_tokens: cached,
+        output_tokens: u.candidates.unwrap_or(0) + u.thoughts.unwrap_or(0),
+        served_tier: u.service_tier.0,
+        ..Usage::default()
+    })
+}
+
 /// What one SSE event's data says about usage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventUsage {
@@ -432,5 +497,42 @@ mod tests {
             br#"{"choices":[],"service_tier":{"x":[1,2]},"usage":{"prompt_tokens":5,"completion_tokens":2}}"#,
         );
         assert!(matches!(odd, EventUsage::UsageOnlyChunk(u) if u.served_tier.is_none()));
+    }
+
+    #[test]
+    fn gemini_usage_metadata_counts_thoughts_as_output() {
+        // provider-apis.md 3.1 sample: 2110 prompt tokens of which 2048 cached, 7 candidates.
+        let body = br#"{"candidates":[],"usageMetadata":{"promptTokenCount":2110,"cachedContentTokenCount":2048,"candidatesTokenCount":7,"totalTokenCount":2117},"modelVersion":"gemini-2.5-flash"}"#;
+        let u = from_gemini_json(body).unwrap();
+        assert_eq!(
+            u,
+            Usage {
+                input_tokens: 62,
+                cached_input_tokens: 2048,
+                output_tokens: 7,
+                ..Usage::default()
+            }
+        );
+        assert_eq!(u.total_input(), 2110);
+        // Thinking: 40 candidates + 300 thoughts = 340 output; tool-use prompt tokens are input
+        // (UNCONFIRMED, never under-reported); served tier from usageMetadata.serviceTier.
+        let body = br#"{"usageMetadata":{"promptTokenCount":1000,"candidatesTokenCount":40,"thoughtsTokenCount":300,"toolUsePromptTokenCount":25,"serviceTier":"flex"}}"#;
+        let u = from_gemini_json(body).unwrap();
+        assert_eq!(u.input_tokens, 1025);
+        assert_eq!(u.cached_input_tokens, 0);
+        assert_eq!(u.output_tokens, 340);
+        assert_eq!(u.served_tier, Some(ServedTier::Flex));
+        // snake_case spelling, and a Batch Mode result line (`response` holds the answer).
+        let body = br#"{"key":"k1","response":{"usage_metadata":{"prompt_token_count":14,"candidates_token_count":1,"thoughts_token_count":2}}}"#;
+        let u = from_gemini_json(body).unwrap();
+        assert_eq!((u.input_tokens, u.output_tokens), (14, 3));
+        // No usageMetadata, or cached larger than the prompt (clamped).
+        assert_eq!(from_gemini_json(br#"{"candidates":[]}"#), None);
+        assert_eq!(from_gemini_json(b"not json"), None);
+        let u = from_gemini_json(
+            br#"{"usageMetadata":{"promptTokenCount":5,"cachedContentTokenCount":9}}"#,
+        )
+        .unwrap();
+        assert_eq!((u.input_tokens, u.cached_input_tokens), (0, 5));
     }
 }

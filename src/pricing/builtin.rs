@@ -15,12 +15,20 @@
 //! `gpt-5.6-sol` come from the Fast table alone: their standard rates are secondary and they list no
 //! batch rates (the 50% fallback applies).
 //!
-//! Left out: "Claude Opus 4.1" and "Claude Haiku 3.5" (API ids not verified in prices.md), and the
-//! Gemini 2.5 Pro > 200k-prompt tier (a single row per model here, so prompts over 200k tokens are
-//! priced at the ≤ 200k rates). None of the sources states a "prices as of" date: re-check before
-//! billing.
+//! Gemini rows follow prices.md's "Google Gemini tiers" table ([P8] page copy fetched 2026-08-04,
+//! [P8b] scrape dated 2026-03-30, [P13] secondary quotes last updated 2026-10-01): standard,
+//! batch, flex and priority rates, batch and flex cache reads at the standard cached rate (no
+//! stacking [P6b][P12]), and the > 200k-prompt tier of 2.5 Pro and 3.1 Pro Preview
+//! ([`super::LongContext`]). Where the reference marks a rate UNCONFIRMED the row takes the figure
+//! that never under-reports cost (each case is commented on the row). Not modelled: the audio
+//! input rates of the Flash models (`Usage` has no modality split, so audio input is billed at
+//! the text rate — an under-report for audio prompts), and explicit-cache storage (per
+//! token-hour, not part of an answer's usage).
+//!
+//! Left out: "Claude Opus 4.1" and "Claude Haiku 3.5" (API ids not verified in prices.md). None of
+//! the sources states a "prices as of" date: re-check before billing.
 
-use super::{Mode, ModelPrice};
+use super::{GEMINI_LONG_CONTEXT_ABOVE, LongContext, Mode, ModelPrice};
 use crate::types::Provider;
 
 /// A built-in price row and where its figures come from.
@@ -56,6 +64,7 @@ const UNLISTED: ModelPrice = ModelPrice {
     ultrafast_output: None,
     ultrafast_cached_input: None,
     ultrafast_cache_write: None,
+    long_context: None,
 };
 
 /// `price` with priority (Fast) input, cached-input and output rates.
@@ -119,8 +128,72 @@ const ANTHROPIC_SOURCE: &str = "[P2] official table; batch = 50% [P5]; LiteLLM 1
 const OPENAI_P1_P4: &str =
     "[P1] LiteLLM 1.110.2 (corroborated [P4]); priority = [P10] Priority processing page = [P1]";
 const OPENAI_P1: &str = "[P1] LiteLLM 1.110.2; priority = prices.md Fast table ([P9]/[P10]) = [P1]";
-const GEMINI_SOURCE: &str =
-    "[P1] LiteLLM 1.110.2 (key gemini/...); batch cache rule [P6]; flex and priority = [P8]";
+const GEMINI_SOURCE: &str = "[P8] official page (copy fetched 2026-08-04), Standard / Batch / Flex / \
+     Priority incl. > 200k; [P1] LiteLLM 1.110.2 (key gemini/...) agrees; batch cache rule [P6][P6b]";
+
+/// A Gemini row: standard, batch and flex rates, batch and flex cache reads at the standard cached
+/// rate (Google's discounts do not stack on cache hits [P6b][P12]), and priority rates.
+#[allow(clippy::too_many_arguments)]
+const fn gemini(
+    input: f64,
+    cached: f64,
+    output: f64,
+    batch_in: f64,
+    batch_out: f64,
+    flex_in: f64,
+    flex_out: f64,
+    priority_in: f64,
+    priority_cached: f64,
+    priority_out: f64,
+) -> ModelPrice {
+    ModelPrice {
+        provider: Provider::Gemini,
+        input,
+        cached_input: cached,
+        output,
+        batch_input: Some(batch_in),
+        batch_output: Some(batch_out),
+        batch_cached_input: Some(cached),
+        flex_input: Some(flex_in),
+        flex_output: Some(flex_out),
+        flex_cached_input: Some(cached),
+        priority_input: Some(priority_in),
+        priority_output: Some(priority_out),
+        priority_cached_input: Some(priority_cached),
+        ..UNLISTED
+    }
+}
+
+/// The long-context (> 200k prompt) tier of a Gemini row, in the same order as [`gemini`].
+#[allow(clippy::too_many_arguments)]
+const fn gemini_long(
+    input: f64,
+    cached: f64,
+    output: f64,
+    batch_in: f64,
+    batch_out: f64,
+    flex_in: f64,
+    flex_out: f64,
+    priority_in: f64,
+    priority_cached: f64,
+    priority_out: f64,
+) -> Option<LongContext> {
+    Some(LongContext {
+        above_tokens: GEMINI_LONG_CONTEXT_ABOVE,
+        input,
+        cached_input: cached,
+        output,
+        batch_input: Some(batch_in),
+        batch_output: Some(batch_out),
+        batch_cached_input: Some(cached),
+        flex_input: Some(flex_in),
+        flex_output: Some(flex_out),
+        flex_cached_input: Some(cached),
+        priority_input: Some(priority_in),
+        priority_output: Some(priority_out),
+        priority_cached_input: Some(priority_cached),
+    })
+}
 
 pub const BUILTIN: &[BuiltinRow] = &[
     BuiltinRow {
@@ -289,45 +362,81 @@ pub const BUILTIN: &[BuiltinRow] = &[
     },
     // Gemini: implicit caching has no write fee; explicit-cache storage (per token-hour) is billed
     // separately by Google and is not modelled (UNCONFIRMED rate, see prices.md).
+    // gemini-2.5-pro, ≤ 200k / > 200k prompt: standard 1.25 / 2.50 in, 0.125 / 0.25 cached,
+    // 10 / 15 out; batch = flex 0.625 / 1.25 in, 5 / 7.50 out, cached as standard; priority
+    // (1.8×) 2.25 / 4.50 in, 0.225 / 0.45 cached, 18 / 27 out [P8].
     BuiltinRow {
         name: "gemini-2.5-pro",
         source: GEMINI_SOURCE,
         price: ModelPrice {
-            provider: Provider::Gemini,
-            input: 1.25e-06,
-            cached_input: 1.25e-07,
-            output: 1e-05,
-            batch_input: Some(6.25e-07),
-            batch_output: Some(5e-06),
-            batch_cached_input: Some(1.25e-07),
-            flex_input: Some(6.25e-07),
-            flex_output: Some(5e-06),
-            flex_cached_input: Some(1.25e-07),
-            priority_input: Some(2.25e-06),
-            priority_output: Some(1.8e-05),
-            priority_cached_input: Some(2.25e-07),
-            ..UNLISTED
+            long_context: gemini_long(
+                2.5e-06, 2.5e-07, 1.5e-05, 1.25e-06, 7.5e-06, 1.25e-06, 7.5e-06, 4.5e-06, 4.5e-07,
+                2.7e-05,
+            ),
+            ..gemini(
+                1.25e-06, 1.25e-07, 1e-05, 6.25e-07, 5e-06, 6.25e-07, 5e-06, 2.25e-06, 2.25e-07,
+                1.8e-05,
+            )
         },
     },
+    // gemini-2.5-flash, one rate at any prompt size (text/image/video; audio 1.00 in / 0.10
+    // cached is not modelled): 0.30 / 0.03 / 2.50; batch = flex 0.15 / 1.25; priority 0.54 /
+    // 0.054 / 4.50 [P8].
     BuiltinRow {
         name: "gemini-2.5-flash",
         source: GEMINI_SOURCE,
+        price: gemini(
+            3e-07, 3e-08, 2.5e-06, 1.5e-07, 1.25e-06, 1.5e-07, 1.25e-06, 5.4e-07, 5.4e-08, 4.5e-06,
+        ),
+    },
+    // gemini-3.1-pro-preview, ≤ 200k / > 200k: standard 2 / 4 in, 0.20 / 0.40 cached, 12 / 18
+    // out; batch 1 / 2 in, 6 / 9 out, cached as standard [P8b]. Flex is supported [P11] but its
+    // rates are UNCONFIRMED: 50% of standard on input/output per the Flex guide ("priced at 50%
+    // of the standard API" [P11]), cache reads at the standard cached rate (never below it).
+    // Priority is supported [P11], rates UNCONFIRMED: the Priority guide says "75-100% more", so
+    // 2.0× standard on every rate (4 / 8 in, 0.40 / 0.80 cached, 24 / 36 out) — the top of the
+    // range, never under-reporting (1.8× would give 3.60 / 7.20, 21.60 / 32.40).
+    BuiltinRow {
+        name: "gemini-3.1-pro-preview",
+        source: "[P8b] official page (scrape dated 2026-03-30), Standard and Batch incl. > 200k; \
+                 re-confirmed by SECONDARY [P13] (2026-10); flex 0.5× [P11] and priority 2.0× \
+                 (\"75-100% more\" [P11]) UNCONFIRMED; batch cache rule [P6b]",
         price: ModelPrice {
-            provider: Provider::Gemini,
-            input: 3e-07,
-            cached_input: 3e-08,
-            output: 2.5e-06,
-            batch_input: Some(1.5e-07),
-            batch_output: Some(1.25e-06),
-            batch_cached_input: Some(3e-08),
-            flex_input: Some(1.5e-07),
-            flex_output: Some(1.25e-06),
-            flex_cached_input: Some(3e-08),
-            priority_input: Some(5.4e-07),
-            priority_output: Some(4.5e-06),
-            priority_cached_input: Some(5.4e-08),
-            ..UNLISTED
+            long_context: gemini_long(
+                4e-06, 4e-07, 1.8e-05, 2e-06, 9e-06, 2e-06, 9e-06, 8e-06, 8e-07, 3.6e-05,
+            ),
+            ..gemini(
+                2e-06, 2e-07, 1.2e-05, 1e-06, 6e-06, 1e-06, 6e-06, 4e-06, 4e-07, 2.4e-05,
+            )
         },
+    },
+    // gemini-3-flash-preview, one rate (text/image/video; audio 1.00 / 0.10 not modelled):
+    // 0.50 / 0.05 / 3.00; batch 0.25 / 1.50, batch cached 0.05 ("Same as Standard") [P8b].
+    // Flex (supported [P11]) UNCONFIRMED: 0.5× → 0.25 / 1.50, cached 0.05. Priority (supported
+    // [P11]) UNCONFIRMED: 2.0× ("75-100% more", the top) → 1.00 / 0.10 / 6.00.
+    BuiltinRow {
+        name: "gemini-3-flash-preview",
+        source: "[P8b] official page (scrape dated 2026-03-30), Standard and Batch; flex 0.5× \
+                 [P11] and priority 2.0× (\"75-100% more\" [P11]) UNCONFIRMED",
+        price: gemini(
+            5e-07, 5e-08, 3e-06, 2.5e-07, 1.5e-06, 2.5e-07, 1.5e-06, 1e-06, 1e-07, 6e-06,
+        ),
+    },
+    // gemini-3.8-flash: SECONDARY quotes of the official page [P13] give introductory rates
+    // "through December 31, 2026" (0.75 / 0.075 / 3.75; batch = flex 0.375 / 1.875; priority
+    // 1.35 / 6.75) and 1.50 / 0.15 / 7.50 "starting January 1, 2027". A built-in row has no
+    // date to pick by, so it carries the 2027 rates, the higher ones: it over-reports during the
+    // introductory period and never under-reports (UNCONFIRMED how long the introductory rate
+    // lasts in practice). 2027 batch and flex UNCONFIRMED: 50% → 0.75 / 3.75, cache reads at the
+    // standard 0.15 (no stacking). 2027 priority UNCONFIRMED: 2.0× → 3.00 / 0.30 / 15.00 (the
+    // introductory 1.35 is 1.8×). Load a LiteLLM file to bill the introductory rates instead.
+    BuiltinRow {
+        name: "gemini-3.8-flash",
+        source: "SECONDARY [P13] quotes of the official page (last updated 2026-10-01): rates \
+                 \"starting January 1, 2027\"; batch / flex 0.5× and priority 2.0× UNCONFIRMED",
+        price: gemini(
+            1.5e-06, 1.5e-07, 7.5e-06, 7.5e-07, 3.75e-06, 7.5e-07, 3.75e-06, 3e-06, 3e-07, 1.5e-05,
+        ),
     },
     // The two embedding models are NOT in prices.md: the figures are OpenAI's list price
     // (text-embedding-3-small $0.02 / 1M input, Batch API $0.01 / 1M; text-embedding-3-large

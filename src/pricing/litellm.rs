@@ -16,15 +16,20 @@
 //!   is the input rate (no cache discount);
 //! * the `_flex`, `_priority` and `_ultrafast` variants of `input_cost_per_token`,
 //!   `output_cost_per_token` and `cache_read_input_token_cost` (and of
-//!   `cache_creation_input_token_cost` for the last two) are the service-tier rates; the
-//!   long-prompt variants (`*_above_200k_tokens_priority`, ...) are not read.
+//!   `cache_creation_input_token_cost` for the last two) are the service-tier rates;
+//! * `input_cost_per_token_above_200k_tokens` makes a long-context tier (prompts over 200,000
+//!   tokens, [`super::LongContext`]) with `cache_read_input_token_cost_above_200k_tokens` and
+//!   `output_cost_per_token_above_200k_tokens` (each, if missing, the short-prompt rate × the
+//!   long/short input ratio, so a long prompt is never billed below the short rates) and their
+//!   `_batches`, `_flex` and `_priority` variants; without it the other `_above_200k_tokens` keys
+//!   are ignored.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry as MapEntry;
 
 use serde::Deserialize;
 
-use super::{Mode, ModelPrice, PricingError};
+use super::{GEMINI_LONG_CONTEXT_ABOVE, LongContext, Mode, ModelPrice, PricingError};
 use crate::types::Provider;
 
 /// The cost fields Sluice uses; every other field of an entry is ignored.
@@ -52,6 +57,18 @@ struct RawEntry {
     output_cost_per_token_ultrafast: Option<f64>,
     cache_read_input_token_cost_ultrafast: Option<f64>,
     cache_creation_input_token_cost_ultrafast: Option<f64>,
+    input_cost_per_token_above_200k_tokens: Option<f64>,
+    output_cost_per_token_above_200k_tokens: Option<f64>,
+    cache_read_input_token_cost_above_200k_tokens: Option<f64>,
+    input_cost_per_token_above_200k_tokens_batches: Option<f64>,
+    output_cost_per_token_above_200k_tokens_batches: Option<f64>,
+    cache_read_input_token_cost_above_200k_tokens_batches: Option<f64>,
+    input_cost_per_token_above_200k_tokens_flex: Option<f64>,
+    output_cost_per_token_above_200k_tokens_flex: Option<f64>,
+    cache_read_input_token_cost_above_200k_tokens_flex: Option<f64>,
+    input_cost_per_token_above_200k_tokens_priority: Option<f64>,
+    output_cost_per_token_above_200k_tokens_priority: Option<f64>,
+    cache_read_input_token_cost_above_200k_tokens_priority: Option<f64>,
 }
 
 /// Which of two entries claiming one name wins: lower is better.
@@ -101,6 +118,12 @@ impl RawEntry {
             ultrafast_output: self.output_cost_per_token_ultrafast,
             ultrafast_cached_input: self.cache_read_input_token_cost_ultrafast,
             ultrafast_cache_write: self.cache_creation_input_token_cost_ultrafast,
+            long_context: None,
+        };
+        let long_context = self.long_context(&price);
+        let price = ModelPrice {
+            long_context,
+            ..price
         };
         let rates = [
             Some(price.input),
@@ -124,14 +147,60 @@ impl RawEntry {
             price.ultrafast_cached_input,
             price.ultrafast_cache_write,
         ];
+        let long = price.long_context.map_or([None; 12], |l| {
+            [
+                Some(l.input),
+                Some(l.cached_input),
+                Some(l.output),
+                l.batch_input,
+                l.batch_output,
+                l.batch_cached_input,
+                l.flex_input,
+                l.flex_output,
+                l.flex_cached_input,
+                l.priority_input,
+                l.priority_output,
+                l.priority_cached_input,
+            ]
+        });
         if rates
             .into_iter()
+            .chain(long)
             .flatten()
             .any(|r| r < 0.0 || !r.is_finite())
         {
             return None;
         }
         Some((price, via_vertex))
+    }
+
+    /// The `*_above_200k_tokens` tier, if the entry lists a long-prompt input rate.
+    fn long_context(&self, short: &ModelPrice) -> Option<LongContext> {
+        let input = self.input_cost_per_token_above_200k_tokens?;
+        let ratio = if short.input > 0.0 {
+            input / short.input
+        } else {
+            1.0
+        };
+        Some(LongContext {
+            above_tokens: GEMINI_LONG_CONTEXT_ABOVE,
+            input,
+            cached_input: self
+                .cache_read_input_token_cost_above_200k_tokens
+                .unwrap_or(short.cached_input * ratio),
+            output: self
+                .output_cost_per_token_above_200k_tokens
+                .unwrap_or(short.output * ratio),
+            batch_input: self.input_cost_per_token_above_200k_tokens_batches,
+            batch_output: self.output_cost_per_token_above_200k_tokens_batches,
+            batch_cached_input: self.cache_read_input_token_cost_above_200k_tokens_batches,
+            flex_input: self.input_cost_per_token_above_200k_tokens_flex,
+            flex_output: self.output_cost_per_token_above_200k_tokens_flex,
+            flex_cached_input: self.cache_read_input_token_cost_above_200k_tokens_flex,
+            priority_input: self.input_cost_per_token_above_200k_tokens_priority,
+            priority_output: self.output_cost_per_token_above_200k_tokens_priority,
+            priority_cached_input: self.cache_read_input_token_cost_above_200k_tokens_priority,
+        })
     }
 }
 
@@ -420,6 +489,78 @@ mod tests {
         let bad = PriceTable::from_litellm_json(
             br#"{"m": {"input_cost_per_token": 1e-06, "input_cost_per_token_ultrafast": -1e-06,
                  "litellm_provider": "openai"}}"#,
+        )
+        .unwrap();
+        assert!(bad.is_empty());
+    }
+
+    #[test]
+    fn reads_the_above_200k_keys_of_gemini_2_5_pro() {
+        // prices.md's LiteLLM extract of `gemini/gemini-2.5-pro`, every `_above_200k_tokens` key.
+        let file = PriceTable::from_litellm_json(
+            br#"{"gemini/gemini-2.5-pro": {
+              "cache_read_input_token_cost": 1.25e-07,
+              "cache_read_input_token_cost_above_200k_tokens": 2.5e-07,
+              "cache_read_input_token_cost_above_200k_tokens_batches": 2.5e-07,
+              "cache_read_input_token_cost_above_200k_tokens_flex": 2.5e-07,
+              "cache_read_input_token_cost_above_200k_tokens_priority": 4.5e-07,
+              "cache_read_input_token_cost_batches": 1.25e-07,
+              "cache_read_input_token_cost_flex": 1.25e-07,
+              "cache_read_input_token_cost_priority": 2.25e-07,
+              "input_cost_per_token": 1.25e-06,
+              "input_cost_per_token_above_200k_tokens": 2.5e-06,
+              "input_cost_per_token_above_200k_tokens_batches": 1.25e-06,
+              "input_cost_per_token_above_200k_tokens_flex": 1.25e-06,
+              "input_cost_per_token_above_200k_tokens_priority": 4.5e-06,
+              "input_cost_per_token_batches": 6.25e-07,
+              "input_cost_per_token_flex": 6.25e-07,
+              "input_cost_per_token_priority": 2.25e-06,
+              "litellm_provider": "gemini",
+              "max_input_tokens": 1048576,
+              "max_output_tokens": 65536,
+              "mode": "chat",
+              "output_cost_per_token": 1e-05,
+              "output_cost_per_token_above_200k_tokens": 1.5e-05,
+              "output_cost_per_token_above_200k_tokens_batches": 7.5e-06,
+              "output_cost_per_token_above_200k_tokens_flex": 7.5e-06,
+              "output_cost_per_token_above_200k_tokens_priority": 2.7e-05,
+              "output_cost_per_token_batches": 5e-06,
+              "output_cost_per_token_flex": 5e-06,
+              "output_cost_per_token_priority": 1.8e-05}}"#,
+        )
+        .unwrap();
+        // The same row as the built-in one (from the official page [P8]), long tier included.
+        let pro = file.get("gemini-2.5-pro").map(|(_, p)| *p).unwrap();
+        assert_eq!(pro, builtin("gemini-2.5-pro"));
+        let long = pro.long_context.unwrap();
+        assert_eq!(long.above_tokens, 200_000);
+        assert_eq!((long.input, long.output), (2.5e-06, 1.5e-05));
+        // Only the long input rate listed: cached and output scaled by 2.5 / 1.25 = 2.
+        let bare = PriceTable::from_litellm_json(
+            br#"{"m": {"input_cost_per_token": 1e-06, "output_cost_per_token": 4e-06,
+                 "cache_read_input_token_cost": 1e-07,
+                 "input_cost_per_token_above_200k_tokens": 2e-06,
+                 "output_cost_per_token_above_200k_tokens_batches": 1e-06,
+                 "litellm_provider": "gemini"}}"#,
+        )
+        .unwrap();
+        let long = bare.get("m").and_then(|(_, p)| p.long_context).unwrap();
+        assert!((long.cached_input - 2e-07).abs() < 1e-18);
+        assert!((long.output - 8e-06).abs() < 1e-18);
+        assert_eq!(long.batch_output, Some(1e-06));
+        // `_above_200k_tokens` tier keys without the long input rate are ignored.
+        let none = PriceTable::from_litellm_json(
+            br#"{"m": {"input_cost_per_token": 1e-06,
+                 "output_cost_per_token_above_200k_tokens": 8e-06,
+                 "litellm_provider": "gemini"}}"#,
+        )
+        .unwrap();
+        assert_eq!(none.get("m").map(|(_, p)| p.long_context), Some(None));
+        // A negative long rate drops the entry.
+        let bad = PriceTable::from_litellm_json(
+            br#"{"m": {"input_cost_per_token": 1e-06,
+                 "input_cost_per_token_above_200k_tokens": -2e-06,
+                 "litellm_provider": "gemini"}}"#,
         )
         .unwrap();
         assert!(bad.is_empty());
