@@ -969,7 +969,12 @@ fn create(
         rows,
         start: Instant::now(),
         created_ms: unix_ms(),
-        queue: config.queue_delay,
+        // A job forced to expire never leaves the queue.
+        queue: if plan == Plan::Expire {
+            config.queue_expiry
+        } else {
+            config.queue_delay
+        },
         run: assigned.turnaround.unwrap_or(config.run_time),
         queue_expiry: config.queue_expiry,
         cutoff: config.run_cutoff,
