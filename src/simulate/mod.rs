@@ -17,7 +17,11 @@
 //! Google's field list and array-wrapped error envelope. Google's native Gemini API
 //! (reference 3.1–3.4: `generateContent`, `streamGenerateContent`, the File API and Batch
 //! Mode, below `/v1beta/` and `/v1/`) is in `gemini.rs`, `gemini_files.rs` and
-//! `gemini_batch.rs`, configured by [`SimConfig::gemini`].
+//! `gemini_batch.rs`, configured by [`SimConfig::gemini`]. Vertex AI batch prediction
+//! (reference 3.6: the OAuth token endpoint `POST /token`, Cloud Storage below
+//! `/storage/v1/` and `/upload/storage/v1/`, jobs below `/v1/projects/`) is in
+//! `vertex.rs`, `oauth.rs`, `gcs.rs` and `vertex_jobs.rs`, configured by
+//! [`SimConfig::vertex`].
 //!
 //! Every JSON endpoint refuses top-level fields its provider does not know (`fields.rs`),
 //! in that provider's 400 shape, so a field Sluice adds by mistake fails a test.
@@ -44,6 +48,7 @@ mod error;
 mod faults;
 mod fields;
 mod files;
+mod gcs;
 mod gemini;
 mod gemini_batch;
 mod gemini_content;
@@ -52,10 +57,13 @@ mod google;
 mod log;
 mod models;
 mod multipart;
+mod oauth;
 mod responses;
 mod schema;
 mod text;
 mod tools;
+mod vertex;
+mod vertex_jobs;
 
 #[cfg(test)]
 mod tests;
@@ -79,6 +87,8 @@ mod tests_gemini_files;
 mod tests_more;
 #[cfg(test)]
 mod tests_tools;
+#[cfg(test)]
+mod tests_vertex;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -102,6 +112,7 @@ pub use body::SimBody;
 pub use error::{ApiError, Fault};
 pub use gemini::GeminiConfig;
 pub use log::{LOG_CAPACITY, LoggedRequest};
+pub use vertex::VertexConfig;
 
 use anthropic_batch::MessageBatchStore;
 use anthropic_cache::AnthropicCache;
@@ -113,6 +124,7 @@ use faults::BatchControl;
 use files::FileStore;
 use gemini::GeminiState;
 use log::RequestLog;
+use vertex::VertexState;
 
 /// Largest accepted request body.
 const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
@@ -169,6 +181,8 @@ pub struct SimConfig {
     pub anthropic_batch_max_requests: usize,
     /// The native Gemini API: caching thresholds, Flex and Priority, files, Batch Mode.
     pub gemini: GeminiConfig,
+    /// Vertex AI batch prediction, its OAuth token endpoint and Cloud Storage.
+    pub vertex: VertexConfig,
 }
 
 impl Default for SimConfig {
@@ -188,6 +202,7 @@ impl Default for SimConfig {
             anthropic_cache_min_tokens: 1024,
             anthropic_batch_max_requests: 100_000,
             gemini: GeminiConfig::default(),
+            vertex: VertexConfig::default(),
         }
     }
 }
@@ -221,6 +236,7 @@ pub struct Simulator {
     message_batches: MessageBatchStore,
     control: BatchControl,
     gemini: GeminiState,
+    vertex: VertexState,
     /// Per-instance part of file and batch ids, so that ids of a restarted simulator do
     /// not collide with ids a client remembers from an earlier one.
     tag: String,
@@ -348,6 +364,7 @@ impl Simulator {
             message_batches: MessageBatchStore::default(),
             control: BatchControl::default(),
             gemini: GeminiState::new(config.seed, &tag),
+            vertex: VertexState::new(&tag),
             tag,
             config,
             counter: AtomicU64::new(0),
@@ -443,7 +460,10 @@ impl Simulator {
         let start = Instant::now();
         let seq = self.next_seq();
         let (parts, body) = req.into_parts();
-        let limit = if parts.uri.path() == "/v1/files" || gemini::is_upload(parts.uri.path()) {
+        let limit = if parts.uri.path() == "/v1/files"
+            || gemini::is_upload(parts.uri.path())
+            || vertex::is_upload(parts.uri.path())
+        {
             MAX_UPLOAD_BYTES
         } else {
             MAX_BODY_BYTES
@@ -456,6 +476,10 @@ impl Simulator {
                 } else {
                     ApiError::invalid(format!("Failed to read request body: {e}"), None, None)
                 };
+                if vertex::owns(parts.uri.path()) {
+                    let err = gemini::GemError::from_api(&err, None);
+                    return vertex::error_for(parts.uri.path(), &err);
+                }
                 if anthropic::owns(parts.uri.path()) {
                     let err = anthropic::AnthError::from_api(&err);
                     return anthropic::error_response(seq, &err);
@@ -479,6 +503,9 @@ impl Simulator {
             headers: parts.headers.clone(),
             body: body.clone(),
         });
+        if vertex::owns(path) {
+            return self.vertex(&parts, &body, seq, start).await;
+        }
         if anthropic::owns(path) {
             return self.anthropic(&parts, &body, seq).await;
         }
