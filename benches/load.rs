@@ -14,7 +14,8 @@
 //!
 //! The provider's 20 ms latency makes A-C a realism check: at 64 connections every target
 //! is capped near 3,200 requests/s and idle. `--cpu` measures the gateway's own cost
-//! instead (zero-latency provider, pinned cores, CPU µs per request; `load/cpu.rs`).
+//! instead (zero-latency provider, pinned cores, CPU µs per request; `load/cpu.rs`). `--cpu --profile SECS`
+//! loads each target alone for SECS, printing its pid first, for `perf record -p`.
 //!
 //! It prints one table per scenario and the sluice/bare and sluice/direct ratios
 //! with PASS/MISS against the goals. A MISS still exits 0: this is a measurement.
@@ -150,7 +151,15 @@ fn run_main() -> Result<(), BoxError> {
     let plan = Plan::new(quick);
     let sluice = build_sluice()?;
     if args.iter().any(|a| a == "--cpu") {
-        return cpu::run(&sluice, quick);
+        let profile = match args.iter().position(|a| a == "--profile") {
+            Some(i) => Some(
+                args.get(i + 1)
+                    .and_then(|s| s.parse().ok())
+                    .ok_or("usage: --cpu --profile SECS")?,
+            ),
+            None => None,
+        };
+        return cpu::run(&sluice, quick, profile);
     }
 
     let [sim, bare, gateway] = free_addrs()?;

@@ -37,6 +37,18 @@ use crate::types::{Provider, Tier, Usage};
 /// threshold and the lowest of Anthropic's (which varies by model and doc snapshot up to 4096).
 pub const MIN_CACHEABLE_PREFIX_TOKENS: u64 = 1024;
 
+/// The shortest prefix `model` caches. Gemini's implicit cache starts at 2,048 tokens on the
+/// 2.5 models and 4,096 on the 3.x ones (provider-apis.md 5.10); an older doc copy said 1,024
+/// for some, so the larger figure is used: an estimate never promises a cache hit that the
+/// provider may not give. Other providers: [`MIN_CACHEABLE_PREFIX_TOKENS`].
+pub fn min_cacheable_prefix(provider: Provider, model: &str) -> u64 {
+    match provider {
+        Provider::Gemini if model.starts_with("gemini-2.5") => 2048,
+        Provider::Gemini => 4096,
+        Provider::OpenAi | Provider::Anthropic => MIN_CACHEABLE_PREFIX_TOKENS,
+    }
+}
+
 /// Estimate what a workload costs synchronously, in batches and on flex, with and without the
 /// prompt cache; the tier an SLA allows; the break-even against a reserved GPU.
 #[derive(clap::Args, Debug, Clone)]
@@ -125,9 +137,9 @@ pub struct Workload {
 }
 
 impl Workload {
-    /// Whether the shared prefix is long enough to be cached.
-    pub fn prefix_cacheable(&self) -> bool {
-        self.prefix_tokens >= MIN_CACHEABLE_PREFIX_TOKENS
+    /// Whether the shared prefix is long enough to be cached (`min`: the model's minimum).
+    pub fn prefix_cacheable(&self, min: u64) -> bool {
+        self.prefix_tokens >= min
     }
 
     /// All tokens the workload moves, input and output.
@@ -142,10 +154,10 @@ impl Workload {
     }
 
     /// The workload's token counts for one scenario (see the module docs).
-    fn usage(&self, kind: ScenarioKind) -> Usage {
+    fn usage(&self, kind: ScenarioKind, min_cacheable: u64) -> Usage {
         let n = self.requests;
         let output_tokens = n.saturating_mul(self.output_tokens);
-        if !kind.cached() || n == 0 || !self.prefix_cacheable() {
+        if !kind.cached() || n == 0 || !self.prefix_cacheable(min_cacheable) {
             return Usage {
                 input_tokens: n
                     .saturating_mul(self.prefix_tokens.saturating_add(self.input_tokens)),
@@ -290,6 +302,8 @@ pub struct Estimate {
     pub model: String,
     pub provider: Provider,
     pub workload: Workload,
+    /// The shortest prefix the model caches ([`min_cacheable_prefix`]).
+    pub min_cacheable_prefix_tokens: u64,
     /// The `sync` total: every token synchronous, uncached, at list price.
     pub baseline_usd: f64,
     /// In [`ScenarioKind::ALL`] order; the flex rows only when the model has flex prices.
@@ -343,13 +357,18 @@ fn per_request(total: f64, requests: u64) -> f64 {
 /// Prices `w` on every scenario the model offers. Pure: no I/O.
 pub fn estimate(price_row: &ModelPrice, model: &str, w: &Workload) -> Estimate {
     let has_flex = price_row.has_flex();
-    let baseline_usd =
-        price(price_row, Tier::Interactive, &w.usage(ScenarioKind::Sync)).baseline_usd;
+    let min = min_cacheable_prefix(price_row.provider, model);
+    let baseline_usd = price(
+        price_row,
+        Tier::Interactive,
+        &w.usage(ScenarioKind::Sync, min),
+    )
+    .baseline_usd;
     let scenarios: Vec<Scenario> = ScenarioKind::ALL
         .into_iter()
         .filter(|k| has_flex || k.tier() != Tier::Flex)
         .map(|kind| {
-            let total_usd = price(price_row, kind.tier(), &w.usage(kind)).cost_usd;
+            let total_usd = price(price_row, kind.tier(), &w.usage(kind, min)).cost_usd;
             Scenario {
                 kind,
                 total_usd,
@@ -403,6 +422,7 @@ pub fn estimate(price_row: &ModelPrice, model: &str, w: &Workload) -> Estimate {
         model: model.to_owned(),
         provider: price_row.provider,
         workload: *w,
+        min_cacheable_prefix_tokens: min,
         baseline_usd,
         scenarios,
         choice,

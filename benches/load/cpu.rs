@@ -34,6 +34,9 @@ pub struct CpuPlan {
     pub open: Duration,
     /// Streams per pass (8 at a time), timed to their first `data:` chunk.
     pub streams: usize,
+    /// `--profile SECS`: only a closed loop of this length per target, announced with the
+    /// target's pid first, so `perf record -p` or `strace -c -p` can watch one target alone.
+    pub profile: Option<Duration>,
 }
 
 impl CpuPlan {
@@ -46,6 +49,7 @@ impl CpuPlan {
             rate: 200.0,
             open: Duration::from_secs(if quick { 2 } else { 5 }),
             streams: if quick { 400 } else { 2_000 },
+            profile: None,
         }
     }
 }
@@ -119,6 +123,29 @@ struct Target {
     bearers: Arc<[HeaderValue]>,
 }
 
+/// A closed loop on one target for `secs`, announced first: for profilers, not figures.
+async fn profile(t: &Target, secs: Duration) -> Result<(), BoxError> {
+    let client = generator::client();
+    let mut json = shot(t.addr, &chat_body(false));
+    json.bearers = t.bearers.clone();
+    generator::closed_loop(&client, &json, 64, Duration::from_millis(500)).await;
+    println!(
+        "profile: {} is pid {}, loaded for {secs:?} from now",
+        t.name, t.pid
+    );
+    let before = cpu_us(t.pid)?;
+    let closed = generator::closed_loop(&client, &json, 64, secs).await;
+    let spent = cpu_us(t.pid)? - before;
+    println!(
+        "profile: {} served {} ({:.0}/s), {:.1} CPU us/req",
+        t.name,
+        closed.ok(),
+        closed.rps(),
+        spent / closed.ok().max(1) as f64
+    );
+    Ok(())
+}
+
 async fn pass(plan: &CpuPlan, t: &Target) -> Result<Pass, BoxError> {
     let client = generator::client();
     let mut json = shot(t.addr, &chat_body(false));
@@ -174,8 +201,9 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-pub fn run(sluice: &Path, quick: bool) -> Result<(), BoxError> {
-    let plan = CpuPlan::new(quick);
+pub fn run(sluice: &Path, quick: bool, profile_secs: Option<u64>) -> Result<(), BoxError> {
+    let mut plan = CpuPlan::new(quick);
+    plan.profile = profile_secs.map(Duration::from_secs);
     let pin = pinnable();
     let (proxy_core, load_core) = if pin {
         (Some(0), Some(1))
@@ -237,6 +265,12 @@ pub fn run(sluice: &Path, quick: bool) -> Result<(), BoxError> {
         let ready = format!("http://{fifty}/healthz");
         super::wait_ready(&client, &mut procs, "sluice serve (50 clients)", ready).await?;
         let mut passes: Vec<Vec<Pass>> = vec![Vec::new(); targets.len()];
+        if let Some(secs) = plan.profile {
+            for t in &targets {
+                profile(t, secs).await?;
+            }
+            return Ok(passes);
+        }
         for _ in 0..plan.passes {
             for (t, p) in targets.iter().zip(passes.iter_mut()) {
                 p.push(pass(&plan, t).await?);
@@ -247,6 +281,9 @@ pub fn run(sluice: &Path, quick: bool) -> Result<(), BoxError> {
     drop(rt);
     drop(procs);
     let _ = std::fs::remove_dir_all(&policies);
+    if plan.profile.is_some() {
+        return Ok(());
+    }
     report(&plan, pin, chat_body(false).len(), &targets, &passes);
     Ok(())
 }

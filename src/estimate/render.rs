@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde_json::{Value, json};
 
-use super::{Basis, Estimate, MIN_CACHEABLE_PREFIX_TOKENS};
+use super::{Basis, Estimate};
 use crate::duration::format_duration;
 use crate::pricing::{ModelPrice, PriceTable};
 
@@ -101,8 +101,8 @@ impl Estimate {
                 "input_tokens": w.input_tokens,
                 "output_tokens": w.output_tokens,
                 "sla": w.sla.map(format_duration),
-                "prefix_cacheable": w.prefix_cacheable(),
-                "min_cacheable_prefix_tokens": MIN_CACHEABLE_PREFIX_TOKENS,
+                "prefix_cacheable": w.prefix_cacheable(self.min_cacheable_prefix_tokens),
+                "min_cacheable_prefix_tokens": self.min_cacheable_prefix_tokens,
             },
             "baseline_usd": self.baseline_usd,
             "scenarios": scenarios,
@@ -141,7 +141,7 @@ impl fmt::Display for Estimate {
             })
             .collect();
         write_table(f, 1, HEADER, &rows)?;
-        if w.prefix_cacheable() {
+        if w.prefix_cacheable(self.min_cacheable_prefix_tokens) {
             writeln!(
                 f,
                 "+cache: the first request writes the prefix (batch: 1-hour cache), the other {} read it",
@@ -150,7 +150,8 @@ impl fmt::Display for Estimate {
         } else {
             writeln!(
                 f,
-                "+cache: no effect, the prefix is below the {MIN_CACHEABLE_PREFIX_TOKENS}-token minimum cacheable length"
+                "+cache: no effect, the prefix is below the {}-token minimum cacheable length",
+                self.min_cacheable_prefix_tokens
             )?;
         }
 

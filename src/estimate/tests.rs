@@ -581,3 +581,57 @@ fn prices_file_overrides_builtin() {
     close(v["scenarios"][2]["total_usd"].as_f64().unwrap(), 0.06);
     assert!(err.to_string().contains("sluice-estimate-prices-"), "{err}");
 }
+
+#[test]
+fn gemini_batch_does_not_discount_cache_reads() {
+    // gemini-2.5-flash: 0.30 in, 0.03 cached, 2.50 out; batch 0.15 / 1.25 with cache reads at
+    // the standard 0.03 (no stacking). N=1000, P=2400, I=500, O=300, --sla 24h. No flex rows:
+    // the gateway does not pick Gemini's flex tier (`ModelPrice::has_flex`).
+    let w = Workload {
+        requests: 1000,
+        prefix_tokens: 2400,
+        input_tokens: 500,
+        output_tokens: 300,
+        sla: Some(Duration::from_secs(24 * 3600)),
+        gpu: None,
+    };
+    let est = estimate(&price_of("gemini-2.5-flash"), "gemini-2.5-flash", &w);
+    assert_eq!(est.min_cacheable_prefix_tokens, 2048);
+    // sync = 1000×2900×0.3e-6 + 1000×300×2.5e-6 = 0.87 + 0.75 = 1.62
+    close(est.baseline_usd, 1.62);
+    close(total(&est, ScenarioKind::Sync), 1.62);
+    // sync+cache: the write at the input rate (implicit caching has no write premium):
+    //   2400×0.3e-6 + 999×2400×0.03e-6 + 1000×500×0.3e-6 + 0.75
+    //   = 0.00072 + 0.071928 + 0.15 + 0.75 = 0.972648
+    close(total(&est, ScenarioKind::SyncCache), 0.972648);
+    // batch = 1000×2900×0.15e-6 + 1000×300×1.25e-6 = 0.435 + 0.375 = 0.81
+    close(total(&est, ScenarioKind::Batch), 0.81);
+    // batch+cache: reads stay at 0.03 = 2400×0.15e-6 + 999×2400×0.03e-6 + 1000×500×0.15e-6 + 0.375
+    //   = 0.00036 + 0.071928 + 0.075 + 0.375 = 0.522288 (not 0.486324, the stacked price)
+    close(total(&est, ScenarioKind::BatchCache), 0.522288);
+    assert!(est.scenario(ScenarioKind::Flex).is_none());
+    assert_eq!(est.choice.kind, ScenarioKind::BatchCache);
+    close(est.choice.savings_usd, 1.62 - 0.522288);
+
+    // Below Gemini's 2,048-token minimum nothing is cached, although OpenAI would cache it.
+    let short = Workload {
+        prefix_tokens: 2000,
+        ..w
+    };
+    let est = estimate(&price_of("gemini-2.5-flash"), "gemini-2.5-flash", &short);
+    close(
+        total(&est, ScenarioKind::BatchCache),
+        total(&est, ScenarioKind::Batch),
+    );
+    assert!(est.render_table().contains("below the 2048-token minimum"));
+    let est = estimate(
+        &price_of("gemini-3-flash-preview"),
+        "gemini-3-flash-preview",
+        &w,
+    );
+    assert_eq!(est.min_cacheable_prefix_tokens, 4096);
+    close(
+        total(&est, ScenarioKind::SyncCache),
+        total(&est, ScenarioKind::Sync),
+    );
+}

@@ -35,7 +35,11 @@ struct State {
     /// When the last request ended (or the connection was accepted), µs since `epoch`.
     idle_since: AtomicU64,
     evicted: AtomicBool,
-    /// Wakes the watchdog when the connection goes idle or is evicted.
+    /// Set by the watchdog when its timer may fire later than a request's end would make the
+    /// deadline (before the first request, if `first_request` is longer than `idle`): only
+    /// then does a request's end wake it. Otherwise no request start or end wakes it.
+    wake_on_idle: AtomicBool,
+    /// Wakes the watchdog on eviction, or when the connection goes idle and it asked.
     wake: Notify,
 }
 
@@ -111,6 +115,7 @@ impl Registry {
                 Instant::now().saturating_duration_since(self.epoch),
             )),
             evicted: AtomicBool::new(false),
+            wake_on_idle: AtomicBool::new(true),
             wake: Notify::new(),
         });
         let id = self.next_id.fetch_add(1, SeqCst);
@@ -187,9 +192,12 @@ impl Conn {
 
     async fn wait_idle(&self, floor: Option<u64>, limit: impl Fn(u64) -> Duration) {
         let s = &self.state;
-        // One timer for the connection's life, moved only when it must fire earlier: every
-        // request's end moves the deadline later, and re-arming a timer per request cost a
-        // timer-wheel insert and removal each. Firing early just recomputes and re-arms once.
+        // One timer for the connection's life, never woken by a request's start or end:
+        // waking the connection's task twice per request re-polled the whole connection
+        // future each time. While a request is in flight the deadline is at least `limit`
+        // from now (it is counted from the request's end), so the timer is armed that far
+        // out and, if it fires with a request still in flight, re-armed. Firing early just
+        // recomputes and re-arms once.
         let timer = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(timer);
         let mut armed: Option<Instant> = None;
@@ -197,19 +205,23 @@ impl Conn {
             if s.evicted.load(SeqCst) {
                 return;
             }
-            if s.in_flight.load(SeqCst) > 0 {
-                s.wake.notified().await;
-                continue;
-            }
+            let now = Instant::now();
+            let calls = s.calls.load(SeqCst);
             let since = s.idle_since.load(SeqCst).max(floor.unwrap_or(0));
-            let deadline = s.instant(since) + limit(s.calls.load(SeqCst));
-            if Instant::now() >= deadline {
+            let mut deadline = s.instant(since) + limit(calls);
+            if s.in_flight.load(SeqCst) > 0 {
+                deadline = deadline.max(now + limit(calls));
+            } else if now >= deadline {
                 return;
             }
-            if armed.is_none_or(|at| at > deadline || at <= Instant::now()) {
+            if armed.is_none_or(|at| at > deadline || at <= now) {
                 timer.as_mut().reset(deadline);
                 armed = Some(deadline);
             }
+            // A request that ends from now on makes the deadline `limit(calls.max(1))` after
+            // its end at the earliest; a timer armed later than that would fire late.
+            let late = armed.is_some_and(|at| at > now + limit(calls.max(1)));
+            s.wake_on_idle.store(late, SeqCst);
             tokio::select! {
                 _ = &mut timer => armed = None,
                 _ = s.wake.notified() => {}
@@ -239,7 +251,7 @@ impl Drop for InFlight {
         // Stamped before the decrement, so a watchdog that sees zero in flight reads a
         // fresh idle start, never the previous one.
         self.0.idle_since.store(self.0.now(), SeqCst);
-        if self.0.in_flight.fetch_sub(1, SeqCst) == 1 {
+        if self.0.in_flight.fetch_sub(1, SeqCst) == 1 && self.0.wake_on_idle.load(SeqCst) {
             self.0.wake.notify_one();
         }
     }
@@ -405,6 +417,44 @@ mod tests {
         assert_eq!(conn.state.calls.load(SeqCst), 1);
         // Now the idle timeout applies, not the first-request one.
         assert!(!done_after(conn.idle_expired(T), Duration::from_secs(30)).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_timeout_shorter_than_the_first_request_one_still_binds() {
+        // The watchdog armed for the first-request deadline (60 s) must not outlive an idle
+        // timeout of 5 s counted from the first request's end.
+        let t = Timeouts {
+            first_request: Duration::from_secs(60),
+            idle: Duration::from_secs(5),
+        };
+        let reg = Registry::new(8);
+        let conn = reg.admit().unwrap();
+        let watch = conn.idle_expired(t);
+        tokio::pin!(watch);
+        assert!(!done_after(watch.as_mut(), Duration::from_secs(1)).await);
+        let req = conn.calls().start();
+        assert!(!done_after(watch.as_mut(), Duration::from_secs(1)).await);
+        drop(req);
+        assert!(!done_after(watch.as_mut(), Duration::from_millis(4_999)).await);
+        assert!(done_after(watch.as_mut(), Duration::from_millis(2)).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_in_flight_keep_re_arming_the_timer_without_waking_it() {
+        let reg = Registry::new(8);
+        let conn = reg.admit().unwrap();
+        let calls = conn.calls();
+        let watch = conn.idle_expired(T);
+        tokio::pin!(watch);
+        // Back-to-back requests, each shorter than the idle timeout, over several timeouts.
+        for _ in 0..10 {
+            let req = calls.start();
+            assert!(!done_after(watch.as_mut(), Duration::from_secs(50)).await);
+            drop(req);
+            assert!(!done_after(watch.as_mut(), Duration::from_secs(50)).await);
+        }
+        assert!(!conn.state.wake_on_idle.load(SeqCst));
+        assert!(done_after(watch.as_mut(), Duration::from_secs(11)).await);
     }
 
     #[tokio::test(start_paused = true)]
