@@ -272,6 +272,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_endpoint_path_names_it_again() {
+        // What the store keeps and policies match.
+        for e in Endpoint::ALL {
+            assert_eq!(Endpoint::from_path(e.path()), Some(e), "{e:?}");
+        }
+        assert_eq!(Endpoint::GenerateContent.api(), Api::Gemini);
+        assert_eq!(Endpoint::GenerateContent.suffix(), "");
+        assert!(!Endpoint::GenerateContent.takes_stream_options());
+    }
+
+    #[test]
     fn served_tiers_parse_leniently() {
         for (s, t) in [
             ("default", ServedTier::Standard),

@@ -584,3 +584,27 @@ async fn tolerant_slas_are_served_as_when_the_provider_cannot_batch() {
     );
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_response_cache_keys_on_the_model_in_the_url() {
+    let route = "[[route]]\nname = \"faq\"\nresponse_cache_ttl = \"10m\"\n";
+    let gw = Gateway::start(vec![keyed_policy("team", "sk-team", route)], |_| {}).await;
+    let key = ("x-goog-api-key", "sk-team");
+    let (_, h1, b1) = gw.post(GENERATE, &[key], BODY).await;
+    let (_, h2, b2) = gw.post(GENERATE, &[key], BODY).await;
+    assert_eq!(h1["x-sluice-tier"], "interactive");
+    assert_eq!(h2["x-sluice-tier"], "response_cache");
+    assert_eq!(b1, b2);
+    // The same body for another model is another request.
+    let pro = "/v1beta/models/gemini-2.5-pro:generateContent";
+    let (s, h3, _) = gw.post(pro, &[key], BODY).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(h3["x-sluice-tier"], "interactive");
+    // Streams are never answered from the cache.
+    let (_, h4, _) = gw.post(STREAM, &[key], BODY).await;
+    assert_eq!(h4["x-sluice-tier"], "interactive");
+    let log = gw.sim_requests().await;
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert_eq!(log[1]["path"], "/v1/models/gemini-2.5-pro:generateContent");
+    gw.stop().await;
+}
