@@ -1,4 +1,5 @@
-//! The official OpenAI Python SDK against the gateway: starts the simulated provider and
+//! The official OpenAI Python SDK (and the Anthropic and google-genai SDKs) against the
+//! gateway: starts the simulated provider and
 //! the gateway in-process on loopback, then runs `pytest tests/python` against them.
 //!
 //! The interpreter is `$SLUICE_PYTHON`, else `.venv/bin/python` in the crate, else
