@@ -118,8 +118,10 @@ pub async fn hold(
     Ok(finished(&job, accountant))
 }
 
-/// Holds a streaming request: `: keep-alive` comments while waiting, then the answer as
-/// chat-completion chunks ending in `data: [DONE]`.
+/// Holds a streaming request: `: keep-alive` comments (blank lines on Gemini-native
+/// streams) while waiting, then the answer as the stream its API would have sent
+/// (chat-completion chunks ending in `data: [DONE]`, Messages or Responses events, one
+/// Gemini chunk).
 pub fn hold_stream(
     engine: Arc<Engine>,
     accountant: Arc<Accountant>,
@@ -129,6 +131,12 @@ pub fn hold_stream(
 ) -> Response<RespBody> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(8);
     let id = job.id.clone();
+    let gemini = job.endpoint.api() == crate::types::Api::Gemini;
+    let keep_alive_bytes = if gemini {
+        synth::GEMINI_KEEP_ALIVE
+    } else {
+        synth::KEEP_ALIVE
+    };
     let waiter = engine.clone();
     engine.tasks().spawn(async move {
         let engine = waiter;
@@ -140,7 +148,7 @@ pub fn hold_stream(
             tokio::select! {
                 r = &mut wait => break r,
                 _ = tick.tick() => {
-                    if tx.send(Ok(Frame::data(Bytes::from_static(synth::KEEP_ALIVE)))).await.is_err() {
+                    if tx.send(Ok(Frame::data(Bytes::from_static(keep_alive_bytes)))).await.is_err() {
                         return; // the client went away; the job is answered anyway
                     }
                 }
@@ -154,9 +162,11 @@ pub fn hold_stream(
                 Some(r) if job.endpoint == crate::types::Endpoint::Responses => {
                     synth::response_events(r.status, &r.body)
                 }
+                Some(r) if gemini => synth::gemini_events(r.status, &r.body),
                 Some(r) => synth::chunks(r.status, &r.body, include_usage),
                 None => return,
             },
+            Err(e) if gemini => synth::gemini_events(503, &GatewayError::from(e).to_gemini_json()),
             Err(e) => synth::chunks(503, &GatewayError::from(e).to_openai_json(), false),
         };
         for e in events {

@@ -41,7 +41,9 @@ pub enum GatewayError {
         "this Idempotency-Key was already used with a different request ({what} differs); send a new key for a new request"
     )]
     IdempotencyKeyMismatch { what: &'static str },
-    #[error("missing gateway API key: send it as `Authorization: Bearer <key>`")]
+    #[error(
+        "missing gateway API key: send it as `Authorization: Bearer <key>` (or `x-api-key`, `x-goog-api-key`)"
+    )]
     MissingKey,
     #[error("incorrect gateway API key provided")]
     UnknownKey,
@@ -234,11 +236,46 @@ impl GatewayError {
         .into_bytes()
     }
 
+    /// Google's canonical `error.status` name for this failure (provider-apis.md 3.1; the
+    /// google.rpc.Code HTTP mapping), chosen from the one status table.
+    pub fn google_status(&self) -> &'static str {
+        match self.status().as_u16() {
+            401 => "UNAUTHENTICATED",
+            403 => "PERMISSION_DENIED",
+            404 => "NOT_FOUND",
+            // No canonical code is 405; the method is not implemented on this resource.
+            405 => "UNIMPLEMENTED",
+            408 | 504 => "DEADLINE_EXCEEDED",
+            // The same Idempotency-Key with another request: the key's precondition fails.
+            422 => "FAILED_PRECONDITION",
+            429 => "RESOURCE_EXHAUSTED",
+            // An unreachable or garbled provider is, to the caller, an unavailable service.
+            502 | 503 => "UNAVAILABLE",
+            500..=599 => "INTERNAL",
+            _ => "INVALID_ARGUMENT",
+        }
+    }
+
+    /// The Google error envelope, for the Gemini-native routes: what the `google-genai` SDK
+    /// reads (`error.code` is the HTTP status).
+    pub fn to_gemini_json(&self) -> Vec<u8> {
+        serde_json::json!({
+            "error": {
+                "code": self.status().as_u16(),
+                "message": self.to_string(),
+                "status": self.google_status(),
+            }
+        })
+        .to_string()
+        .into_bytes()
+    }
+
     /// The error envelope of the API the caller spoke.
     pub fn to_json(&self, api: crate::types::Api) -> Vec<u8> {
         match api {
             crate::types::Api::OpenAi => self.to_openai_json(),
             crate::types::Api::Anthropic => self.to_anthropic_json(),
+            crate::types::Api::Gemini => self.to_gemini_json(),
         }
     }
 
@@ -288,6 +325,49 @@ mod tests {
             secs: 1,
         };
         assert_eq!(e.anthropic_type(), "timeout_error");
+    }
+
+    #[test]
+    fn gemini_envelope_names_the_canonical_status() {
+        for (e, code, status) in [
+            (GatewayError::UnknownKey, 401, "UNAUTHENTICATED"),
+            (GatewayError::invalid("x", None), 400, "INVALID_ARGUMENT"),
+            (
+                GatewayError::BodyTooLarge { limit: 1 },
+                413,
+                "INVALID_ARGUMENT",
+            ),
+            (
+                GatewayError::NotFound {
+                    method: "POST".into(),
+                    path: "/v1beta/models/m:countTokens".into(),
+                },
+                404,
+                "NOT_FOUND",
+            ),
+            (
+                GatewayError::UpstreamTimeout {
+                    provider: "gemini",
+                    secs: 1,
+                },
+                504,
+                "DEADLINE_EXCEEDED",
+            ),
+            (
+                GatewayError::UpstreamUnavailable {
+                    provider: "gemini",
+                    reason: "refused".into(),
+                },
+                502,
+                "UNAVAILABLE",
+            ),
+        ] {
+            let v: serde_json::Value = serde_json::from_slice(&e.to_gemini_json()).unwrap();
+            assert_eq!(v["error"]["code"], code, "{v}");
+            assert_eq!(v["error"]["status"], status, "{v}");
+            assert_eq!(v["error"]["message"], e.to_string());
+            assert_eq!(v["error"].as_object().unwrap().len(), 3);
+        }
     }
 
     #[test]

@@ -56,7 +56,10 @@ const DROP_RESPONSE: [&str; 6] = [
 ];
 
 struct Target {
-    uri: Uri,
+    /// Parsed once, unless the path names the model (Gemini's native API): then built per
+    /// request from `url`.
+    uri: Option<Uri>,
+    url: String,
     /// The provider credential, in the header this API expects.
     auth: Option<(HeaderName, HeaderValue)>,
     /// Sent unless the caller chose its own value (`anthropic-version`).
@@ -73,23 +76,31 @@ impl Forwarder {
     pub fn new(upstream: Upstream, providers: &[ProviderConfig]) -> Result<Forwarder, String> {
         let mut targets = HashMap::new();
         for p in providers {
-            let auth = match &p.api_key {
-                Some(k) => Some(crate::providers::credentials(p.provider, k.expose())?),
-                None => None,
-            };
             for e in Endpoint::ALL {
                 let Some(path) = crate::providers::path(p.provider, e) else {
                     continue;
                 };
+                let auth = match &p.api_key {
+                    Some(k) => Some(crate::providers::credentials_for(
+                        p.provider,
+                        e,
+                        k.expose(),
+                    )?),
+                    None => None,
+                };
                 let url = format!("{}{path}", p.base_url);
-                let uri: Uri = url
+                // A model-naming path is checked with a model in it; built again per request.
+                let probe = crate::providers::request_path(&url, "m", false);
+                let uri: Uri = probe
                     .parse()
                     .map_err(|_| format!("invalid {} base URL {:?}", p.provider, p.base_url))?;
+                let uri = (probe == url).then_some(uri);
                 targets.insert(
                     (p.provider, e),
                     Target {
                         uri,
-                        auth: auth.clone(),
+                        url,
+                        auth,
                         defaults: crate::providers::default_headers(p.provider),
                     },
                 );
@@ -103,7 +114,8 @@ impl Forwarder {
     }
 
     /// Sends `body` to the provider's upstream endpoint (see `providers::upstream_endpoint`)
-    /// with the client's end-to-end headers.
+    /// with the client's end-to-end headers; a request whose stream flag is its URL
+    /// (Gemini's native API) as not streamed.
     pub async fn send(
         &self,
         provider: Provider,
@@ -113,6 +125,29 @@ impl Forwarder {
         billing: &Billing,
         body: Bytes,
     ) -> Result<http::Response<Incoming>, GatewayError> {
+        let to = To {
+            provider,
+            endpoint,
+            model,
+            stream: false,
+        };
+        self.send_to(to, client_headers, billing, body).await
+    }
+
+    /// [`Forwarder::send`], streamed where the URL says so.
+    pub async fn send_to(
+        &self,
+        to: To<'_>,
+        client_headers: &HeaderMap,
+        billing: &Billing,
+        body: Bytes,
+    ) -> Result<http::Response<Incoming>, GatewayError> {
+        let To {
+            provider,
+            endpoint,
+            model,
+            stream,
+        } = to;
         let target = self.targets.get(&(provider, endpoint)).ok_or_else(|| {
             GatewayError::ProviderNotConfigured {
                 model: model.to_owned(),
@@ -127,9 +162,19 @@ impl Forwarder {
                     model: model.to_owned(),
                     provider: provider.as_str(),
                 })?;
+        let uri = match &target.uri {
+            Some(uri) => uri.clone(),
+            None => crate::providers::request_path(&target.url, model, stream)
+                .parse()
+                .map_err(|_| GatewayError::InvalidRequest {
+                    message: format!("model {model:?} cannot be named in a URL"),
+                    param: Some("model"),
+                    code: "invalid_model",
+                })?,
+        };
         let mut req = Request::new(Full::new(body));
         *req.method_mut() = Method::POST;
-        *req.uri_mut() = target.uri.clone();
+        *req.uri_mut() = uri;
         // Sized once: growing a header map one insert at a time reallocates it.
         let room = client_headers.len() + billing.headers.len() + target.defaults.len() + 2;
         *req.headers_mut() = HeaderMap::with_capacity(room);
@@ -166,6 +211,17 @@ impl Forwarder {
             }
         })
     }
+}
+
+/// Where one request goes.
+#[derive(Debug, Clone, Copy)]
+pub struct To<'a> {
+    pub provider: Provider,
+    /// The upstream endpoint.
+    pub endpoint: Endpoint,
+    pub model: &'a str,
+    /// Streamed: only read where the URL carries it (Gemini's `:streamGenerateContent`).
+    pub stream: bool,
 }
 
 /// Reads a whole upstream answer, bounded in size and time.

@@ -18,6 +18,8 @@ use xxhash_rust::xxh3::Xxh3;
 use crate::error::GatewayError;
 use crate::types::Endpoint;
 
+pub mod gemini;
+
 /// Longest model name accepted. Provider model ids are short; this bounds what a name
 /// costs in the store, the logs and every map keyed by model.
 pub const MAX_MODEL_BYTES: usize = 256;

@@ -32,6 +32,9 @@ pub struct MeteredSse<B> {
     inner: B,
     pending: BytesMut,
     strip_usage_chunk: bool,
+    /// A Gemini `streamGenerateContent?alt=sse` stream: every chunk carries running
+    /// `usageMetadata` totals, so the last one counts.
+    gemini: bool,
     usage: Option<Usage>,
     finish: Option<Finish>,
 }
@@ -46,9 +49,17 @@ impl<B> MeteredSse<B> {
             inner,
             pending: BytesMut::new(),
             strip_usage_chunk,
+            gemini: false,
             usage: None,
             finish: Some(Box::new(finish)),
         }
+    }
+
+    /// A Gemini-native stream, relayed unchanged (there is no usage-only chunk to strip).
+    pub fn gemini(inner: B, finish: impl FnOnce(StreamEnd) + Send + Sync + 'static) -> Self {
+        let mut sse = MeteredSse::new(inner, false, finish);
+        sse.gemini = true;
+        sse
     }
 
     fn end(&mut self, completed: bool) {
@@ -96,6 +107,9 @@ impl<B> MeteredSse<B> {
         span: std::ops::Range<usize>,
         removed: &mut Vec<std::ops::Range<usize>>,
     ) {
+        if self.gemini {
+            return self.inspect_gemini_event(event);
+        }
         if crate::usage::usage_finder().find(event).is_none() {
             return;
         }
@@ -116,6 +130,41 @@ impl<B> MeteredSse<B> {
             }
         }
     }
+}
+
+impl<B> MeteredSse<B> {
+    /// The latest `usageMetadata` is the answer's so far; a tier reported earlier is kept
+    /// when a later chunk omits it.
+    fn inspect_gemini_event(&mut self, event: &[u8]) {
+        if gemini_usage_finder().find(event).is_none() {
+            return;
+        }
+        for payload in data_lines(event) {
+            if let Some(u) = crate::usage::from_gemini_json(payload) {
+                let earlier = self.usage.and_then(|p| p.served_tier);
+                self.usage = Some(Usage {
+                    served_tier: u.served_tier.or(earlier),
+                    ..u
+                });
+            }
+        }
+    }
+}
+
+/// The `data:` payloads of one event.
+fn data_lines(event: &[u8]) -> impl Iterator<Item = &[u8]> {
+    event.split(|&b| b == b'\n').filter_map(|line| {
+        let payload = line.strip_prefix(b"data:")?;
+        let payload = payload.strip_prefix(b" ").unwrap_or(payload);
+        Some(payload.strip_suffix(b"\r").unwrap_or(payload))
+    })
+}
+
+/// `usageMetadata` (and its snake_case spelling) both start so.
+fn gemini_usage_finder() -> &'static memchr::memmem::Finder<'static> {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage"));
+    &FINDER
 }
 
 /// Combines usage reported in several events: Anthropic sends the input counts (and
@@ -304,6 +353,49 @@ mod tests {
             end.unwrap().usage.unwrap().served_tier,
             Some(crate::types::ServedTier::Priority)
         );
+    }
+
+    async fn relay_gemini(parts: Vec<&'static str>) -> (String, Option<StreamEnd>) {
+        let frames = parts.into_iter().map(|p| {
+            Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from_static(p.as_bytes())))
+        });
+        let inner = StreamBody::new(futures_util::stream::iter(frames));
+        let seen = Arc::new(Mutex::new(None));
+        let s2 = seen.clone();
+        let body = MeteredSse::gemini(inner, move |end| *s2.lock().unwrap() = Some(end));
+        let out = body.collect().await.unwrap().to_bytes();
+        let end = *seen.lock().unwrap();
+        (String::from_utf8(out.to_vec()).unwrap(), end)
+    }
+
+    const G1: &str = "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"bill\"}],\"role\": \"model\"},\"index\": 0}],\"usageMetadata\": {\"promptTokenCount\": 2110,\"cachedContentTokenCount\": 2048,\"totalTokenCount\": 2110,\"serviceTier\": \"flex\"},\"modelVersion\": \"gemini-2.5-flash\"}\r\n\r\n";
+    const G2: &str = "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"ing\"}],\"role\": \"model\"},\"finishReason\": \"STOP\",\"index\": 0}],\"usageMetadata\": {\"promptTokenCount\": 2110,\"cachedContentTokenCount\": 2048,\"candidatesTokenCount\": 2,\"thoughtsTokenCount\": 3,\"totalTokenCount\": 2115},\"modelVersion\": \"gemini-2.5-flash\"}\r\n\r\n";
+
+    #[tokio::test]
+    async fn gemini_streams_are_metered_from_the_last_usage_metadata() {
+        let (out, end) = relay_gemini(vec![G1, G2]).await;
+        assert_eq!(out, format!("{G1}{G2}"), "relayed byte for byte");
+        let end = end.unwrap();
+        assert!(end.completed);
+        assert_eq!(
+            end.usage.unwrap(),
+            Usage {
+                input_tokens: 62,
+                cached_input_tokens: 2048,
+                output_tokens: 5,
+                served_tier: Some(crate::types::ServedTier::Flex),
+                ..Usage::default()
+            }
+        );
+        // Cut mid-way: the first chunk's running totals are what was used.
+        let (half, _) = G2.split_at(40);
+        let half: &'static str = Box::leak(half.to_owned().into_boxed_str());
+        let (out, end) = relay_gemini(vec![G1, half]).await;
+        assert_eq!(out, format!("{G1}{half}"));
+        assert_eq!(end.unwrap().usage.unwrap().output_tokens, 0);
+        // An OpenAI-shaped `usage` means nothing in a Gemini stream.
+        let (_, end) = relay_gemini(vec![USAGE]).await;
+        assert_eq!(end.unwrap().usage, None);
     }
 
     #[tokio::test]

@@ -429,12 +429,54 @@ fn response_error(status: u16, body: Option<&Value>) -> Vec<Bytes> {
     s.out
 }
 
+/// Sent instead of [`KEEP_ALIVE`] on Gemini-native streams: the `google-genai` SDK rejects
+/// comment lines, and skips blank ones.
+pub const GEMINI_KEEP_ALIVE: &[u8] = b"\n";
+
+/// The `streamGenerateContent?alt=sse` stream equivalent to a finished
+/// `GenerateContentResponse`: the whole answer as its one chunk (a complete response is a
+/// valid last chunk: it carries the finish reason and the final `usageMetadata`). An
+/// error becomes one `data:` event holding the Google error envelope, which the SDK raises.
+pub fn gemini_events(status: u16, answer: &[u8]) -> Vec<Bytes> {
+    let parsed: Option<Value> = serde_json::from_slice(answer).ok();
+    let v = match parsed {
+        Some(v) if (200..300).contains(&status) => v,
+        Some(v) if v.get("error").is_some() => v,
+        _ => {
+            json!({"error": {"code": status, "message": format!("upstream answered {status}"), "status": "INTERNAL"}})
+        }
+    };
+    vec![Bytes::from(format!("data: {v}\r\n\r\n"))]
+}
+
 #[cfg(test)]
 mod tests_responses;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gemini_answer_is_one_chunk_and_errors_stay_google_shaped() {
+        let answer = br#"{"candidates":[{"content":{"role":"model","parts":[{"text":"hi"}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":3}}"#;
+        let events = gemini_events(200, answer);
+        assert_eq!(events.len(), 1);
+        let text = std::str::from_utf8(&events[0]).unwrap();
+        let json = text
+            .strip_prefix("data: ")
+            .unwrap()
+            .strip_suffix("\r\n\r\n")
+            .unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(json).unwrap(),
+            serde_json::from_slice::<Value>(answer).unwrap()
+        );
+        let err = br#"{"error":{"code":429,"message":"quota","status":"RESOURCE_EXHAUSTED"}}"#;
+        let text = String::from_utf8(gemini_events(429, err)[0].to_vec()).unwrap();
+        assert!(text.contains("RESOURCE_EXHAUSTED"), "{text}");
+        let text = String::from_utf8(gemini_events(502, b"<html>").to_vec()[0].to_vec()).unwrap();
+        assert!(text.contains("\"code\":502"), "{text}");
+    }
 
     const ANSWER: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","created":7,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"billing","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6},"system_fingerprint":"fp"}"#;
 

@@ -189,17 +189,24 @@ pub enum Endpoint {
     Responses,
     /// Anthropic's native Messages API (Anthropic SDK clients).
     Messages,
+    /// Gemini's native `models/{model}:generateContent` and `:streamGenerateContent`
+    /// (`google-genai` SDK clients): the model is in the URL and streaming is the verb, so
+    /// neither is in the body.
+    GenerateContent,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 5] = [
+    pub const ALL: [Endpoint; 6] = [
         Endpoint::ChatCompletions,
         Endpoint::Completions,
         Endpoint::Embeddings,
         Endpoint::Responses,
         Endpoint::Messages,
+        Endpoint::GenerateContent,
     ];
 
+    /// The endpoint of a fixed path, or of [`Endpoint::path`] (what the store keeps). Real
+    /// Gemini-native paths name their model and are parsed by the gateway.
     pub fn from_path(path: &str) -> Option<Endpoint> {
         match path {
             "/v1/chat/completions" => Some(Endpoint::ChatCompletions),
@@ -207,6 +214,7 @@ impl Endpoint {
             "/v1/embeddings" => Some(Endpoint::Embeddings),
             "/v1/responses" => Some(Endpoint::Responses),
             "/v1/messages" => Some(Endpoint::Messages),
+            GENERATE_CONTENT_PATH => Some(Endpoint::GenerateContent),
             _ => None,
         }
     }
@@ -218,18 +226,24 @@ impl Endpoint {
             Endpoint::Embeddings => "/v1/embeddings",
             Endpoint::Responses => "/v1/responses",
             Endpoint::Messages => "/v1/messages",
+            Endpoint::GenerateContent => GENERATE_CONTENT_PATH,
         }
     }
 
-    /// The path below the provider's base URL (`https://api.openai.com/v1` + this).
+    /// The path below the provider's base URL (`https://api.openai.com/v1` + this); the
+    /// Gemini-native endpoint has none without its model (`providers::path`).
     pub fn suffix(self) -> &'static str {
-        &self.path()[3..]
+        match self {
+            Endpoint::GenerateContent => "",
+            other => &other.path()[3..],
+        }
     }
 
     /// The API family the caller speaks: the shape of its answers and errors.
     pub fn api(self) -> Api {
         match self {
             Endpoint::Messages => Api::Anthropic,
+            Endpoint::GenerateContent => Api::Gemini,
             _ => Api::OpenAi,
         }
     }
@@ -245,11 +259,28 @@ impl Endpoint {
 pub enum Api {
     OpenAi,
     Anthropic,
+    /// Google's Gemini API (errors `{"error":{"code","message","status"}}`).
+    Gemini,
 }
+
+/// The one path naming [`Endpoint::GenerateContent`], streamed or not: what policies'
+/// `paths` match and the store records.
+pub const GENERATE_CONTENT_PATH: &str = "/v1beta/models/{model}:generateContent";
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_endpoint_path_names_it_again() {
+        // What the store keeps and policies match.
+        for e in Endpoint::ALL {
+            assert_eq!(Endpoint::from_path(e.path()), Some(e), "{e:?}");
+        }
+        assert_eq!(Endpoint::GenerateContent.api(), Api::Gemini);
+        assert_eq!(Endpoint::GenerateContent.suffix(), "");
+        assert!(!Endpoint::GenerateContent.takes_stream_options());
+    }
 
     #[test]
     fn served_tiers_parse_leniently() {

@@ -204,11 +204,25 @@ impl WithUsage {
     }
 }
 
-/// Usage from a complete JSON answer, if it reports any.
+/// Usage from a complete JSON answer, if it reports any: OpenAI's and Anthropic's `usage`,
+/// else Gemini's `usageMetadata` ([`from_gemini_json`]) — one reader for every answer the
+/// gateway or a deferred job holds, whichever API it is in.
 pub fn from_json(body: &[u8]) -> Option<Usage> {
     let mut w: WithUsage = serde_json::from_slice(body).ok()?;
     let nested = w.response.take();
-    w.usage(nested)
+    w.usage(nested).or_else(|| from_gemini_json(body))
+}
+
+/// The response header in which the Gemini API reports the tier it served (reference 3.2).
+pub const GEMINI_SERVICE_TIER: &str = "x-gemini-service-tier";
+
+/// The served tier a response header reports. The body's report, where there is one, is
+/// the more specific; either way the reported tier is billed, never the requested one.
+pub fn header_tier(headers: &http::HeaderMap) -> Option<ServedTier> {
+    headers
+        .get(GEMINI_SERVICE_TIER)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| ServedTier::parse(v.trim()))
 }
 
 /// Gemini's `usageMetadata` (provider-apis.md 3.1), both ProtoJSON spellings.
@@ -246,7 +260,7 @@ struct WithGeminiUsage {
 
 /// Usage from a Gemini API answer (`generateContent`, one `streamGenerateContent` chunk — each
 /// carries running totals, so the last one is the answer's — or a Batch Mode result line), if
-/// it reports `usageMetadata`. Pure: nothing on the request path calls it yet.
+/// it reports `usageMetadata`.
 ///
 /// * `promptTokenCount` includes `cachedContentTokenCount`: uncached input = prompt − cached,
 ///   cached input = cached (so [`Usage::total_input`] is the prompt size the long-context
@@ -534,5 +548,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!((u.input_tokens, u.cached_input_tokens), (0, 5));
+    }
+
+    #[test]
+    fn any_answer_is_read_by_from_json_and_headers_report_a_tier() {
+        // A Gemini answer (a deferred job's stored result is read through `from_json`).
+        let body = br#"{"candidates":[],"usageMetadata":{"promptTokenCount":10,"candidatesTokenCount":2}}"#;
+        assert_eq!(from_json(body), from_gemini_json(body));
+        assert!(from_json(body).is_some());
+        // An OpenAI answer is still OpenAI's.
+        let oai = br#"{"usage":{"prompt_tokens":3,"completion_tokens":1}}"#;
+        assert_eq!(from_json(oai).unwrap().input_tokens, 3);
+        assert_eq!(from_json(br#"{"error":{"code":429}}"#), None);
+        let mut h = http::HeaderMap::new();
+        assert_eq!(header_tier(&h), None);
+        h.insert(GEMINI_SERVICE_TIER, http::HeaderValue::from_static("Flex"));
+        assert_eq!(header_tier(&h), Some(ServedTier::Flex));
     }
 }

@@ -1,5 +1,6 @@
-//! The official OpenAI Python SDK against the gateway: starts the simulated provider and
-//! the gateway in-process on loopback, then runs `pytest tests/python` against them.
+//! The official OpenAI Python SDK (and the Anthropic and google-genai SDKs) against the
+//! gateway: starts the simulated provider and the gateway in-process on loopback, then runs
+//! `pytest tests/python` against them.
 //!
 //! The interpreter is `$SLUICE_PYTHON`, else `.venv/bin/python` in the crate, else
 //! `python3`; it needs `tests/python/requirements.txt` installed, and without

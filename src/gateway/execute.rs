@@ -66,16 +66,13 @@ async fn send(
         Some(_) => forward::Billing::NONE,
         None => call.client.billing(call.provider),
     };
-    let send = |body: Bytes| {
-        app.forwarder.send(
-            call.provider,
-            plan.upstream,
-            &call.facts.model,
-            &headers,
-            billing,
-            body,
-        )
+    let to = forward::To {
+        provider: call.provider,
+        endpoint: plan.upstream,
+        model: &call.facts.model,
+        stream: call.facts.stream,
     };
+    let send = |body: Bytes| app.forwarder.send_to(to, &headers, billing, body);
     let Some(flex_body) = &plan.flex_body else {
         return send(plan.body.clone()).await;
     };

@@ -47,12 +47,16 @@ pub(super) struct Call<'a> {
 pub(super) async fn accept<'a>(
     app: &'a App,
     endpoint: Endpoint,
+    gemini: Option<&gemini_path::Target>,
     parts: &'a http::request::Parts,
     unread: &mut Option<hyper::body::Incoming>,
     known: &mut Known,
 ) -> Result<Call<'a>, GatewayError> {
     let arrived = Instant::now();
-    let client = identify(app, &parts.headers)?;
+    let query_key = gemini.and_then(|t| t.query_key.as_deref());
+    let client = app
+        .policies
+        .identify(one_key(gateway_key(&parts.headers)?, query_key)?)?;
     known.client = Some(client.name.clone());
     let admitted = admit(&parts.headers)?;
     let Some(body) = unread.take() else {
@@ -63,7 +67,11 @@ pub(super) async fn accept<'a>(
     };
     let body = read_body(app, body, &parts.headers).await?;
     let received = Instant::now();
-    let facts = inspect::inspect(endpoint, &body)?;
+    // A Gemini-native request names its model and streaming in the URL.
+    let facts = match gemini {
+        Some(t) => inspect::gemini::inspect(&t.model, t.stream, &body)?,
+        None => inspect::inspect(endpoint, &body)?,
+    };
     known.model = Some(facts.model.clone());
     let route = client.route(endpoint.path(), &facts.model, admitted.route_hint)?;
     known.route = Some(route.name.clone());
@@ -110,14 +118,6 @@ async fn read_body(
             None,
         )),
     }
-}
-
-/// Who is calling: the client its gateway key names (any key in open mode).
-pub(super) fn identify<'a>(
-    app: &'a App,
-    headers: &HeaderMap,
-) -> Result<&'a ClientPolicy, GatewayError> {
-    app.policies.identify(gateway_key(headers)?)
 }
 
 /// Reads the caller's control headers.
@@ -178,8 +178,9 @@ fn single<'h>(
     Ok(first)
 }
 
-/// The gateway key: `Authorization: Bearer` (OpenAI SDK) or `x-api-key` (Anthropic SDK).
-/// Two different keys, in one header or across both, are refused rather than picked from.
+/// The gateway key: `Authorization: Bearer` (OpenAI SDK), `x-api-key` (Anthropic SDK) or
+/// `x-goog-api-key` (`google-genai` SDK). Two different keys, in one header or across
+/// them, are refused rather than picked from.
 pub(super) fn gateway_key(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
     let bearer = headers.get_all(header::AUTHORIZATION).iter().map(|v| {
         let v = v.to_str().ok()?.trim();
@@ -187,24 +188,41 @@ pub(super) fn gateway_key(headers: &HeaderMap) -> Result<Option<&str>, GatewayEr
             .or_else(|| v.strip_prefix("bearer "))
             .map(str::trim)
     });
-    let api_key = headers
-        .get_all("x-api-key")
-        .iter()
-        .map(|v| v.to_str().ok().map(str::trim));
+    let api_key = ["x-api-key", "x-goog-api-key"]
+        .into_iter()
+        .flat_map(|name| {
+            headers
+                .get_all(name)
+                .iter()
+                .map(|v| v.to_str().ok().map(str::trim))
+        });
     let mut key: Option<Option<&str>> = None;
     for k in bearer.chain(api_key) {
         match key {
-            Some(seen) if seen != k => {
-                return Err(invalid_header(
-                    "authorization",
-                    "more than one credential (Authorization and x-api-key headers): send one gateway key".into(),
-                    "conflicting_credentials",
-                ));
-            }
+            Some(seen) if seen != k => return Err(conflicting_credentials()),
             _ => key = Some(k),
         }
     }
     Ok(key.flatten())
+}
+
+/// The header key and a Gemini-native `?key=`: one key, or the same in both.
+fn one_key<'k>(
+    header: Option<&'k str>,
+    query: Option<&'k str>,
+) -> Result<Option<&'k str>, GatewayError> {
+    match (header, query) {
+        (Some(h), Some(q)) if h != q => Err(conflicting_credentials()),
+        (h, q) => Ok(h.or(q)),
+    }
+}
+
+fn conflicting_credentials() -> GatewayError {
+    invalid_header(
+        "authorization",
+        "more than one credential (Authorization, x-api-key, x-goog-api-key headers or the key query parameter): send one gateway key".into(),
+        "conflicting_credentials",
+    )
 }
 
 /// `Idempotency-Key` (draft-ietf-httpapi-idempotency-key-header): a Structured Field string

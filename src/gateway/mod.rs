@@ -32,6 +32,7 @@ use crate::types::{Endpoint, Provider, Tier};
 mod admin;
 mod defer;
 mod execute;
+mod gemini_path;
 mod ingress;
 mod plan;
 mod respond;
@@ -172,35 +173,25 @@ fn api_error_response(e: &GatewayError, api: crate::types::Api) -> Response<Resp
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<RespBody> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
-    let endpoint = Endpoint::from_path(path);
+    // Gemini-native paths name their model; every other API endpoint is a fixed path.
+    let gemini = gemini_path::parse(parts.method.as_str(), path, parts.uri.query());
+    let endpoint = match &gemini {
+        Some(_) => Some(Endpoint::GenerateContent),
+        None => Endpoint::from_path(path),
+    };
     let mut unread = Some(body);
     let mut known = Known::default();
-    let result = match (&parts.method, path, endpoint) {
-        (&Method::POST, _, Some(endpoint)) => {
-            proxy(&app, endpoint, &parts, &mut unread, &mut known).await
+    let result = match gemini {
+        Some(Err(e)) => Err(e),
+        Some(Ok(t)) if parts.method == Method::POST => {
+            let endpoint = Endpoint::GenerateContent;
+            proxy(&app, endpoint, Some(&t), &parts, &mut unread, &mut known).await
         }
-        (&Method::GET, "/healthz", _) => Ok(full(StatusCode::OK, "text/plain", "ok\n")),
-        (&Method::GET, "/readyz", _) => ready(&app).await,
-        (&Method::GET, "/metrics", _) => Ok(full(
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            app.metrics().render(),
-        )),
-        (&Method::GET, "/v1/models", _) => models(&app, &parts, None),
-        (&Method::GET, "/sluice/v1/turnaround", _) => turnaround(&app, &parts).await,
-        (&Method::GET, p, _) if p.starts_with("/sluice/v1/jobs/") => jobs(&app, &parts).await,
-        (&Method::GET, p, _) if p.starts_with("/v1/models/") => {
-            let id = p["/v1/models/".len()..].to_owned();
-            models(&app, &parts, Some(&id))
-        }
-        (_, p, e) if e.is_some() || is_get_route(p) => Err(GatewayError::MethodNotAllowed {
+        Some(Ok(_)) => Err(GatewayError::MethodNotAllowed {
             method: parts.method.to_string(),
-            path: p.to_owned(),
+            path: path.to_owned(),
         }),
-        _ => Err(GatewayError::NotFound {
-            method: parts.method.to_string(),
-            path: parts.uri.path().to_owned(),
-        }),
+        None => route(&app, &parts, endpoint, &mut unread, &mut known).await,
     };
     let response = match (result, endpoint) {
         (Ok(r), _) => return r,
@@ -226,6 +217,43 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<RespBody>
                 .boxed_unsync()
             }),
         },
+    }
+}
+
+/// The fixed-path routes.
+async fn route(
+    app: &Arc<App>,
+    parts: &http::request::Parts,
+    endpoint: Option<Endpoint>,
+    unread: &mut Option<Incoming>,
+    known: &mut Known,
+) -> Result<Response<RespBody>, GatewayError> {
+    match (&parts.method, parts.uri.path(), endpoint) {
+        (&Method::POST, _, Some(endpoint)) => {
+            proxy(app, endpoint, None, parts, unread, known).await
+        }
+        (&Method::GET, "/healthz", _) => Ok(full(StatusCode::OK, "text/plain", "ok\n")),
+        (&Method::GET, "/readyz", _) => ready(app).await,
+        (&Method::GET, "/metrics", _) => Ok(full(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            app.metrics().render(),
+        )),
+        (&Method::GET, "/v1/models", _) => models(app, parts, None),
+        (&Method::GET, "/sluice/v1/turnaround", _) => turnaround(app, parts).await,
+        (&Method::GET, p, _) if p.starts_with("/sluice/v1/jobs/") => jobs(app, parts).await,
+        (&Method::GET, p, _) if p.starts_with("/v1/models/") => {
+            let id = p["/v1/models/".len()..].to_owned();
+            models(app, parts, Some(&id))
+        }
+        (_, p, e) if e.is_some() || is_get_route(p) => Err(GatewayError::MethodNotAllowed {
+            method: parts.method.to_string(),
+            path: p.to_owned(),
+        }),
+        _ => Err(GatewayError::NotFound {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_owned(),
+        }),
     }
 }
 
@@ -315,11 +343,12 @@ impl Ctx {
 async fn proxy(
     app: &Arc<App>,
     endpoint: Endpoint,
+    gemini: Option<&gemini_path::Target>,
     parts: &http::request::Parts,
     unread: &mut Option<Incoming>,
     known: &mut Known,
 ) -> Result<Response<RespBody>, GatewayError> {
-    let call = ingress::accept(app, endpoint, parts, unread, known).await?;
+    let call = ingress::accept(app, endpoint, gemini, parts, unread, known).await?;
     let plan = plan::plan(app, &call)?;
     execute::execute(app, call, plan).await
 }

@@ -49,13 +49,12 @@ pub(super) fn plan(app: &App, call: &Call<'_>) -> Result<Plan, GatewayError> {
         &capabilities(app, call, caps),
     );
     let cache = decision.response_cache_ttl.and_then(|ttl| {
-        ResponseCache::key(
-            &call.client.name,
-            &call.route.name,
-            call.endpoint.path(),
-            &call.body,
-        )
-        .map(|k| (k, ttl))
+        // A Gemini-native body does not name its model: the URL's model is part of the key.
+        let path = call
+            .endpoint
+            .path()
+            .replace(crate::providers::MODEL, &call.facts.model);
+        ResponseCache::key(&call.client.name, &call.route.name, &path, &call.body).map(|k| (k, ttl))
     });
     let upstream = crate::providers::upstream_endpoint(call.provider, call.endpoint);
     if upstream != call.endpoint {
@@ -69,7 +68,10 @@ pub(super) fn plan(app: &App, call: &Call<'_>) -> Result<Plan, GatewayError> {
             &call.facts.prefix_hash,
         ) {
             (true, false, Some(h))
-                if !matches!(call.endpoint, Endpoint::Embeddings | Endpoint::Messages) =>
+                if !matches!(
+                    call.endpoint,
+                    Endpoint::Embeddings | Endpoint::Messages | Endpoint::GenerateContent
+                ) =>
             {
                 Some(inspect::cache_key(&call.client.name, &call.route.name, *h))
             }

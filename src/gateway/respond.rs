@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::forward::usd;
+use crate::types::Api;
 use plan::{Plan, Translation};
 
 /// An answer from the provider, streamed or whole.
@@ -21,7 +22,8 @@ pub(super) async fn upstream(
     if streams && parts.status.is_success() && forward::is_event_stream(&parts.headers) {
         observe_latency(app, &ctx, sent.elapsed(), call.received.elapsed());
         let shown = shown_tier(call, ctx.tier);
-        return Ok(stream(app, ctx, &plan, shown, parts, body));
+        let api = call.endpoint.api();
+        return Ok(stream(app, ctx, api, &plan, shown, parts, body));
     }
     let answer =
         match forward::read_answer(ctx.provider, body, app.forwarder.response_timeout()).await {
@@ -33,12 +35,14 @@ pub(super) async fn upstream(
         };
     let upstream_time = sent.elapsed();
     ctx.check_deadline(app.metrics());
-    // Priced from the provider's own usage (Anthropic's keeps the cache-write split).
+    // Priced from the provider's own usage (Anthropic's keeps the cache-write split) at
+    // the tier it reports (Gemini's also in a header).
     let usage = parts
         .status
         .is_success()
         .then(|| crate::usage::from_json(&answer))
-        .flatten();
+        .flatten()
+        .map(|u| with_tier(u, crate::usage::header_tier(&parts.headers)));
     // What the caller gets, translated or as the provider sent it.
     let (body, mut out) = match plan.translated {
         Some(t) => translated_answer(&ctx, &parts, answer, t)?,
@@ -108,6 +112,7 @@ fn translated_answer(
 fn stream(
     app: &App,
     ctx: Ctx,
+    api: Api,
     plan: &Plan,
     tier: Tier,
     parts: http::response::Parts,
@@ -115,6 +120,7 @@ fn stream(
 ) -> Response<RespBody> {
     let accountant = app.accountant.clone();
     let status = parts.status.as_u16();
+    let header_tier = crate::usage::header_tier(&parts.headers);
     let on_end = move |end: StreamEnd| {
         ctx.check_deadline(accountant.metrics());
         if end.usage.is_none() {
@@ -123,7 +129,8 @@ fn stream(
                 "stream ended without a usage chunk"
             );
         }
-        accountant.record(&ctx.answer(status, end.usage));
+        let usage = end.usage.map(|u| with_tier(u, header_tier));
+        accountant.record(&ctx.answer(status, usage));
     };
     let mut out = match plan.translated {
         Some(t) => {
@@ -141,7 +148,10 @@ fn stream(
             out
         }
         None => {
-            let sse = MeteredSse::new(body, plan.include_usage, on_end);
+            let sse = match api {
+                Api::Gemini => MeteredSse::gemini(body, on_end),
+                Api::OpenAi | Api::Anthropic => MeteredSse::new(body, plan.include_usage, on_end),
+            };
             let mut out = Response::new(sse.boxed_unsync());
             *out.headers_mut() = forward::relay_headers(parts.headers);
             out
@@ -151,6 +161,17 @@ fn stream(
     out.headers_mut()
         .insert(X_SLUICE_TIER, HeaderValue::from_static(tier.as_str()));
     out
+}
+
+/// `u` with the tier a header reported, where its body reported none.
+fn with_tier(
+    u: crate::types::Usage,
+    header: Option<crate::types::ServedTier>,
+) -> crate::types::Usage {
+    crate::types::Usage {
+        served_tier: u.served_tier.or(header),
+        ..u
+    }
 }
 
 /// The tier `x-sluice-tier` names: `flex` for a caller that asked for flex itself

@@ -19,5 +19,7 @@ pub fn path(upstream: Endpoint) -> Option<&'static str> {
         Endpoint::Embeddings => Some("/openai/embeddings"),
         Endpoint::Responses => Some("/openai/responses"),
         Endpoint::Messages => None,
+        // The native API (x-goog-api-key, see `providers::credentials_for`).
+        Endpoint::GenerateContent => Some(super::GENERATE_CONTENT),
     }
 }

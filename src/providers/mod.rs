@@ -60,11 +60,34 @@ pub fn capabilities(p: Provider) -> &'static Capabilities {
 }
 
 /// The provider an endpoint belongs to whatever the model (Anthropic's native Messages
-/// API); `None` for the OpenAI-compatible endpoints, which route by model.
+/// API, Gemini's native `generateContent`); `None` for the OpenAI-compatible endpoints,
+/// which route by model.
 pub fn native_provider(endpoint: Endpoint) -> Option<Provider> {
     match endpoint {
         Endpoint::Messages => Some(Provider::Anthropic),
+        Endpoint::GenerateContent => Some(Provider::Gemini),
         _ => None,
+    }
+}
+
+/// Where the model goes in a path that names it ([`GENERATE_CONTENT`]).
+pub const MODEL: &str = "{model}";
+
+/// Gemini's native `generateContent` below its base URL: the model is in the path.
+pub const GENERATE_CONTENT: &str = "/models/{model}:generateContent";
+
+/// The path and query of one request below the base URL: `path` (from [`path`]) with its
+/// model filled in, and a streamed `generateContent` as `:streamGenerateContent?alt=sse`
+/// (the only stream format Sluice meters: without `alt=sse` Gemini streams a JSON array).
+/// The model is one the gateway checked to be URL-safe.
+pub fn request_path<'a>(path: &'a str, model: &str, stream: bool) -> std::borrow::Cow<'a, str> {
+    if !path.contains(MODEL) {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let path = path.replace(MODEL, model);
+    match (stream, path.strip_suffix(":generateContent")) {
+        (true, Some(head)) => format!("{head}:streamGenerateContent?alt=sse").into(),
+        _ => path.into(),
     }
 }
 
@@ -84,6 +107,29 @@ pub fn path(p: Provider, upstream: Endpoint) -> Option<&'static str> {
         Provider::OpenAi => openai::path(upstream),
         Provider::Anthropic => anthropic::path(upstream),
         Provider::Gemini => gemini::path(upstream),
+    }
+}
+
+/// Gemini's native API takes its key in this header (its OpenAI-compatible layer: Bearer).
+pub const GOOG_API_KEY: HeaderName = HeaderName::from_static("x-goog-api-key");
+
+/// The credential header for a provider key on one upstream endpoint: [`credentials`],
+/// except Gemini's native API, which wants `x-goog-api-key`.
+pub fn credentials_for(
+    p: Provider,
+    upstream: Endpoint,
+    key: &str,
+) -> Result<(HeaderName, HeaderValue), String> {
+    let (name, value) = credentials(p, key)?;
+    match (p, upstream) {
+        (Provider::Gemini, Endpoint::GenerateContent) => {
+            let mut v = HeaderValue::from_str(key).map_err(|_| {
+                format!("the {p} API key contains characters not allowed in a header")
+            })?;
+            v.set_sensitive(true);
+            Ok((GOOG_API_KEY, v))
+        }
+        _ => Ok((name, value)),
     }
 }
 
@@ -371,4 +417,47 @@ pub fn create_backoff(e: &BatchApiError, base: Duration, attempts: u32) -> Durat
     e.retry_after()
         .unwrap_or_else(|| base * 2u32.saturating_pow(attempts.min(6)))
         .min(Duration::from_secs(900))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gemini_native_requests_name_their_model_and_use_the_google_key_header() {
+        let native = path(Provider::Gemini, Endpoint::GenerateContent).unwrap();
+        assert_eq!(
+            request_path(native, "gemini-2.5-flash", false),
+            "/models/gemini-2.5-flash:generateContent"
+        );
+        assert_eq!(
+            request_path(native, "gemini-2.5-flash", true),
+            "/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+        );
+        // Fixed paths are left alone, streamed or not (the body says so).
+        assert_eq!(
+            request_path("/chat/completions", "m", true),
+            "/chat/completions"
+        );
+        assert_eq!(path(Provider::OpenAi, Endpoint::GenerateContent), None);
+        assert_eq!(path(Provider::Anthropic, Endpoint::GenerateContent), None);
+        let (name, value) =
+            credentials_for(Provider::Gemini, Endpoint::GenerateContent, "k").unwrap();
+        assert_eq!(
+            (name.as_str(), value.as_bytes()),
+            ("x-goog-api-key", &b"k"[..])
+        );
+        assert!(value.is_sensitive());
+        // The OpenAI-compatible layer keeps the bearer key.
+        let (name, value) =
+            credentials_for(Provider::Gemini, Endpoint::ChatCompletions, "k").unwrap();
+        assert_eq!(
+            (name.as_str(), value.as_bytes()),
+            ("authorization", &b"Bearer k"[..])
+        );
+        assert_eq!(
+            native_provider(Endpoint::GenerateContent),
+            Some(Provider::Gemini)
+        );
+    }
 }

@@ -276,6 +276,8 @@ pub struct Canned {
     pub bodies: Arc<Mutex<Vec<Bytes>>>,
     /// Path and headers of every request, in order.
     pub heads: Arc<Mutex<Vec<(String, HeaderMap)>>>,
+    /// Path and query of every request, in order.
+    pub uris: Arc<Mutex<Vec<String>>>,
 }
 
 impl Canned {
@@ -285,12 +287,25 @@ impl Canned {
 }
 
 pub async fn canned(status: u16, content_type: &'static str, frames: Vec<&'static str>) -> Canned {
+    canned_with(status, content_type, frames, &[]).await
+}
+
+/// [`canned`], answering with extra response headers.
+pub async fn canned_with(
+    status: u16,
+    content_type: &'static str,
+    frames: Vec<&'static str>,
+    extra: &[(&'static str, &'static str)],
+) -> Canned {
+    let extra: Vec<(&'static str, &'static str)> = extra.to_vec();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let bodies = Arc::new(Mutex::new(Vec::new()));
     let heads = Arc::new(Mutex::new(Vec::new()));
+    let uris = Arc::new(Mutex::new(Vec::new()));
     let seen = bodies.clone();
     let seen_heads = heads.clone();
+    let seen_uris = uris.clone();
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -298,17 +313,26 @@ pub async fn canned(status: u16, content_type: &'static str, frames: Vec<&'stati
             };
             let seen = seen.clone();
             let seen_heads = seen_heads.clone();
+            let seen_uris = seen_uris.clone();
             let frames = frames.clone();
+            let extra = extra.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let seen = seen.clone();
                     let seen_heads = seen_heads.clone();
+                    let seen_uris = seen_uris.clone();
                     let frames = frames.clone();
+                    let extra = extra.clone();
                     async move {
                         seen_heads
                             .lock()
                             .unwrap()
                             .push((req.uri().path().to_owned(), req.headers().clone()));
+                        seen_uris.lock().unwrap().push(
+                            req.uri()
+                                .path_and_query()
+                                .map_or(String::new(), |p| p.as_str().to_owned()),
+                        );
                         let body = req
                             .into_body()
                             .collect()
@@ -329,6 +353,9 @@ pub async fn canned(status: u16, content_type: &'static str, frames: Vec<&'stati
                             .insert("content-type", content_type.parse().unwrap());
                         resp.headers_mut()
                             .insert("x-request-id", "req_canned".parse().unwrap());
+                        for (k, v) in &extra {
+                            resp.headers_mut().insert(*k, v.parse().unwrap());
+                        }
                         Ok::<_, Infallible>(resp)
                     }
                 });
@@ -342,5 +369,6 @@ pub async fn canned(status: u16, content_type: &'static str, frames: Vec<&'stati
         addr,
         bodies,
         heads,
+        uris,
     }
 }

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Creates .venv with the pinned OpenAI and Anthropic SDKs and pytest (tests/python/requirements.txt).
+# Creates .venv with the pinned OpenAI, Anthropic and google-genai SDKs and pytest
+# (tests/python/requirements.txt); test_gemini_sdk.py skips itself without google-genai.
 # Idempotent: does nothing when the venv already has them.
 set -eu
 cd "$(dirname "$0")/../.."

@@ -26,7 +26,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
 };
 
 pub fn path(upstream: Endpoint) -> Option<&'static str> {
-    (upstream != Endpoint::Messages).then(|| upstream.suffix())
+    (!matches!(upstream, Endpoint::Messages | Endpoint::GenerateContent)).then(|| upstream.suffix())
 }
 
 const BOUNDARY: &str = "sluice-batch-boundary-7c1f0e9a";

@@ -1,0 +1,74 @@
+"""The official google-genai Python SDK against Sluice's Gemini-native routes
+(`/v1beta/models/{model}:generateContent`, `:streamGenerateContent?alt=sse`, and the same
+below `/v1/`). Skipped where the SDK is not installed (tests/python/requirements.txt pins it)."""
+
+import os
+
+import pytest
+
+genai = pytest.importorskip("google.genai")
+from google.genai import errors, types  # noqa: E402
+
+BASE = os.environ["SLUICE_BASE_URL"].removesuffix("/v1")
+KEY = os.environ["SLUICE_KEY"]
+MODEL = "gemini-2.5-flash"
+
+
+def client(version="v1beta", key=KEY, **headers):
+    opts = types.HttpOptions(base_url=BASE, api_version=version, headers=headers or None)
+    return genai.Client(api_key=key, http_options=opts)
+
+
+@pytest.mark.parametrize("version", ["v1beta", "v1"])
+def test_generate_content_round_trip(version):
+    c = client(version)  # held: a dropped Client closes its connection pool
+    r = c.models.generate_content(model=MODEL, contents="Where is my parcel?")
+    assert "Where is my parcel?" in r.text
+    headers = r.sdk_http_response.headers
+    assert headers["x-sluice-tier"] == "interactive"
+    u = r.usage_metadata
+    assert u.prompt_token_count > 0 and u.candidates_token_count > 0
+    # gemini-2.5-flash standard rates: $0.30/M in, $2.50/M out.
+    want = u.prompt_token_count * 0.30e-6 + u.candidates_token_count * 2.50e-6
+    assert abs(float(headers["x-sluice-cost-usd"]) - want) < 1e-12
+
+
+@pytest.mark.parametrize("version", ["v1beta", "v1"])
+def test_streaming_matches_the_plain_answer(version):
+    c = client(version)
+    plain = c.models.generate_content(model=MODEL, contents="stream it")
+    chunks = list(c.models.generate_content_stream(model=MODEL, contents="stream it"))
+    assert len(chunks) > 1
+    assert "".join(ch.text or "" for ch in chunks) == plain.text
+    assert chunks[-1].usage_metadata.candidates_token_count == plain.usage_metadata.candidates_token_count
+
+
+def test_a_caller_flex_request_is_shown_as_flex():
+    c = client()
+    r = c.models.generate_content(
+        model=MODEL, contents="later is fine", config=types.GenerateContentConfig(service_tier="flex")
+    )
+    assert r.sdk_http_response.headers["x-sluice-tier"] == "flex"
+    assert r.sdk_http_response.headers["x-gemini-service-tier"] == "flex"
+
+
+def test_errors_are_raised_with_google_status():
+    for c, code, status in [
+        (client(key="sk-not-a-gateway-key"), 401, "UNAUTHENTICATED"),
+        (client(**{"x-sla": "whenever"}), 400, "INVALID_ARGUMENT"),
+        (client(**{"x-sim-fault": "429"}), 429, "RESOURCE_EXHAUSTED"),
+    ]:
+        with pytest.raises(errors.APIError) as e:
+            c.models.generate_content(model=MODEL, contents="x")
+        assert (e.value.code, e.value.status) == (code, status)
+    c = client()
+    with pytest.raises(errors.APIError) as e:
+        c.models.count_tokens(model=MODEL, contents="x")
+    assert (e.value.code, e.value.status) == (404, "NOT_FOUND")
+
+
+def test_a_tolerant_sla_is_answered():
+    c = client(**{"x-sla": "24h"})
+    r = c.models.generate_content(model=MODEL, contents="whenever")
+    assert r.text
+    assert list(c.models.generate_content_stream(model=MODEL, contents="whenever, streamed"))
