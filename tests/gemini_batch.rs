@@ -111,7 +111,7 @@ async fn a_request_batch_mode_cannot_take_is_served_interactively() {
     let body = serde_json::json!({
         "model": "gemini-2.5-flash",
         "messages": [{"role": "user", "content": "hello"}],
-        "logprobs": true
+        "reasoning_effort": "low"
     })
     .to_string();
     let (status, headers, body) = gw
