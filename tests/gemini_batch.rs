@@ -127,3 +127,86 @@ async fn a_request_batch_mode_cannot_take_is_served_interactively() {
     );
     gw.stop().await;
 }
+
+/// Job ids (`x-sluice-job-id`) and the number of created batches each was in.
+async fn lines_by_job(gw: &Gateway) -> serde_json::Value {
+    gw.sim_get("/sim/batches/stats").await["lines_by_custom_id"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_refused_with_429_is_retried_not_dropped() {
+    let gw = Gateway::start_sim(sim(), vec![keyed_policy("team", "sk-team", "")], |_| {}).await;
+    let (s, _) = gw
+        .sim_post("/sim/batch-faults", serde_json::json!({"create_429": 1}))
+        .await;
+    assert!(s.is_success());
+    let (status, headers, body) = gw
+        .post(
+            "/v1/chat/completions",
+            &[AUTH, ("x-sla", "24h")],
+            &chat("queue me"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(headers["x-sluice-tier"], "batch");
+    let job = headers["x-sluice-job-id"].to_str().unwrap().to_owned();
+    assert_eq!(
+        lines_by_job(&gw).await[&job],
+        1,
+        "in exactly one created batch"
+    );
+    let creates = gw
+        .sim_requests()
+        .await
+        .iter()
+        .filter(|r| r["path"] == "/v1/models/gemini-2.5-flash:batchGenerateContent")
+        .count();
+    assert_eq!(creates, 2, "refused once, then created");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jobs_of_an_expired_batch_are_sent_again() {
+    let mut config = sim();
+    config.gemini.batch_expiry = Duration::from_millis(400);
+    let gw = Gateway::start_sim(config, vec![keyed_policy("team", "sk-team", "")], |_| {}).await;
+    let (s, _) = gw
+        .sim_post("/sim/batch-faults", serde_json::json!({"expire": 1}))
+        .await;
+    assert!(s.is_success());
+    let (status, headers, body) = gw
+        .post(
+            "/v1/chat/completions",
+            &[AUTH, ("x-sla", "24h")],
+            &chat("expire me"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(headers["x-sluice-tier"], "batch");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("expire me")
+    );
+    let job = headers["x-sluice-job-id"].to_str().unwrap().to_owned();
+    assert_eq!(
+        lines_by_job(&gw).await[&job],
+        2,
+        "expired once, then answered"
+    );
+    // The caller is answered before the flush is counted: wait for both counts.
+    let gemini = |m: &str, status: &str| {
+        metric(
+            m,
+            "sluice_batches_total",
+            &[("provider", "gemini"), ("status", status)],
+        )
+    };
+    gw.metrics_until("an expired, then a completed gemini batch", |m| {
+        gemini(m, "expired") >= 1.0 && gemini(m, "completed") >= 1.0
+    })
+    .await;
+    gw.stop().await;
+}
