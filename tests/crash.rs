@@ -913,13 +913,20 @@ async fn gemini_chat_crash_mid_delivery() {
     assert_ledger(&h, N, "gemini chat mid_delivery").await;
 }
 
-/// All four APIs at once, `N` requests each, killed when the first batch was created but not
-/// recorded: two OpenAI batches (chat, responses) told apart by metadata, and two Message
-/// Batches (messages, claude chat) of the same size, which only the recorded ids tell apart.
-/// Each flush must adopt its own batch or create one, never another flush's.
+/// All five APIs at once, `N` requests each, killed when the first batch was created but not
+/// recorded: two OpenAI batches (chat, responses) told apart by metadata, two Message
+/// Batches (messages, claude chat) of the same size, which only the recorded ids tell apart,
+/// and a Gemini batch named after its flush. Each flush must adopt its own batch or create
+/// one, never another flush's.
 #[tokio::test(flavor = "multi_thread")]
 async fn mixed_apis_crash_after_create() {
-    let apis = [Api::Chat, Api::Responses, Api::Messages, Api::ClaudeChat];
+    let apis = [
+        Api::Chat,
+        Api::Responses,
+        Api::Messages,
+        Api::ClaudeChat,
+        Api::GeminiChat,
+    ];
     let h = crash_at_apis(&apis, "after_create").await;
     assert_ledger(&h, N * apis.len(), "mixed after_create").await;
 }
