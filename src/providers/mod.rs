@@ -7,7 +7,8 @@
 //! * what a provider can do ([`capabilities`]): batchable endpoints, flex, batch limits;
 //! * the batch operations ([`Adapter`]): encode the input, upload it (or send it inline),
 //!   create, get, find a batch by flush after a crash, read its results, cancel;
-//! * what a caller of a translated API gets back ([`for_caller`]).
+//! * what a caller of a translated API gets back ([`for_caller`]; batch results, which may
+//!   come in another API than interactive answers, [`batch_for_caller`]).
 //!
 //! Adding a provider means one module here and one arm per operation. Nothing in this module
 //! knows policies, tiers or the store: the engine drives it, the gateway asks it.

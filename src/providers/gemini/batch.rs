@@ -186,6 +186,8 @@ impl Batches {
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| self.decode("the upload start gave no x-goog-upload-url"))?
             .to_owned();
+        // The session URL needs no key (the SDK sends none); `Http` adds it anyway, which
+        // is harmless: it only sends it to the base URL's own origin.
         let mut buf = BytesMut::from(&first[..]);
         let mut offset = 0u64;
         loop {
