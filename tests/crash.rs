@@ -25,6 +25,8 @@ use sluice::types::Tier;
 const KEY: &str = "sk-crash-test";
 const MODEL: &str = "gpt-4o-mini";
 const CLAUDE: &str = "claude-haiku-4-5";
+/// Chat completions batched through Gemini's native Batch Mode (translated both ways).
+const GEMINI: &str = "gemini-2.5-flash";
 /// The Responses API probes' model (OpenAI, batched with `"url": "/v1/responses"` lines).
 const RESPONSES_MODEL: &str = "gpt-4.1";
 const N: usize = 5;
@@ -298,6 +300,11 @@ impl Harness {
                     format!("http://127.0.0.1:{}/v1", self.sim_port),
                 ),
                 ("ANTHROPIC_API_KEY", "sk-ant-test".to_owned()),
+                (
+                    "GEMINI_BASE_URL",
+                    format!("http://127.0.0.1:{}/v1", self.sim_port),
+                ),
+                ("GEMINI_API_KEY", "gemini-test".to_owned()),
                 ("SLUICE_BATCH_MAX_WAIT", "200ms".to_owned()),
                 ("SLUICE_BATCH_POLL_INTERVAL", "50ms".to_owned()),
                 // The same replica comes back: it owns the flushes it leased before dying.
@@ -410,12 +417,15 @@ enum Api {
     /// OpenAI `POST /v1/chat/completions` for a `claude-*` model (translated, batched
     /// through `/v1/messages/batches`, answered as a chat.completion).
     ClaudeChat,
+    /// OpenAI `POST /v1/chat/completions` for a `gemini-*` model (translated, batched
+    /// through Gemini Batch Mode, answered as a chat.completion).
+    GeminiChat,
 }
 
 impl Api {
     fn path(self) -> &'static str {
         match self {
-            Api::Chat | Api::ClaudeChat => "/v1/chat/completions",
+            Api::Chat | Api::ClaudeChat | Api::GeminiChat => "/v1/chat/completions",
             Api::Messages => "/v1/messages",
             Api::Responses => "/v1/responses",
         }
@@ -426,6 +436,7 @@ impl Api {
         match self {
             Api::Chat | Api::Responses => "/v1/batches",
             Api::Messages | Api::ClaudeChat => "/v1/messages/batches",
+            Api::GeminiChat => "/v1/models/gemini-2.5-flash:batchGenerateContent",
         }
     }
 
@@ -434,6 +445,7 @@ impl Api {
         match self {
             Api::Chat | Api::Responses => &["/v1/files", "/v1/batches"],
             Api::Messages | Api::ClaudeChat => &["/v1/messages/batches"],
+            Api::GeminiChat => &["/v1/models/gemini-2.5-flash:batchGenerateContent"],
         }
     }
 
@@ -444,6 +456,7 @@ impl Api {
             Api::Messages => format!("messages-{failpoint}"),
             Api::Responses => format!("responses-{failpoint}"),
             Api::ClaudeChat => format!("claude-chat-{failpoint}"),
+            Api::GeminiChat => format!("gemini-chat-{failpoint}"),
         }
     }
 }
@@ -487,6 +500,10 @@ impl Probe {
                 "model": CLAUDE,
                 "messages": [{"role": "user", "content": self.message}],
             }),
+            Api::GeminiChat => serde_json::json!({
+                "model": GEMINI,
+                "messages": [{"role": "user", "content": self.message}],
+            }),
         }
         .to_string()
     }
@@ -496,7 +513,9 @@ impl Probe {
     async fn post(&self, http: &Http, url: &str, prefer_async: bool) -> Result<Reply, String> {
         let auth = format!("Bearer {KEY}");
         let mut headers = match self.api {
-            Api::Chat | Api::Responses | Api::ClaudeChat => vec![("authorization", auth.as_str())],
+            Api::Chat | Api::Responses | Api::ClaudeChat | Api::GeminiChat => {
+                vec![("authorization", auth.as_str())]
+            }
             Api::Messages => vec![("x-api-key", KEY), ("anthropic-version", "2023-06-01")],
         };
         headers.extend([("x-sla", "24h"), ("idempotency-key", self.key.as_str())]);
@@ -518,9 +537,13 @@ impl Probe {
         );
         let v = r.json();
         let content = match self.api {
-            Api::Chat | Api::ClaudeChat => {
+            Api::Chat | Api::ClaudeChat | Api::GeminiChat => {
                 assert_eq!(v["object"], "chat.completion", "{}: {v}", self.key);
-                let model = if self.api == Api::Chat { MODEL } else { CLAUDE };
+                let model = match self.api {
+                    Api::Chat => MODEL,
+                    Api::GeminiChat => GEMINI,
+                    _ => CLAUDE,
+                };
                 assert_eq!(v["model"], model, "{}: {v}", self.key);
                 v["choices"][0]["message"]["content"].as_str()
             }
@@ -870,13 +893,40 @@ async fn claude_chat_crash_mid_delivery() {
     assert_ledger(&h, N, "claude chat mid_delivery").await;
 }
 
-/// All four APIs at once, `N` requests each, killed when the first batch was created but not
-/// recorded: two OpenAI batches (chat, responses) told apart by metadata, and two Message
-/// Batches (messages, claude chat) of the same size, which only the recorded ids tell apart.
-/// Each flush must adopt its own batch or create one, never another flush's.
+#[tokio::test(flavor = "multi_thread")]
+async fn gemini_chat_crash_before_create() {
+    let h = crash_at(Api::GeminiChat, "before_create").await;
+    assert_ledger(&h, N, "gemini chat before_create").await;
+}
+
+/// Created but not recorded: found again by listing batches and matching the flush id
+/// sent as `displayName`, never created twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn gemini_chat_crash_after_create() {
+    let h = crash_at(Api::GeminiChat, "after_create").await;
+    assert_ledger(&h, N, "gemini chat after_create").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gemini_chat_crash_mid_delivery() {
+    let h = crash_at(Api::GeminiChat, "mid_delivery").await;
+    assert_ledger(&h, N, "gemini chat mid_delivery").await;
+}
+
+/// All five APIs at once, `N` requests each, killed when the first batch was created but not
+/// recorded: two OpenAI batches (chat, responses) told apart by metadata, two Message
+/// Batches (messages, claude chat) of the same size, which only the recorded ids tell apart,
+/// and a Gemini batch named after its flush. Each flush must adopt its own batch or create
+/// one, never another flush's.
 #[tokio::test(flavor = "multi_thread")]
 async fn mixed_apis_crash_after_create() {
-    let apis = [Api::Chat, Api::Responses, Api::Messages, Api::ClaudeChat];
+    let apis = [
+        Api::Chat,
+        Api::Responses,
+        Api::Messages,
+        Api::ClaudeChat,
+        Api::GeminiChat,
+    ];
     let h = crash_at_apis(&apis, "after_create").await;
     assert_ledger(&h, N * apis.len(), "mixed after_create").await;
 }

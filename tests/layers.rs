@@ -45,6 +45,8 @@ const PURE: &[&str] = &[
     "providers::anthropic::batch_wire",
     "providers::anthropic::translate",
     "providers::anthropic::cache",
+    "providers::gemini::batch_wire",
+    "providers::gemini::translate",
 ];
 
 /// Crates that mean I/O or a runtime. (Reading a policy or price file at startup is not

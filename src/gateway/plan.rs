@@ -157,7 +157,8 @@ fn capabilities(app: &App, call: &Call<'_>, caps: &crate::providers::Capabilitie
             batch: e.batches(call.provider)
                 && caps.batches(call.endpoint)
                 && !call.facts.has_service_tier
-                && call.client.billing(call.provider).headers.is_empty(),
+                && call.client.billing(call.provider).headers.is_empty()
+                && crate::providers::batchable(call.provider, call.endpoint, &call.body),
             flex,
             batch_turnaround_p95: e.turnaround_p95(call.provider, &call.facts.model),
             batch_lead: e.config().batch_lead(),

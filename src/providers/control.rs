@@ -113,6 +113,11 @@ impl Http {
         }
     }
 
+    /// The base URL calls are relative to.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// Sends one call; a non-2xx answer becomes [`BatchApiError::Status`].
     pub async fn call(
         &self,
@@ -120,6 +125,34 @@ impl Http {
         path: &str,
         body: ReqBody,
         content_type: &str,
+    ) -> Result<http::Response<Incoming>, BatchApiError> {
+        self.call_with(method, path, body, content_type, &[]).await
+    }
+
+    /// A small call with extra request headers (Google's resumable upload protocol); the
+    /// answer's headers and whole body are returned.
+    pub async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        content_type: &str,
+        extra: &[(HeaderName, HeaderValue)],
+    ) -> Result<(http::HeaderMap, Bytes), BatchApiError> {
+        let resp = self
+            .call_with(method, path, full(body), content_type, extra)
+            .await?;
+        let headers = resp.headers().clone();
+        Ok((headers, self.collect(resp).await?))
+    }
+
+    async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: ReqBody,
+        content_type: &str,
+        extra: &[(HeaderName, HeaderValue)],
     ) -> Result<http::Response<Incoming>, BatchApiError> {
         let mut req = Request::new(body);
         *req.method_mut() = method;
@@ -140,6 +173,9 @@ impl Http {
             .parse()
             .map_err(|_| self.transport(format!("invalid URL {url}")))?;
         for (k, v) in &self.headers {
+            req.headers_mut().insert(k.clone(), v.clone());
+        }
+        for (k, v) in extra {
             req.headers_mut().insert(k.clone(), v.clone());
         }
         if let Ok(ct) = HeaderValue::from_str(content_type) {
@@ -245,7 +281,7 @@ impl Http {
     }
 }
 
-fn full(body: Bytes) -> ReqBody {
+pub(super) fn full(body: Bytes) -> ReqBody {
     Full::new(body).map_err(|e| match e {}).boxed_unsync()
 }
 

@@ -7,7 +7,8 @@
 //! * what a provider can do ([`capabilities`]): batchable endpoints, flex, batch limits;
 //! * the batch operations ([`Adapter`]): encode the input, upload it (or send it inline),
 //!   create, get, find a batch by flush after a crash, read its results, cancel;
-//! * what a caller of a translated API gets back ([`for_caller`]).
+//! * what a caller of a translated API gets back ([`for_caller`]; batch results, which may
+//!   come in another API than interactive answers, [`batch_for_caller`]).
 //!
 //! Adding a provider means one module here and one arm per operation. Nothing in this module
 //! knows policies, tiers or the store: the engine drives it, the gateway asks it.
@@ -110,9 +111,6 @@ pub fn path(p: Provider, upstream: Endpoint) -> Option<&'static str> {
     }
 }
 
-/// Gemini's native API takes its key in this header (its OpenAI-compatible layer: Bearer).
-pub const GOOG_API_KEY: HeaderName = HeaderName::from_static("x-goog-api-key");
-
 /// The credential header for a provider key on one upstream endpoint: [`credentials`],
 /// except Gemini's native API, which wants `x-goog-api-key`.
 pub fn credentials_for(
@@ -127,7 +125,7 @@ pub fn credentials_for(
                 format!("the {p} API key contains characters not allowed in a header")
             })?;
             v.set_sensitive(true);
-            Ok((GOOG_API_KEY, v))
+            Ok((gemini::KEY_HEADER, v))
         }
         _ => Ok((name, value)),
     }
@@ -174,6 +172,42 @@ pub fn for_caller(
     }
 }
 
+/// Whether a request may be held for `p`'s Batch API beyond what its capabilities say:
+/// Gemini batches only chat completions that translate to its native API (the rest goes
+/// to the OpenAI-compatible endpoint interactively).
+pub fn batchable(p: Provider, caller: Endpoint, body: &[u8]) -> bool {
+    match p {
+        Provider::Gemini => gemini::batchable(caller, body),
+        Provider::OpenAi | Provider::Anthropic => true,
+    }
+}
+
+/// A batch result line's answer as the caller's API gives it. Gemini's Batch Mode answers
+/// in its native API although interactive requests use the OpenAI-compatible one, so its
+/// results are translated here (for `model`, the job's); other providers' batch answers
+/// are those of their interactive API ([`for_caller`]).
+pub fn batch_for_caller(
+    p: Provider,
+    caller: Endpoint,
+    status: u16,
+    body: Bytes,
+    model: &str,
+    created: i64,
+) -> Result<Bytes, String> {
+    match p {
+        Provider::Gemini => gemini::batch_for_caller(caller, status, &body, model, created),
+        Provider::OpenAi | Provider::Anthropic => for_caller(p, caller, status, body, created),
+    }
+}
+
+/// The usage a batch result line's answer reports, in the provider's batch answer shape.
+pub fn batch_usage(p: Provider, body: &[u8]) -> Option<crate::types::Usage> {
+    match p {
+        Provider::Gemini => crate::usage::from_gemini_json(body),
+        Provider::OpenAi | Provider::Anthropic => crate::usage::from_json(body),
+    }
+}
+
 /// What one line of a result file says about its job.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LineOutcome {
@@ -216,6 +250,8 @@ pub struct FlushRef<'a> {
     pub id: &'a str,
     /// The caller endpoint of its jobs.
     pub endpoint: Endpoint,
+    /// The model of its jobs (Gemini names it in the create URL).
+    pub model: &'a str,
     pub job_count: u32,
     pub created_at_ms: i64,
 }
@@ -225,7 +261,8 @@ pub struct FlushRef<'a> {
 pub enum InputKind {
     /// Uploaded as a file first; the create call names the file (OpenAI).
     File,
-    /// In the body of the create call itself (Anthropic).
+    /// In the body of the create call itself (Anthropic), or streamed to the create call
+    /// which decides (Gemini: inline while small, else an uploaded file).
     Inline,
 }
 
@@ -241,19 +278,21 @@ pub enum BatchInput {
 pub enum Encoder {
     OpenAiJsonl(Endpoint),
     AnthropicRequests,
+    /// Gemini input file lines, the OpenAI chat bodies translated.
+    GeminiLines,
 }
 
 impl Encoder {
     pub fn head(&self) -> &'static [u8] {
         match self {
-            Encoder::OpenAiJsonl(_) => b"",
+            Encoder::OpenAiJsonl(_) | Encoder::GeminiLines => b"",
             Encoder::AnthropicRequests => anthropic::batch_wire::BODY_HEAD,
         }
     }
 
     pub fn tail(&self) -> &'static [u8] {
         match self {
-            Encoder::OpenAiJsonl(_) => b"",
+            Encoder::OpenAiJsonl(_) | Encoder::GeminiLines => b"",
             Encoder::AnthropicRequests => anthropic::batch_wire::BODY_TAIL,
         }
     }
@@ -270,6 +309,7 @@ impl Encoder {
                 }
                 out.extend_from_slice(&anthropic::batch_wire::request_entry(id, body));
             }
+            Encoder::GeminiLines => out.extend_from_slice(&gemini::batch_wire::file_line(id, body)),
         }
     }
 }
@@ -278,6 +318,7 @@ impl Encoder {
 pub enum Adapter {
     OpenAi(openai::Batches),
     Anthropic(anthropic::Batches),
+    Gemini(gemini::Batches),
     #[cfg(test)]
     Fake(std::sync::Arc<fake::Fake>),
 }
@@ -288,26 +329,41 @@ impl Adapter {
         let Some(key) = &p.api_key else {
             return Ok(None);
         };
-        let mut headers = vec![credentials(p.provider, key.expose())?];
-        for (name, value) in default_headers(p.provider) {
-            headers.push((
-                HeaderName::from_static(name),
-                HeaderValue::from_static(value),
-            ));
-        }
+        let headers = match p.provider {
+            // Batch Mode is the native API, keyed by `x-goog-api-key`; the interactive
+            // path keeps the OpenAI-compatible endpoint's bearer key.
+            Provider::Gemini => {
+                let mut v = HeaderValue::from_str(key.expose()).map_err(|_| {
+                    "the gemini API key contains characters not allowed in a header".to_owned()
+                })?;
+                v.set_sensitive(true);
+                vec![(gemini::KEY_HEADER, v)]
+            }
+            Provider::OpenAi | Provider::Anthropic => {
+                let mut headers = vec![credentials(p.provider, key.expose())?];
+                for (name, value) in default_headers(p.provider) {
+                    headers.push((
+                        HeaderName::from_static(name),
+                        HeaderValue::from_static(value),
+                    ));
+                }
+                headers
+            }
+        };
         let http = Http::new(cfg, p.provider.as_str(), &p.base_url, headers);
-        Ok(match p.provider {
-            Provider::OpenAi => Some(Adapter::OpenAi(openai::Batches::new(http))),
-            Provider::Anthropic => Some(Adapter::Anthropic(anthropic::Batches::new(http))),
-            Provider::Gemini => None,
-        })
+        Ok(Some(match p.provider {
+            Provider::OpenAi => Adapter::OpenAi(openai::Batches::new(http)),
+            Provider::Anthropic => Adapter::Anthropic(anthropic::Batches::new(http)),
+            Provider::Gemini => Adapter::Gemini(gemini::Batches::new(http)),
+        }))
     }
 
     /// Whether a created batch names its flush (OpenAI metadata), so that a batch whose
-    /// create answer was lost is found exactly; Message Batches carry no metadata.
+    /// create answer was lost is found exactly (Gemini: its `displayName`); Message
+    /// Batches carry no metadata.
     pub fn batches_carry_flush_id(&self) -> bool {
         match self {
-            Adapter::OpenAi(_) => true,
+            Adapter::OpenAi(_) | Adapter::Gemini(_) => true,
             Adapter::Anthropic(_) => false,
             #[cfg(test)]
             Adapter::Fake(f) => !f.finds_by_size(),
@@ -317,7 +373,7 @@ impl Adapter {
     pub fn input_kind(&self) -> InputKind {
         match self {
             Adapter::OpenAi(_) => InputKind::File,
-            Adapter::Anthropic(_) => InputKind::Inline,
+            Adapter::Anthropic(_) | Adapter::Gemini(_) => InputKind::Inline,
             #[cfg(test)]
             Adapter::Fake(f) => f.input_kind(),
         }
@@ -327,6 +383,7 @@ impl Adapter {
         match self {
             Adapter::OpenAi(_) => Encoder::OpenAiJsonl(endpoint),
             Adapter::Anthropic(_) => Encoder::AnthropicRequests,
+            Adapter::Gemini(_) => Encoder::GeminiLines,
             #[cfg(test)]
             Adapter::Fake(_) => Encoder::OpenAiJsonl(endpoint),
         }
@@ -341,6 +398,7 @@ impl Adapter {
         match self {
             Adapter::OpenAi(a) => a.upload(f, chunks).await,
             Adapter::Anthropic(a) => Err(a.unsupported("file upload")),
+            Adapter::Gemini(a) => a.upload(f, chunks).await,
             #[cfg(test)]
             Adapter::Fake(a) => a.upload(f, chunks).await,
         }
@@ -356,6 +414,7 @@ impl Adapter {
         match self {
             Adapter::OpenAi(a) => a.create(f, input).await,
             Adapter::Anthropic(a) => a.create(f, input).await,
+            Adapter::Gemini(a) => a.create(f, input).await,
             #[cfg(test)]
             Adapter::Fake(a) => a.create(f, input).await,
         }
@@ -365,6 +424,7 @@ impl Adapter {
         match self {
             Adapter::OpenAi(a) => a.get(batch_id).await,
             Adapter::Anthropic(a) => a.get(batch_id).await,
+            Adapter::Gemini(a) => a.get(batch_id).await,
             #[cfg(test)]
             Adapter::Fake(a) => a.get(batch_id).await,
         }
@@ -376,6 +436,7 @@ impl Adapter {
         match self {
             Adapter::OpenAi(a) => a.find(f).await,
             Adapter::Anthropic(a) => a.find(f).await,
+            Adapter::Gemini(a) => a.find(f).await,
             #[cfg(test)]
             Adapter::Fake(a) => a.find(f).await,
         }
@@ -386,6 +447,7 @@ impl Adapter {
         match self {
             Adapter::OpenAi(a) => a.results(location).await,
             Adapter::Anthropic(a) => a.results(location).await,
+            Adapter::Gemini(a) => a.results(location).await,
             #[cfg(test)]
             Adapter::Fake(a) => a.results(location).await,
         }
@@ -396,6 +458,7 @@ impl Adapter {
         match self {
             Adapter::OpenAi(_) => openai::wire::parse_line(line),
             Adapter::Anthropic(_) => anthropic::batch_wire::parse_line(line),
+            Adapter::Gemini(_) => gemini::batch_wire::parse_line(line),
             #[cfg(test)]
             Adapter::Fake(_) => openai::wire::parse_line(line),
         }
@@ -405,6 +468,7 @@ impl Adapter {
         match self {
             Adapter::OpenAi(a) => a.cancel(batch_id).await,
             Adapter::Anthropic(a) => a.cancel(batch_id).await,
+            Adapter::Gemini(a) => a.cancel(batch_id).await,
             #[cfg(test)]
             Adapter::Fake(a) => a.cancel(batch_id).await,
         }

@@ -16,6 +16,7 @@ fn flush_ref(f: &Flush) -> FlushRef<'_> {
     FlushRef {
         id: &f.id,
         endpoint: f.endpoint,
+        model: &f.model,
         job_count: f.job_count,
         created_at_ms: f.created_at_ms,
     }

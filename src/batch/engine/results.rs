@@ -128,7 +128,7 @@ impl Engine {
             for line in batch {
                 match adapter.parse_line(&line) {
                     Ok((id, outcome)) => {
-                        self.deliver_line(&id, outcome).await?;
+                        self.deliver_line(f, &id, outcome).await?;
                         delivered += 1;
                         if delivered == 1 {
                             failpoint("mid_delivery");
@@ -145,16 +145,21 @@ impl Engine {
         }
     }
 
-    async fn deliver_line(&self, id: &str, outcome: LineOutcome) -> Result<(), EngineError> {
+    async fn deliver_line(
+        &self,
+        f: &Flush,
+        id: &str,
+        outcome: LineOutcome,
+    ) -> Result<(), EngineError> {
         match outcome {
             LineOutcome::Answered { status, body } => {
                 let usage = (200..300)
                     .contains(&status)
-                    .then(|| crate::usage::from_json(&body))
+                    .then(|| crate::providers::batch_usage(f.provider, &body))
                     .flatten();
                 self.complete(
                     id,
-                    Reply::Provider { status, body },
+                    Reply::Batch { status, body },
                     Tier::Batch,
                     usage,
                     self.now(),
@@ -421,41 +426,52 @@ impl Engine {
     }
 }
 
-/// A job's answer as it arrived: from the provider (in the provider's API), or a gateway
-/// error. Stored in the API its caller spoke.
+/// A job's answer as it arrived: from the provider (in the provider's API, interactive or
+/// a batch result line, which may differ), or a gateway error. Stored in the API its
+/// caller spoke.
 pub(super) enum Reply {
     Provider { status: u16, body: Bytes },
+    Batch { status: u16, body: Bytes },
     Gateway(GatewayError),
 }
 
 impl Reply {
     fn for_caller(self, job: &Job) -> (u16, Bytes) {
-        match self {
-            Reply::Gateway(e) => (
-                e.status().as_u16(),
-                Bytes::from(e.to_json(job.endpoint.api())),
+        let created = job.created_at_ms / 1000;
+        let (status, translated) = match self {
+            Reply::Gateway(e) => {
+                return (
+                    e.status().as_u16(),
+                    Bytes::from(e.to_json(job.endpoint.api())),
+                );
+            }
+            Reply::Provider { status, body } => (
+                status,
+                crate::providers::for_caller(job.provider, job.endpoint, status, body, created),
             ),
-            Reply::Provider { status, body } => {
-                let created = job.created_at_ms / 1000;
-                match crate::providers::for_caller(
+            Reply::Batch { status, body } => (
+                status,
+                crate::providers::batch_for_caller(
                     job.provider,
                     job.endpoint,
                     status,
                     body,
+                    &job.model,
                     created,
-                ) {
-                    Ok(body) => (status, body),
-                    Err(reason) => {
-                        let e = GatewayError::UpstreamBadResponse {
-                            provider: job.provider.as_str(),
-                            reason,
-                        };
-                        (
-                            e.status().as_u16(),
-                            Bytes::from(e.to_json(job.endpoint.api())),
-                        )
-                    }
-                }
+                ),
+            ),
+        };
+        match translated {
+            Ok(body) => (status, body),
+            Err(reason) => {
+                let e = GatewayError::UpstreamBadResponse {
+                    provider: job.provider.as_str(),
+                    reason,
+                };
+                (
+                    e.status().as_u16(),
+                    Bytes::from(e.to_json(job.endpoint.api())),
+                )
             }
         }
     }
