@@ -45,6 +45,7 @@ const PURE: &[&str] = &[
     "providers::anthropic::batch_wire",
     "providers::anthropic::translate",
     "providers::anthropic::cache",
+    "providers::vertex::wire",
 ];
 
 /// Crates that mean I/O or a runtime. (Reading a policy or price file at startup is not

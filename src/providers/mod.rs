@@ -29,6 +29,7 @@ pub mod lines;
 pub mod openai;
 #[cfg(test)]
 mod proptests;
+pub mod vertex;
 
 pub use self::control::{BatchApiError, FileChunks, Http, ResultBody};
 
