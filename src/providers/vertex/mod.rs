@@ -13,6 +13,14 @@
 //! `gemini::translate::request_from_openai` and then frames it with [`input_line`]; an
 //! answered line's native `GenerateContentResponse` goes back through
 //! `gemini::translate::response_to_openai` (the `for_caller` step). Neither is done here.
+//!
+//! Still to wire as `Adapter::Vertex(vertex::Batches)` (in `providers/mod.rs`, at merge):
+//! build it in `Adapter::new` for Gemini when `ProviderConfig::vertex` is set (no API key
+//! needed: the early return on a missing key must not skip it); `input_kind` = File;
+//! `batches_carry_flush_id` = true (displayName); an `Encoder` arm that translates and
+//! calls [`input_line`]; `create` gets the flush's model (add `model` to `FlushRef`);
+//! `parse_line` = [`Batches::parse_line`]; [`CAPABILITIES`] for Gemini batches; answers
+//! are native, so usage is read with the Gemini reader and bodies translated for callers.
 
 use std::future::Future;
 

@@ -515,3 +515,21 @@ fn key_files_are_checked_without_quoting_them() {
         "{e}"
     );
 }
+
+/// The engine drives adapters from tracked tasks: the client and its futures must be `Send`.
+#[allow(dead_code)]
+fn batches_and_their_futures_are_send(
+    b: &Batches,
+    f: FlushRef<'_>,
+    c: crate::providers::FileChunks,
+) {
+    fn send<T: Send>(_: T) {}
+    fn sync<T: Send + Sync>() {}
+    sync::<Batches>();
+    send(b.upload(f, c));
+    send(b.create(f, MODEL, BatchInput::File(String::new())));
+    send(b.get("1"));
+    send(b.find(f));
+    send(b.results("gs://b/o"));
+    send(b.cancel("1"));
+}
