@@ -93,6 +93,19 @@ struct RawProvider {
     accepts: Option<Vec<String>>,
     /// Name of the environment variable holding the key (keys are not written in files).
     api_key_env: Option<String>,
+    /// Vertex AI batch prediction (`[providers.gemini.vertex]`, Gemini only).
+    vertex: Option<RawVertex>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVertex {
+    project: Option<String>,
+    location: Option<String>,
+    bucket: Option<String>,
+    credentials_file: Option<String>,
+    base_url: Option<String>,
+    storage_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -123,6 +136,121 @@ pub struct ProviderConfig {
     pub api_key: Option<Secret>,
     /// The request fields Sluice may add on the way to this provider.
     pub accepts: Accepts,
+    /// Vertex AI batch prediction for Gemini models, when `[providers.gemini.vertex]` is set.
+    pub vertex: Option<VertexConfig>,
+}
+
+/// Where Gemini batches go on Vertex AI (provider-apis.md 3.6): the project and region of
+/// the jobs, the Cloud Storage bucket for their input and output, and the service-account
+/// key that authorizes both. The key file is read when the client is built, not here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VertexConfig {
+    pub project: String,
+    /// A region such as `us-central1`, or `global`.
+    pub location: String,
+    pub bucket: String,
+    /// The service-account key JSON (`credentials_file`, or `GOOGLE_APPLICATION_CREDENTIALS`).
+    pub credentials_file: PathBuf,
+    /// The Vertex AI API without a trailing slash: by default
+    /// `https://{location}-aiplatform.googleapis.com/v1` (`https://aiplatform.googleapis.com/v1`
+    /// for `global`); `SLUICE_VERTEX_BASE_URL` overrides.
+    pub base_url: String,
+    /// The Cloud Storage JSON API root, by default `https://storage.googleapis.com`;
+    /// `SLUICE_VERTEX_STORAGE_URL` overrides.
+    pub storage_url: String,
+}
+
+impl VertexConfig {
+    /// Checks the raw table; environment variables win over the file, as everywhere else
+    /// in this config.
+    fn resolve(
+        raw: RawVertex,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<VertexConfig, String> {
+        let field = |v: Option<String>, name: &str| -> Result<String, String> {
+            v.map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| format!("{name} is required"))
+        };
+        let project = field(raw.project, "project")?;
+        // Project ids are lower-case letters, digits and hyphens (domain-scoped ones add
+        // `.` and `:`); anything else would change the meaning of the job URLs.
+        if !project
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.:".contains(&b))
+        {
+            return Err(format!(
+                "project {project:?} is not a Google Cloud project id"
+            ));
+        }
+        let location = raw
+            .location
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "us-central1".to_owned());
+        if !location
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(format!(
+                "location {location:?} is not a region such as us-central1 (or global)"
+            ));
+        }
+        let bucket = field(raw.bucket, "bucket")?;
+        let bucket = bucket
+            .strip_prefix("gs://")
+            .unwrap_or(&bucket)
+            .trim_end_matches('/');
+        let bucket_ok = (3..=222).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+        if !bucket_ok {
+            return Err(format!(
+                "bucket {bucket:?} is not a Cloud Storage bucket name (3-222 lower-case letters, digits, -, _ or .; no path)"
+            ));
+        }
+        let credentials_file = env("GOOGLE_APPLICATION_CREDENTIALS")
+            .filter(|s| !s.is_empty())
+            .or(raw.credentials_file)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                "credentials_file (or GOOGLE_APPLICATION_CREDENTIALS) must name a service-account key JSON".to_owned()
+            })?;
+        let url = |name: &str, v: String| -> Result<String, String> {
+            let v = v.trim_end_matches('/').to_owned();
+            if v.starts_with("http://") || v.starts_with("https://") {
+                Ok(v)
+            } else {
+                Err(format!("{name} {v:?} must start with http:// or https://"))
+            }
+        };
+        let default_base = if location == "global" {
+            "https://aiplatform.googleapis.com/v1".to_owned()
+        } else {
+            format!("https://{location}-aiplatform.googleapis.com/v1")
+        };
+        let base_url = url(
+            "base_url",
+            env("SLUICE_VERTEX_BASE_URL")
+                .or(raw.base_url)
+                .unwrap_or(default_base),
+        )?;
+        let storage_url = url(
+            "storage_url",
+            env("SLUICE_VERTEX_STORAGE_URL")
+                .or(raw.storage_url)
+                .unwrap_or_else(|| "https://storage.googleapis.com".to_owned()),
+        )?;
+        Ok(VertexConfig {
+            project,
+            location,
+            bucket: bucket.to_owned(),
+            credentials_file: PathBuf::from(credentials_file),
+            base_url,
+            storage_url,
+        })
+    }
 }
 
 /// The request fields Sluice adds only where the destination is known to accept them:
@@ -363,11 +491,26 @@ impl Config {
                     None if base_url == default_url => Accepts::official(p),
                     None => Accepts::NONE,
                 };
+                let vertex = match rp.vertex {
+                    None => None,
+                    Some(_) if p != Provider::Gemini => {
+                        return Err(invalid(format!(
+                            "providers.{}.vertex: Vertex AI batch prediction is for gemini only",
+                            p.as_str()
+                        )));
+                    }
+                    Some(raw) => {
+                        Some(VertexConfig::resolve(raw, env).map_err(|e| {
+                            invalid(format!("providers.{}.vertex: {e}", p.as_str()))
+                        })?)
+                    }
+                };
                 Ok(ProviderConfig {
                     provider: p,
                     base_url,
                     api_key,
                     accepts,
+                    vertex,
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -627,6 +770,93 @@ mod tests {
         assert_eq!(c.idle_timeout, Duration::from_secs(5));
         assert_eq!(c.max_connections, 32);
         assert_eq!(c.http2_keep_alive_interval, Duration::from_secs(1));
+    }
+
+    fn vertex_of(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<VertexConfig>, String> {
+        let raw: RawConfig = parse_toml(text, "sluice.toml").map_err(|e| e.to_string())?;
+        Config::resolve(raw, "sluice.toml", env)
+            .map(|c| c.provider(Provider::Gemini).vertex.clone())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn vertex_table_defaults_and_env_overrides() {
+        assert_eq!(vertex_of("", &no_env).unwrap(), None);
+        let text = "[providers.gemini.vertex]\nproject = \"my-project\"\nbucket = \"gs://my-bucket/\"\ncredentials_file = \"/etc/sa.json\"\n";
+        let v = vertex_of(text, &no_env).unwrap().unwrap();
+        assert_eq!(v.project, "my-project");
+        assert_eq!(v.location, "us-central1");
+        assert_eq!(v.bucket, "my-bucket");
+        assert_eq!(v.credentials_file, PathBuf::from("/etc/sa.json"));
+        assert_eq!(
+            v.base_url,
+            "https://us-central1-aiplatform.googleapis.com/v1"
+        );
+        assert_eq!(v.storage_url, "https://storage.googleapis.com");
+        let global = format!("{text}location = \"global\"\n");
+        assert_eq!(
+            vertex_of(&global, &no_env).unwrap().unwrap().base_url,
+            "https://aiplatform.googleapis.com/v1"
+        );
+        let env = |k: &str| match k {
+            "GOOGLE_APPLICATION_CREDENTIALS" => Some("/run/key.json".to_owned()),
+            "SLUICE_VERTEX_BASE_URL" => Some("http://127.0.0.1:9/v1/".to_owned()),
+            "SLUICE_VERTEX_STORAGE_URL" => Some("http://127.0.0.1:9".to_owned()),
+            _ => None,
+        };
+        let v = vertex_of(text, &env).unwrap().unwrap();
+        assert_eq!(v.credentials_file, PathBuf::from("/run/key.json"));
+        assert_eq!(v.base_url, "http://127.0.0.1:9/v1");
+        assert_eq!(v.storage_url, "http://127.0.0.1:9");
+        // The environment alone names the key file.
+        let no_file = "[providers.gemini.vertex]\nproject = \"p-1\"\nbucket = \"b-1\"\n";
+        assert!(vertex_of(no_file, &env).unwrap().is_some());
+    }
+
+    #[test]
+    fn vertex_table_errors_name_the_key() {
+        let cases = [
+            (
+                "[providers.gemini.vertex]\nbucket = \"b-1\"\ncredentials_file = \"k\"\n",
+                "providers.gemini.vertex: project is required",
+            ),
+            (
+                "[providers.gemini.vertex]\nproject = \"p\"\ncredentials_file = \"k\"\n",
+                "bucket is required",
+            ),
+            (
+                "[providers.gemini.vertex]\nproject = \"p\"\nbucket = \"b-1\"\n",
+                "GOOGLE_APPLICATION_CREDENTIALS",
+            ),
+            (
+                "[providers.gemini.vertex]\nproject = \"p/../x\"\nbucket = \"b-1\"\ncredentials_file = \"k\"\n",
+                "not a Google Cloud project id",
+            ),
+            (
+                "[providers.gemini.vertex]\nproject = \"p\"\nbucket = \"b-1/in\"\ncredentials_file = \"k\"\n",
+                "not a Cloud Storage bucket name",
+            ),
+            (
+                "[providers.gemini.vertex]\nproject = \"p\"\nlocation = \"US Central\"\nbucket = \"b-1\"\ncredentials_file = \"k\"\n",
+                "location",
+            ),
+            (
+                "[providers.gemini.vertex]\nproject = \"p\"\nbucket = \"b-1\"\ncredentials_file = \"k\"\nbase_url = \"ftp://x\"\n",
+                "base_url",
+            ),
+            (
+                "[providers.openai.vertex]\nproject = \"p\"\n",
+                "providers.openai.vertex: Vertex AI batch prediction is for gemini only",
+            ),
+            ("[providers.gemini.vertex]\nprojet = \"p\"\n", "projet"),
+        ];
+        for (text, want) in cases {
+            let e = vertex_of(text, &no_env).unwrap_err();
+            assert!(e.contains(want), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -210,3 +210,62 @@ async fn the_jobs_of_an_expired_batch_are_sent_again() {
     .await;
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_native_generate_content_request_is_answered_natively_through_batch_mode() {
+    let gw = Gateway::start_sim(sim(), vec![keyed_policy("team", "sk-team", "")], |c| {
+        c.batch.max_wait = Duration::from_millis(200);
+    })
+    .await;
+    let body = serde_json::json!({
+        "contents": [{"role": "user", "parts": [{"text": "classify me later"}]}],
+        "generationConfig": {"maxOutputTokens": 32}
+    })
+    .to_string();
+    let (status, headers, answer) = gw
+        .post(
+            "/v1beta/models/gemini-2.5-flash:generateContent",
+            &[("x-goog-api-key", "sk-team"), ("x-sla", "24h")],
+            &body,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(headers["x-sluice-tier"], "batch");
+    let v: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    let text = v["candidates"][0]["content"]["parts"][0]["text"]
+        .as_str()
+        .unwrap();
+    assert!(text.contains("classify me later"), "{v}");
+    let (cost, baseline) = (
+        usd(&headers, "x-sluice-cost-usd"),
+        usd(&headers, "x-sluice-baseline-usd"),
+    );
+    assert!(baseline > 0.0 && (cost * 2.0 - baseline).abs() < 1e-9);
+    let requests = gw.sim_requests().await;
+    let create = requests
+        .iter()
+        .find(|r| r["path"] == "/v1/models/gemini-2.5-flash:batchGenerateContent")
+        .expect("a Batch Mode create");
+    let sent: serde_json::Value = serde_json::from_str(create["body"].as_str().unwrap()).unwrap();
+    let entry = &sent["batch"]["inputConfig"]["requests"]["requests"][0];
+    assert_eq!(
+        entry["request"]["contents"][0]["parts"][0]["text"],
+        "classify me later"
+    );
+    assert_eq!(
+        entry["metadata"]["key"],
+        headers["x-sluice-job-id"].to_str().unwrap()
+    );
+    assert!(
+        requests
+            .iter()
+            .all(|r| !r["path"].as_str().unwrap().ends_with(":generateContent")),
+        "nothing was sent interactively"
+    );
+    gw.stop().await;
+}

@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{Gateway, canned, keyed_policy, metric};
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -483,7 +485,7 @@ async fn bad_requests_are_google_shaped() {
 
     // Explicit nulls mean absent (ProtoJSON): passed through, answered.
     let nulls = r#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}],"serviceTier":null,"generationConfig":null,"tools":null}"#;
-    let (s, h, b) = gw.post(GENERATE, &[("x-sla", "24h")], nulls).await;
+    let (s, h, b) = gw.post(GENERATE, &[], nulls).await;
     assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
     assert_eq!(h["x-sluice-tier"], "interactive");
     let log = gw.sim_requests().await;
@@ -548,31 +550,50 @@ async fn upstream_google_errors_pass_through_unchanged() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tolerant_slas_are_served_as_when_the_provider_cannot_batch() {
-    // Gemini lists no batchable native endpoint yet: like any such request, interactive.
+async fn tolerant_slas_are_deferred_to_batch_mode_json_and_stream() {
     let route =
         "[[route]]\nname = \"native\"\npaths = [\"/v1beta/models/{model}:generateContent\"]\n";
-    let gw = Gateway::start(vec![keyed_policy("team", "sk-team", route)], |_| {}).await;
+    let sim = sluice::simulate::SimConfig {
+        gemini: sluice::simulate::GeminiConfig {
+            batch_turnaround: Duration::from_millis(100),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let gw = Gateway::start_sim(sim, vec![keyed_policy("team", "sk-team", route)], |c| {
+        c.batch.max_wait = Duration::from_millis(200);
+    })
+    .await;
     let key = ("x-goog-api-key", "sk-team");
     let (s, h, b) = gw.post(GENERATE, &[key, ("x-sla", "24h")], BODY).await;
     assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
-    assert_eq!(h["x-sluice-tier"], "interactive");
-    assert!(h.get("x-sluice-job-id").is_none());
-    let (s, h, b) = gw
-        .post(
-            STREAM,
-            &[key, ("x-sla", "24h"), ("prefer", "respond-async")],
-            BODY,
-        )
-        .await;
+    assert_eq!(h["x-sluice-tier"], "batch");
+    assert!(h.get("x-sluice-job-id").is_some());
+    let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    assert!(
+        v["candidates"][0]["content"]["parts"][0]["text"].is_string(),
+        "{v}"
+    );
+    // A held stream: keep-alive blank lines, then the answer as one event.
+    let (s, h, b) = gw.post(STREAM, &[key, ("x-sla", "24h")], BODY).await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(h["x-sluice-tier"], "interactive");
-    assert!(String::from_utf8_lossy(&b).starts_with("data: {"));
-    // The `/v1/` spelling is the same route.
-    let (s, _, _) = gw
+    assert_eq!(h["x-sluice-tier"], "batch");
+    let text = String::from_utf8_lossy(&b);
+    let event = text
+        .trim_start()
+        .strip_prefix("data: ")
+        .expect("one data event");
+    let v: serde_json::Value = serde_json::from_str(event.trim()).unwrap();
+    assert!(
+        v["usageMetadata"]["promptTokenCount"].as_u64().unwrap() > 0,
+        "{v}"
+    );
+    // The `/v1/` spelling is the same route; without an SLA it is interactive.
+    let (s, h, _) = gw
         .post("/v1/models/gemini-2.5-flash:generateContent", &[key], BODY)
         .await;
     assert_eq!(s, StatusCode::OK);
+    assert_eq!(h["x-sluice-tier"], "interactive");
     let m = gw
         .metrics_until("three answers", |m| {
             metric(m, "sluice_requests_total", &[("route", "native")]) == 3.0
@@ -580,7 +601,7 @@ async fn tolerant_slas_are_served_as_when_the_provider_cannot_batch() {
         .await;
     assert_eq!(
         metric(&m, "sluice_requests_total", &[("tier", "batch")]),
-        0.0
+        2.0
     );
     gw.stop().await;
 }

@@ -47,6 +47,7 @@ const PURE: &[&str] = &[
     "providers::anthropic::cache",
     "providers::gemini::batch_wire",
     "providers::gemini::translate",
+    "providers::vertex::wire",
 ];
 
 /// Crates that mean I/O or a runtime. (Reading a policy or price file at startup is not

@@ -117,7 +117,10 @@ fn text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
 /// `Ok(())` when the interpreter can import the SDK and pytest, else why not.
 async fn check_interpreter(python: &Path) -> Result<(), String> {
     let mut cmd = python_command(python);
-    cmd.args(["-c", "import openai, pytest; print(openai.__version__)"]);
+    cmd.args([
+        "-c",
+        "import openai, anthropic, google.genai, pytest; print(openai.__version__)",
+    ]);
     match run(cmd).await {
         Ok(out) if out.status.success() => {
             println!(
@@ -128,7 +131,7 @@ async fn check_interpreter(python: &Path) -> Result<(), String> {
             Ok(())
         }
         Ok(out) => Err(format!(
-            "{} cannot import openai and pytest ({}):\n{}",
+            "{} cannot import the pinned SDKs and pytest ({}):\n{}",
             python.display(),
             out.status,
             text(&out.stderr)
@@ -167,6 +170,10 @@ async fn openai_python_sdk_against_the_gateway() {
 
     let sim = start_simulator(SimConfig {
         batch_turnaround: Duration::from_millis(200),
+        gemini: sluice::simulate::GeminiConfig {
+            batch_turnaround: Duration::from_millis(200),
+            ..Default::default()
+        },
         ..SimConfig::default()
     })
     .await

@@ -99,6 +99,15 @@ impl Http {
         self.provider
     }
 
+    /// A copy that also sends `name: value` (replacing an earlier value of `name`): for a
+    /// credential that changes while the client lives, such as an OAuth access token.
+    pub fn with_header(&self, name: HeaderName, value: HeaderValue) -> Http {
+        let mut http = self.clone();
+        http.headers.retain(|(k, _)| *k != name);
+        http.headers.push((name, value));
+        http
+    }
+
     fn transport(&self, reason: impl Into<String>) -> BatchApiError {
         BatchApiError::Transport {
             provider: self.provider,

@@ -30,6 +30,7 @@ pub mod lines;
 pub mod openai;
 #[cfg(test)]
 mod proptests;
+pub mod vertex;
 
 pub use self::control::{BatchApiError, FileChunks, Http, ResultBody};
 
@@ -278,21 +279,23 @@ pub enum BatchInput {
 pub enum Encoder {
     OpenAiJsonl(Endpoint),
     AnthropicRequests,
-    /// Gemini input file lines, the OpenAI chat bodies translated.
-    GeminiLines,
+    /// Gemini input file lines: OpenAI chat bodies translated, native ones as they are.
+    GeminiLines(Endpoint),
+    /// Vertex AI input lines, the same requests with the job id in their labels.
+    VertexLines(Endpoint),
 }
 
 impl Encoder {
     pub fn head(&self) -> &'static [u8] {
         match self {
-            Encoder::OpenAiJsonl(_) | Encoder::GeminiLines => b"",
+            Encoder::OpenAiJsonl(_) | Encoder::GeminiLines(_) | Encoder::VertexLines(_) => b"",
             Encoder::AnthropicRequests => anthropic::batch_wire::BODY_HEAD,
         }
     }
 
     pub fn tail(&self) -> &'static [u8] {
         match self {
-            Encoder::OpenAiJsonl(_) | Encoder::GeminiLines => b"",
+            Encoder::OpenAiJsonl(_) | Encoder::GeminiLines(_) | Encoder::VertexLines(_) => b"",
             Encoder::AnthropicRequests => anthropic::batch_wire::BODY_TAIL,
         }
     }
@@ -309,7 +312,14 @@ impl Encoder {
                 }
                 out.extend_from_slice(&anthropic::batch_wire::request_entry(id, body));
             }
-            Encoder::GeminiLines => out.extend_from_slice(&gemini::batch_wire::file_line(id, body)),
+            Encoder::GeminiLines(endpoint) => {
+                let request = gemini::batch_request(*endpoint, body);
+                out.extend_from_slice(&gemini::batch_wire::file_line(id, &request))
+            }
+            Encoder::VertexLines(endpoint) => {
+                let request = gemini::batch_request(*endpoint, body);
+                out.extend_from_slice(&vertex::input_line(id, &request))
+            }
         }
     }
 }
@@ -319,13 +329,22 @@ pub enum Adapter {
     OpenAi(openai::Batches),
     Anthropic(anthropic::Batches),
     Gemini(gemini::Batches),
+    /// Gemini models through Vertex AI batch prediction (a service account, no API key).
+    Vertex(Box<vertex::Batches>),
     #[cfg(test)]
     Fake(std::sync::Arc<fake::Fake>),
 }
 
 impl Adapter {
     /// The adapter for a configured provider with a key, if its Batch API is supported.
+    /// Gemini with `[providers.gemini.vertex]` batches through Vertex AI instead of Batch
+    /// Mode: a team that set up a service account wants its project billed.
     pub fn new(cfg: &UpstreamConfig, p: &ProviderConfig) -> Result<Option<Adapter>, String> {
+        if let (Provider::Gemini, Some(v)) = (p.provider, &p.vertex) {
+            return Ok(Some(Adapter::Vertex(Box::new(vertex::Batches::new(
+                cfg, v,
+            )?))));
+        }
         let Some(key) = &p.api_key else {
             return Ok(None);
         };
@@ -363,7 +382,7 @@ impl Adapter {
     /// Batches carry no metadata.
     pub fn batches_carry_flush_id(&self) -> bool {
         match self {
-            Adapter::OpenAi(_) | Adapter::Gemini(_) => true,
+            Adapter::OpenAi(_) | Adapter::Gemini(_) | Adapter::Vertex(_) => true,
             Adapter::Anthropic(_) => false,
             #[cfg(test)]
             Adapter::Fake(f) => !f.finds_by_size(),
@@ -372,7 +391,7 @@ impl Adapter {
 
     pub fn input_kind(&self) -> InputKind {
         match self {
-            Adapter::OpenAi(_) => InputKind::File,
+            Adapter::OpenAi(_) | Adapter::Vertex(_) => InputKind::File,
             Adapter::Anthropic(_) | Adapter::Gemini(_) => InputKind::Inline,
             #[cfg(test)]
             Adapter::Fake(f) => f.input_kind(),
@@ -383,7 +402,8 @@ impl Adapter {
         match self {
             Adapter::OpenAi(_) => Encoder::OpenAiJsonl(endpoint),
             Adapter::Anthropic(_) => Encoder::AnthropicRequests,
-            Adapter::Gemini(_) => Encoder::GeminiLines,
+            Adapter::Gemini(_) => Encoder::GeminiLines(endpoint),
+            Adapter::Vertex(_) => Encoder::VertexLines(endpoint),
             #[cfg(test)]
             Adapter::Fake(_) => Encoder::OpenAiJsonl(endpoint),
         }
@@ -399,6 +419,7 @@ impl Adapter {
             Adapter::OpenAi(a) => a.upload(f, chunks).await,
             Adapter::Anthropic(a) => Err(a.unsupported("file upload")),
             Adapter::Gemini(a) => a.upload(f, chunks).await,
+            Adapter::Vertex(a) => a.upload(f, chunks).await,
             #[cfg(test)]
             Adapter::Fake(a) => a.upload(f, chunks).await,
         }
@@ -415,6 +436,7 @@ impl Adapter {
             Adapter::OpenAi(a) => a.create(f, input).await,
             Adapter::Anthropic(a) => a.create(f, input).await,
             Adapter::Gemini(a) => a.create(f, input).await,
+            Adapter::Vertex(a) => a.create(f, input).await,
             #[cfg(test)]
             Adapter::Fake(a) => a.create(f, input).await,
         }
@@ -425,6 +447,7 @@ impl Adapter {
             Adapter::OpenAi(a) => a.get(batch_id).await,
             Adapter::Anthropic(a) => a.get(batch_id).await,
             Adapter::Gemini(a) => a.get(batch_id).await,
+            Adapter::Vertex(a) => a.get(batch_id).await,
             #[cfg(test)]
             Adapter::Fake(a) => a.get(batch_id).await,
         }
@@ -437,6 +460,7 @@ impl Adapter {
             Adapter::OpenAi(a) => a.find(f).await,
             Adapter::Anthropic(a) => a.find(f).await,
             Adapter::Gemini(a) => a.find(f).await,
+            Adapter::Vertex(a) => a.find(f).await,
             #[cfg(test)]
             Adapter::Fake(a) => a.find(f).await,
         }
@@ -448,6 +472,7 @@ impl Adapter {
             Adapter::OpenAi(a) => a.results(location).await,
             Adapter::Anthropic(a) => a.results(location).await,
             Adapter::Gemini(a) => a.results(location).await,
+            Adapter::Vertex(a) => a.results(location).await,
             #[cfg(test)]
             Adapter::Fake(a) => a.results(location).await,
         }
@@ -459,6 +484,7 @@ impl Adapter {
             Adapter::OpenAi(_) => openai::wire::parse_line(line),
             Adapter::Anthropic(_) => anthropic::batch_wire::parse_line(line),
             Adapter::Gemini(_) => gemini::batch_wire::parse_line(line),
+            Adapter::Vertex(_) => vertex::Batches::parse_line(line),
             #[cfg(test)]
             Adapter::Fake(_) => openai::wire::parse_line(line),
         }
@@ -469,6 +495,7 @@ impl Adapter {
             Adapter::OpenAi(a) => a.cancel(batch_id).await,
             Adapter::Anthropic(a) => a.cancel(batch_id).await,
             Adapter::Gemini(a) => a.cancel(batch_id).await,
+            Adapter::Vertex(a) => a.cancel(batch_id).await,
             #[cfg(test)]
             Adapter::Fake(a) => a.cancel(batch_id).await,
         }

@@ -1,13 +1,13 @@
 """The official google-genai Python SDK against Sluice's Gemini-native routes
 (`/v1beta/models/{model}:generateContent`, `:streamGenerateContent?alt=sse`, and the same
-below `/v1/`). Skipped where the SDK is not installed (tests/python/requirements.txt pins it)."""
+below `/v1/`), with the SDK pinned in tests/python/requirements.txt."""
 
 import os
 
 import pytest
 
-genai = pytest.importorskip("google.genai")
-from google.genai import errors, types  # noqa: E402
+from google import genai
+from google.genai import errors, types
 
 BASE = os.environ["SLUICE_BASE_URL"].removesuffix("/v1")
 KEY = os.environ["SLUICE_KEY"]
@@ -67,8 +67,15 @@ def test_errors_are_raised_with_google_status():
     assert (e.value.code, e.value.status) == (404, "NOT_FOUND")
 
 
-def test_a_tolerant_sla_is_answered():
+def test_a_tolerant_sla_is_held_and_answered_through_batch_mode():
     c = client(**{"x-sla": "24h"})
     r = c.models.generate_content(model=MODEL, contents="whenever")
-    assert r.text
-    assert list(c.models.generate_content_stream(model=MODEL, contents="whenever, streamed"))
+    assert "whenever" in r.text
+    headers = r.sdk_http_response.headers
+    assert headers["x-sluice-tier"] == "batch"
+    assert float(headers["x-sluice-cost-usd"]) * 2 == pytest.approx(float(headers["x-sluice-baseline-usd"]))
+    assert r.usage_metadata.prompt_token_count > 0
+    # A held stream: blank keep-alive lines, then the whole answer as one event.
+    chunks = list(c.models.generate_content_stream(model=MODEL, contents="whenever, streamed"))
+    assert "whenever, streamed" in "".join(ch.text or "" for ch in chunks)
+    assert chunks[-1].usage_metadata.prompt_token_count > 0

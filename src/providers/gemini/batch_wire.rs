@@ -14,22 +14,16 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use super::translate;
 use crate::providers::{BatchState, LineOutcome, UpstreamBatch};
 
-/// One input file line for job `key`: its OpenAI body translated, then a newline.
-///
-/// The gateway batches only bodies that translate ([`crate::providers::batchable`]); one
-/// that does not anyway is sent with empty `contents`, which Gemini answers with a
-/// per-request `INVALID_ARGUMENT` instead of refusing the whole batch.
-pub fn file_line(key: &str, openai_body: &[u8]) -> Bytes {
-    let request = translate::request_from_openai(openai_body)
-        .unwrap_or_else(|_| br#"{"contents":[]}"#.to_vec());
+/// One input file line for job `key`: its `GenerateContentRequest`
+/// ([`super::batch_request`]), then a newline.
+pub fn file_line(key: &str, request: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(request.len() + key.len() + 24);
     out.extend_from_slice(b"{\"key\":");
     out.extend_from_slice(Value::from(key).to_string().as_bytes());
     out.extend_from_slice(b",\"request\":");
-    out.extend_from_slice(&request);
+    out.extend_from_slice(request);
     out.extend_from_slice(b"}\n");
     out.freeze()
 }

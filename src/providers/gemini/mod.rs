@@ -21,15 +21,16 @@ pub mod translate;
 pub use batch::Batches;
 
 pub const CAPABILITIES: Capabilities = Capabilities {
-    // Chat completions only: they are translated to generateContent (Batch Mode takes
-    // nothing else that Sluice's callers speak).
-    batch_endpoints: &[Endpoint::ChatCompletions],
+    // Chat completions, translated to generateContent, and native generateContent
+    // requests as they are; the same for Batch Mode and Vertex AI batch prediction.
+    batch_endpoints: &[Endpoint::ChatCompletions, Endpoint::GenerateContent],
     flex: false,
-    // No per-batch request count is published (UNCONFIRMED): 100,000 keeps result files
-    // manageable. An input file holds at most 2 GB; translated bodies can be somewhat
-    // larger than the OpenAI ones the accumulator counts, so a quarter is kept in reserve.
+    // No per-batch request count is published for Batch Mode (UNCONFIRMED): 100,000 keeps
+    // result files manageable. Bytes: what fits both backends — Batch Mode's 2 GB file and
+    // Vertex's 1 GB input, less a reserve for the translated bodies (larger than the OpenAI
+    // ones the accumulator counts) and each line's envelope and labels.
     max_batch_requests: 100_000,
-    max_batch_bytes: 1_500_000_000,
+    max_batch_bytes: 900_000_000,
 };
 
 /// The native API's credential header (the OpenAI-compatible endpoint takes a bearer key).
@@ -51,7 +52,34 @@ pub fn path(upstream: Endpoint) -> Option<&'static str> {
 /// translate (the rest is served interactively, where the OpenAI-compatible endpoint takes
 /// them as they are).
 pub fn batchable(caller: Endpoint, body: &[u8]) -> bool {
-    caller == Endpoint::ChatCompletions && translate::request_from_openai(body).is_ok()
+    match caller {
+        Endpoint::GenerateContent => true,
+        Endpoint::ChatCompletions => translate::request_from_openai(body).is_ok(),
+        _ => false,
+    }
+}
+
+/// The `GenerateContentRequest` a batch line carries for a caller's body: a chat completion
+/// translated, a native request without its service tier (which a batch line must not
+/// carry, provider-apis.md 3.2). One that does not translate (the gateway batches only
+/// those that do, [`batchable`]) becomes empty `contents`, which Google answers with a
+/// per-request `INVALID_ARGUMENT` instead of refusing the whole batch.
+pub fn batch_request(caller: Endpoint, body: &[u8]) -> Vec<u8> {
+    const EMPTY: &[u8] = br#"{"contents":[]}"#;
+    match caller {
+        Endpoint::GenerateContent => without_service_tier(body).unwrap_or_else(|| body.to_vec()),
+        _ => translate::request_from_openai(body).unwrap_or_else(|_| EMPTY.to_vec()),
+    }
+}
+
+/// `body` without a top-level `service_tier` / `serviceTier`, or `None` if it has neither
+/// (then it is sent as it is).
+fn without_service_tier(body: &[u8]) -> Option<Vec<u8>> {
+    let finder = memchr::memmem::Finder::new(b"ervice");
+    finder.find(body)?;
+    let mut v: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body).ok()?;
+    let removed = v.remove("service_tier").is_some() | v.remove("serviceTier").is_some();
+    removed.then(|| serde_json::to_vec(&v).ok()).flatten()
 }
 
 /// A Batch Mode result (a native `GenerateContentResponse`, or a Google error envelope) as

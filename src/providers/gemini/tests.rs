@@ -8,6 +8,7 @@ use super::batch::upload_url;
 use super::batch_wire::*;
 use super::translate::*;
 use crate::providers::{BatchState, LineOutcome};
+use crate::types::Endpoint;
 
 fn to_gemini(v: Value) -> Value {
     serde_json::from_slice(&request_from_openai(v.to_string().as_bytes()).unwrap()).unwrap()
@@ -224,7 +225,10 @@ fn google_errors_become_openai_errors() {
 fn input_lines_and_inline_entries_carry_the_job_id() {
     let line = file_line(
         "job_1",
-        br#"{"model":"gemini-2.5-flash","messages":[{"role":"user","content":"hi"}]}"#,
+        &super::batch_request(
+            Endpoint::ChatCompletions,
+            br#"{"model":"gemini-2.5-flash","messages":[{"role":"user","content":"hi"}]}"#,
+        ),
     );
     assert!(line.ends_with(b"\n"));
     let v: Value = serde_json::from_slice(&line).unwrap();
@@ -243,8 +247,34 @@ fn input_lines_and_inline_entries_carry_the_job_id() {
         v["batch"]["inputConfig"]["requests"]["requests"][0]["metadata"]["key"],
         "job_1"
     );
-    let bad: Value = serde_json::from_slice(&file_line("job_2", b"{}")).unwrap();
+    let bad = super::batch_request(Endpoint::ChatCompletions, b"{}");
+    let bad: Value = serde_json::from_slice(&file_line("job_2", &bad)).unwrap();
     assert_eq!(bad["request"], json!({"contents": []}));
+}
+
+#[test]
+fn native_requests_are_batched_as_they_are_without_a_service_tier() {
+    let native = br#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}"#;
+    assert_eq!(
+        super::batch_request(Endpoint::GenerateContent, native),
+        native.to_vec()
+    );
+    assert!(super::batchable(Endpoint::GenerateContent, native));
+    for tier in [r#""service_tier":"flex""#, r#""serviceTier":"priority""#] {
+        let body = format!(r#"{{"contents":[{{"parts":[{{"text":"x"}}]}}],{tier}}}"#);
+        let sent: Value = serde_json::from_slice(&super::batch_request(
+            Endpoint::GenerateContent,
+            body.as_bytes(),
+        ))
+        .unwrap();
+        assert_eq!(sent, json!({"contents": [{"parts": [{"text": "x"}]}]}));
+    }
+    // A tier only inside a text part is left alone.
+    let text = br#"{"contents":[{"parts":[{"text":"the service_tier field"}]}]}"#;
+    assert_eq!(
+        super::batch_request(Endpoint::GenerateContent, text),
+        text.to_vec()
+    );
 }
 
 fn op(state: &str, extra: Value) -> Vec<u8> {

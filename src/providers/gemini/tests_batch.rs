@@ -68,7 +68,7 @@ fn flush(id: &str, jobs: u32) -> FlushRef<'_> {
 /// The engine's stream of encoded lines for these (job id, user text) pairs.
 fn lines(jobs: &[(&str, &str)]) -> FileChunks {
     let (tx, rx) = tokio::sync::mpsc::channel(jobs.len() + 1);
-    let encoder = crate::providers::Encoder::GeminiLines;
+    let encoder = crate::providers::Encoder::GeminiLines(crate::types::Endpoint::ChatCompletions);
     for (i, (id, text)) in jobs.iter().enumerate() {
         let body = json!({"model": MODEL, "messages": [{"role": "user", "content": text}]});
         let mut out = bytes::BytesMut::new();
