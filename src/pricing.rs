@@ -184,12 +184,11 @@ impl ModelPrice {
         self.ultrafast_input.is_some() || self.ultrafast_output.is_some()
     }
 
-    /// Whether the model can be served on Sluice's flex tier: an OpenAI model with flex prices of
-    /// its own (`service_tier: "flex"`, CONTRACT.md "Triage"). Gemini rows carry LiteLLM's flex
-    /// prices too, but the flex tier is OpenAI's, so they do not count.
+    /// Whether the model has flex prices: OpenAI's `service_tier: "flex"` and Gemini's Flex
+    /// (CONTRACT.md "Triage"). Where Sluice may choose the tier is the provider seam's call
+    /// (`providers::flex`): Gemini's only on its native API, which reports the served tier.
     pub fn has_flex(&self) -> bool {
-        self.provider == Provider::OpenAi
-            && (self.flex_input.is_some() || self.flex_output.is_some())
+        self.flex_input.is_some() || self.flex_output.is_some()
     }
 
     /// Whether a tier's discount leaves cache reads alone (Gemini: "the discounts for cache and
@@ -891,10 +890,7 @@ mod tests {
         assert!(!model("gpt-4.1").has_flex());
         assert!(model("gpt-5").has_flex());
         assert!(model("o4-mini").has_flex());
-        assert!(
-            !model("gemini-2.5-flash").has_flex(),
-            "the flex tier is OpenAI's"
-        );
+        assert!(model("gemini-2.5-flash").has_flex());
     }
 
     // ---- Service tiers: priced at the tier the provider reports back ----
@@ -1521,10 +1517,7 @@ mod tests {
                 assert_eq!(p.rates(Tier::Batch).cached_input, p.cached_input, "{name}");
                 assert_eq!(p.rates(Tier::Flex).cached_input, p.cached_input, "{name}");
                 assert!(p.has_priority(), "{name}");
-                assert!(
-                    !p.has_flex(),
-                    "{name}: the flex tier Sluice chooses is OpenAI's"
-                );
+                assert!(p.has_flex(), "{name}");
             }
         }
     }

@@ -84,7 +84,7 @@ async fn send(
         deadline / 2
     };
     let reason = match tokio::time::timeout(budget, send(flex_body.clone())).await {
-        Ok(Ok(r)) if r.status() != StatusCode::TOO_MANY_REQUESTS => return Ok(r),
+        Ok(Ok(r)) if !crate::providers::flex_refused(call.provider, r.status()) => return Ok(r),
         Ok(Ok(_)) => "flex_unavailable",
         Ok(Err(e)) => return Err(e),
         Err(_) => "flex_timeout",

@@ -151,7 +151,11 @@ fn capabilities(app: &App, call: &Call<'_>, caps: &crate::providers::Capabilitie
     // A client-chosen service tier is honoured synchronously, never batched nor flexed.
     // A client that pays from its own OpenAI organization or project is not mixed into
     // shared batches, which carry the gateway's.
-    let flex = caps.flex && app.accepts(call.provider).service_tier;
+    let flex = crate::providers::flex(
+        call.provider,
+        call.endpoint,
+        app.accepts(call.provider).service_tier,
+    );
     match &app.engine {
         Some(e) => Capabilities {
             batch: e.batches(call.provider)

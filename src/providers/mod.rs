@@ -61,6 +61,29 @@ pub fn capabilities(p: Provider) -> &'static Capabilities {
     }
 }
 
+/// Whether Sluice may choose `p`'s flex tier for a request to `upstream`: OpenAI's
+/// (`capabilities().flex`, where the base URL accepts `service_tier`), and Gemini's on its
+/// native API only, which reports the tier it served (`usageMetadata.serviceTier`,
+/// `x-gemini-service-tier`); its OpenAI-compatible layer may not (UNCONFIRMED there), and a
+/// flex answer billed at the standard price would hide the saving — or, worse, a standard
+/// answer billed at flex would under-report.
+pub fn flex(p: Provider, upstream: Endpoint, accepts_service_tier: bool) -> bool {
+    match p {
+        Provider::Gemini => upstream == Endpoint::GenerateContent,
+        Provider::OpenAi | Provider::Anthropic => capabilities(p).flex && accepts_service_tier,
+    }
+}
+
+/// Whether a flex answer with `status` means "no capacity now": send it at the default tier.
+/// OpenAI answers 429; Gemini 503 at capacity and 429 for its rate limits, and its flex has
+/// no server-side fallback (provider-apis.md 3.2), so Sluice owns it.
+pub fn flex_refused(p: Provider, status: http::StatusCode) -> bool {
+    match p {
+        Provider::Gemini => matches!(status.as_u16(), 429 | 503),
+        Provider::OpenAi | Provider::Anthropic => status == http::StatusCode::TOO_MANY_REQUESTS,
+    }
+}
+
 /// The provider an endpoint belongs to whatever the model (Anthropic's native Messages
 /// API, Gemini's native `generateContent`); `None` for the OpenAI-compatible endpoints,
 /// which route by model.
