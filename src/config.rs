@@ -153,10 +153,10 @@ pub struct VertexConfig {
     pub credentials_file: PathBuf,
     /// The Vertex AI API without a trailing slash: by default
     /// `https://{location}-aiplatform.googleapis.com/v1` (`https://aiplatform.googleapis.com/v1`
-    /// for `global`); `SLUICE_VERTEX_BASE_URL` overrides.
+    /// for `global`); `VERTEX_BASE_URL` overrides.
     pub base_url: String,
     /// The Cloud Storage JSON API root, by default `https://storage.googleapis.com`;
-    /// `SLUICE_VERTEX_STORAGE_URL` overrides.
+    /// `GCS_BASE_URL` overrides.
     pub storage_url: String,
 }
 
@@ -172,7 +172,9 @@ impl VertexConfig {
                 .filter(|s| !s.is_empty())
                 .ok_or_else(|| format!("{name} is required"))
         };
-        let project = field(raw.project, "project")?;
+        // CONTRACT.md's variables win over the table, as everywhere else in this config.
+        let env_or = |name: &str, v: Option<String>| env(name).filter(|s| !s.is_empty()).or(v);
+        let project = field(env_or("VERTEX_PROJECT", raw.project), "project")?;
         // Project ids are lower-case letters, digits and hyphens (domain-scoped ones add
         // `.` and `:`); anything else would change the meaning of the job URLs.
         if !project
@@ -183,8 +185,7 @@ impl VertexConfig {
                 "project {project:?} is not a Google Cloud project id"
             ));
         }
-        let location = raw
-            .location
+        let location = env_or("VERTEX_LOCATION", raw.location)
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "us-central1".to_owned());
@@ -196,7 +197,7 @@ impl VertexConfig {
                 "location {location:?} is not a region such as us-central1 (or global)"
             ));
         }
-        let bucket = field(raw.bucket, "bucket")?;
+        let bucket = field(env_or("VERTEX_BUCKET", raw.bucket), "bucket")?;
         let bucket = bucket
             .strip_prefix("gs://")
             .unwrap_or(&bucket)
@@ -232,13 +233,13 @@ impl VertexConfig {
         };
         let base_url = url(
             "base_url",
-            env("SLUICE_VERTEX_BASE_URL")
+            env("VERTEX_BASE_URL")
                 .or(raw.base_url)
                 .unwrap_or(default_base),
         )?;
         let storage_url = url(
             "storage_url",
-            env("SLUICE_VERTEX_STORAGE_URL")
+            env("GCS_BASE_URL")
                 .or(raw.storage_url)
                 .unwrap_or_else(|| "https://storage.googleapis.com".to_owned()),
         )?;
@@ -491,7 +492,13 @@ impl Config {
                     None if base_url == default_url => Accepts::official(p),
                     None => Accepts::NONE,
                 };
-                let vertex = match rp.vertex {
+                // `VERTEX_PROJECT` alone turns Vertex AI on for Gemini (CONTRACT.md), not an
+                // ambient `GOOGLE_APPLICATION_CREDENTIALS`, which many Google hosts set.
+                let raw_vertex = rp.vertex.or_else(|| {
+                    (p == Provider::Gemini && env("VERTEX_PROJECT").is_some_and(|v| !v.is_empty()))
+                        .then(RawVertex::default)
+                });
+                let vertex = match raw_vertex {
                     None => None,
                     Some(_) if p != Provider::Gemini => {
                         return Err(invalid(format!(
@@ -803,8 +810,8 @@ mod tests {
         );
         let env = |k: &str| match k {
             "GOOGLE_APPLICATION_CREDENTIALS" => Some("/run/key.json".to_owned()),
-            "SLUICE_VERTEX_BASE_URL" => Some("http://127.0.0.1:9/v1/".to_owned()),
-            "SLUICE_VERTEX_STORAGE_URL" => Some("http://127.0.0.1:9".to_owned()),
+            "VERTEX_BASE_URL" => Some("http://127.0.0.1:9/v1/".to_owned()),
+            "GCS_BASE_URL" => Some("http://127.0.0.1:9".to_owned()),
             _ => None,
         };
         let v = vertex_of(text, &env).unwrap().unwrap();
@@ -814,6 +821,25 @@ mod tests {
         // The environment alone names the key file.
         let no_file = "[providers.gemini.vertex]\nproject = \"p-1\"\nbucket = \"b-1\"\n";
         assert!(vertex_of(no_file, &env).unwrap().is_some());
+        // CONTRACT.md's variables alone turn it on; an ambient key file alone does not.
+        assert_eq!(vertex_of("", &env).unwrap(), None);
+        let contract = |k: &str| match k {
+            "VERTEX_PROJECT" => Some("proj-9".to_owned()),
+            "VERTEX_LOCATION" => Some("europe-west4".to_owned()),
+            "VERTEX_BUCKET" => Some("stage-9".to_owned()),
+            other => env(other),
+        };
+        let v = vertex_of("", &contract).unwrap().unwrap();
+        assert_eq!(
+            (v.project.as_str(), v.location.as_str(), v.bucket.as_str()),
+            ("proj-9", "europe-west4", "stage-9")
+        );
+        assert_eq!(v.credentials_file, PathBuf::from("/run/key.json"));
+        // The variables win over the table.
+        assert_eq!(
+            vertex_of(text, &contract).unwrap().unwrap().project,
+            "proj-9"
+        );
     }
 
     #[test]

@@ -203,6 +203,8 @@ fn demo_runs_the_mixed_workload_and_prints_the_savings_table() {
         ("faq-bot", "response_cache"),
         ("claims-assistant", "batch"),
         ("claims-assistant", "interactive"),
+        ("doc-tagging", "batch"),
+        ("doc-tagging", "flex"),
     ] {
         assert!(
             stdout
