@@ -697,3 +697,46 @@ async fn an_sla_of_minutes_goes_to_gemini_flex_and_falls_back_at_capacity() {
     assert_eq!(h["x-sluice-tier"], "interactive");
     gw.stop().await;
 }
+
+/// Priority, and a downgraded Priority request, hand-priced: gemini-2.5-flash priority is
+/// $0.54/M in, $0.054/M cached, $4.50/M out; a Priority request Google served at Standard
+/// is billed at Standard (the tier reported, never the one asked for).
+#[tokio::test]
+async fn priority_and_a_downgraded_priority_are_billed_at_the_reported_tier() {
+    const PRIORITY: &str = r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"ok"}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":1000,"cachedContentTokenCount":400,"candidatesTokenCount":20,"thoughtsTokenCount":30,"serviceTier":"priority"}}"#;
+    const DOWNGRADED: &str = r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"ok"}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":1000,"cachedContentTokenCount":400,"candidatesTokenCount":20,"thoughtsTokenCount":30,"serviceTier":"standard"}}"#;
+    let asks = r#"{"contents":[{"parts":[{"text":"now"}]}],"serviceTier":"priority"}"#;
+    let priority = (600.0 * 0.54 + 400.0 * 0.054 + 50.0 * 4.50) * 1e-6;
+    for (answer, cost, baseline) in [
+        // 600 × 0.54 + 400 × 0.054 + 50 × 4.50 (thoughts are output), per million; the
+        // caller chose its tier, so nothing is claimed as saved.
+        (PRIORITY, priority, priority),
+        // Served at Standard: a standard answer, its cache hits saved against 1000 × 0.30.
+        (
+            DOWNGRADED,
+            (600.0 * 0.30 + 400.0 * 0.03 + 50.0 * 2.50) * 1e-6,
+            (1000.0 * 0.30 + 50.0 * 2.50) * 1e-6,
+        ),
+    ] {
+        let up = canned(200, "application/json", vec![answer]).await;
+        let gw = Gateway::start_at(&up.base_url(), None, vec![], |_| {}).await;
+        let (s, h, _) = gw.post(GENERATE, &[], asks).await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(
+            close(header_usd(&h, "x-sluice-cost-usd"), cost),
+            "{h:?} vs {cost}"
+        );
+        assert!(
+            close(header_usd(&h, "x-sluice-baseline-usd"), baseline),
+            "{h:?}"
+        );
+        let m = gw.metrics().await;
+        let total = metric(
+            &m,
+            "sluice_cost_usd_total",
+            &[("model", "gemini-2.5-flash")],
+        );
+        assert!(close(total, cost), "{total} vs {cost}");
+        gw.stop().await;
+    }
+}
