@@ -32,7 +32,8 @@ pub struct CpuPlan {
     pub warmup: Duration,
     pub rate: f64,
     pub open: Duration,
-    /// Streams per pass (8 at a time), timed to their first `data:` chunk.
+    /// Streams per pass sent 8 at a time (a saturation figure, for information), timed
+    /// to their first `data:` chunk. The time-to-first-byte goal is judged at `rate`.
     pub streams: usize,
     /// `--profile SECS`: only a closed loop of this length per target, announced with the
     /// target's pid first, so `perf record -p` or `strace -c -p` can watch one target alone.
@@ -62,6 +63,9 @@ struct Pass {
     p99_ms: f64,
     ttfb_p50_ms: f64,
     ttfb_p99_ms: f64,
+    /// Time to first byte with 8 streams in flight back to back: the proxy's core is then
+    /// saturated, so this tracks CPU per request more than latency.
+    ttfb_busy_p50_ms: f64,
 }
 
 /// Whether this machine has two cores to pin to.
@@ -160,8 +164,11 @@ async fn pass(plan: &CpuPlan, t: &Target) -> Result<Pass, BoxError> {
         return Err(format!("no request to {} succeeded: {:?}", t.name, closed.errors).into());
     }
     let open = generator::open_loop(&client, &json, plan.rate, plan.open).await;
-    let streams = generator::fixed_count(&client, &stream, 8, plan.streams).await;
-    if streams.ttfb.is_empty() {
+    // Latency is judged at a fixed rate, like the JSON figures: closed-loop streams against
+    // a zero-latency upstream queue on the proxy's core and measure its throughput again.
+    let streams = generator::open_loop(&client, &stream, plan.rate, plan.open).await;
+    let busy = generator::fixed_count(&client, &stream, 8, plan.streams).await;
+    if streams.ttfb.is_empty() || busy.ttfb.is_empty() {
         return Err(format!("no stream from {} succeeded: {:?}", t.name, streams.errors).into());
     }
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -172,6 +179,7 @@ async fn pass(plan: &CpuPlan, t: &Target) -> Result<Pass, BoxError> {
         p99_ms: ms(percentile(&open.latencies, 0.99)),
         ttfb_p50_ms: ms(percentile(&streams.ttfb, 0.50)),
         ttfb_p99_ms: ms(percentile(&streams.ttfb, 0.99)),
+        ttfb_busy_p50_ms: ms(percentile(&busy.ttfb, 0.50)),
     })
 }
 
@@ -300,12 +308,19 @@ fn report(plan: &CpuPlan, pinned: bool, body: usize, targets: &[Target], passes:
         plan.passes
     );
     println!(
-        "{:<18} {:>9} {:>11} {:>11} {:>11} {:>12} {:>12}",
-        "target", "sat RPS", "CPU us/req", "p50 ms@200", "p99 ms@200", "TTFB p50 ms", "TTFB p99 ms"
+        "{:<18} {:>9} {:>11} {:>11} {:>11} {:>12} {:>12} {:>13}",
+        "target",
+        "sat RPS",
+        "CPU us/req",
+        "p50 ms@200",
+        "p99 ms@200",
+        "TTFB p50@200",
+        "TTFB p99@200",
+        "TTFB p50 busy"
     );
     for (t, v) in targets.iter().zip(passes) {
         println!(
-            "{:<18} {:>9.0} {:>11.1} {:>11.3} {:>11.3} {:>12.3} {:>12.3}",
+            "{:<18} {:>9.0} {:>11.1} {:>11.3} {:>11.3} {:>12.3} {:>12.3} {:>13.3}",
             t.name,
             med(v, |p| p.rps),
             med(v, |p| p.cpu_us),
@@ -313,6 +328,7 @@ fn report(plan: &CpuPlan, pinned: bool, body: usize, targets: &[Target], passes:
             med(v, |p| p.p99_ms),
             med(v, |p| p.ttfb_p50_ms),
             med(v, |p| p.ttfb_p99_ms),
+            med(v, |p| p.ttfb_busy_p50_ms),
         );
     }
     let verdict = |ok: bool| if ok { "PASS" } else { "MISS" };
@@ -333,8 +349,13 @@ fn report(plan: &CpuPlan, pinned: bool, body: usize, targets: &[Target], passes:
             verdict(p50 <= GOAL_LATENCY && p99 <= GOAL_LATENCY)
         );
         println!(
-            "  stream time to first byte: p50 {t50:.3}, p99 {t99:.3}: {} (<= {GOAL_TTFB}x)",
+            "  stream time to first byte at {} streams/s: p50 {t50:.3}, p99 {t99:.3}: {} (<= {GOAL_TTFB}x)",
+            plan.rate,
             verdict(t50 <= GOAL_TTFB && t99 <= GOAL_TTFB)
+        );
+        println!(
+            "  (for information: p50 with 8 streams back to back, proxy core saturated: {:.3})",
+            ratio(|p| p.ttfb_busy_p50_ms)
         );
     }
 }
