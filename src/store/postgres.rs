@@ -537,7 +537,9 @@ impl Store for PostgresStore {
     ) -> Result<Vec<Flush>> {
         // A lapsed flush two replicas reach for at once is locked by one and skipped by the
         // other; one that was retaken after this statement's snapshot is re-checked on its
-        // new row (owner and lease no longer match) and left alone.
+        // new row (owner and lease no longer match) and left alone. Oldest leases are locked
+        // first. A flush of our own that a call of ours is updating right now is skipped
+        // too, and simply renewed on the next round, well within its lease.
         let sql = format!(
             "WITH due AS ( \
                  SELECT id FROM flushes WHERE state <> 'ended' \
