@@ -71,7 +71,13 @@ struct PgSchema {
     /// The server URL as configured.
     server: String,
     name: String,
+    /// Held while the test runs; see [`POSTGRES_SLOTS`].
+    _slot: tokio::sync::SemaphorePermit<'static>,
 }
+
+/// PostgreSQL tests running at once, whatever the test threads: each may hold two pools of
+/// up to 10 connections, and the server takes 100 in all.
+static POSTGRES_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
 
 impl PgSchema {
     /// The URL of a store in this schema: the server's, with the schema as search path.
@@ -126,6 +132,7 @@ impl Backend {
             unreachable(why);
             return None;
         }
+        let slot = POSTGRES_SLOTS.acquire().await.unwrap();
         static SEQ: AtomicU64 = AtomicU64::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -156,7 +163,11 @@ impl Backend {
             unreachable(why);
             return None;
         }
-        Some(Backend::Postgres(PgSchema { server, name }))
+        Some(Backend::Postgres(PgSchema {
+            server,
+            name,
+            _slot: slot,
+        }))
     }
 
     fn url(&self) -> String {
