@@ -9,8 +9,12 @@
 //! store never reads the clock, which keeps it deterministic under test.
 
 pub mod ledger;
+pub mod postgres;
 pub mod sqlite;
 mod url;
+
+#[cfg(test)]
+mod tests;
 
 pub use url::redacted;
 
@@ -36,6 +40,9 @@ pub enum StoreError {
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// An idempotency key is honoured for this long after its job was created.
+pub(crate) const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// Where a deferred job is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -394,8 +401,8 @@ pub trait Store: Send + Sync + 'static {
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
     match url::scheme(url)? {
         url::Scheme::Sqlite => Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?)),
-        url::Scheme::Postgres => Err(StoreError::UnsupportedUrl(
-            "the PostgreSQL store is not available in this build; use sqlite://PATH".into(),
+        url::Scheme::Postgres => Ok(std::sync::Arc::new(
+            postgres::PostgresStore::open(url).await?,
         )),
     }
 }

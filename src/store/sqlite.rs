@@ -8,10 +8,6 @@ mod rows;
 mod url;
 mod writer;
 
-#[cfg(test)]
-#[path = "tests.rs"]
-mod tests;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

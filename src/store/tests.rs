@@ -1,14 +1,22 @@
-//! Store conformance tests, run against the SQLite store (a temp file, or memory).
+//! Store conformance tests: each runs against the SQLite store (a temp file) and against
+//! the PostgreSQL store (a schema of its own on the server `SLUICE_TEST_POSTGRES` names,
+//! default `postgres://postgres@127.0.0.1:5432/test`, dropped afterwards). Without a
+//! reachable server the PostgreSQL runs are skipped with a notice, unless
+//! `SLUICE_REQUIRE_POSTGRES=1` (CI) makes them fail. Then come tests of one backend only:
+//! SQLite's group commit and upgrades, PostgreSQL replicas racing on one database.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
+use futures_util::FutureExt;
+use sqlx::Connection;
 use tokio::task::JoinSet;
 
-use super::SqliteStore;
 use crate::store::ledger::rollup;
+use crate::store::postgres::PostgresStore;
+use crate::store::sqlite::SqliteStore;
 use crate::store::{
     Enqueued, FlushState, FlushUpdate, JobResult, JobState, LedgerEntry, NewFlush, NewJob, Store,
     StoreError,
@@ -55,6 +63,243 @@ impl Drop for TempDb {
         }
     }
 }
+
+const DEFAULT_TEST_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A schema of its own on the test server: parallel tests never see each other's rows.
+struct PgSchema {
+    /// The server URL as configured.
+    server: String,
+    name: String,
+    /// Held while the test runs; see [`POSTGRES_SLOTS`].
+    _slot: tokio::sync::SemaphorePermit<'static>,
+}
+
+/// PostgreSQL tests running at once, whatever the test threads: each may hold two pools of
+/// up to 10 connections, and the server takes 100 in all.
+static POSTGRES_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
+impl PgSchema {
+    /// The URL of a store in this schema: the server's, with the schema as search path.
+    fn url(&self) -> String {
+        let sep = if self.server.contains('?') { '&' } else { '?' };
+        format!("{}{sep}options[search_path]={}", self.server, self.name)
+    }
+}
+
+/// Why the test server cannot be used, once some test found out (the others skip at once).
+static POSTGRES_DOWN: OnceLock<String> = OnceLock::new();
+
+fn postgres_required() -> bool {
+    std::env::var("SLUICE_REQUIRE_POSTGRES").is_ok_and(|v| v == "1")
+}
+
+/// The database one test runs on.
+enum Backend {
+    Sqlite(TempDb),
+    Postgres(PgSchema),
+}
+
+impl Backend {
+    fn sqlite(name: &str) -> Backend {
+        Backend::Sqlite(TempDb::new(name))
+    }
+
+    /// A fresh schema on the test server; `None` (after a notice) when the server cannot be
+    /// reached and PostgreSQL is not required.
+    async fn postgres() -> Option<Backend> {
+        let server =
+            std::env::var("SLUICE_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_TEST_POSTGRES.into());
+        let unreachable = |why: &str| {
+            assert!(
+                !postgres_required(),
+                "SLUICE_REQUIRE_POSTGRES=1 but PostgreSQL at {} is unusable: {why}",
+                crate::store::redacted(&server)
+            );
+            // Once per run, and past the harness's capture of `eprintln!`: a skip is seen.
+            static NOTICE: std::sync::Once = std::sync::Once::new();
+            NOTICE.call_once(|| {
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "note: skipping the PostgreSQL store tests: {} is unusable ({why}); \
+                     set SLUICE_TEST_POSTGRES, or SLUICE_REQUIRE_POSTGRES=1 to fail instead",
+                    crate::store::redacted(&server)
+                );
+            });
+        };
+        if let Some(why) = POSTGRES_DOWN.get() {
+            unreachable(why);
+            return None;
+        }
+        let slot = POSTGRES_SLOTS.acquire().await.unwrap();
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let name = format!(
+            "sluice_test_{}_{}_{nanos}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let created = async {
+            let mut conn = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                sqlx::PgConnection::connect(&server),
+            )
+            .await
+            .map_err(|_| "no connection within 5s".to_owned())?
+            .map_err(|e| e.to_string())?;
+            sqlx::query(&format!("CREATE SCHEMA {name}"))
+                .execute(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            let _ = conn.close().await;
+            Ok::<_, String>(())
+        };
+        if let Err(why) = created.await {
+            let why = POSTGRES_DOWN.get_or_init(|| why);
+            unreachable(why);
+            return None;
+        }
+        Some(Backend::Postgres(PgSchema {
+            server,
+            name,
+            _slot: slot,
+        }))
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Backend::Sqlite(db) => db.url(),
+            Backend::Postgres(schema) => schema.url(),
+        }
+    }
+
+    /// Opens a store on this database, through `store::open` as the gateway does; each call
+    /// is another instance (another pool: another replica, for PostgreSQL).
+    async fn open(&self) -> Arc<dyn Store> {
+        crate::store::open(&self.url()).await.unwrap()
+    }
+
+    /// Runs raw SQL on the database, bypassing the store.
+    async fn exec(&self, sql: &str) {
+        match self {
+            Backend::Sqlite(db) => {
+                let pool = sqlx::SqlitePool::connect(&db.url()).await.unwrap();
+                sqlx::query(sql).execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+            Backend::Postgres(schema) => {
+                let mut conn = sqlx::PgConnection::connect(&schema.url()).await.unwrap();
+                sqlx::query(sql).execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+            }
+        }
+    }
+
+    /// Runs a test on this database, then removes it, even when the test panicked.
+    async fn run<F: std::future::Future<Output = ()>>(self, test: impl FnOnce(Arc<Backend>) -> F) {
+        let backend = Arc::new(self);
+        let outcome = std::panic::AssertUnwindSafe(test(Arc::clone(&backend)))
+            .catch_unwind()
+            .await;
+        if let Backend::Postgres(schema) = &*backend {
+            let dropped = async {
+                let mut conn = sqlx::PgConnection::connect(&schema.server).await?;
+                sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", schema.name))
+                    .execute(&mut conn)
+                    .await?;
+                conn.close().await
+            };
+            if let Err(e) = dropped.await {
+                eprintln!("could not drop test schema {}: {e}", schema.name);
+            }
+        }
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+/// Instantiates each conformance test (an `async fn(&Backend)`) once per backend:
+/// `store::tests::sqlite::NAME` and `store::tests::postgres::NAME`.
+macro_rules! conformance {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    super::Backend::sqlite(stringify!($test))
+                        .run(|b| async move { super::$test(&b).await })
+                        .await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    if let Some(backend) = super::Backend::postgres().await {
+                        backend.run(|b| async move { super::$test(&b).await }).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// Tests of the PostgreSQL store alone: `store::tests::postgres_replicas::NAME`.
+macro_rules! postgres_only {
+    ($($test:ident),* $(,)?) => {
+        mod postgres_replicas {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    if let Some(backend) = super::Backend::postgres().await {
+                        backend.run(|b| async move { super::$test(&b).await }).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    enqueue_then_job_round_trips_exact_bytes,
+    idempotency_key_is_per_client_and_expires_after_a_day,
+    concurrent_enqueues_are_durable,
+    concurrent_same_key_enqueues_create_exactly_one,
+    a_failing_enqueue_does_not_sink_its_group,
+    claim_flush_keeps_order_and_pages_bodies,
+    racing_claims_take_each_job_once,
+    lease_flushes_takes_own_and_lapsed_but_not_foreign_or_ended,
+    update_flush_changes_only_given_fields,
+    requeue_moves_only_batched_jobs_back,
+    fallback_and_complete_are_compare_and_set,
+    a_fallback_lease_is_retaken_once_it_lapses_not_before,
+    close_refuses_later_calls_and_keeps_what_was_written,
+    due_before_lists_open_jobs_by_deadline,
+    report_groups_by_route_client_tier_and_separates_waste,
+    the_ledger_grows_with_minutes_and_labels_not_with_answers,
+    old_minutes_fold_into_hours_and_keep_their_totals,
+    turnarounds_are_newest_ended_flushes_first,
+    purge_deletes_only_old_finished_jobs_and_frees_their_keys,
+    reopen_after_drop_keeps_everything,
+    values_that_do_not_parse_are_corrupt,
+    completions_are_listed_since_a_time_and_carry_their_ledger_entry,
+    recorded_batch_ids_are_known,
+);
+
+postgres_only!(
+    replicas_open_one_database_at_once,
+    racing_replicas_claim_a_flush_group_once,
+    racing_replicas_lease_a_lapsed_flush_once,
+    racing_replicas_claim_a_fallback_once,
+    an_idempotency_key_is_unique_across_replicas,
+    racing_replicas_record_and_compact_the_ledger_exactly,
+);
 
 fn job(id: &str, client: &str, key: Option<&str>, created_at_ms: i64) -> NewJob {
     NewJob {
@@ -105,7 +350,7 @@ fn ids(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
-async fn enqueue_all(store: &SqliteStore, jobs: &[&str], created_at_ms: i64) {
+async fn enqueue_all(store: &dyn Store, jobs: &[&str], created_at_ms: i64) {
     for id in jobs {
         let r = store
             .enqueue(job(id, "c", None, created_at_ms))
@@ -115,10 +360,8 @@ async fn enqueue_all(store: &SqliteStore, jobs: &[&str], created_at_ms: i64) {
     }
 }
 
-#[tokio::test]
-async fn enqueue_then_job_round_trips_exact_bytes() {
-    let db = TempDb::new("roundtrip");
-    let store = db.open().await;
+async fn enqueue_then_job_round_trips_exact_bytes(b: &Backend) {
+    let store = b.open().await;
     let mut j = job("job_1", "alice", Some("k1"), 1_000);
     j.body = Bytes::from_static(b"\x00\xff{\"a\":1}\n\r\x01binary\x00");
     j.stream = true;
@@ -171,9 +414,8 @@ async fn memory_store_shares_one_database() {
     assert!(other.queued().await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn idempotency_key_is_per_client_and_expires_after_a_day() {
-    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+async fn idempotency_key_is_per_client_and_expires_after_a_day(b: &Backend) {
+    let store = b.open().await;
     let t0 = 10 * DAY_MS;
     assert!(matches!(
         store
@@ -263,10 +505,8 @@ async fn concurrent_enqueues_are_durable_and_group_committed() {
     assert!(reopened.job("job_199").await.unwrap().is_some());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_same_key_enqueues_create_exactly_one() {
-    let db = TempDb::new("samekey");
-    let store = Arc::new(db.open().await);
+async fn concurrent_same_key_enqueues_create_exactly_one(b: &Backend) {
+    let store = b.open().await;
     let mut set = JoinSet::new();
     for i in 0..50 {
         let store = Arc::clone(&store);
@@ -287,10 +527,9 @@ async fn concurrent_same_key_enqueues_create_exactly_one() {
     assert_eq!(store.queued().await.unwrap().len(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_failing_enqueue_does_not_sink_its_group() {
-    let store = Arc::new(SqliteStore::open("sqlite::memory:").await.unwrap());
-    enqueue_all(&store, &["job_dup"], 1).await;
+async fn a_failing_enqueue_does_not_sink_its_group(b: &Backend) {
+    let store = b.open().await;
+    enqueue_all(&*store, &["job_dup"], 1).await;
     let mut set = JoinSet::new();
     for i in 0..40 {
         let store = Arc::clone(&store);
@@ -312,10 +551,9 @@ async fn a_failing_enqueue_does_not_sink_its_group() {
     assert_eq!(store.queued().await.unwrap().len(), 37);
 }
 
-#[tokio::test]
-async fn claim_flush_keeps_order_and_pages_bodies() {
-    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
-    enqueue_all(&store, &["job_a", "job_b", "job_c", "job_d", "job_e"], 1).await;
+async fn claim_flush_keeps_order_and_pages_bodies(b: &Backend) {
+    let store = b.open().await;
+    enqueue_all(&*store, &["job_a", "job_b", "job_c", "job_d", "job_e"], 1).await;
     // job_x does not exist; job_e is claimed elsewhere first.
     let other = store
         .claim_flush(flush("flush_0", 1), &ids(&["job_e"]), "r0", 100)
@@ -386,10 +624,8 @@ async fn claim_flush_keeps_order_and_pages_bodies() {
     assert!(store.flush("flush_2").await.unwrap().is_none());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn racing_claims_take_each_job_once() {
-    let db = TempDb::new("race");
-    let store = Arc::new(db.open().await);
+async fn racing_claims_take_each_job_once(b: &Backend) {
+    let store = b.open().await;
     let all: Vec<String> = (0..100).map(|i| format!("job_{i:03}")).collect();
     for id in &all {
         store.enqueue(job(id, "c", None, 1)).await.unwrap();
@@ -416,10 +652,9 @@ async fn racing_claims_take_each_job_once() {
     assert_eq!(seen, all);
 }
 
-#[tokio::test]
-async fn lease_flushes_takes_own_and_lapsed_but_not_foreign_or_ended() {
-    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
-    enqueue_all(&store, &["job_1", "job_2", "job_3", "job_4"], 1).await;
+async fn lease_flushes_takes_own_and_lapsed_but_not_foreign_or_ended(b: &Backend) {
+    let store = b.open().await;
+    enqueue_all(&*store, &["job_1", "job_2", "job_3", "job_4"], 1).await;
     let claim = |f: &'static str, j: &'static str, owner: &'static str, until: i64| {
         let store = &store;
         async move {
@@ -467,10 +702,9 @@ async fn lease_flushes_takes_own_and_lapsed_but_not_foreign_or_ended() {
     assert_eq!(names, vec!["flush_foreign"]);
 }
 
-#[tokio::test]
-async fn update_flush_changes_only_given_fields() {
-    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
-    enqueue_all(&store, &["job_1"], 1).await;
+async fn update_flush_changes_only_given_fields(b: &Backend) {
+    let store = b.open().await;
+    enqueue_all(&*store, &["job_1"], 1).await;
     store
         .claim_flush(flush("flush_1", 7), &ids(&["job_1"]), "me", 100)
         .await
@@ -517,10 +751,9 @@ async fn update_flush_changes_only_given_fields() {
     assert!(store.flush("flush_nope").await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn requeue_moves_only_batched_jobs_back() {
-    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
-    enqueue_all(&store, &["job_1", "job_2", "job_3", "job_4"], 1).await;
+async fn requeue_moves_only_batched_jobs_back(b: &Backend) {
+    let store = b.open().await;
+    enqueue_all(&*store, &["job_1", "job_2", "job_3", "job_4"], 1).await;
     store
         .claim_flush(
             flush("flush_1", 1),
@@ -559,10 +792,9 @@ async fn requeue_moves_only_batched_jobs_back() {
     assert!(store.flush_bodies("flush_1", None, 10).await.unwrap().len() == 2);
 }
 
-#[tokio::test]
-async fn fallback_and_complete_are_compare_and_set() {
-    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
-    enqueue_all(&store, &["job_1", "job_2"], 1).await;
+async fn fallback_and_complete_are_compare_and_set(b: &Backend) {
+    let store = b.open().await;
+    enqueue_all(&*store, &["job_1", "job_2"], 1).await;
 
     assert!(store.claim_fallback("job_1", 0, 100).await.unwrap());
     assert!(!store.claim_fallback("job_1", 0, 100).await.unwrap());
@@ -614,10 +846,9 @@ async fn fallback_and_complete_are_compare_and_set() {
     );
 }
 
-#[tokio::test]
-async fn a_fallback_lease_is_retaken_once_it_lapses_not_before() {
-    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
-    enqueue_all(&store, &["job_1"], 1).await;
+async fn a_fallback_lease_is_retaken_once_it_lapses_not_before(b: &Backend) {
+    let store = b.open().await;
+    enqueue_all(&*store, &["job_1"], 1).await;
     // A replica claims the fallback until 1_000, then dies mid-call.
     assert!(store.claim_fallback("job_1", 100, 1_000).await.unwrap());
     assert!(!store.claim_fallback("job_1", 999, 2_000).await.unwrap());
@@ -648,7 +879,6 @@ async fn a_fallback_lease_is_retaken_once_it_lapses_not_before() {
 
 #[tokio::test]
 async fn close_commits_what_was_queued_then_refuses_writes() {
-    use futures_util::FutureExt;
     let db = TempDb::new("close");
     let store = db.open().await;
     // 50 writes queued for the writer (each polled once: handed over, not yet committed),
@@ -672,9 +902,8 @@ async fn close_commits_what_was_queued_then_refuses_writes() {
     assert_eq!(rows.iter().map(|r| r.requests).sum::<u64>(), 50);
 }
 
-#[tokio::test]
-async fn due_before_lists_open_jobs_by_deadline() {
-    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+async fn due_before_lists_open_jobs_by_deadline(b: &Backend) {
+    let store = b.open().await;
     for (id, deadline) in [
         ("job_a", 300),
         ("job_b", 100),
@@ -736,9 +965,8 @@ fn entry(
 
 const MIN: i64 = 60_000;
 
-#[tokio::test]
-async fn report_groups_by_route_client_tier_and_separates_waste() {
-    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+async fn report_groups_by_route_client_tier_and_separates_waste(b: &Backend) {
+    let store = b.open().await;
     store
         .record(&rollup(&[
             entry(9 * MIN + 59_999, "r1", "alice", Tier::Batch, 99.0, false), // before `since`
@@ -781,9 +1009,8 @@ async fn report_groups_by_route_client_tier_and_separates_waste() {
     assert_eq!(store.report(0).await.unwrap()[0].requests, 3);
 }
 
-#[tokio::test]
-async fn the_ledger_grows_with_minutes_and_labels_not_with_answers() {
-    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+async fn the_ledger_grows_with_minutes_and_labels_not_with_answers(b: &Backend) {
+    let store = b.open().await;
     // 20,000 answers in two writes over one minute and two clients: two rows.
     for half in 0..2 {
         let answers: Vec<LedgerEntry> = (0..10_000)
@@ -803,7 +1030,7 @@ async fn the_ledger_grows_with_minutes_and_labels_not_with_answers() {
     }
     assert_eq!(store.ledger_rows().await.unwrap(), 2);
     // A deferred answer committed with its job lands in the same row.
-    enqueue_all(&store, &["job_1"], 1).await;
+    enqueue_all(&*store, &["job_1"], 1).await;
     let mut e = entry(MIN + 1, "r", "alice", Tier::Interactive, 0.5, false);
     e.status = 500;
     assert!(
@@ -823,10 +1050,9 @@ async fn the_ledger_grows_with_minutes_and_labels_not_with_answers() {
     );
 }
 
-#[tokio::test]
-async fn old_minutes_fold_into_hours_and_keep_their_totals() {
+async fn old_minutes_fold_into_hours_and_keep_their_totals(b: &Backend) {
     use crate::store::ledger::{HOUR_MS, MINUTE_RETENTION, fold_before};
-    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    let store = b.open().await;
     // Every minute of hours 1 and 2 (and of hour 3, too recent to fold) for two tiers, plus
     // waste; hour 1's first minute is the row its hour folds into.
     let mut answers = Vec::new();
@@ -921,9 +1147,8 @@ async fn a_ledger_of_rows_per_answer_is_summed_into_minutes_on_upgrade() {
     assert_eq!((rows[1].client.as_str(), rows[1].requests), ("b", 1));
 }
 
-#[tokio::test]
-async fn turnarounds_are_newest_ended_flushes_first() {
-    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+async fn turnarounds_are_newest_ended_flushes_first(b: &Backend) {
+    let store = b.open().await;
     let names: Vec<String> = (0..5).map(|i| format!("job_{i}")).collect();
     for id in &names {
         store.enqueue(job(id, "c", None, 1)).await.unwrap();
@@ -978,9 +1203,8 @@ async fn turnarounds_are_newest_ended_flushes_first() {
     );
 }
 
-#[tokio::test]
-async fn purge_deletes_only_old_finished_jobs_and_frees_their_keys() {
-    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+async fn purge_deletes_only_old_finished_jobs_and_frees_their_keys(b: &Backend) {
+    let store = b.open().await;
     for (id, key) in [
         ("job_old", "k_old"),
         ("job_new", "k_new"),
@@ -1015,12 +1239,10 @@ async fn purge_deletes_only_old_finished_jobs_and_frees_their_keys() {
     ));
 }
 
-#[tokio::test]
-async fn reopen_after_drop_keeps_everything() {
-    let db = TempDb::new("reopen");
+async fn reopen_after_drop_keeps_everything(b: &Backend) {
     {
-        let store = db.open().await;
-        enqueue_all(&store, &["job_1", "job_2", "job_3"], 1).await;
+        let store = b.open().await;
+        enqueue_all(&*store, &["job_1", "job_2", "job_3"], 1).await;
         store
             .claim_flush(flush("flush_1", 2), &ids(&["job_2", "job_3"]), "me", 50)
             .await
@@ -1036,7 +1258,7 @@ async fn reopen_after_drop_keeps_everything() {
             .await
             .unwrap();
     }
-    let store = db.open().await;
+    let store = b.open().await;
     let queued: Vec<String> = store
         .queued()
         .await
@@ -1051,21 +1273,15 @@ async fn reopen_after_drop_keeps_everything() {
     assert_eq!(j3.result, Some(result(201, "done!", 7)));
     assert_eq!(store.report(0).await.unwrap()[0].requests, 1);
     // The idempotency-free enqueue path and the writer still work after reopening.
-    enqueue_all(&store, &["job_4"], 8).await;
+    enqueue_all(&*store, &["job_4"], 8).await;
     assert_eq!(store.queued().await.unwrap().len(), 2);
 }
 
-#[tokio::test]
-async fn values_that_do_not_parse_are_corrupt() {
-    let db = TempDb::new("corrupt");
-    let store = db.open().await;
-    enqueue_all(&store, &["job_1"], 1).await;
-    let pool = sqlx::SqlitePool::connect(&db.url()).await.unwrap();
-    sqlx::query("UPDATE jobs SET provider = 'nope' WHERE id = 'job_1'")
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
+async fn values_that_do_not_parse_are_corrupt(b: &Backend) {
+    let store = b.open().await;
+    enqueue_all(&*store, &["job_1"], 1).await;
+    b.exec("UPDATE jobs SET provider = 'nope' WHERE id = 'job_1'")
+        .await;
     assert!(matches!(
         store.job("job_1").await,
         Err(StoreError::Corrupt(_))
@@ -1082,10 +1298,9 @@ async fn bad_urls_are_rejected() {
     assert!(crate::store::open("mysql://x").await.is_err());
 }
 
-#[tokio::test]
-async fn completions_are_listed_since_a_time_and_carry_their_ledger_entry() {
-    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
-    enqueue_all(&store, &["job_1", "job_2", "job_3"], 1).await;
+async fn completions_are_listed_since_a_time_and_carry_their_ledger_entry(b: &Backend) {
+    let store = b.open().await;
+    enqueue_all(&*store, &["job_1", "job_2", "job_3"], 1).await;
     let entry = LedgerEntry {
         at_ms: 100,
         route: "r".into(),
@@ -1132,10 +1347,9 @@ async fn completions_are_listed_since_a_time_and_carry_their_ledger_entry() {
     assert_eq!(report.iter().map(|r| r.requests).sum::<u64>(), 2);
 }
 
-#[tokio::test]
-async fn recorded_batch_ids_are_known() {
-    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
-    enqueue_all(&store, &["job_1"], 1).await;
+async fn recorded_batch_ids_are_known(b: &Backend) {
+    let store = b.open().await;
+    enqueue_all(&*store, &["job_1"], 1).await;
     let flush = NewFlush {
         id: "flush_1".into(),
         provider: Provider::Anthropic,
@@ -1154,4 +1368,281 @@ async fn recorded_batch_ids_are_known() {
     };
     store.update_flush("flush_1", update).await.unwrap();
     assert!(store.batch_recorded("msgbatch_1").await.unwrap());
+}
+
+async fn concurrent_enqueues_are_durable(b: &Backend) {
+    let store = b.open().await;
+    let mut set = JoinSet::new();
+    for i in 0..200 {
+        let store = Arc::clone(&store);
+        set.spawn(async move {
+            store
+                .enqueue(job(&format!("job_{i:03}"), "c", Some(&format!("k{i}")), i))
+                .await
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        assert!(matches!(r.unwrap().unwrap(), Enqueued::Created));
+    }
+    store.close().await;
+    drop(store);
+    let reopened = b.open().await;
+    assert_eq!(reopened.queued().await.unwrap().len(), 200);
+    assert!(reopened.job("job_199").await.unwrap().is_some());
+}
+
+async fn close_refuses_later_calls_and_keeps_what_was_written(b: &Backend) {
+    let store = b.open().await;
+    enqueue_all(&*store, &["job_1"], 1).await;
+    store
+        .record(&rollup(&[entry(1, "r", "c", Tier::Batch, 1.0, false)]))
+        .await
+        .unwrap();
+    store.close().await;
+    assert!(matches!(
+        store
+            .record(&rollup(&[entry(99, "r", "c", Tier::Batch, 1.0, false)]))
+            .await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        store.enqueue(job("job_2", "c", None, 2)).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    drop(store);
+    let reopened = b.open().await;
+    assert_eq!(reopened.report(0).await.unwrap()[0].requests, 1);
+    let queued: Vec<String> = reopened
+        .queued()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|q| q.id)
+        .collect();
+    assert_eq!(queued, ids(&["job_1"]));
+}
+
+#[tokio::test]
+async fn postgres_urls_that_cannot_work_fail_without_their_password() {
+    assert!(matches!(
+        PostgresStore::open("sqlite://x.db").await,
+        Err(StoreError::UnsupportedUrl(_))
+    ));
+    let e = PostgresStore::open("postgres://u:s3cret@127.0.0.1:notaport/db")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::InvalidUrl(_)), "{e}");
+    assert!(!e.to_string().contains("s3cret"), "{e}");
+    // Nothing listens on port 1: refused at once, reported as unavailable.
+    let Err(e) = crate::store::open("postgresql://u:s3cret@127.0.0.1:1/db").await else {
+        panic!("opened a store on a closed port");
+    };
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e}");
+    assert!(
+        !e.to_string().contains("s3cret") && e.to_string().contains("u:***@"),
+        "{e}"
+    );
+}
+
+/// Two replicas starting together on a new database: one migrates, the other finds it done.
+async fn replicas_open_one_database_at_once(b: &Backend) {
+    let (one, two) = tokio::join!(b.open(), b.open());
+    enqueue_all(&*one, &["job_1"], 1).await;
+    assert_eq!(two.queued().await.unwrap().len(), 1);
+    two.ping().await.unwrap();
+    two.probe_write(1).await.unwrap();
+    one.probe_write(2).await.unwrap();
+}
+
+/// Each round, two replicas claim the same one-job group under their own flush ids: one
+/// gets the job, the other nothing (and leaves no flush behind).
+async fn racing_replicas_claim_a_flush_group_once(b: &Backend) {
+    let (one, two) = (b.open().await, b.open().await);
+    for round in 0..20 {
+        let id = format!("job_{round}");
+        enqueue_all(&*one, &[id.as_str()], round).await;
+        let group = vec![id.clone()];
+        let (a, b2) = tokio::join!(
+            one.claim_flush(flush(&format!("flush_a{round}"), 1), &group, "a", 100),
+            two.claim_flush(flush(&format!("flush_b{round}"), 1), &group, "b", 100),
+        );
+        let (a, b2) = (a.unwrap(), b2.unwrap());
+        assert_eq!(a.len() + b2.len(), 1, "round {round}: {a:?} {b2:?}");
+        let (winner, loser) = if a.is_empty() { ("b", "a") } else { ("a", "b") };
+        let won = one
+            .flush(&format!("flush_{winner}{round}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((won.owner.as_str(), won.job_count), (winner, 1));
+        assert!(
+            two.flush(&format!("flush_{loser}{round}"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let j = two.job(&id).await.unwrap().unwrap();
+        assert_eq!(j.flush_id, Some(format!("flush_{winner}{round}")));
+    }
+    // A larger group claimed by both at once: every job exactly once, in a gapless order.
+    let all: Vec<String> = (0..50).map(|i| format!("job_big_{i:02}")).collect();
+    for id in &all {
+        one.enqueue(job(id, "c", None, 1)).await.unwrap();
+    }
+    let mut reversed = all.clone();
+    reversed.reverse();
+    let (a, b2) = tokio::join!(
+        one.claim_flush(flush("flush_big_a", 1), &all, "a", 100),
+        two.claim_flush(flush("flush_big_b", 1), &reversed, "b", 100),
+    );
+    let (a, b2) = (a.unwrap(), b2.unwrap());
+    let mut seen: Vec<String> = a.iter().chain(&b2).cloned().collect();
+    seen.sort();
+    assert_eq!(seen, all);
+    for (fid, claimed) in [("flush_big_a", &a), ("flush_big_b", &b2)] {
+        if claimed.is_empty() {
+            continue;
+        }
+        let bodies = one.flush_bodies(fid, None, 100).await.unwrap();
+        let got: Vec<(u32, String)> = bodies.into_iter().map(|(p, id, _)| (p, id)).collect();
+        let want: Vec<(u32, String)> = (0u32..).zip(claimed.iter().cloned()).collect();
+        assert_eq!(got, want, "{fid}");
+    }
+}
+
+/// A flush whose owner died is leased by exactly one of two replicas reaching for it at
+/// once; the loser does not get it later either, while the winner's lease holds.
+async fn racing_replicas_lease_a_lapsed_flush_once(b: &Backend) {
+    let (one, two) = (b.open().await, b.open().await);
+    for round in 0..20 {
+        let id = format!("job_{round}");
+        enqueue_all(&*one, &[id.as_str()], 1).await;
+        let fid = format!("flush_{round}");
+        one.claim_flush(flush(&fid, round), &[id], "dead", 10)
+            .await
+            .unwrap();
+        let now = 100 + round * 10;
+        let (a, b2) = tokio::join!(
+            one.lease_flushes("a", now, now + 1_000),
+            two.lease_flushes("b", now, now + 1_000),
+        );
+        let (a, b2) = (a.unwrap(), b2.unwrap());
+        let has = |v: &[crate::store::Flush]| v.iter().any(|f| f.id == fid);
+        assert!(has(&a) ^ has(&b2), "round {round}: {a:?} {b2:?}");
+        let winner = if has(&a) { "a" } else { "b" };
+        let f = two.flush(&fid).await.unwrap().unwrap();
+        assert_eq!((f.owner.as_str(), f.lease_until_ms), (winner, now + 1_000));
+        let loser = if winner == "a" { &two } else { &one };
+        let again = loser
+            .lease_flushes(if winner == "a" { "b" } else { "a" }, now + 1, now + 2_000)
+            .await
+            .unwrap();
+        assert!(!has(&again), "round {round}: the loser took it later");
+    }
+}
+
+/// Two replicas' watchdogs reach for the same due job: one sends the fallback.
+async fn racing_replicas_claim_a_fallback_once(b: &Backend) {
+    let (one, two) = (b.open().await, b.open().await);
+    for round in 0..20 {
+        let id = format!("job_{round}");
+        enqueue_all(&*one, &[id.as_str()], 1).await;
+        let (a, b2) = tokio::join!(
+            one.claim_fallback(&id, 100, 1_000),
+            two.claim_fallback(&id, 100, 1_000)
+        );
+        assert!(a.unwrap() ^ b2.unwrap(), "round {round}");
+        // Both answer (the loser late): one completion wins, the other is refused.
+        let (a, b2) = tokio::join!(
+            one.complete_job(&id, result(200, "a", 5), None),
+            two.complete_job(&id, result(200, "b", 6), None)
+        );
+        assert!(a.unwrap() ^ b2.unwrap(), "round {round}");
+    }
+}
+
+/// The same key sent to two replicas at once (a client retrying against another replica):
+/// one job, which every retry gets back.
+async fn an_idempotency_key_is_unique_across_replicas(b: &Backend) {
+    let replicas = [b.open().await, b.open().await];
+    let mut set = JoinSet::new();
+    for i in 0..40 {
+        let store = Arc::clone(&replicas[i % 2]);
+        set.spawn(async move {
+            store
+                .enqueue(job(&format!("job_{i}"), "alice", Some("same"), 1_000))
+                .await
+        });
+    }
+    let mut created = 0;
+    let mut existing = std::collections::BTreeSet::new();
+    while let Some(r) = set.join_next().await {
+        match r.unwrap().unwrap() {
+            Enqueued::Created => created += 1,
+            Enqueued::Existing(j) => {
+                existing.insert(j.id);
+            }
+        }
+    }
+    assert_eq!(created, 1);
+    assert_eq!(existing.len(), 1, "{existing:?}");
+    let queued = replicas[1].queued().await.unwrap();
+    assert_eq!(queued.len(), 1);
+    assert!(existing.contains(&queued[0].id));
+    // Another client's same key is its own.
+    assert!(matches!(
+        replicas[0]
+            .enqueue(job("job_bob", "bob", Some("same"), 1_000))
+            .await
+            .unwrap(),
+        Enqueued::Created
+    ));
+}
+
+/// Replicas adding to the same ledger rows at once (in different orders) lose no sum, and
+/// two replicas compacting at once fold each minute once.
+async fn racing_replicas_record_and_compact_the_ledger_exactly(b: &Backend) {
+    use crate::store::ledger::HOUR_MS;
+    let replicas = [b.open().await, b.open().await];
+    let mut set = JoinSet::new();
+    for i in 0..8 {
+        let store = Arc::clone(&replicas[i % 2]);
+        set.spawn(async move {
+            // Ten minutes of two clients, each writer in its own order; duplicate keys in
+            // one call are summed too.
+            let mut answers: Vec<LedgerEntry> = (0..40)
+                .map(|n| {
+                    let client = if (n / 10) % 2 == 0 { "alice" } else { "bob" };
+                    entry(
+                        HOUR_MS + (n % 10) * MIN,
+                        "r",
+                        client,
+                        Tier::Batch,
+                        1.0,
+                        false,
+                    )
+                })
+                .collect();
+            if i % 2 == 1 {
+                answers.reverse();
+            }
+            let mut rows = rollup(&answers);
+            rows.extend(rollup(&answers[..2]));
+            store.record(&rows).await
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap().unwrap();
+    }
+    assert_eq!(replicas[0].ledger_rows().await.unwrap(), 20);
+    let total = |rows: Vec<crate::store::ReportRow>| rows.iter().map(|r| r.requests).sum::<u64>();
+    assert_eq!(total(replicas[0].report(0).await.unwrap()), 8 * 42);
+    let (a, b2) = tokio::join!(
+        replicas[0].compact_ledger(2 * HOUR_MS),
+        replicas[1].compact_ledger(2 * HOUR_MS)
+    );
+    // Nine of each client's ten minutes folded into the hour's first.
+    assert_eq!(a.unwrap() + b2.unwrap(), 18);
+    assert_eq!(replicas[1].ledger_rows().await.unwrap(), 2);
+    assert_eq!(total(replicas[1].report(0).await.unwrap()), 8 * 42);
 }

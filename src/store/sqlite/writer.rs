@@ -23,15 +23,12 @@ use tokio_util::sync::CancellationToken;
 use super::rows::{self, FLUSH_COLUMNS, JOB_COLUMNS, count, db_error, dup};
 use crate::store::ledger::{LedgerRow, MINUTE_MS};
 use crate::store::{
-    Enqueued, Flush, FlushState, FlushUpdate, JobResult, JobState, LedgerEntry, NewFlush, NewJob,
-    Result, StoreError,
+    Enqueued, Flush, FlushState, FlushUpdate, IDEMPOTENCY_WINDOW_MS, JobResult, JobState,
+    LedgerEntry, NewFlush, NewJob, Result, StoreError,
 };
 
 /// Most requests applied in one transaction.
 pub(super) const MAX_GROUP: usize = 512;
-
-/// An idempotency key is honoured for this long after its job was created.
-const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T>>;
 
