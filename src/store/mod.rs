@@ -286,6 +286,11 @@ pub trait Store: Send + Sync + 'static {
     /// Every job in `Queued` state (no bodies), oldest first: the accumulator's input.
     async fn queued(&self) -> Result<Vec<QueuedJob>>;
 
+    /// Which of `ids` are done (in no particular order): the one query in which a replica
+    /// re-checks every job it holds a caller for, so a missed wake-up delays an answer by
+    /// at most that check's interval, whatever the number of held callers.
+    async fn done_among(&self, ids: &[String]) -> Result<Vec<String>>;
+
     /// Ids and completion times of jobs completed at or after `since_ms`, oldest first: how a
     /// replica learns of answers another replica stored, to wake its own held connections.
     async fn completed_since(&self, since_ms: i64) -> Result<Vec<(String, i64)>>;

@@ -351,6 +351,18 @@ impl Store for PostgresStore {
         found.iter().map(rows::queued_job).collect()
     }
 
+    async fn done_among(&self, ids: &[String]) -> Result<Vec<String>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found = sqlx::query("SELECT id FROM jobs WHERE state = 'done' AND id = ANY($1)")
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        found.iter().map(|r| rows::string_column(r, "id")).collect()
+    }
+
     async fn completed_since(&self, since_ms: i64) -> Result<Vec<(String, i64)>> {
         let found = sqlx::query(
             "SELECT id, completed_at_ms FROM jobs WHERE state = 'done' AND completed_at_ms >= $1 \

@@ -209,6 +209,27 @@ impl Store for SqliteStore {
         found.iter().map(rows::job).collect()
     }
 
+    async fn done_among(&self, ids: &[String]) -> Result<Vec<String>> {
+        let mut done = Vec::new();
+        // Within SQLite's default limit of bound parameters per statement.
+        for chunk in ids.chunks(500) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "SELECT id FROM jobs WHERE state = 'done' AND id IN (",
+            );
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(id);
+            }
+            q.push(")");
+            let found = q.build().fetch_all(&self.read).await.map_err(db_error)?;
+            for r in &found {
+                use sqlx::Row;
+                done.push(r.try_get::<String, _>(0).map_err(db_error)?);
+            }
+        }
+        Ok(done)
+    }
+
     async fn completed_since(&self, since_ms: i64) -> Result<Vec<(String, i64)>> {
         let found = sqlx::query(
             "SELECT id, completed_at_ms FROM jobs WHERE state = 'done' AND completed_at_ms >= ? \

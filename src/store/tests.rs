@@ -289,6 +289,7 @@ conformance!(
     reopen_after_drop_keeps_everything,
     values_that_do_not_parse_are_corrupt,
     completions_are_listed_since_a_time_and_carry_their_ledger_entry,
+    done_among_names_only_the_finished_of_the_given_jobs,
     recorded_batch_ids_are_known,
 );
 
@@ -1345,6 +1346,35 @@ async fn completions_are_listed_since_a_time_and_carry_their_ledger_entry(b: &Ba
     assert_eq!(store.completed_since(0).await.unwrap().len(), 2);
     let report = store.report(0).await.unwrap();
     assert_eq!(report.iter().map(|r| r.requests).sum::<u64>(), 2);
+}
+
+async fn done_among_names_only_the_finished_of_the_given_jobs(b: &Backend) {
+    let store = b.open().await;
+    let ids: Vec<String> = (0..510).map(|i| format!("job_{i}")).collect();
+    let names: Vec<&str> = ids.iter().map(String::as_str).collect();
+    enqueue_all(&*store, &names, 1).await;
+    for id in ["job_0", "job_300", "job_509"] {
+        assert!(
+            store
+                .complete_job(id, result(200, "a", 100), None)
+                .await
+                .unwrap()
+        );
+    }
+    // More ids than one statement binds; unknown ids and open jobs are not named.
+    let mut asked = ids.clone();
+    asked.push("job_unknown".into());
+    let mut done = store.done_among(&asked).await.unwrap();
+    done.sort();
+    assert_eq!(done, ["job_0", "job_300", "job_509"]);
+    assert!(store.done_among(&[]).await.unwrap().is_empty());
+    assert!(
+        store
+            .done_among(&["job_1".to_owned()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn recorded_batch_ids_are_known(b: &Backend) {

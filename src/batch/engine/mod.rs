@@ -126,6 +126,9 @@ impl From<WaitError> for crate::error::GatewayError {
     }
 }
 
+/// How often the jobs of held callers are re-checked together (see [`Engine::wait_done`]).
+pub const RECHECK_HELD: Duration = Duration::from_secs(30);
+
 fn ms(d: Duration) -> i64 {
     d.as_millis().min(i64::MAX as u128) as i64
 }
@@ -238,13 +241,12 @@ impl Engine {
         Ok(r)
     }
 
-    /// Waits until the job is done (woken by this replica, or found by polling the store,
-    /// which another replica may have written), or until shutdown begins.
+    /// Waits until the job is done, or until shutdown begins. A held caller has no timer of
+    /// its own and reads the store only when woken: by this replica's completion of the
+    /// job, or by the replica's sweep, which learns of other replicas' answers in one query per
+    /// sweep ([`Engine::sweep_loop`]) and re-checks every held job in one query every
+    /// [`RECHECK_HELD`]. Waiting costs the store O(answers), not O(held callers).
     pub async fn wait_done(&self, id: &str) -> Result<Job, WaitError> {
-        let poll = self
-            .cfg
-            .poll_interval
-            .clamp(Duration::from_millis(50), Duration::from_secs(2));
         loop {
             let n = lock(&self.waiters)
                 .entry(id.to_owned())
@@ -263,7 +265,7 @@ impl Engine {
                 return Err(WaitError::ShuttingDown { job: id.to_owned() });
             }
             tokio::select! {
-                _ = tokio::time::timeout(poll, notified) => {}
+                _ = notified => {}
                 _ = self.released.cancelled() => {}
             }
         }
@@ -289,6 +291,20 @@ impl Engine {
         Ok(())
     }
 
+    /// Wakes the local waiters whose jobs are done, asked for all of them at once: the
+    /// correctness path behind the wake-ups, for an answer whose completion time (another
+    /// replica's clock) fell before what [`Engine::wake_completed`] looks at.
+    async fn recheck_held(&self) -> Result<(), StoreError> {
+        let held: Vec<String> = lock(&self.waiters).keys().cloned().collect();
+        if held.is_empty() {
+            return Ok(());
+        }
+        for id in self.store.done_among(&held).await? {
+            self.notify(&id);
+        }
+        Ok(())
+    }
+
     /// The loop, until `shutdown` resolves. It counts as running (for readiness) from this
     /// call, not from the first poll of the future, until the future ends or is dropped.
     pub fn run(
@@ -298,21 +314,46 @@ impl Engine {
         let running = self.liveness.start();
         async move {
             let _running = running;
-            self.run_loop(shutdown).await
+            // The sweep never ends; the loop ends at shutdown, and the sweep with it.
+            tokio::select! {
+                _ = self.clone().run_loop(shutdown) => {}
+                _ = self.sweep_loop() => {}
+            }
+        }
+    }
+
+    /// This replica's one sweep for its held callers: answers other replicas stored, in
+    /// one query every `poll_interval` (50 ms to 1 s), and every held job re-checked in
+    /// one query every [`RECHECK_HELD`].
+    async fn sweep_loop(&self) {
+        let every = self
+            .cfg
+            .poll_interval
+            .clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let mut completed_seen = self.now();
+        let mut last_recheck = self.now();
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(e) = self.wake_completed(&mut completed_seen).await {
+                tracing::warn!(error = %e, "deferred tier: cannot read recent completions");
+            }
+            if self.now() - last_recheck >= ms(RECHECK_HELD) {
+                last_recheck = self.now();
+                if let Err(e) = self.recheck_held().await {
+                    tracing::warn!(error = %e, "deferred tier: cannot re-check held jobs");
+                }
+            }
         }
     }
 
     async fn run_loop(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut last_purge = 0i64;
-        let mut completed_seen = self.now();
         // Wakes by new jobs are coalesced: one scan of the queue serves many arrivals.
         let min_gap = self.cfg.poll_interval.min(Duration::from_millis(100));
         loop {
             self.liveness.beat();
-            if let Err(e) = self.wake_completed(&mut completed_seen).await {
-                tracing::warn!(error = %e, "deferred tier: cannot read recent completions");
-            }
+
             let next = match self.tick().await {
                 Ok(next) => next,
                 Err(e) => {

@@ -559,3 +559,52 @@ async fn held_callers_are_released_at_shutdown_and_answers_still_delivered() {
     assert!(r.engine.wait_done(&ids[0]).await.is_err());
     assert_eq!(r.job(&ids[0]).await.state, crate::store::JobState::Queued);
 }
+
+/// A held caller has no timer of its own: an answer another replica stored reaches it
+/// through this replica's sweep of recent completions, and one whose completion time the
+/// sweep cannot see (that replica's clock an hour behind) through the re-check of every
+/// held job, at the latest [`super::RECHECK_HELD`] later.
+#[tokio::test(start_paused = true)]
+async fn held_callers_are_woken_by_the_replicas_sweep() {
+    let r = rig(InputKind::File, u32::MAX, Ending::Completed).await;
+    let ids = r.submit(2, DAY).await;
+    let sweep = {
+        let engine = r.engine.clone();
+        tokio::spawn(async move { engine.sweep_loop().await })
+    };
+    let hold = |id: String| {
+        let engine = r.engine.clone();
+        tokio::spawn(async move { engine.wait_done(&id).await })
+    };
+    let (first, second) = (hold(ids[0].clone()), hold(ids[1].clone()));
+    let answer = |at_ms| crate::store::JobResult {
+        status: 200,
+        body: Bytes::from_static(br#"{"ok":true}"#),
+        answered_by: Tier::Batch,
+        usage: None,
+        completed_at_ms: at_ms,
+    };
+    let now = r.clock.now_ms();
+    // Written straight to the store, as another replica would: no local wake-up.
+    assert!(
+        r.store
+            .complete_job(&ids[0], answer(now), None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(first.await.unwrap().unwrap().result.unwrap().status, 200);
+    assert!(
+        r.store
+            .complete_job(&ids[1], answer(now - 3_600_000), None)
+            .await
+            .unwrap()
+    );
+    // Sweeps of recent completions do not see it; only the clock reaching the re-check does.
+    for _ in 0..5 {
+        tokio::time::sleep(POLL).await;
+    }
+    assert!(!second.is_finished());
+    r.clock.advance(super::RECHECK_HELD);
+    assert_eq!(second.await.unwrap().unwrap().result.unwrap().status, 200);
+    sweep.abort();
+}
