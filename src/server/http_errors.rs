@@ -22,7 +22,7 @@
 //! touched.
 //!
 //! The path of a head hyper rejected is never parsed by it: the read side notes the
-//! request line at the start of each read ([`request_api`]), which is where a client's
+//! request line at the start of each read ([`request_line`]), which is where a client's
 //! new request begins unless it pipelines; when that guess misses, the error is
 //! OpenAI-shaped, as before.
 
@@ -306,10 +306,11 @@ fn step_chunked(mut c: Chunk, data: &[u8]) -> (usize, Out) {
     (i, Out::Chunked(c))
 }
 
-/// The API of a request whose head starts `data` (`GET /v1beta/models/... HTTP/1.1`), or
-/// `None` when `data` does not start with a request line. The path may be cut short by
-/// the end of `data`: its beginning decides.
-pub fn request_api(data: &[u8]) -> Option<Api> {
+/// The API of a request whose head starts `data` (`GET /v1beta/models/... HTTP/1.1`), and
+/// whether its path is complete in `data` (else more bytes may change the verdict:
+/// `/v1/models/gemini-2.5-flash:generateContent` read in pieces); `None` when `data` does
+/// not start with a request line.
+fn request_line(data: &[u8]) -> Option<(Api, bool)> {
     let sp = data.iter().take(8).position(|b| *b == b' ')?;
     let method = &data[..sp];
     if method.is_empty() || !method.iter().all(u8::is_ascii_uppercase) {
@@ -319,15 +320,19 @@ pub fn request_api(data: &[u8]) -> Option<Api> {
     if target.first() != Some(&b'/') {
         return None;
     }
-    let end = target
+    let found = target
         .iter()
         .take(MAX_URI_BYTES)
-        .position(|b| matches!(b, b' ' | b'?' | b'\r' | b'\n'))
-        .unwrap_or(target.len().min(MAX_URI_BYTES));
+        .position(|b| matches!(b, b' ' | b'?' | b'\r' | b'\n'));
+    let end = found.unwrap_or(target.len().min(MAX_URI_BYTES));
     let path = std::str::from_utf8(&target[..end]).ok()?;
     let method = std::str::from_utf8(method).ok()?;
-    Some(crate::gateway::api_for_path(method, path))
+    Some((crate::gateway::api_for_path(method, path), found.is_some()))
 }
+
+/// Most bytes of a request line kept while its path arrives in pieces (the HTTP/2 preface
+/// check reads 24 bytes first): enough for any Gemini-native path Sluice serves.
+const MAX_LINE_PREFIX: usize = 1024;
 
 /// The JSON response replacing hyper's empty error `head`, or `None` if `head` is not one;
 /// the body in `api`'s error shape.
@@ -390,8 +395,10 @@ pub struct HttpErrors<S> {
     /// Bytes owed to the peer (the replacement), written before anything else.
     owed: Vec<u8>,
     owed_at: usize,
-    /// The API of the latest request line read ([`request_api`]).
+    /// The API of the latest request line read ([`request_line`]).
     api: Api,
+    /// The start of that request line while its path is incomplete.
+    line: Option<Vec<u8>>,
 }
 
 impl<S> HttpErrors<S> {
@@ -404,6 +411,36 @@ impl<S> HttpErrors<S> {
             owed: Vec::new(),
             owed_at: 0,
             api: Api::OpenAi,
+            line: None,
+        }
+    }
+
+    /// Notes the request line that `data`, just read, starts or continues.
+    fn note_read(&mut self, data: &[u8]) {
+        let verdict = match self.line.take() {
+            Some(mut line) => {
+                let room = MAX_LINE_PREFIX.saturating_sub(line.len());
+                line.extend_from_slice(&data[..data.len().min(room)]);
+                let verdict = request_line(&line);
+                if let Some((_, false)) = verdict {
+                    if line.len() < MAX_LINE_PREFIX {
+                        self.line = Some(line);
+                    }
+                }
+                verdict
+            }
+            None => {
+                let verdict = request_line(data);
+                if let Some((_, false)) = verdict {
+                    if data.len() < MAX_LINE_PREFIX {
+                        self.line = Some(data.to_vec());
+                    }
+                }
+                verdict
+            }
+        };
+        if let Some((api, _)) = verdict {
+            self.api = api;
         }
     }
 }
@@ -487,9 +524,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for HttpErrors<S> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         ready!(Pin::new(&mut self.io).poll_read(cx, buf))?;
-        if let Some(api) = request_api(&buf.filled()[before..]) {
-            self.api = api;
-        }
+        let this = &mut *self;
+        this.note_read(&buf.filled()[before..]);
         Poll::Ready(Ok(()))
     }
 }

@@ -104,8 +104,31 @@ fn the_api_of_a_request_is_read_from_its_request_line() {
         (b"PRI * HTTP/2.0\r\n", None),
         (b"", None),
     ] {
-        assert_eq!(request_api(data), want, "{}", String::from_utf8_lossy(data));
+        assert_eq!(
+            request_line(data).map(|(api, _)| api),
+            want,
+            "{}",
+            String::from_utf8_lossy(data)
+        );
     }
+}
+
+#[test]
+fn a_request_line_read_in_pieces_is_judged_once_its_path_is_complete() {
+    let mut w = HttpErrors::new((), H1Log::default());
+    // The HTTP/2 preface check reads 24 bytes first.
+    let line = b"POST /v1/models/gemini-2.5-flash:generateContent HTTP/1.1\r\nhost: x\r\n";
+    w.note_read(&line[..24]);
+    assert_eq!(w.api, Api::OpenAi);
+    w.note_read(&line[24..40]);
+    w.note_read(&line[40..]);
+    assert_eq!(w.api, Api::Gemini);
+    assert!(w.line.is_none());
+    // Body bytes and header lines change nothing; the next request line does.
+    w.note_read(b"x-h: POST /v1/chat/completions HTTP/1.1\r\n");
+    assert_eq!(w.api, Api::Gemini);
+    w.note_read(b"POST /v1/chat/completions HTTP/1.1\r\n");
+    assert_eq!(w.api, Api::OpenAi);
 }
 
 #[test]
