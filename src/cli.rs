@@ -378,14 +378,14 @@ pub fn check(config_path: Option<PathBuf>, out: &mut impl std::io::Write) -> Res
     for p in &c.providers {
         writeln!(
             out,
-            "provider {:<9} {} ({})",
+            "provider {:<9} {} ({} {})",
             p.provider.as_str(),
             p.base_url,
-            match (&p.vertex, &p.api_key) {
-                (Some(_), _) => "service account set",
-                (None, Some(_)) => "key set",
-                (None, None) if p.provider == crate::types::Provider::Vertex => "not configured",
-                (None, None) => "key not set",
+            crate::providers::credential_kind(p.provider),
+            if p.api_key.is_some() || p.vertex.is_some() {
+                "set"
+            } else {
+                "not set"
             }
         )
         .map_err(io)?;

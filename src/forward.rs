@@ -72,14 +72,14 @@ struct Target {
     auth: Option<(HeaderName, HeaderValue)>,
     /// Sent unless the caller chose its own value (`anthropic-version`).
     defaults: &'static [(&'static str, &'static str)],
+    /// A service account's access tokens instead of a key (Vertex AI).
+    tokens: Option<Arc<TokenSource>>,
 }
 
 pub struct Forwarder {
     upstream: Upstream,
     /// Pre-built per provider and endpoint, so a request only clones.
     targets: HashMap<(Provider, Endpoint), Target>,
-    /// Vertex AI's OAuth access tokens (its targets have no static credential).
-    vertex_tokens: Option<Arc<TokenSource>>,
 }
 
 impl Forwarder {
@@ -87,7 +87,8 @@ impl Forwarder {
         Self::with_vertex(upstream, providers, None)
     }
 
-    /// The same, with the service account's tokens for the `vertex` provider.
+    /// The same, with the service account's tokens for the provider configured with one
+    /// (Vertex AI).
     pub fn with_vertex(
         upstream: Upstream,
         providers: &[ProviderConfig],
@@ -121,15 +122,12 @@ impl Forwarder {
                         url,
                         auth,
                         defaults: crate::providers::default_headers(p.provider),
+                        tokens: p.vertex.as_ref().and(vertex_tokens.clone()),
                     },
                 );
             }
         }
-        Ok(Forwarder {
-            upstream,
-            targets,
-            vertex_tokens,
-        })
+        Ok(Forwarder { upstream, targets })
     }
 
     /// The credential of one request: the target's key, or a Vertex AI access token.
@@ -146,9 +144,8 @@ impl Forwarder {
         if let Some(auth) = &target.auth {
             return Ok(auth.clone());
         }
-        let tokens = match (provider, &self.vertex_tokens) {
-            (Provider::Vertex, Some(t)) => t,
-            _ => return Err(not_configured()),
+        let Some(tokens) = &target.tokens else {
+            return Err(not_configured());
         };
         let bearer = tokens
             .bearer()
@@ -245,8 +242,8 @@ impl Forwarder {
         let sent = self.upstream.send(req).await;
         // A refused token (revoked, clock skew) is not used again: the next call gets a
         // new one. This call's 401 reaches the caller (its body may not be resent here).
-        if let (Some(tokens), Ok(r)) = (&self.vertex_tokens, &sent) {
-            if provider == Provider::Vertex && r.status() == http::StatusCode::UNAUTHORIZED {
+        if let (Some(tokens), Ok(r)) = (&target.tokens, &sent) {
+            if r.status() == http::StatusCode::UNAUTHORIZED {
                 tokens.invalidate(&auth).await;
             }
         }

@@ -44,9 +44,8 @@ pub(super) async fn turnaround(
         // Gemini models are priced once and served by the Gemini API or Vertex AI.
         let mut serving: Vec<(&str, Provider)> = Vec::new();
         for (name, p) in app.prices.iter() {
-            serving.push((name, p.provider));
-            if p.provider == Provider::Gemini {
-                serving.push((name, Provider::Vertex));
+            for s in crate::providers::serving(p.provider) {
+                serving.push((name, *s));
             }
         }
         for (name, provider) in serving {
@@ -90,9 +89,8 @@ pub(super) fn models(
     app.policies.identify(gateway_key(&req.headers)?)?;
     let entry = |name: &str, provider: Provider| serde_json::json!({"id": name, "object": "model", "created": 0, "owned_by": provider.as_str()});
     // A Gemini model the model map sends to Vertex AI is Vertex's.
-    let served = |name: &str, p: Provider| match (p, app.policies.models.provider_for(name)) {
-        (Provider::Gemini, Provider::Vertex) => Provider::Vertex,
-        _ => p,
+    let served = |name: &str, p: Provider| {
+        crate::providers::served_by(p, app.policies.models.provider_for(name))
     };
     let mut data: Vec<serde_json::Value> = app
         .prices

@@ -74,7 +74,7 @@ impl App {
         store: Option<Arc<dyn Store>>,
     ) -> Result<App, String> {
         let upstream = crate::upstream::Upstream::new(&config.upstream);
-        let vertex = config.provider(Provider::Vertex).vertex.as_ref();
+        let vertex = config.providers.iter().find_map(|p| p.vertex.as_ref());
         // One token source for the service account: batch jobs and interactive calls.
         let vertex_tokens = vertex
             .map(|v| crate::providers::vertex::tokens(&config.upstream, v))
@@ -86,9 +86,9 @@ impl App {
             .map(|p| p.provider)
             .collect();
         // With Vertex AI and no Gemini API key, `gemini-*` goes to Vertex by default.
-        if configured.contains(&Provider::Vertex) && !configured.contains(&Provider::Gemini) {
-            policies.models.default_gemini_to(Provider::Vertex);
-        }
+        policies
+            .models
+            .default_gemini_to(crate::providers::gemini_default(&configured));
         let forwarder = Arc::new(Forwarder::with_vertex(
             upstream,
             &config.providers,

@@ -126,8 +126,8 @@ fn translated(
     cache: Option<([u8; 32], Duration)>,
     upstream: Endpoint,
 ) -> Result<Plan, GatewayError> {
-    if call.provider == Provider::Vertex {
-        return to_vertex(call, tier, cache, upstream);
+    if upstream == Endpoint::GenerateContent {
+        return to_generate_content(call, tier, cache, upstream);
     }
     let mut req = anthropic::translate::request_to_anthropic(&call.body).map_err(|e| {
         GatewayError::Untranslatable {
@@ -158,7 +158,7 @@ fn translated(
 /// its native API takes (batched as it is, or sent to `generateContent`). Streamed
 /// requests are answered whole and sent as a chunk stream: Sluice has no translator of
 /// Gemini's stream to chat chunks.
-fn to_vertex(
+fn to_generate_content(
     call: &Call<'_>,
     tier: Tier,
     cache: Option<([u8; 32], Duration)>,

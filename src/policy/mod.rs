@@ -321,8 +321,11 @@ impl ModelMap {
     /// Sends the built-in `gemini-` prefix to `p` (Vertex AI when it is the only Google
     /// provider configured); a policy's own entries are left alone.
     pub fn default_gemini_to(&mut self, p: Provider) {
+        if self.user_gemini {
+            return;
+        }
         for (prefix, prov) in &mut self.prefixes {
-            if prefix == "gemini-" && *prov == Provider::Gemini && !self.user_gemini {
+            if prefix == "gemini-" {
                 *prov = p;
             }
         }

@@ -78,6 +78,45 @@ pub fn flex(p: Provider, upstream: Endpoint, accepts_service_tier: bool) -> bool
     }
 }
 
+/// What authorizes requests to `p`: an API key, or (Vertex AI) a service account.
+pub fn credential_kind(p: Provider) -> &'static str {
+    match p {
+        Provider::Vertex => "service account",
+        Provider::OpenAi | Provider::Anthropic | Provider::Gemini => "key",
+    }
+}
+
+/// The providers that serve the models of a price-table row of `priced`: Gemini models
+/// are priced once and served by the Gemini API or by Vertex AI.
+pub fn serving(priced: Provider) -> &'static [Provider] {
+    match priced {
+        Provider::Gemini => &[Provider::Gemini, Provider::Vertex],
+        Provider::OpenAi => &[Provider::OpenAi],
+        Provider::Anthropic => &[Provider::Anthropic],
+        Provider::Vertex => &[Provider::Vertex],
+    }
+}
+
+/// Who serves a model priced for `priced` that the model map sends to `mapped`: `mapped`
+/// when it serves such models ([`serving`]), else `priced`.
+pub fn served_by(priced: Provider, mapped: Provider) -> Provider {
+    if serving(priced).contains(&mapped) {
+        mapped
+    } else {
+        priced
+    }
+}
+
+/// Where the built-in `gemini-*` entry of the model map points, given the configured
+/// providers: Vertex AI when it is configured and the Gemini API (no key) is not.
+pub fn gemini_default(configured: &[Provider]) -> Provider {
+    if configured.contains(&Provider::Vertex) && !configured.contains(&Provider::Gemini) {
+        Provider::Vertex
+    } else {
+        Provider::Gemini
+    }
+}
+
 /// Whether a flex answer with `status` means "no capacity now": send it at the default tier.
 /// OpenAI answers 429; Gemini 503 at capacity and 429 for its rate limits, and its flex has
 /// no server-side fallback (provider-apis.md 3.2), so Sluice owns it.
