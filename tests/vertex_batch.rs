@@ -54,7 +54,16 @@ async fn start() -> Gateway {
 /// The gateway with Vertex AI on the simulator; `gemini_key: false` leaves the Gemini API
 /// unconfigured.
 async fn start_with(policies: Vec<(String, String)>, gemini_key: bool) -> Gateway {
-    let sim = start_simulator(sim()).await.unwrap();
+    start_full(sim(), policies, gemini_key, |_| {}).await
+}
+
+async fn start_full(
+    sim: SimConfig,
+    policies: Vec<(String, String)>,
+    gemini_key: bool,
+    tweak: impl FnOnce(&mut sluice::config::Config),
+) -> Gateway {
+    let sim = start_simulator(sim).await.unwrap();
     let url = sim.base_url();
     let root = format!("http://{}", sim.addr);
     let key = key_file(&root);
@@ -74,6 +83,7 @@ async fn start_with(policies: Vec<(String, String)>, gemini_key: bool) -> Gatewa
         if !gemini_key {
             c.providers[Provider::Gemini as usize].api_key = None;
         }
+        tweak(c);
     })
     .await
 }
@@ -436,5 +446,68 @@ async fn an_async_native_request_is_answered_natively_through_vertex() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_ne!(headers["x-sluice-tier"], "batch");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_stuck_in_the_vertex_queue_falls_back_to_the_online_endpoint_in_time() {
+    // A 2-minute SLA is batchable when batches are believed fast (prior 1 s: 1 s + the
+    // 118.5 s fallback lead + one 50 ms poll fit in 2 m); the job stays queued, so the
+    // watchdog, 1.5 s after arrival, sends the stored (native) request to Vertex's
+    // generateContent and translates its answer back.
+    let mut s = sim();
+    s.vertex.queue_delay = Duration::from_secs(3600);
+    let gw = start_full(
+        s,
+        vec![keyed_policy("team", "sk-team", MODEL_MAP)],
+        true,
+        |c| {
+            c.batch.turnaround_prior = Duration::from_secs(1);
+            c.batch.fallback_lead = Duration::from_millis(118_500);
+        },
+    )
+    .await;
+    let (status, headers, body) = gw
+        .post(
+            "/v1/chat/completions",
+            &[AUTH, ("x-sla", "2m")],
+            &chat("stuck in the queue"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        headers["x-sluice-tier"], "interactive",
+        "the fallback answered"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["model"], MODEL);
+    let text = v["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(text.contains("stuck in the queue"), "{v}");
+    let requests = gw.sim_requests().await;
+    assert!(
+        requests
+            .iter()
+            .any(|r| r["path"] == online_path("generateContent").as_str()),
+        "{requests:?}"
+    );
+    let m = gw
+        .metrics_until("the fallback", |m| {
+            metric(
+                m,
+                "sluice_fallbacks_total",
+                &[("from_tier", "batch"), ("reason", "deadline")],
+            ) >= 1.0
+        })
+        .await;
+    assert_eq!(metric(&m, "sluice_sla_violations_total", &[]), 0.0);
+    assert_eq!(
+        metric(
+            &m,
+            "sluice_requests_total",
+            &[("provider", "vertex"), ("tier", "interactive")]
+        ),
+        1.0
+    );
     gw.stop().await;
 }
