@@ -511,3 +511,124 @@ async fn a_job_stuck_in_the_vertex_queue_falls_back_to_the_online_endpoint_in_ti
     );
     gw.stop().await;
 }
+
+/// `sluice serve --simulate`, the real binary: Vertex AI is wired to the built-in
+/// simulator too (a simulated service account, project and bucket), so a policy that
+/// sends a model to `vertex` is served by simulated batch prediction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_simulate_serves_vertex_for_a_model_a_policy_sends_there() {
+    use http_body_util::BodyExt;
+    use std::process::{Command, Stdio};
+
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let dir = common::temp_db().with_extension("serve-simulate");
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    std::fs::write(
+        dir.join("policies").join("vertex.toml"),
+        "[models]\n\"gemini-2.5-pro\" = \"vertex\"\n",
+    )
+    .unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let call = |port: u16, path: &str, headers: &[(&str, &str)], body: Option<&str>| {
+        let mut b = http::Request::builder()
+            .method(if body.is_some() { "POST" } else { "GET" })
+            .uri(format!("http://127.0.0.1:{port}{path}"))
+            .header("content-type", "application/json");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let req = b
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                body.unwrap_or_default().to_owned(),
+            )))
+            .unwrap();
+        let client = client.clone();
+        async move {
+            let resp = client.request(req).await.map_err(|e| e.to_string())?;
+            let (parts, body) = resp.into_parts();
+            let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+            Ok::<_, String>((parts.status, parts.headers, body))
+        }
+    };
+    let mut gateway = None;
+    for _ in 0..3 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["serve", "--simulate"])
+            .env_clear()
+            .env("RUST_LOG", "warn")
+            .env("TMPDIR", &dir)
+            .env("SLUICE_LISTEN", format!("127.0.0.1:{port}"))
+            .env(
+                "SLUICE_STORE",
+                format!("sqlite://{}", dir.join("db").display()),
+            )
+            .env("SLUICE_POLICIES", dir.join("policies"))
+            .env("SLUICE_BATCH_MAX_WAIT", "200ms")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut child = Kill(child);
+        // Bounded readiness polling (the port may have been taken meanwhile: retry).
+        for _ in 0..500 {
+            if child.0.try_wait().unwrap().is_some() {
+                break;
+            }
+            if let Ok((s, _, _)) = call(port, "/healthz", &[], None).await {
+                if s == StatusCode::OK {
+                    gateway = Some((child, port));
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if gateway.is_some() {
+            break;
+        }
+    }
+    let (_child, port) = gateway.expect("the gateway never became ready");
+    let body = serde_json::json!({
+        "contents": [{"role": "user", "parts": [{"text": "simulated vertex"}]}]
+    })
+    .to_string();
+    let path = "/v1beta/models/gemini-2.5-pro:generateContent";
+    let (s, h, b) = call(port, path, &[("x-sla", "24h")], Some(&body))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    half_price(&h);
+    assert!(String::from_utf8_lossy(&b).contains("simulated vertex"));
+    let (s, h, _) = call(port, path, &[], Some(&body)).await.unwrap();
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(h["x-sluice-tier"], "interactive");
+    let (_, _, m) = call(port, "/metrics", &[], None).await.unwrap();
+    let m = String::from_utf8_lossy(&m);
+    assert!(
+        metric(&m, "sluice_batches_total", &[("provider", "vertex")]) >= 1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "sluice_requests_total",
+            &[("provider", "vertex"), ("tier", "interactive")]
+        ),
+        1.0
+    );
+    drop(_child);
+    // The simulated service-account key went below TMPDIR, this test's directory.
+    let _ = std::fs::remove_dir_all(&dir);
+}
