@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::Config;
@@ -85,6 +85,38 @@ impl SimHandle {
         if let Err(e) = self.tasks.shutdown(deadline).await {
             tracing::warn!(error = %e, "the simulator did not stop");
         }
+    }
+}
+
+/// A throwaway RSA key for the simulated service account (the simulator checks no
+/// signatures; this key authorizes nothing anywhere else).
+const SIMULATED_SA_KEY: &str = include_str!("providers/vertex/testdata/test_key.pem");
+
+impl SimHandle {
+    /// Writes a service-account key JSON whose `token_uri` is this simulator's into `dir`
+    /// and points the config's `vertex` provider at the simulator with it
+    /// ([`Config::use_simulated_vertex`]). Returns the key file's path (the caller removes it).
+    pub fn wire_vertex(&self, config: &mut Config, dir: &Path) -> Result<PathBuf, CliError> {
+        let root = format!("http://{}", self.addr);
+        let key = serde_json::json!({
+            "type": "service_account",
+            "project_id": crate::config::SIMULATED_VERTEX_PROJECT,
+            "private_key_id": "simulated",
+            "private_key": SIMULATED_SA_KEY,
+            "client_email": "sluice@sim-project.iam.gserviceaccount.com",
+            "token_uri": format!("{root}/token"),
+        });
+        let path = dir.join(format!(
+            "sluice-simulated-sa-{}-{}.json",
+            std::process::id(),
+            self.addr.port()
+        ));
+        std::fs::write(&path, key.to_string()).map_err(|source| CliError::Io {
+            context: format!("cannot write {}", path.display()),
+            source,
+        })?;
+        config.use_simulated_vertex(&root, path.clone());
+        Ok(path)
     }
 }
 
@@ -269,6 +301,8 @@ pub async fn serve(config_path: Option<PathBuf>, simulate: bool) -> Result<(), C
     let sim = if simulate {
         let sim = start_simulator(SimConfig::default()).await?;
         loaded.config.use_simulator(&sim.base_url());
+        // Vertex AI too: a simulated service account, project and bucket.
+        let key = sim.wire_vertex(&mut loaded.config, &std::env::temp_dir())?;
         // The simulator answers batches in seconds: don't make a tryout wait ten minutes.
         if process_env("SLUICE_BATCH_MAX_WAIT").is_none() {
             loaded.config.batch.max_wait = std::time::Duration::from_secs(2);
@@ -277,7 +311,7 @@ pub async fn serve(config_path: Option<PathBuf>, simulate: bool) -> Result<(), C
             loaded.config.batch.poll_interval = std::time::Duration::from_millis(250);
         }
         tracing::info!(url = %sim.base_url(), "simulated provider started");
-        Some(sim)
+        Some((sim, key))
     } else {
         None
     };
@@ -304,8 +338,11 @@ pub async fn serve(config_path: Option<PathBuf>, simulate: bool) -> Result<(), C
         run_app(listener, app, opts, shutdown_signal()).await
     }
     .await;
-    if let Some(sim) = sim {
+    if let Some((sim, key)) = sim {
         sim.stop().await;
+        if let Err(e) = std::fs::remove_file(&key) {
+            tracing::debug!(error = %e, "the simulated service-account key was not removed");
+        }
     }
     served
 }
@@ -341,10 +378,11 @@ pub fn check(config_path: Option<PathBuf>, out: &mut impl std::io::Write) -> Res
     for p in &c.providers {
         writeln!(
             out,
-            "provider {:<9} {} (key {})",
+            "provider {:<9} {} ({} {})",
             p.provider.as_str(),
             p.base_url,
-            if p.api_key.is_some() {
+            crate::providers::credential_kind(p.provider),
+            if p.api_key.is_some() || p.vertex.is_some() {
                 "set"
             } else {
                 "not set"

@@ -93,8 +93,50 @@ struct RawProvider {
     accepts: Option<Vec<String>>,
     /// Name of the environment variable holding the key (keys are not written in files).
     api_key_env: Option<String>,
-    /// Vertex AI batch prediction (`[providers.gemini.vertex]`, Gemini only).
+    /// The former place of the `vertex` provider's settings (`[providers.gemini.vertex]`),
+    /// still read: it configures the `vertex` provider.
     vertex: Option<RawVertex>,
+    // `[providers.vertex]` (Vertex AI): its project, bucket and service account;
+    // `base_url` is then the Vertex API root (`VERTEX_BASE_URL`).
+    project: Option<String>,
+    location: Option<String>,
+    bucket: Option<String>,
+    credentials_file: Option<String>,
+    storage_url: Option<String>,
+}
+
+impl RawProvider {
+    /// The Vertex AI settings of `[providers.vertex]`, if any is given.
+    fn vertex_settings(&mut self) -> Option<RawVertex> {
+        let v = RawVertex {
+            project: self.project.take(),
+            location: self.location.take(),
+            bucket: self.bucket.take(),
+            credentials_file: self.credentials_file.take(),
+            base_url: self.base_url.take(),
+            storage_url: self.storage_url.take(),
+        };
+        let any = v.project.is_some()
+            || v.location.is_some()
+            || v.bucket.is_some()
+            || v.credentials_file.is_some()
+            || v.base_url.is_some()
+            || v.storage_url.is_some();
+        any.then_some(v)
+    }
+
+    /// The name of a Vertex-only key given for another provider.
+    fn vertex_only_key(&self) -> Option<&'static str> {
+        [
+            ("project", self.project.is_some()),
+            ("location", self.location.is_some()),
+            ("bucket", self.bucket.is_some()),
+            ("credentials_file", self.credentials_file.is_some()),
+            ("storage_url", self.storage_url.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(k, set)| set.then_some(k))
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -136,7 +178,9 @@ pub struct ProviderConfig {
     pub api_key: Option<Secret>,
     /// The request fields Sluice may add on the way to this provider.
     pub accepts: Accepts,
-    /// Vertex AI batch prediction for Gemini models, when `[providers.gemini.vertex]` is set.
+    /// The `vertex` provider's project, bucket and service account, when configured
+    /// (`[providers.vertex]`, the older `[providers.gemini.vertex]`, or `VERTEX_PROJECT`);
+    /// `None` for every other provider.
     pub vertex: Option<VertexConfig>,
 }
 
@@ -160,7 +204,73 @@ pub struct VertexConfig {
     pub storage_url: String,
 }
 
+/// The `vertex` provider: configured by `[providers.vertex]`, else the older
+/// `[providers.gemini.vertex]`, else `VERTEX_PROJECT` alone (CONTRACT.md) — not by an
+/// ambient `GOOGLE_APPLICATION_CREDENTIALS`, which many Google hosts set. Its base URL is
+/// the publisher path of interactive calls; it has no API key (a service account).
+fn vertex_provider(
+    mut rp: RawProvider,
+    legacy: Option<RawVertex>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<ProviderConfig, String> {
+    if rp.vertex.is_some() {
+        return Err("providers.vertex.vertex: the settings go in [providers.vertex] itself".into());
+    }
+    if rp.api_key_env.is_some() {
+        return Err(
+            "providers.vertex.api_key_env: Vertex AI authenticates with a service account (credentials_file)"
+                .into(),
+        );
+    }
+    let accepts = match &rp.accepts {
+        Some(names) => {
+            Accepts::parse(names).map_err(|e| format!("providers.vertex.accepts: {e}"))?
+        }
+        None => Accepts::NONE,
+    };
+    let (raw, origin) = match (rp.vertex_settings(), legacy) {
+        (Some(_), Some(_)) => {
+            return Err(
+                "providers.gemini.vertex: Vertex AI is configured in [providers.vertex] too; keep one"
+                    .into(),
+            );
+        }
+        (Some(v), None) => (Some(v), "providers.vertex"),
+        (None, Some(v)) => (Some(v), "providers.gemini.vertex"),
+        (None, None) => (
+            env("VERTEX_PROJECT")
+                .is_some_and(|v| !v.is_empty())
+                .then(RawVertex::default),
+            "providers.vertex",
+        ),
+    };
+    let vertex = match raw {
+        Some(raw) => Some(VertexConfig::resolve(raw, env).map_err(|e| format!("{origin}: {e}"))?),
+        None => None,
+    };
+    let base_url = match &vertex {
+        Some(v) => v.publisher_base(),
+        None => "https://us-central1-aiplatform.googleapis.com/v1".to_owned(),
+    };
+    Ok(ProviderConfig {
+        provider: Provider::Vertex,
+        base_url,
+        api_key: None,
+        accepts,
+        vertex,
+    })
+}
+
 impl VertexConfig {
+    /// The base URL of interactive calls: the publisher path of the project and location
+    /// (`{base_url}/projects/{p}/locations/{l}/publishers/google`).
+    pub fn publisher_base(&self) -> String {
+        format!(
+            "{}/projects/{}/locations/{}/publishers/google",
+            self.base_url, self.project, self.location
+        )
+    }
+
     /// Checks the raw table; environment variables win over the file, as everywhere else
     /// in this config.
     fn resolve(
@@ -292,7 +402,8 @@ impl Accepts {
                 stream_options: true,
                 ..Accepts::NONE
             },
-            Provider::Anthropic => Accepts::NONE,
+            // Vertex AI gets native requests only: none of these fields apply.
+            Provider::Anthropic | Provider::Vertex => Accepts::NONE,
         }
     }
 
@@ -376,6 +487,9 @@ pub struct Config {
     pub batch: BatchConfig,
 }
 
+/// The project of [`Config::use_simulated_vertex`].
+pub const SIMULATED_VERTEX_PROJECT: &str = "sim-project";
+
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
@@ -446,14 +560,27 @@ impl Config {
         for name in raw_providers.keys() {
             if Provider::parse(name).is_none() {
                 return Err(invalid(format!(
-                    "providers.{name}: unknown provider (expected openai, anthropic or gemini)"
+                    "providers.{name}: unknown provider (expected openai, anthropic, gemini or vertex)"
                 )));
             }
         }
+        // `[providers.gemini.vertex]` is where the `vertex` provider used to be configured.
+        let mut legacy_vertex = raw_providers
+            .get_mut("gemini")
+            .and_then(|g| g.vertex.take());
         let providers = Provider::ALL
             .into_iter()
             .map(|p| {
                 let rp = raw_providers.remove(p.as_str()).unwrap_or_default();
+                if p == Provider::Vertex {
+                    return vertex_provider(rp, legacy_vertex.take(), env).map_err(invalid);
+                }
+                if let Some(key) = rp.vertex_only_key() {
+                    return Err(invalid(format!(
+                        "providers.{}.{key}: only the vertex provider takes it",
+                        p.as_str()
+                    )));
+                }
                 let (key_var, url_var, default_url) = match p {
                     Provider::OpenAi => (
                         "OPENAI_API_KEY",
@@ -465,7 +592,7 @@ impl Config {
                         "ANTHROPIC_BASE_URL",
                         "https://api.anthropic.com/v1",
                     ),
-                    Provider::Gemini => (
+                    Provider::Gemini | Provider::Vertex => (
                         "GEMINI_API_KEY",
                         "GEMINI_BASE_URL",
                         "https://generativelanguage.googleapis.com/v1beta",
@@ -492,32 +619,18 @@ impl Config {
                     None if base_url == default_url => Accepts::official(p),
                     None => Accepts::NONE,
                 };
-                // `VERTEX_PROJECT` alone turns Vertex AI on for Gemini (CONTRACT.md), not an
-                // ambient `GOOGLE_APPLICATION_CREDENTIALS`, which many Google hosts set.
-                let raw_vertex = rp.vertex.or_else(|| {
-                    (p == Provider::Gemini && env("VERTEX_PROJECT").is_some_and(|v| !v.is_empty()))
-                        .then(RawVertex::default)
-                });
-                let vertex = match raw_vertex {
-                    None => None,
-                    Some(_) if p != Provider::Gemini => {
-                        return Err(invalid(format!(
-                            "providers.{}.vertex: Vertex AI batch prediction is for gemini only",
-                            p.as_str()
-                        )));
-                    }
-                    Some(raw) => {
-                        Some(VertexConfig::resolve(raw, env).map_err(|e| {
-                            invalid(format!("providers.{}.vertex: {e}", p.as_str()))
-                        })?)
-                    }
-                };
+                if rp.vertex.is_some() {
+                    return Err(invalid(format!(
+                        "providers.{}.vertex: Vertex AI is configured as [providers.vertex]",
+                        p.as_str()
+                    )));
+                }
                 Ok(ProviderConfig {
                     provider: p,
                     base_url,
                     api_key,
                     accepts,
-                    vertex,
+                    vertex: None,
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -633,9 +746,37 @@ impl Config {
         &self.providers[p as usize]
     }
 
+    /// Points the `vertex` provider at the simulator at `sim_root` (`http://HOST:PORT`): its
+    /// Vertex API below `/v1`, Cloud Storage at the root, project `sim-project` in
+    /// `us-central1`, bucket `sim-bucket`, authorized by the service-account key in
+    /// `credentials_file` (whose `token_uri` is the simulator's `/token`).
+    pub fn use_simulated_vertex(&mut self, sim_root: &str, credentials_file: PathBuf) {
+        let root = sim_root.trim_end_matches('/');
+        let v = VertexConfig {
+            project: SIMULATED_VERTEX_PROJECT.to_owned(),
+            location: "us-central1".to_owned(),
+            bucket: "sim-bucket".to_owned(),
+            credentials_file,
+            base_url: format!("{root}/v1"),
+            storage_url: root.to_owned(),
+        };
+        for p in &mut self.providers {
+            if p.provider == Provider::Vertex {
+                p.base_url = v.publisher_base();
+                p.api_key = None;
+                p.accepts = Accepts::NONE;
+                p.vertex = Some(v.clone());
+            }
+        }
+    }
+
     /// Points every provider at one base URL with a placeholder key (`serve --simulate`, demo, tests).
     pub fn use_simulator(&mut self, base_url: &str) {
         for p in &mut self.providers {
+            if p.provider == Provider::Vertex {
+                // A service account, not a key: see `use_simulated_vertex`.
+                continue;
+            }
             p.base_url = base_url.trim_end_matches('/').to_owned();
             p.api_key = Some(Secret::new("sk-sluice-simulated"));
             // The simulator speaks each provider's own API, field rules included.
@@ -785,8 +926,59 @@ mod tests {
     ) -> Result<Option<VertexConfig>, String> {
         let raw: RawConfig = parse_toml(text, "sluice.toml").map_err(|e| e.to_string())?;
         Config::resolve(raw, "sluice.toml", env)
-            .map(|c| c.provider(Provider::Gemini).vertex.clone())
+            .map(|c| {
+                assert!(c.provider(Provider::Gemini).vertex.is_none());
+                c.provider(Provider::Vertex).vertex.clone()
+            })
             .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_vertex_provider_has_its_own_table_and_a_publisher_base_url() {
+        let text = "[providers.vertex]\nproject = \"my-project\"\nlocation = \"europe-west4\"\nbucket = \"b-1\"\ncredentials_file = \"/etc/sa.json\"\nbase_url = \"http://127.0.0.1:9/v1\"\nstorage_url = \"http://127.0.0.1:9\"\n";
+        let raw: RawConfig = parse_toml(text, "sluice.toml").unwrap();
+        let c = Config::resolve(raw, "sluice.toml", &no_env).unwrap();
+        let p = c.provider(Provider::Vertex);
+        assert_eq!(p.provider, Provider::Vertex);
+        assert!(p.api_key.is_none());
+        let v = p.vertex.as_ref().unwrap();
+        assert_eq!(
+            (v.project.as_str(), v.bucket.as_str()),
+            ("my-project", "b-1")
+        );
+        assert_eq!(v.base_url, "http://127.0.0.1:9/v1");
+        assert_eq!(v.storage_url, "http://127.0.0.1:9");
+        assert_eq!(
+            p.base_url,
+            "http://127.0.0.1:9/v1/projects/my-project/locations/europe-west4/publishers/google"
+        );
+        // The Gemini API is another provider, configured on its own.
+        assert!(c.provider(Provider::Gemini).vertex.is_none());
+        for (text, want) in [
+            (
+                "[providers.vertex]\napi_key_env = \"K\"\n",
+                "service account",
+            ),
+            (
+                "[providers.gemini]\nbucket = \"b-1\"\n",
+                "providers.gemini.bucket: only the vertex provider takes it",
+            ),
+            (
+                "[providers.vertex]\nproject = \"p\"\nbucket = \"b-1\"\ncredentials_file = \"k\"\n[providers.gemini.vertex]\nproject = \"p\"\n",
+                "keep one",
+            ),
+            (
+                "[providers.vertex]\nbucket = \"b-1\"\ncredentials_file = \"k\"\n",
+                "providers.vertex: project is required",
+            ),
+            (
+                "[providers.vertexai]\n",
+                "expected openai, anthropic, gemini or vertex",
+            ),
+        ] {
+            let e = vertex_of(text, &no_env).unwrap_err();
+            assert!(e.contains(want), "{text}: {e}");
+        }
     }
 
     #[test]
@@ -875,7 +1067,7 @@ mod tests {
             ),
             (
                 "[providers.openai.vertex]\nproject = \"p\"\n",
-                "providers.openai.vertex: Vertex AI batch prediction is for gemini only",
+                "providers.openai.vertex: Vertex AI is configured as [providers.vertex]",
             ),
             ("[providers.gemini.vertex]\nprojet = \"p\"\n", "projet"),
         ];

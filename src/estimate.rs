@@ -43,8 +43,8 @@ pub const MIN_CACHEABLE_PREFIX_TOKENS: u64 = 1024;
 /// provider may not give. Other providers: [`MIN_CACHEABLE_PREFIX_TOKENS`].
 pub fn min_cacheable_prefix(provider: Provider, model: &str) -> u64 {
     match provider {
-        Provider::Gemini if model.starts_with("gemini-2.5") => 2048,
-        Provider::Gemini => 4096,
+        Provider::Gemini | Provider::Vertex if model.starts_with("gemini-2.5") => 2048,
+        Provider::Gemini | Provider::Vertex => 4096,
         Provider::OpenAi | Provider::Anthropic => MIN_CACHEABLE_PREFIX_TOKENS,
     }
 }

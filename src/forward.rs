@@ -2,6 +2,7 @@
 //! the shared pooled client. Knows providers and endpoints, nothing of policies or tiers.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,6 +14,7 @@ use hyper::body::Incoming;
 use crate::config::ProviderConfig;
 use crate::error::GatewayError;
 pub use crate::policy::Billing;
+use crate::providers::vertex::oauth::TokenSource;
 use crate::types::{Endpoint, Provider};
 use crate::upstream::{Upstream, UpstreamError};
 
@@ -23,12 +25,18 @@ pub const MAX_ANSWER_BYTES: usize = 256 * 1024 * 1024;
 /// forwarding headers, the gateway's credentials and controls, stays at the gateway):
 /// content negotiation, the SDK's identity and the API version and beta opt-ins it needs.
 /// `accept-encoding` is not among them: Sluice reads usage from answers, so they are plain.
-const PASS_REQUEST: [&str; 5] = [
+/// From a `google-genai` client: `x-goog-api-client` (its identity, metadata like
+/// `user-agent`) and `x-server-timeout` (how long it waits; Google stops work after it).
+/// Never `x-goog-api-key` (the caller's gateway key; the provider key is Sluice's own) nor
+/// `x-goog-user-project` (it would bill the caller's project instead of the gateway's).
+const PASS_REQUEST: [&str; 7] = [
     "accept",
     "user-agent",
     "openai-beta",
     "anthropic-version",
     "anthropic-beta",
+    "x-goog-api-client",
+    "x-server-timeout",
 ];
 /// Prefixes passed as well: the SDKs' `x-stainless-*` runtime and retry metadata, and the
 /// built-in simulator's `x-sim-*` fault controls (meaningless to a real provider).
@@ -64,6 +72,8 @@ struct Target {
     auth: Option<(HeaderName, HeaderValue)>,
     /// Sent unless the caller chose its own value (`anthropic-version`).
     defaults: &'static [(&'static str, &'static str)],
+    /// A service account's access tokens instead of a key (Vertex AI).
+    tokens: Option<Arc<TokenSource>>,
 }
 
 pub struct Forwarder {
@@ -74,6 +84,16 @@ pub struct Forwarder {
 
 impl Forwarder {
     pub fn new(upstream: Upstream, providers: &[ProviderConfig]) -> Result<Forwarder, String> {
+        Self::with_vertex(upstream, providers, None)
+    }
+
+    /// The same, with the service account's tokens for the provider configured with one
+    /// (Vertex AI).
+    pub fn with_vertex(
+        upstream: Upstream,
+        providers: &[ProviderConfig],
+        vertex_tokens: Option<Arc<TokenSource>>,
+    ) -> Result<Forwarder, String> {
         let mut targets = HashMap::new();
         for p in providers {
             for e in Endpoint::ALL {
@@ -102,11 +122,39 @@ impl Forwarder {
                         url,
                         auth,
                         defaults: crate::providers::default_headers(p.provider),
+                        tokens: p.vertex.as_ref().and(vertex_tokens.clone()),
                     },
                 );
             }
         }
         Ok(Forwarder { upstream, targets })
+    }
+
+    /// The credential of one request: the target's key, or a Vertex AI access token.
+    async fn auth(
+        &self,
+        provider: Provider,
+        target: &Target,
+        model: &str,
+    ) -> Result<(HeaderName, HeaderValue), GatewayError> {
+        let not_configured = || GatewayError::ProviderNotConfigured {
+            model: model.to_owned(),
+            provider: provider.as_str(),
+        };
+        if let Some(auth) = &target.auth {
+            return Ok(auth.clone());
+        }
+        let Some(tokens) = &target.tokens else {
+            return Err(not_configured());
+        };
+        let bearer = tokens
+            .bearer()
+            .await
+            .map_err(|e| GatewayError::UpstreamUnavailable {
+                provider: provider.as_str(),
+                reason: format!("no Vertex AI access token: {e}"),
+            })?;
+        Ok((header::AUTHORIZATION, bearer))
     }
 
     pub fn response_timeout(&self) -> Duration {
@@ -154,14 +202,7 @@ impl Forwarder {
                 provider: provider.as_str(),
             }
         })?;
-        let (auth_name, auth) =
-            target
-                .auth
-                .clone()
-                .ok_or_else(|| GatewayError::ProviderNotConfigured {
-                    model: model.to_owned(),
-                    provider: provider.as_str(),
-                })?;
+        let (auth_name, auth) = self.auth(provider, target, model).await?;
         let uri = match &target.uri {
             Some(uri) => uri.clone(),
             None => crate::providers::request_path(&target.url, model, stream)
@@ -188,7 +229,7 @@ impl Forwarder {
         for (name, value) in &billing.headers {
             headers.insert(name.clone(), value.clone());
         }
-        headers.insert(auth_name, auth);
+        headers.insert(auth_name, auth.clone());
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -198,7 +239,15 @@ impl Forwarder {
                 headers.insert(*name, HeaderValue::from_static(value));
             }
         }
-        self.upstream.send(req).await.map_err(|e| match e {
+        let sent = self.upstream.send(req).await;
+        // A refused token (revoked, clock skew) is not used again: the next call gets a
+        // new one. This call's 401 reaches the caller (its body may not be resent here).
+        if let (Some(tokens), Ok(r)) = (&target.tokens, &sent) {
+            if r.status() == http::StatusCode::UNAUTHORIZED {
+                tokens.invalidate(&auth).await;
+            }
+        }
+        sent.map_err(|e| match e {
             UpstreamError::Timeout(d) => GatewayError::UpstreamTimeout {
                 provider: provider.as_str(),
                 secs: d.as_secs(),
@@ -287,6 +336,23 @@ pub fn usd(v: f64) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn google_sdk_metadata_passes_but_never_a_key_or_a_billing_project() {
+        let pass = |n: &'static str| passes(&HeaderName::from_static(n), Billing::NONE);
+        assert!(pass("x-goog-api-client"));
+        assert!(pass("x-server-timeout"));
+        assert!(pass("user-agent"));
+        for n in [
+            "x-goog-api-key",
+            "x-goog-user-project",
+            "authorization",
+            "x-api-key",
+            "cookie",
+        ] {
+            assert!(!pass(n), "{n}");
+        }
+    }
 
     #[test]
     fn dollar_amounts_are_trimmed_decimals() {

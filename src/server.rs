@@ -32,7 +32,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::gateway::{App, error_response, handle};
+use crate::gateway::{App, handle};
 use crate::lifecycle::{self, Deadlines, Tasks};
 use conn::{Conn, Registry, Timeouts, Tracked};
 use http_errors::{H1Log, HttpErrors, MAX_HEAD_BYTES, MAX_HEADERS};
@@ -251,7 +251,10 @@ where
         let app = app.clone();
         async move {
             let resp = match http_errors::uri_too_long(&req) {
-                Some(e) => error_response(&e),
+                Some(e) => {
+                    let api = crate::gateway::api_for_path(req.method().as_str(), req.uri().path());
+                    crate::gateway::api_error_response(&e, api)
+                }
                 None => handle(app, req).await,
             };
             Ok::<_, Infallible>(resp.map(|body| Tracked::new(body, in_flight)))

@@ -65,17 +65,26 @@ impl Lever {
 pub enum Provider {
     OpenAi,
     Anthropic,
+    /// The Gemini API with an API key.
     Gemini,
+    /// Gemini models on Vertex AI with a service account (a policy sends models to it).
+    Vertex,
 }
 
 impl Provider {
-    pub const ALL: [Provider; 3] = [Provider::OpenAi, Provider::Anthropic, Provider::Gemini];
+    pub const ALL: [Provider; 4] = [
+        Provider::OpenAi,
+        Provider::Anthropic,
+        Provider::Gemini,
+        Provider::Vertex,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Provider::OpenAi => "openai",
             Provider::Anthropic => "anthropic",
             Provider::Gemini => "gemini",
+            Provider::Vertex => "vertex",
         }
     }
 

@@ -403,6 +403,84 @@ async fn http_layer_errors_are_openai_json() {
     gw.stop().await;
 }
 
+/// Google's envelope, as every other error on a Gemini-native path.
+fn assert_google_error(raw: &Raw, status: u16) {
+    assert_eq!(raw.status, status);
+    assert_eq!(raw.header("content-type"), Some("application/json"));
+    let v = raw.json();
+    assert_eq!(v["error"]["code"], status, "{v}");
+    assert_eq!(v["error"]["status"], "INVALID_ARGUMENT", "{v}");
+    assert!(v["error"].get("type").is_none(), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+}
+
+#[tokio::test]
+async fn http_layer_errors_on_gemini_paths_are_google_json() {
+    let gw = Gateway::start(vec![], |_| {}).await;
+    for path in [
+        "/v1beta/models/gemini-2.5-flash:generateContent",
+        "/v1/models/gemini-2.5-flash:streamGenerateContent",
+    ] {
+        // 414: the gateway's own URI limit, before routing.
+        let uri = format!(
+            "POST {path}?alt=sse&q={} HTTP/1.1\r\nhost: x\r\n\r\n",
+            "a".repeat(20 * 1024)
+        );
+        assert_google_error(&one_error(&gw, uri.as_bytes()).await, 414);
+        // 431: hyper's, too many headers and too large a head.
+        let mut many = format!("POST {path} HTTP/1.1\r\nhost: x\r\n");
+        for i in 0..200 {
+            many.push_str(&format!("x-h{i}: v\r\n"));
+        }
+        many.push_str("\r\n");
+        assert_google_error(&one_error(&gw, many.as_bytes()).await, 431);
+        let huge = format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+            "b".repeat(70 * 1024)
+        );
+        assert_google_error(&one_error(&gw, huge.as_bytes()).await, 431);
+        // 400: a header hyper cannot parse.
+        let bad = format!("POST {path} HTTP/1.1\r\nhost: x\r\nx-bad: a\x01b\r\n\r\n");
+        assert_google_error(&one_error(&gw, bad.as_bytes()).await, 400);
+    }
+    // OpenAI's routes keep OpenAI's shape, Anthropic's their own.
+    let mut many = String::from("POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n");
+    for i in 0..200 {
+        many.push_str(&format!("x-h{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    assert_json_error(
+        &one_error(&gw, many.as_bytes()).await,
+        431,
+        "headers_too_large",
+    );
+    let messages = many.replace("/v1/chat/completions", "/v1/messages");
+    let raw = one_error(&gw, messages.as_bytes()).await;
+    assert_eq!(raw.status, 431);
+    assert_eq!(raw.json()["type"], "error");
+
+    // HTTP/2: the gateway's own 414.
+    let (mut sender, _conn) = h2_client(&gw).await;
+    let path = format!(
+        "/v1beta/models/gemini-2.5-flash:generateContent?q={}",
+        "a".repeat(20 * 1024)
+    );
+    let resp = sender
+        .send_request(h2_request("POST", &path, &[], ""))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 414);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["status"], "INVALID_ARGUMENT", "{v}");
+    assert_eq!(v["error"]["code"], 414, "{v}");
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn an_error_after_pipelined_requests_is_json_and_their_answers_intact() {
     let gw = Gateway::start(vec![], |_| {}).await;

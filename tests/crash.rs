@@ -146,7 +146,7 @@ struct Harness {
     gateway: Option<Proc>,
     gw_port: u16,
     http: Http,
-    /// Gemini batches through Vertex AI (CONTRACT.md's `VERTEX_*` variables) instead of Batch Mode.
+    /// Vertex AI configured (CONTRACT.md's `VERTEX_*` variables) and the Gemini model sent to it.
     vertex: bool,
 }
 
@@ -343,6 +343,12 @@ impl Harness {
         });
         let path = self.dir.join("sa.json");
         std::fs::write(&path, key.to_string()).expect("write the service-account key");
+        // The Gemini API is configured too: a policy sends the model to Vertex AI.
+        std::fs::write(
+            self.dir.join("policies").join("vertex.toml"),
+            format!("[models]\n{GEMINI:?} = \"vertex\"\n"),
+        )
+        .expect("write the model map");
         vec![
             ("VERTEX_PROJECT", "crash-project".to_owned()),
             ("VERTEX_BUCKET", "sim-bucket".to_owned()),

@@ -69,6 +69,7 @@ async fn generate_content_passes_through_with_the_provider_key_and_is_priced() {
             &[
                 ("x-goog-api-key", "sk-team"),
                 ("x-goog-api-client", "google-genai-sdk/1.0"),
+                ("x-goog-user-project", "the-callers-project"),
                 ("user-agent", "google-genai-sdk/1.0"),
             ],
             BODY,
@@ -94,9 +95,11 @@ async fn generate_content_passes_through_with_the_provider_key_and_is_priced() {
     );
     assert!(headers.get("authorization").is_none());
     assert_eq!(headers["user-agent"], "google-genai-sdk/1.0");
+    // The SDK's identity passes, like user-agent; the caller's key never does.
+    assert_eq!(headers["x-goog-api-client"], "google-genai-sdk/1.0");
     assert!(
-        headers.get("x-goog-api-client").is_none(),
-        "only allow-listed headers pass"
+        headers.get("x-goog-user-project").is_none(),
+        "the gateway's project pays, not one the caller names"
     );
     assert_eq!(
         up.bodies.lock().unwrap()[0],

@@ -9,7 +9,9 @@
 //!
 //! The deferred tiers (`tests/python/test_deferred.py`) run against a fast setup: batches
 //! answered by the simulator in 200 ms, flushed after 200 ms, polled every 50 ms, with a
-//! private SQLite store that is removed at the end.
+//! private SQLite store that is removed at the end. Vertex AI is wired to the simulator as
+//! `serve --simulate` wires it (a simulated service account), and a models-only policy
+//! sends `gemini-2.5-pro` to `vertex` while the other `gemini-*` models stay on the Gemini API.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -174,6 +176,10 @@ async fn openai_python_sdk_against_the_gateway() {
             batch_turnaround: Duration::from_millis(200),
             ..Default::default()
         },
+        vertex: sluice::simulate::VertexConfig {
+            run_time: Duration::from_millis(200),
+            ..Default::default()
+        },
         ..SimConfig::default()
     })
     .await
@@ -182,14 +188,24 @@ async fn openai_python_sdk_against_the_gateway() {
     let store = TempStore::new();
     let mut config = Config::load(None, &|_| None).expect("default config");
     config.use_simulator(&sim_url);
+    let vertex_key = sim
+        .wire_vertex(&mut config, &std::env::temp_dir())
+        .expect("simulated Vertex AI");
     // Fast deferred tiers; interactive requests are unaffected.
     config.store = store.url();
     config.batch.max_wait = Duration::from_millis(200);
     config.batch.poll_interval = Duration::from_millis(50);
     config.batch.keep_alive = Duration::from_millis(50);
-    let policies =
-        PolicySet::from_sources(&[policy("python-sdk", KEY), policy("python-other", OTHER_KEY)])
-            .expect("policy");
+    let vertex_map = (
+        "vertex.toml".to_owned(),
+        "[models]\n\"gemini-2.5-pro\" = \"vertex\"\n".to_owned(),
+    );
+    let policies = PolicySet::from_sources(&[
+        policy("python-sdk", KEY),
+        policy("python-other", OTHER_KEY),
+        vertex_map,
+    ])
+    .expect("policy");
     let loaded = Loaded {
         config,
         policies,
@@ -225,6 +241,7 @@ async fn openai_python_sdk_against_the_gateway() {
     server.await.expect("gateway task").expect("gateway");
     sim.stop().await;
     drop(store);
+    let _ = std::fs::remove_file(&vertex_key);
     assert!(
         out.status.success(),
         "pytest tests/python failed ({}):\n{}\n{}",

@@ -41,11 +41,18 @@ pub(super) async fn turnaround(
     let mut data = Vec::new();
     let prior = app.engine.as_ref().map(|e| e.config().turnaround_prior);
     if let Some(engine) = &app.engine {
+        // Gemini models are priced once and served by the Gemini API or Vertex AI.
+        let mut serving: Vec<(&str, Provider)> = Vec::new();
         for (name, p) in app.prices.iter() {
-            if !engine.batches(p.provider) {
+            for s in crate::providers::serving(p.provider) {
+                serving.push((name, *s));
+            }
+        }
+        for (name, provider) in serving {
+            if !engine.batches(provider) {
                 continue;
             }
-            let mut samples = engine.store().turnarounds(p.provider, name, 1000).await?;
+            let mut samples = engine.store().turnarounds(provider, name, 1000).await?;
             if samples.is_empty() {
                 continue;
             }
@@ -53,7 +60,7 @@ pub(super) async fn turnaround(
             let pct =
                 |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
             data.push(serde_json::json!({
-                "provider": p.provider.as_str(),
+                "provider": provider.as_str(),
                 "model": name,
                 "samples": samples.len(),
                 "p50_seconds": pct(0.50),
@@ -61,7 +68,7 @@ pub(super) async fn turnaround(
                 "p95_seconds": pct(0.95),
                 "p99_seconds": pct(0.99),
                 // What triage uses now (refreshed when a batch ends).
-                "triage_p95_seconds": engine.turnaround_p95(p.provider, name).as_secs_f64(),
+                "triage_p95_seconds": engine.turnaround_p95(provider, name).as_secs_f64(),
             }));
         }
     }
@@ -81,11 +88,16 @@ pub(super) fn models(
 ) -> Result<Response<RespBody>, GatewayError> {
     app.policies.identify(gateway_key(&req.headers)?)?;
     let entry = |name: &str, provider: Provider| serde_json::json!({"id": name, "object": "model", "created": 0, "owned_by": provider.as_str()});
+    // A Gemini model the model map sends to Vertex AI is Vertex's.
+    let served = |name: &str, p: Provider| {
+        crate::providers::served_by(p, app.policies.models.provider_for(name))
+    };
     let mut data: Vec<serde_json::Value> = app
         .prices
         .iter()
-        .filter(|(_, p)| app.configured.contains(&p.provider))
-        .map(|(name, p)| entry(name, p.provider))
+        .map(|(name, p)| (name, served(name, p.provider)))
+        .filter(|(_, p)| app.configured.contains(p))
+        .map(|(name, p)| entry(name, p))
         .collect();
     data.extend(
         app.policies

@@ -70,7 +70,7 @@ async fn send(
         provider: call.provider,
         endpoint: plan.upstream,
         model: &call.facts.model,
-        stream: call.facts.stream,
+        stream: plan.translated.map_or(call.facts.stream, |t| t.stream),
     };
     let send = |body: Bytes| app.forwarder.send_to(to, &headers, billing, body);
     let Some(flex_body) = &plan.flex_body else {

@@ -76,8 +76,8 @@ pub(super) async fn accept<'a>(
     let route = client.route(endpoint.path(), &facts.model, admitted.route_hint)?;
     known.route = Some(route.name.clone());
     let sla = client.effective_sla(route, admitted.sla);
-    let provider = crate::providers::native_provider(endpoint)
-        .unwrap_or_else(|| app.policies.models.provider_for(&facts.model));
+    let mapped = app.policies.models.provider_for(&facts.model);
+    let provider = crate::providers::native_provider(endpoint, mapped).unwrap_or(mapped);
     known.provider = Some(provider);
     Ok(Call {
         endpoint,

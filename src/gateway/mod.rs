@@ -68,13 +68,32 @@ pub struct App {
 impl App {
     pub fn new(
         config: &Config,
-        policies: PolicySet,
+        mut policies: PolicySet,
         prices: PriceTable,
         metrics: Arc<Metrics>,
         store: Option<Arc<dyn Store>>,
     ) -> Result<App, String> {
         let upstream = crate::upstream::Upstream::new(&config.upstream);
-        let forwarder = Arc::new(Forwarder::new(upstream, &config.providers)?);
+        let vertex = config.providers.iter().find_map(|p| p.vertex.as_ref());
+        // One token source for the service account: batch jobs and interactive calls.
+        let vertex_tokens = vertex
+            .map(|v| crate::providers::vertex::tokens(&config.upstream, v))
+            .transpose()?;
+        let configured: Vec<Provider> = config
+            .providers
+            .iter()
+            .filter(|p| p.api_key.is_some() || p.vertex.is_some())
+            .map(|p| p.provider)
+            .collect();
+        // With Vertex AI and no Gemini API key, `gemini-*` goes to Vertex by default.
+        policies
+            .models
+            .default_gemini_to(crate::providers::gemini_default(&configured));
+        let forwarder = Arc::new(Forwarder::with_vertex(
+            upstream,
+            &config.providers,
+            vertex_tokens.clone(),
+        )?);
         let prices = Arc::new(prices);
         let mut accountant = Accountant::new(prices.clone(), policies.models.clone(), metrics);
         if let Some(store) = &store {
@@ -84,7 +103,9 @@ impl App {
         let policies = Arc::new(policies);
         let mut adapters = Vec::new();
         for p in &config.providers {
-            if let Some(a) = crate::providers::Adapter::new(&config.upstream, p)? {
+            if let Some(a) =
+                crate::providers::Adapter::new(&config.upstream, p, vertex_tokens.as_ref())?
+            {
                 adapters.push((p.provider, a));
             }
         }
@@ -108,12 +129,7 @@ impl App {
             accountant,
             response_cache: ResponseCache::new(RESPONSE_CACHE_BYTES),
             prices,
-            configured: config
-                .providers
-                .iter()
-                .filter(|p| p.api_key.is_some())
-                .map(|p| p.provider)
-                .collect(),
+            configured,
             accepts: config.providers.iter().map(|p| p.accepts).collect(),
             max_body_bytes: config.max_body_bytes,
             body_read_timeout: config.body_read_timeout,
@@ -163,8 +179,18 @@ pub fn error_response(e: &GatewayError) -> Response<RespBody> {
     full(e.status(), "application/json", e.to_openai_json())
 }
 
+/// The API whose error shape a request for `path` gets, judged from the path alone as
+/// [`handle`] does: Gemini-native paths Google's, `/v1/messages` Anthropic's, the rest
+/// OpenAI's. Also for errors answered before routing (URI too long, headers too large).
+pub fn api_for_path(method: &str, path: &str) -> crate::types::Api {
+    match gemini_path::parse(method, path, None) {
+        Some(_) => crate::types::Api::Gemini,
+        None => Endpoint::from_path(path).map_or(crate::types::Api::OpenAi, Endpoint::api),
+    }
+}
+
 /// The same, in the shape of the API the caller spoke.
-fn api_error_response(e: &GatewayError, api: crate::types::Api) -> Response<RespBody> {
+pub fn api_error_response(e: &GatewayError, api: crate::types::Api) -> Response<RespBody> {
     let r = error_response(e);
     full(r.status(), "application/json", e.to_json(api))
 }

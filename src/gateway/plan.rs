@@ -24,7 +24,11 @@ pub(super) struct Plan {
 
 #[derive(Clone, Copy)]
 pub(super) struct Translation {
+    /// The provider streams its answer (translated chunk by chunk).
     pub stream: bool,
+    /// The caller asked for a stream the provider answers whole (a chat request sent to
+    /// Vertex AI's `generateContent`): the translated answer is sent as its chunk stream.
+    pub synth_stream: bool,
     /// The caller asked for `stream_options.include_usage`.
     pub include_usage: bool,
     /// Unix seconds the caller's request arrived: the `created` of the answer.
@@ -122,6 +126,9 @@ fn translated(
     cache: Option<([u8; 32], Duration)>,
     upstream: Endpoint,
 ) -> Result<Plan, GatewayError> {
+    if upstream == Endpoint::GenerateContent {
+        return to_generate_content(call, tier, cache, upstream);
+    }
     let mut req = anthropic::translate::request_to_anthropic(&call.body).map_err(|e| {
         GatewayError::Untranslatable {
             param: e.param().map(str::to_owned),
@@ -140,7 +147,40 @@ fn translated(
         include_usage: false,
         translated: Some(Translation {
             stream: req.stream,
+            synth_stream: false,
             include_usage: req.include_usage,
+            created: crate::clock::now_ms() / 1000,
+        }),
+    })
+}
+
+/// An OpenAI chat request for a model sent to Vertex AI, as the `GenerateContentRequest`
+/// its native API takes (batched as it is, or sent to `generateContent`). Streamed
+/// requests are answered whole and sent as a chunk stream: Sluice has no translator of
+/// Gemini's stream to chat chunks.
+fn to_generate_content(
+    call: &Call<'_>,
+    tier: Tier,
+    cache: Option<([u8; 32], Duration)>,
+    upstream: Endpoint,
+) -> Result<Plan, GatewayError> {
+    let body = crate::providers::gemini::translate::request_from_openai(&call.body).map_err(
+        |message| GatewayError::Untranslatable {
+            param: None,
+            message,
+        },
+    )?;
+    Ok(Plan {
+        tier,
+        cache: cache.filter(|_| !call.facts.stream),
+        upstream,
+        body: Bytes::from(body),
+        flex_body: None,
+        include_usage: false,
+        translated: Some(Translation {
+            stream: false,
+            synth_stream: call.facts.stream,
+            include_usage: call.facts.client_wants_usage,
             created: crate::clock::now_ms() / 1000,
         }),
     })

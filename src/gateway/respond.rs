@@ -79,7 +79,8 @@ pub(super) async fn upstream(
     Ok(out)
 }
 
-/// A Messages answer as the chat completion (or OpenAI error) the caller asked for.
+/// A Messages (or Vertex `generateContent`) answer as the chat completion (or OpenAI
+/// error) the caller asked for.
 fn translated_answer(
     ctx: &Ctx,
     parts: &http::response::Parts,
@@ -92,13 +93,19 @@ fn translated_answer(
         Endpoint::ChatCompletions,
         status,
         answer,
-        t.created,
+        (&ctx.model, t.created),
     )
     .map_err(|reason| GatewayError::UpstreamBadResponse {
         provider: ctx.provider.as_str(),
         reason,
     })?;
-    let mut out = full(parts.status, "application/json", body.clone());
+    let mut out = if t.synth_stream && parts.status.is_success() {
+        // Answered whole, streamed to the caller as the chunks it asked for.
+        let events: Vec<u8> = crate::synth::chunks(status, &body, t.include_usage).concat();
+        full(parts.status, "text/event-stream", events)
+    } else {
+        full(parts.status, "application/json", body.clone())
+    };
     for name in ["request-id", "retry-after"] {
         if let Some(v) = parts.headers.get(name) {
             out.headers_mut().insert(name, v.clone());

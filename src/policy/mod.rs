@@ -265,6 +265,8 @@ fn default_route(
 pub struct ModelMap {
     exact: HashMap<String, Provider>,
     prefixes: Vec<(String, Provider)>,
+    /// A policy maps the `gemini-` prefix itself.
+    user_gemini: bool,
 }
 
 const BUILTIN_PREFIXES: [(&str, Provider); 8] = [
@@ -294,12 +296,14 @@ impl ModelMap {
                 ModelPattern::Prefix(p) => user_prefixes.push((p, prov)),
             }
         }
+        let user_gemini = user_prefixes.iter().any(|(p, _)| p == "gemini-");
         // Policy prefixes win over built-in ones of the same length; longest prefix wins overall.
         user_prefixes.append(&mut prefixes);
         user_prefixes.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
         ModelMap {
             exact,
             prefixes: user_prefixes,
+            user_gemini,
         }
     }
 
@@ -312,6 +316,19 @@ impl ModelMap {
             .find(|(p, _)| model.starts_with(p.as_str()))
             .map(|(_, prov)| *prov)
             .unwrap_or(Provider::OpenAi)
+    }
+
+    /// Sends the built-in `gemini-` prefix to `p` (Vertex AI when it is the only Google
+    /// provider configured); a policy's own entries are left alone.
+    pub fn default_gemini_to(&mut self, p: Provider) {
+        if self.user_gemini {
+            return;
+        }
+        for (prefix, prov) in &mut self.prefixes {
+            if prefix == "gemini-" {
+                *prov = p;
+            }
+        }
     }
 
     /// Model names a policy names exactly: allowed as a metric label though unpriced.
@@ -431,7 +448,7 @@ impl PolicySet {
                 let prov = Provider::parse(prov_s).ok_or_else(|| {
                     err(
                         span.clone(),
-                        format!("models.{pattern:?}: unknown provider {prov_s:?} (expected openai, anthropic or gemini)"),
+                        format!("models.{pattern:?}: unknown provider {prov_s:?} (expected openai, anthropic, gemini or vertex)"),
                     )
                 })?;
                 if let Some((other, p)) = model_origin.get(&pattern) {

@@ -199,3 +199,38 @@ fn client_tier_rules_are_route_defaults() {
             .contains("also forbids")
     );
 }
+
+#[test]
+fn models_can_be_sent_to_vertex_and_the_gemini_default_can_move_there() {
+    let files = vec![(
+        "m.toml".to_owned(),
+        "[models]\n\"gemini-2.5-pro\" = \"vertex\"\n\"tuned-*\" = \"vertex\"\n".to_owned(),
+    )];
+    let mut set = PolicySet::from_sources(&files).unwrap();
+    let m = &set.models;
+    assert_eq!(m.provider_for("gemini-2.5-pro"), Provider::Vertex);
+    assert_eq!(m.provider_for("tuned-x"), Provider::Vertex);
+    assert_eq!(m.provider_for("gemini-2.5-flash"), Provider::Gemini);
+    set.models.default_gemini_to(Provider::Vertex);
+    assert_eq!(
+        set.models.provider_for("gemini-2.5-flash"),
+        Provider::Vertex
+    );
+    // A policy's own `gemini-*` entry is never moved.
+    let own = vec![(
+        "m.toml".to_owned(),
+        "[models]\n\"gemini-*\" = \"gemini\"\n".to_owned(),
+    )];
+    let mut set = PolicySet::from_sources(&own).unwrap();
+    set.models.default_gemini_to(Provider::Vertex);
+    assert_eq!(
+        set.models.provider_for("gemini-2.5-flash"),
+        Provider::Gemini
+    );
+    let bad = vec![(
+        "m.toml".to_owned(),
+        "[models]\n\"x\" = \"vertexai\"\n".to_owned(),
+    )];
+    let e = PolicySet::from_sources(&bad).unwrap_err().to_string();
+    assert!(e.contains("gemini or vertex"), "{e}");
+}

@@ -58,6 +58,7 @@ pub fn capabilities(p: Provider) -> &'static Capabilities {
         Provider::OpenAi => &openai::CAPABILITIES,
         Provider::Anthropic => &anthropic::CAPABILITIES,
         Provider::Gemini => &gemini::CAPABILITIES,
+        Provider::Vertex => &vertex::CAPABILITIES,
     }
 }
 
@@ -70,7 +71,49 @@ pub fn capabilities(p: Provider) -> &'static Capabilities {
 pub fn flex(p: Provider, upstream: Endpoint, accepts_service_tier: bool) -> bool {
     match p {
         Provider::Gemini => upstream == Endpoint::GenerateContent,
+        // Vertex Flex PayGo is a header whose value and prices are unconfirmed
+        // (provider-apis.md 3.6): Sluice never chooses it.
+        Provider::Vertex => false,
         Provider::OpenAi | Provider::Anthropic => capabilities(p).flex && accepts_service_tier,
+    }
+}
+
+/// What authorizes requests to `p`: an API key, or (Vertex AI) a service account.
+pub fn credential_kind(p: Provider) -> &'static str {
+    match p {
+        Provider::Vertex => "service account",
+        Provider::OpenAi | Provider::Anthropic | Provider::Gemini => "key",
+    }
+}
+
+/// The providers that serve the models of a price-table row of `priced`: Gemini models
+/// are priced once and served by the Gemini API or by Vertex AI.
+pub fn serving(priced: Provider) -> &'static [Provider] {
+    match priced {
+        Provider::Gemini => &[Provider::Gemini, Provider::Vertex],
+        Provider::OpenAi => &[Provider::OpenAi],
+        Provider::Anthropic => &[Provider::Anthropic],
+        Provider::Vertex => &[Provider::Vertex],
+    }
+}
+
+/// Who serves a model priced for `priced` that the model map sends to `mapped`: `mapped`
+/// when it serves such models ([`serving`]), else `priced`.
+pub fn served_by(priced: Provider, mapped: Provider) -> Provider {
+    if serving(priced).contains(&mapped) {
+        mapped
+    } else {
+        priced
+    }
+}
+
+/// Where the built-in `gemini-*` entry of the model map points, given the configured
+/// providers: Vertex AI when it is configured and the Gemini API (no key) is not.
+pub fn gemini_default(configured: &[Provider]) -> Provider {
+    if configured.contains(&Provider::Vertex) && !configured.contains(&Provider::Gemini) {
+        Provider::Vertex
+    } else {
+        Provider::Gemini
     }
 }
 
@@ -79,18 +122,21 @@ pub fn flex(p: Provider, upstream: Endpoint, accepts_service_tier: bool) -> bool
 /// no server-side fallback (provider-apis.md 3.2), so Sluice owns it.
 pub fn flex_refused(p: Provider, status: http::StatusCode) -> bool {
     match p {
-        Provider::Gemini => matches!(status.as_u16(), 429 | 503),
+        Provider::Gemini | Provider::Vertex => matches!(status.as_u16(), 429 | 503),
         Provider::OpenAi | Provider::Anthropic => status == http::StatusCode::TOO_MANY_REQUESTS,
     }
 }
 
 /// The provider an endpoint belongs to whatever the model (Anthropic's native Messages
 /// API, Gemini's native `generateContent`); `None` for the OpenAI-compatible endpoints,
-/// which route by model.
-pub fn native_provider(endpoint: Endpoint) -> Option<Provider> {
-    match endpoint {
-        Endpoint::Messages => Some(Provider::Anthropic),
-        Endpoint::GenerateContent => Some(Provider::Gemini),
+/// which route by model. `mapped` is the provider the model map names for the model: a
+/// Gemini-native request for a model a policy sends to `vertex` goes to Vertex AI, which
+/// speaks the same API.
+pub fn native_provider(endpoint: Endpoint, mapped: Provider) -> Option<Provider> {
+    match (endpoint, mapped) {
+        (Endpoint::Messages, _) => Some(Provider::Anthropic),
+        (Endpoint::GenerateContent, Provider::Vertex) => Some(Provider::Vertex),
+        (Endpoint::GenerateContent, _) => Some(Provider::Gemini),
         _ => None,
     }
 }
@@ -117,10 +163,12 @@ pub fn request_path<'a>(path: &'a str, model: &str, stream: bool) -> std::borrow
 }
 
 /// The endpoint a request for `caller` is sent to at `p`: Anthropic serves OpenAI chat
-/// completions through its own Messages API (translated both ways).
+/// completions through its own Messages API, Vertex AI through `generateContent`
+/// (translated both ways).
 pub fn upstream_endpoint(p: Provider, caller: Endpoint) -> Endpoint {
     match p {
         Provider::Anthropic => anthropic::upstream_endpoint(caller),
+        Provider::Vertex => vertex::upstream_endpoint(caller),
         Provider::OpenAi | Provider::Gemini => caller,
     }
 }
@@ -132,6 +180,7 @@ pub fn path(p: Provider, upstream: Endpoint) -> Option<&'static str> {
         Provider::OpenAi => openai::path(upstream),
         Provider::Anthropic => anthropic::path(upstream),
         Provider::Gemini => gemini::path(upstream),
+        Provider::Vertex => vertex::path(upstream),
     }
 }
 
@@ -155,11 +204,12 @@ pub fn credentials_for(
     }
 }
 
-/// The credential header for a provider key, marked sensitive so it is never logged.
+/// The credential header for a provider key, marked sensitive so it is never logged
+/// (Vertex AI's key is an OAuth access token, a bearer too).
 pub fn credentials(p: Provider, key: &str) -> Result<(HeaderName, HeaderValue), String> {
     let (name, value) = match p {
         Provider::Anthropic => (anthropic::KEY_HEADER, key.to_owned()),
-        Provider::OpenAi | Provider::Gemini => {
+        Provider::OpenAi | Provider::Gemini | Provider::Vertex => {
             (::http::header::AUTHORIZATION, format!("Bearer {key}"))
         }
     };
@@ -173,25 +223,27 @@ pub fn credentials(p: Provider, key: &str) -> Result<(HeaderName, HeaderValue), 
 pub fn default_headers(p: Provider) -> &'static [(&'static str, &'static str)] {
     match p {
         Provider::Anthropic => anthropic::DEFAULT_HEADERS,
-        Provider::OpenAi | Provider::Gemini => &[],
+        Provider::OpenAi | Provider::Gemini | Provider::Vertex => &[],
     }
 }
 
 /// Turns a provider's answer to a translated request into the answer the caller's API
 /// gives (Anthropic Messages → OpenAI chat completion); other answers pass unchanged.
-/// `created` is the unix time the caller's request arrived.
+/// `created` is the unix time the caller's request arrived; `model` the caller's (the
+/// answer of a translated Gemini request does not name it).
 pub fn for_caller(
     p: Provider,
     caller: Endpoint,
     status: u16,
     body: Bytes,
-    created: i64,
+    (model, created): (&str, i64),
 ) -> Result<Bytes, String> {
     if upstream_endpoint(p, caller) == caller {
         return Ok(body);
     }
     match p {
         Provider::Anthropic => anthropic::for_caller(status, &body, created),
+        Provider::Vertex => gemini::batch_for_caller(caller, status, &body, model, created),
         Provider::OpenAi | Provider::Gemini => Ok(body),
     }
 }
@@ -202,7 +254,8 @@ pub fn for_caller(
 pub fn batchable(p: Provider, caller: Endpoint, body: &[u8]) -> bool {
     match p {
         Provider::Gemini => gemini::batchable(caller, body),
-        Provider::OpenAi | Provider::Anthropic => true,
+        // Vertex bodies are native already (translated when planned).
+        Provider::OpenAi | Provider::Anthropic | Provider::Vertex => true,
     }
 }
 
@@ -219,15 +272,19 @@ pub fn batch_for_caller(
     created: i64,
 ) -> Result<Bytes, String> {
     match p {
-        Provider::Gemini => gemini::batch_for_caller(caller, status, &body, model, created),
-        Provider::OpenAi | Provider::Anthropic => for_caller(p, caller, status, body, created),
+        Provider::Gemini | Provider::Vertex => {
+            gemini::batch_for_caller(caller, status, &body, model, created)
+        }
+        Provider::OpenAi | Provider::Anthropic => {
+            for_caller(p, caller, status, body, (model, created))
+        }
     }
 }
 
 /// The usage a batch result line's answer reports, in the provider's batch answer shape.
 pub fn batch_usage(p: Provider, body: &[u8]) -> Option<crate::types::Usage> {
     match p {
-        Provider::Gemini => crate::usage::from_gemini_json(body),
+        Provider::Gemini | Provider::Vertex => crate::usage::from_gemini_json(body),
         Provider::OpenAi | Provider::Anthropic => crate::usage::from_json(body),
     }
 }
@@ -304,21 +361,22 @@ pub enum Encoder {
     AnthropicRequests,
     /// Gemini input file lines: OpenAI chat bodies translated, native ones as they are.
     GeminiLines(Endpoint),
-    /// Vertex AI input lines, the same requests with the job id in their labels.
-    VertexLines(Endpoint),
+    /// Vertex AI input lines: native requests (chat completions were translated when
+    /// planned) with the job id in their labels.
+    VertexLines,
 }
 
 impl Encoder {
     pub fn head(&self) -> &'static [u8] {
         match self {
-            Encoder::OpenAiJsonl(_) | Encoder::GeminiLines(_) | Encoder::VertexLines(_) => b"",
+            Encoder::OpenAiJsonl(_) | Encoder::GeminiLines(_) | Encoder::VertexLines => b"",
             Encoder::AnthropicRequests => anthropic::batch_wire::BODY_HEAD,
         }
     }
 
     pub fn tail(&self) -> &'static [u8] {
         match self {
-            Encoder::OpenAiJsonl(_) | Encoder::GeminiLines(_) | Encoder::VertexLines(_) => b"",
+            Encoder::OpenAiJsonl(_) | Encoder::GeminiLines(_) | Encoder::VertexLines => b"",
             Encoder::AnthropicRequests => anthropic::batch_wire::BODY_TAIL,
         }
     }
@@ -339,8 +397,8 @@ impl Encoder {
                 let request = gemini::batch_request(*endpoint, body);
                 out.extend_from_slice(&gemini::batch_wire::file_line(id, &request))
             }
-            Encoder::VertexLines(endpoint) => {
-                let request = gemini::batch_request(*endpoint, body);
+            Encoder::VertexLines => {
+                let request = gemini::batch_request(Endpoint::GenerateContent, body);
                 out.extend_from_slice(&vertex::input_line(id, &request))
             }
         }
@@ -360,13 +418,20 @@ pub enum Adapter {
 
 impl Adapter {
     /// The adapter for a configured provider with a key, if its Batch API is supported.
-    /// Gemini with `[providers.gemini.vertex]` batches through Vertex AI instead of Batch
-    /// Mode: a team that set up a service account wants its project billed.
-    pub fn new(cfg: &UpstreamConfig, p: &ProviderConfig) -> Result<Option<Adapter>, String> {
-        if let (Provider::Gemini, Some(v)) = (p.provider, &p.vertex) {
-            return Ok(Some(Adapter::Vertex(Box::new(vertex::Batches::new(
-                cfg, v,
-            )?))));
+    /// Vertex AI (configured by its project, bucket and service account, no key) shares
+    /// `tokens` with the interactive path.
+    pub fn new(
+        cfg: &UpstreamConfig,
+        p: &ProviderConfig,
+        tokens: Option<&std::sync::Arc<vertex::oauth::TokenSource>>,
+    ) -> Result<Option<Adapter>, String> {
+        if p.provider == Provider::Vertex {
+            return Ok(match (&p.vertex, tokens) {
+                (Some(v), Some(t)) => Some(Adapter::Vertex(Box::new(
+                    vertex::Batches::with_tokens(cfg, v, t.clone()),
+                ))),
+                _ => None,
+            });
         }
         let Some(key) = &p.api_key else {
             return Ok(None);
@@ -381,7 +446,7 @@ impl Adapter {
                 v.set_sensitive(true);
                 vec![(gemini::KEY_HEADER, v)]
             }
-            Provider::OpenAi | Provider::Anthropic => {
+            Provider::OpenAi | Provider::Anthropic | Provider::Vertex => {
                 let mut headers = vec![credentials(p.provider, key.expose())?];
                 for (name, value) in default_headers(p.provider) {
                     headers.push((
@@ -397,6 +462,7 @@ impl Adapter {
             Provider::OpenAi => Adapter::OpenAi(openai::Batches::new(http)),
             Provider::Anthropic => Adapter::Anthropic(anthropic::Batches::new(http)),
             Provider::Gemini => Adapter::Gemini(gemini::Batches::new(http)),
+            Provider::Vertex => return Ok(None),
         }))
     }
 
@@ -426,7 +492,7 @@ impl Adapter {
             Adapter::OpenAi(_) => Encoder::OpenAiJsonl(endpoint),
             Adapter::Anthropic(_) => Encoder::AnthropicRequests,
             Adapter::Gemini(_) => Encoder::GeminiLines(endpoint),
-            Adapter::Vertex(_) => Encoder::VertexLines(endpoint),
+            Adapter::Vertex(_) => Encoder::VertexLines,
             #[cfg(test)]
             Adapter::Fake(_) => Encoder::OpenAiJsonl(endpoint),
         }
@@ -570,8 +636,27 @@ mod tests {
             ("authorization", &b"Bearer k"[..])
         );
         assert_eq!(
-            native_provider(Endpoint::GenerateContent),
+            native_provider(Endpoint::GenerateContent, Provider::Gemini),
             Some(Provider::Gemini)
         );
+        // A model a policy sends to Vertex AI keeps the native API, at Vertex.
+        assert_eq!(
+            native_provider(Endpoint::GenerateContent, Provider::Vertex),
+            Some(Provider::Vertex)
+        );
+        assert_eq!(
+            native_provider(Endpoint::ChatCompletions, Provider::Vertex),
+            None
+        );
+        let native = path(Provider::Vertex, Endpoint::GenerateContent).unwrap();
+        assert_eq!(
+            request_path(native, "gemini-2.5-flash", true),
+            "/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+        );
+        assert_eq!(
+            upstream_endpoint(Provider::Vertex, Endpoint::ChatCompletions),
+            Endpoint::GenerateContent
+        );
+        assert_eq!(path(Provider::Vertex, Endpoint::Embeddings), None);
     }
 }

@@ -1,4 +1,6 @@
-//! HTTP-layer errors as OpenAI-shaped JSON.
+//! HTTP-layer errors as JSON, in the shape of the API the request's path belongs to
+//! (Google's below `/v1beta/` and on Gemini-native `/v1/models/...:generateContent`,
+//! Anthropic's on `/v1/messages`, else OpenAI's).
 //!
 //! hyper answers a request it cannot parse (garbage request line, invalid header bytes,
 //! conflicting Content-Length → 400; too many or too large headers → 431; URI over 64 KiB
@@ -18,6 +20,11 @@
 //! anything is unexpected (HTTP/2, an upgrade, a close-delimited body) the wrapper steps
 //! aside for good: at worst an error keeps hyper's empty body, our responses are never
 //! touched.
+//!
+//! The path of a head hyper rejected is never parsed by it: the read side notes the
+//! request line at the start of each read ([`request_line`]), which is where a client's
+//! new request begins unless it pipelines; when that guess misses, the error is
+//! OpenAI-shaped, as before.
 
 use std::collections::VecDeque;
 use std::io;
@@ -29,6 +36,7 @@ use http::{Method, Request, Uri, Version};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::error::GatewayError;
+use crate::types::Api;
 
 /// Request headers at most (hyper's `max_headers`; more → 431).
 pub const MAX_HEADERS: usize = 100;
@@ -298,8 +306,37 @@ fn step_chunked(mut c: Chunk, data: &[u8]) -> (usize, Out) {
     (i, Out::Chunked(c))
 }
 
-/// The JSON response replacing hyper's empty error `head`, or `None` if `head` is not one.
-fn replacement(head: &[u8]) -> Option<Vec<u8>> {
+/// The API of a request whose head starts `data` (`GET /v1beta/models/... HTTP/1.1`), and
+/// whether its path is complete in `data` (else more bytes may change the verdict:
+/// `/v1/models/gemini-2.5-flash:generateContent` read in pieces); `None` when `data` does
+/// not start with a request line.
+fn request_line(data: &[u8]) -> Option<(Api, bool)> {
+    let sp = data.iter().take(8).position(|b| *b == b' ')?;
+    let method = &data[..sp];
+    if method.is_empty() || !method.iter().all(u8::is_ascii_uppercase) {
+        return None;
+    }
+    let target = &data[sp + 1..];
+    if target.first() != Some(&b'/') {
+        return None;
+    }
+    let found = target
+        .iter()
+        .take(MAX_URI_BYTES)
+        .position(|b| matches!(b, b' ' | b'?' | b'\r' | b'\n'));
+    let end = found.unwrap_or(target.len().min(MAX_URI_BYTES));
+    let path = std::str::from_utf8(&target[..end]).ok()?;
+    let method = std::str::from_utf8(method).ok()?;
+    Some((crate::gateway::api_for_path(method, path), found.is_some()))
+}
+
+/// Most bytes of a request line kept while its path arrives in pieces (the HTTP/2 preface
+/// check reads 24 bytes first): enough for any Gemini-native path Sluice serves.
+const MAX_LINE_PREFIX: usize = 1024;
+
+/// The JSON response replacing hyper's empty error `head`, or `None` if `head` is not one;
+/// the body in `api`'s error shape.
+fn replacement(head: &[u8], api: Api) -> Option<Vec<u8>> {
     let mut headers = [httparse::EMPTY_HEADER; 8];
     let mut resp = httparse::Response::new(&mut headers);
     let Ok(httparse::Status::Complete(n)) = resp.parse(head) else {
@@ -329,7 +366,7 @@ fn replacement(head: &[u8]) -> Option<Vec<u8>> {
         }
     }
     let status = error.status();
-    let body = error.to_openai_json();
+    let body = error.to_json(api);
     let mut out = format!(
         "HTTP/1.{} {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
         resp.version?,
@@ -358,6 +395,10 @@ pub struct HttpErrors<S> {
     /// Bytes owed to the peer (the replacement), written before anything else.
     owed: Vec<u8>,
     owed_at: usize,
+    /// The API of the latest request line read ([`request_line`]).
+    api: Api,
+    /// The start of that request line while its path is incomplete.
+    line: Option<Vec<u8>>,
 }
 
 impl<S> HttpErrors<S> {
@@ -369,6 +410,37 @@ impl<S> HttpErrors<S> {
             held: None,
             owed: Vec::new(),
             owed_at: 0,
+            api: Api::OpenAi,
+            line: None,
+        }
+    }
+
+    /// Notes the request line that `data`, just read, starts or continues.
+    fn note_read(&mut self, data: &[u8]) {
+        let verdict = match self.line.take() {
+            Some(mut line) => {
+                let room = MAX_LINE_PREFIX.saturating_sub(line.len());
+                line.extend_from_slice(&data[..data.len().min(room)]);
+                let verdict = request_line(&line);
+                if let Some((_, false)) = verdict {
+                    if line.len() < MAX_LINE_PREFIX {
+                        self.line = Some(line);
+                    }
+                }
+                verdict
+            }
+            None => {
+                let verdict = request_line(data);
+                if let Some((_, false)) = verdict {
+                    if data.len() < MAX_LINE_PREFIX {
+                        self.line = Some(data.to_vec());
+                    }
+                }
+                verdict
+            }
+        };
+        if let Some((api, _)) = verdict {
+            self.api = api;
         }
     }
 }
@@ -408,7 +480,7 @@ impl<S: AsyncWrite + Unpin> HttpErrors<S> {
         };
         // Complete, too long, or not HTTP/1: either way the verdict is in.
         let held = self.held.take().unwrap_or_default();
-        self.owed = replacement(&held).unwrap_or(held);
+        self.owed = replacement(&held, self.api).unwrap_or(held);
         self.owed_at = 0;
         // hyper closes the connection after its error response; step aside either way.
         self.framing.out = Out::Opaque;
@@ -450,7 +522,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for HttpErrors<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.io).poll_read(cx, buf))?;
+        let this = &mut *self;
+        this.note_read(&buf.filled()[before..]);
+        Poll::Ready(Ok(()))
     }
 }
 

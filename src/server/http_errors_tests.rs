@@ -30,7 +30,7 @@ fn hyper_error_heads_become_json_with_the_same_status() {
         ("414 URI Too Long", "uri_too_long"),
         ("431 Request Header Fields Too Large", "headers_too_large"),
     ] {
-        let out = replacement(hyper_error(status).as_bytes()).unwrap();
+        let out = replacement(hyper_error(status).as_bytes(), Api::OpenAi).unwrap();
         let text = String::from_utf8_lossy(&out);
         assert!(
             text.starts_with(&format!("HTTP/1.1 {status}\r\n")),
@@ -51,8 +51,84 @@ fn hyper_error_heads_become_json_with_the_same_status() {
     // HTTP/1.0 peers and `connection: close` as hyper writes them.
     let head =
         format!("HTTP/1.0 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n{DATE}\r\n");
-    let out = replacement(head.as_bytes()).unwrap();
+    let out = replacement(head.as_bytes(), Api::OpenAi).unwrap();
     assert!(out.starts_with(b"HTTP/1.0 400 Bad Request\r\n"));
+}
+
+#[test]
+fn hyper_errors_on_google_and_anthropic_paths_take_their_shape() {
+    for (status, code, google) in [
+        ("414 URI Too Long", 414, "INVALID_ARGUMENT"),
+        (
+            "431 Request Header Fields Too Large",
+            431,
+            "INVALID_ARGUMENT",
+        ),
+        ("400 Bad Request", 400, "INVALID_ARGUMENT"),
+    ] {
+        let out = replacement(hyper_error(status).as_bytes(), Api::Gemini).unwrap();
+        let v = json_body(&out);
+        assert_eq!(v["error"]["code"], code, "{v}");
+        assert_eq!(v["error"]["status"], google, "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+        assert!(v["error"].get("type").is_none(), "{v}");
+        let out = replacement(hyper_error(status).as_bytes(), Api::Anthropic).unwrap();
+        let v = json_body(&out);
+        assert_eq!(v["type"], "error", "{v}");
+    }
+}
+
+#[test]
+fn the_api_of_a_request_is_read_from_its_request_line() {
+    for (data, want) in [
+        (
+            &b"POST /v1beta/models/gemini-2.5-flash:generateContent HTTP/1.1\r\n"[..],
+            Some(Api::Gemini),
+        ),
+        (
+            b"POST /v1/models/gemini-2.5-flash:streamGenerateContent?alt=sse HTTP/1.1\r\n",
+            Some(Api::Gemini),
+        ),
+        // Cut short by the end of the read: the beginning decides.
+        (b"GET /v1beta/models/aaaaaaaaaaaaaaaa", Some(Api::Gemini)),
+        (b"POST /v1/messages HTTP/1.1\r\n", Some(Api::Anthropic)),
+        (b"POST /v1/chat/completions HTTP/1.1\r\n", Some(Api::OpenAi)),
+        (b"GET /v1/models/gpt-4o HTTP/1.1\r\n", Some(Api::OpenAi)),
+        // Not a request line: a body chunk, a lower-case word, HTTP/2's preface.
+        (b"{\"contents\": []}", None),
+        (b"post /v1beta/x HTTP/1.1", None),
+        (b"PRI * HTTP/2.0\r\n", None),
+        (b"", None),
+    ] {
+        assert_eq!(
+            request_line(data).map(|(api, _)| api),
+            want,
+            "{}",
+            String::from_utf8_lossy(data)
+        );
+    }
+}
+
+#[test]
+fn a_request_line_read_in_pieces_is_judged_once_its_path_is_complete() {
+    let mut w = HttpErrors::new((), H1Log::default());
+    // The HTTP/2 preface check reads 24 bytes first.
+    let line = b"POST /v1/models/gemini-2.5-flash:generateContent HTTP/1.1\r\nhost: x\r\n";
+    w.note_read(&line[..24]);
+    assert_eq!(w.api, Api::OpenAi);
+    w.note_read(&line[24..40]);
+    w.note_read(&line[40..]);
+    assert_eq!(w.api, Api::Gemini);
+    assert!(w.line.is_none());
+    // Body bytes and header lines change nothing; the next request line does.
+    w.note_read(b"x-h: POST /v1/chat/completions HTTP/1.1\r\n");
+    assert_eq!(w.api, Api::Gemini);
+    w.note_read(b"POST /v1/chat/completions HTTP/1.1\r\n");
+    assert_eq!(w.api, Api::OpenAi);
 }
 
 #[test]
@@ -66,7 +142,10 @@ fn anything_else_is_not_a_hyper_error() {
         "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n".to_owned(),
         "\0\0\x12\x04\0\0\0\0\0".to_owned(),
     ] {
-        assert!(replacement(head.as_bytes()).is_none(), "{head:?}");
+        assert!(
+            replacement(head.as_bytes(), Api::OpenAi).is_none(),
+            "{head:?}"
+        );
     }
 }
 

@@ -755,6 +755,39 @@ impl Simulator {
         Ok(resp)
     }
 
+    /// Vertex AI's online `generateContent` / `streamGenerateContent` for a publisher
+    /// model (the caller's OAuth token already checked): the same answers as the Gemini
+    /// API's, faults and tiers included. A Vertex model id is never `models/...`.
+    pub(super) async fn vertex_generate(
+        &self,
+        parts: &Parts,
+        model: &str,
+        stream: bool,
+        body: &[u8],
+        seq: u64,
+    ) -> Result<Response<SimBody>, GemError> {
+        let method = if stream {
+            "streamGenerateContent"
+        } else {
+            "generateContent"
+        };
+        if !known_model(model) || model.starts_with("models/") {
+            return Err(GemError::not_found(format!(
+                "Publisher Model `publishers/google/models/{model}` was not found or your project does not have access to it ({method})."
+            )));
+        }
+        let fault = Fault::parse(&parts.headers);
+        if let Some(err) = fault.and_then(Fault::error) {
+            return Err(err);
+        }
+        let sse = query_params(parts.uri.query())
+            .iter()
+            .any(|(k, v)| k == "alt" && v == "sse");
+        let patience = server_timeout(&parts.headers);
+        self.gemini_generate(model, stream.then_some(sse), body, (fault, patience), seq)
+            .await
+    }
+
     /// `generateContent` (`stream: None`) or `streamGenerateContent` (`Some(sse)`).
     async fn gemini_generate(
         &self,

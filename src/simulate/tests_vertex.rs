@@ -276,6 +276,87 @@ async fn routes_need_a_live_issued_token() {
     assert!(sim.requests().iter().any(|r| r.uri.path() == "/token"));
 }
 
+#[tokio::test]
+async fn online_generate_content_answers_as_the_gemini_api_with_a_token() {
+    let sim = Simulator::new(SimConfig::default());
+    let path =
+        "/v1/projects/my-project/locations/us-central1/publishers/google/models/gemini-2.5-flash";
+    let body = r#"{"contents":[{"role":"user","parts":[{"text":"online please"}]}]}"#;
+    // A Gemini API key is no OAuth token.
+    let a = call(
+        &sim,
+        Method::POST,
+        &format!("{path}:generateContent"),
+        &[
+            ("x-goog-api-key", "k"),
+            ("content-type", "application/json"),
+        ],
+        body,
+    )
+    .await;
+    google_error(&a, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED");
+    let auth = token(&sim).await;
+    let a = send(
+        &sim,
+        &auth,
+        Method::POST,
+        &format!("{path}:generateContent"),
+        body,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    let v = a.json();
+    let text = v["candidates"][0]["content"]["parts"][0]["text"]
+        .as_str()
+        .unwrap();
+    assert!(text.contains("online please"), "{v}");
+    assert!(v["usageMetadata"]["promptTokenCount"].as_u64().unwrap() > 0);
+    // The same answer as the Gemini API's generateContent.
+    let g = call(
+        &sim,
+        Method::POST,
+        "/v1beta/models/gemini-2.5-flash:generateContent",
+        &[
+            ("x-goog-api-key", "k"),
+            ("content-type", "application/json"),
+        ],
+        body,
+    )
+    .await;
+    let gv = g.json();
+    assert_eq!(gv["candidates"], v["candidates"]);
+    assert_eq!(gv["usageMetadata"], v["usageMetadata"]);
+    let a = send(
+        &sim,
+        &auth,
+        Method::POST,
+        &format!("{path}:streamGenerateContent?alt=sse"),
+        body,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.text().matches("data: ").count() > 1, "{}", a.text());
+    // Unknown models and methods: 404.
+    let a = send(
+        &sim,
+        &auth,
+        Method::POST,
+        "/v1/projects/my-project/locations/us-central1/publishers/google/models/gpt-4o:generateContent",
+        body,
+    )
+    .await;
+    google_error(&a, StatusCode::NOT_FOUND, "NOT_FOUND");
+    let a = send(
+        &sim,
+        &auth,
+        Method::GET,
+        &format!("{path}:generateContent"),
+        "",
+    )
+    .await;
+    google_error(&a, StatusCode::NOT_FOUND, "NOT_FOUND");
+}
+
 #[tokio::test(start_paused = true)]
 async fn gcs_upload_list_pages_download_and_errors() {
     let sim = Simulator::new(SimConfig::default());

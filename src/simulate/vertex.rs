@@ -9,7 +9,10 @@
 //!   (`https://storage.googleapis.com` ↔ the simulator root);
 //! * `/v1/projects/{p}/locations/{l}/batchPredictionJobs...` (and the SDK's
 //!   `/v1beta1/projects/...`): the Vertex API (`https://{l}-aiplatform.googleapis.com/v1`
-//!   ↔ the simulator's `/v1`, the base Sluice gives every provider).
+//!   ↔ the simulator's `/v1`, the base Sluice gives every provider);
+//! * `POST /v1/projects/{p}/locations/{l}/publishers/google/models/{m}:generateContent`
+//!   and `:streamGenerateContent` (`?alt=sse`): Vertex's online prediction, answered as
+//!   the Gemini API's `generateContent` is (same text, usage, faults).
 //!
 //! `/v1/projects/` belongs to Vertex only (no OpenAI, Anthropic or Gemini route starts
 //! with it); `/token`, `/storage/` and `/upload/storage/` are new prefixes, distinct from
@@ -106,6 +109,29 @@ pub fn owns(path: &str) -> bool {
         || path.starts_with("/storage/")
         || path.starts_with("/v1/projects/")
         || path.starts_with("/v1beta1/projects/")
+}
+
+/// The model and streaming of an online prediction path,
+/// `/{v1,v1beta1}/projects/{p}/locations/{l}/publishers/google/models/{m}:{method}`.
+fn online_model(path: &str) -> Option<(&str, bool)> {
+    let rest = path
+        .strip_prefix("/v1/projects/")
+        .or_else(|| path.strip_prefix("/v1beta1/projects/"))?;
+    let mut it = rest.splitn(4, '/');
+    let (_project, locations, _location, tail) = (it.next()?, it.next()?, it.next()?, it.next()?);
+    if locations != "locations" {
+        return None;
+    }
+    let target = tail.strip_prefix("publishers/google/models/")?;
+    let (model, method) = target.rsplit_once(':')?;
+    if model.is_empty() || model.contains('/') {
+        return None;
+    }
+    match method {
+        "generateContent" => Some((model, false)),
+        "streamGenerateContent" => Some((model, true)),
+        _ => None,
+    }
 }
 
 /// Whether `path` is a GCS upload (it gets the large body limit).
@@ -207,6 +233,18 @@ impl Simulator {
         }
         if !authorized {
             return error_response(&unauthenticated());
+        }
+        if let Some((model, stream)) = online_model(path) {
+            if parts.method != http::Method::POST {
+                return error_response(&GemError::not_found(format!(
+                    "The requested URL {path} was not found on this server ({}).",
+                    parts.method
+                )));
+            }
+            return self
+                .vertex_generate(parts, model, stream, body, seq)
+                .await
+                .unwrap_or_else(|e| error_response(&e));
         }
         if let Some(e) = fault_error(parts) {
             return error_response(&e);

@@ -167,3 +167,102 @@ def test_openai_sdk_gemini_batch_held_async_and_stream(oai):
     else:
         pytest.fail("the async Gemini job was not answered")
     assert "answer me asynchronously" in body["choices"][0]["message"]["content"]
+
+
+# --- A model the test policy sends to the `vertex` provider (Vertex AI batch prediction) ---
+
+# tests/sdk_python.rs maps it to `vertex`; gemini-2.5-flash above stays on the Gemini API.
+VERTEX_MODEL = "gemini-2.5-pro"
+SIM_ROOT = os.environ["SIM_BASE_URL"].removesuffix("/v1")
+
+
+def sim_requests():
+    with urllib.request.urlopen(SIM_ROOT + "/sim/requests", timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def staged_through_vertex(text):
+    """Whether a Cloud Storage upload carried `text` (batch prediction input) and a Vertex
+    batchPredictionJob was created, never Gemini Batch Mode for it."""
+    requests = sim_requests()
+    uploads = [r for r in requests if r["path"].startswith("/upload/storage/") and text in (r.get("body") or "")]
+    jobs = [r for r in requests if r["method"] == "POST" and r["path"].endswith("/batchPredictionJobs")]
+    batch_mode = [
+        r for r in requests if "batchGenerateContent" in r["path"] and text in (r.get("body") or "")
+    ]
+    return bool(uploads) and bool(jobs) and not batch_mode
+
+
+def half_priced(headers):
+    assert headers["x-sluice-tier"] == "batch"
+    assert float(headers["x-sluice-cost-usd"]) * 2 == pytest.approx(float(headers["x-sluice-baseline-usd"]))
+
+
+def test_a_vertex_routed_model_is_held_and_answered_through_batch_prediction():
+    c = client(**{"x-sla": "20h"})  # over the 6 h turnaround prior: batched
+    r = c.models.generate_content(model=VERTEX_MODEL, contents="vertex, whenever")
+    assert "vertex, whenever" in r.text
+    half_priced(r.sdk_http_response.headers)
+    assert r.usage_metadata.prompt_token_count > 0
+    assert staged_through_vertex("vertex, whenever")
+
+
+def test_a_vertex_routed_model_interactively_uses_the_vertex_online_endpoint():
+    c = client()
+    r = c.models.generate_content(model=VERTEX_MODEL, contents="vertex, right now")
+    assert "vertex, right now" in r.text
+    assert r.sdk_http_response.headers["x-sluice-tier"] == "interactive"
+    chunks = list(c.models.generate_content_stream(model=VERTEX_MODEL, contents="vertex, right now"))
+    assert "".join(ch.text or "" for ch in chunks) == r.text
+    online = [
+        q for q in sim_requests() if f"/publishers/google/models/{VERTEX_MODEL}:" in q["path"]
+    ]
+    assert len(online) >= 2
+    assert all(q["headers"].get("authorization", "").startswith("Bearer ") for q in online)
+    assert all("x-goog-api-key" not in q["headers"] for q in online)
+
+
+def test_a_vertex_routed_model_async_job_then_its_answer():
+    url = f"{BASE}/v1beta/models/{VERTEX_MODEL}:generateContent"
+    body = json.dumps({"contents": [{"role": "user", "parts": [{"text": "vertex, asynchronously"}]}]})
+    req = urllib.request.Request(
+        url,
+        data=body.encode(),
+        method="POST",
+        headers={
+            "x-goog-api-key": KEY,
+            "content-type": "application/json",
+            "x-sla": "12h",
+            "prefer": "respond-async",
+        },
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert resp.status == 202
+        location = resp.headers["location"]
+        assert resp.headers["x-sluice-job-id"]
+    for _ in range(400):
+        req = urllib.request.Request(BASE + location + "/result", headers={"x-goog-api-key": KEY})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            if resp.status == 200:
+                half_priced(resp.headers)
+                answer = types.GenerateContentResponse.model_validate(json.loads(resp.read()))
+                break
+        time.sleep(0.025)
+    else:
+        pytest.fail("the async Vertex job was not answered")
+    assert "vertex, asynchronously" in answer.text
+    assert answer.usage_metadata.prompt_token_count > 0
+    assert staged_through_vertex("vertex, asynchronously")
+
+
+def test_openai_sdk_with_a_vertex_routed_model_held(oai):
+    raw = oai.chat.completions.with_raw_response.create(
+        model=VERTEX_MODEL,
+        messages=[{"role": "user", "content": "openai sdk via vertex"}],
+        extra_headers={"x-sla": "24h"},
+    )
+    c = raw.parse()
+    assert c.object == "chat.completion" and c.model == VERTEX_MODEL
+    assert "openai sdk via vertex" in c.choices[0].message.content
+    half_priced(raw.headers)
+    assert staged_through_vertex("openai sdk via vertex")

@@ -447,7 +447,13 @@ impl Reply {
             }
             Reply::Provider { status, body } => (
                 status,
-                crate::providers::for_caller(job.provider, job.endpoint, status, body, created),
+                crate::providers::for_caller(
+                    job.provider,
+                    job.endpoint,
+                    status,
+                    body,
+                    (&job.model, created),
+                ),
             ),
             Reply::Batch { status, body } => (
                 status,

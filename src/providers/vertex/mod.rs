@@ -12,9 +12,15 @@
 //! (`gemini::batch_request`) before [`input_line`] frames them; answered lines hold native
 //! `GenerateContentResponse`s, translated back for such callers (`providers::batch_for_caller`)
 //! and priced with the Gemini usage reader. Wired as `providers::Adapter::Vertex` when
-//! `[providers.gemini.vertex]` is configured.
+//! the `vertex` provider is configured (`[providers.vertex]` or `VERTEX_PROJECT`).
+//!
+//! Interactive requests (and the fallbacks of deferred ones) go to Vertex's own online
+//! endpoint, `{base}/projects/{p}/locations/{l}/publishers/google/models/{m}:generateContent`
+//! (`:streamGenerateContent?alt=sse`), with the same OAuth token ([`tokens`]): the
+//! provider's base URL is the publisher path, so the path below it is Gemini's.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use http::StatusCode;
 use http::header::{AUTHORIZATION, HeaderValue};
@@ -24,6 +30,7 @@ use super::{
 };
 use crate::clock::Clock;
 use crate::config::{UpstreamConfig, VertexConfig};
+use crate::types::Endpoint;
 
 pub mod gcs;
 pub mod jobs;
@@ -40,6 +47,53 @@ const PROVIDER: &str = "vertex";
 const INPUT_DIR: &str = "sluice/in";
 const OUTPUT_DIR: &str = "sluice/out";
 
+/// What Vertex AI serves for Sluice: Gemini's endpoints, but interactively only the
+/// native API (chat completions are translated to it, both ways).
+pub const CAPABILITIES: super::Capabilities = super::gemini::CAPABILITIES;
+
+/// The endpoint a caller's request is sent to: OpenAI chat completions become
+/// `generateContent` (the OpenAI-compatible layer of Vertex is not used: its model names
+/// and details are unconfirmed in the reference).
+pub fn upstream_endpoint(caller: Endpoint) -> Endpoint {
+    match caller {
+        Endpoint::ChatCompletions => Endpoint::GenerateContent,
+        other => other,
+    }
+}
+
+/// The path below the publisher base URL (`.../publishers/google`): the native API only.
+pub fn path(upstream: Endpoint) -> Option<&'static str> {
+    match upstream {
+        Endpoint::GenerateContent => Some(super::GENERATE_CONTENT),
+        _ => None,
+    }
+}
+
+/// The token source of the configured service account: read once, shared by the batch
+/// adapter and the interactive path. The error names the key file but never quotes it.
+pub fn tokens(
+    upstream: &UpstreamConfig,
+    v: &VertexConfig,
+) -> Result<Arc<oauth::TokenSource>, String> {
+    tokens_with_clock(upstream, v, Clock::System)
+}
+
+fn tokens_with_clock(
+    upstream: &UpstreamConfig,
+    v: &VertexConfig,
+    clock: Clock,
+) -> Result<Arc<oauth::TokenSource>, String> {
+    let path = v.credentials_file.display();
+    let key = std::fs::read(&v.credentials_file)
+        .map_err(|e| format!("Vertex AI credentials {path}: cannot read: {e}"))?;
+    let account = oauth::ServiceAccount::from_json(&key)
+        .map_err(|e| format!("Vertex AI credentials {path}: {e}"))?;
+    let token_http = Http::new(upstream, PROVIDER, &account.token_uri, Vec::new());
+    Ok(Arc::new(oauth::TokenSource::new(
+        account, token_http, clock,
+    )))
+}
+
 /// One input line (see [`wire::input_line`]): the native request with the job id in its
 /// labels.
 pub fn input_line(id: &str, native_request: &[u8]) -> Vec<u8> {
@@ -52,7 +106,7 @@ pub struct Batches {
     api: Http,
     /// The Cloud Storage root.
     storage: Http,
-    tokens: oauth::TokenSource,
+    tokens: Arc<oauth::TokenSource>,
     jobs: jobs::Jobs,
     bucket: String,
 }
@@ -70,19 +124,23 @@ impl Batches {
         v: &VertexConfig,
         clock: Clock,
     ) -> Result<Batches, String> {
-        let path = v.credentials_file.display();
-        let key = std::fs::read(&v.credentials_file)
-            .map_err(|e| format!("Vertex AI credentials {path}: cannot read: {e}"))?;
-        let account = oauth::ServiceAccount::from_json(&key)
-            .map_err(|e| format!("Vertex AI credentials {path}: {e}"))?;
-        let token_http = Http::new(upstream, PROVIDER, &account.token_uri, Vec::new());
-        Ok(Batches {
+        let tokens = tokens_with_clock(upstream, v, clock)?;
+        Ok(Self::with_tokens(upstream, v, tokens))
+    }
+
+    /// The jobs of `v`, authorized by `tokens` (shared with the interactive path).
+    pub fn with_tokens(
+        upstream: &UpstreamConfig,
+        v: &VertexConfig,
+        tokens: Arc<oauth::TokenSource>,
+    ) -> Batches {
+        Batches {
             api: Http::new(upstream, PROVIDER, &v.base_url, Vec::new()),
             storage: Http::new(upstream, PROVIDER, &v.storage_url, Vec::new()),
-            tokens: oauth::TokenSource::new(account, token_http, clock),
+            tokens,
             jobs: jobs::Jobs::new(&v.project, &v.location),
             bucket: v.bucket.clone(),
-        })
+        }
     }
 
     /// Runs `call` with a bearer token; a 401 (token revoked, clock skew) drops the token
