@@ -286,6 +286,15 @@ pub trait Store: Send + Sync + 'static {
     /// Every job in `Queued` state (no bodies), oldest first: the accumulator's input.
     async fn queued(&self) -> Result<Vec<QueuedJob>>;
 
+    /// Job ids as any replica completes them, pushed by the database where it can (PostgreSQL
+    /// `LISTEN/NOTIFY`): a hint that wakes a held caller on this replica at once. `None`
+    /// where the backend cannot push (SQLite: one process, whose completions wake their
+    /// callers in-process). Hints may be lost (a dropped connection); the sweep of
+    /// [`Store::completed_since`] and [`Store::done_among`] stays the correctness path.
+    async fn completion_feed(&self) -> Result<Option<Box<dyn CompletionFeed>>> {
+        Ok(None)
+    }
+
     /// Which of `ids` are done (in no particular order): the one query in which a replica
     /// re-checks every job it holds a caller for, so a missed wake-up delays an answer by
     /// at most that check's interval, whatever the number of held callers.
@@ -399,6 +408,13 @@ pub trait Store: Send + Sync + 'static {
     /// each time) committed the way every other write is, so a full disk, a read-only file
     /// or a lost connection shows here before a request finds it.
     async fn probe_write(&self, now_ms: i64) -> Result<()>;
+}
+
+/// See [`Store::completion_feed`].
+#[async_trait]
+pub trait CompletionFeed: Send {
+    /// The next completed job's id; an error when the feed is gone for good.
+    async fn next(&mut self) -> Result<String>;
 }
 
 /// Opens the store a `SLUICE_STORE` URL names; a URL that cannot name a working store

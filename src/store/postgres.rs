@@ -23,14 +23,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection};
 
 use self::rows::{FLUSH_COLUMNS, JOB_COLUMNS, count, db_error, migrate_error};
 use super::ledger::{LedgerKey, LedgerRow, LedgerSums, MINUTE_MS};
 use super::{
-    Enqueued, Flush, FlushState, FlushUpdate, IDEMPOTENCY_WINDOW_MS, Job, JobResult, LedgerEntry,
-    NewFlush, NewJob, QueuedJob, ReportRow, Result, Store, StoreError,
+    CompletionFeed, Enqueued, Flush, FlushState, FlushUpdate, IDEMPOTENCY_WINDOW_MS, Job,
+    JobResult, LedgerEntry, NewFlush, NewJob, QueuedJob, ReportRow, Result, Store, StoreError,
 };
 use crate::types::Provider;
 
@@ -48,6 +48,21 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 
 pub struct PostgresStore {
     pool: PgPool,
+}
+
+/// The `NOTIFY` channel of completed job ids (payload: the id).
+const COMPLETIONS_CHANNEL: &str = "sluice_job_done";
+
+/// A `LISTEN` connection of its own (outside the pool), reconnected by sqlx when lost:
+/// notifications sent meanwhile are missed, which the sweep makes good.
+struct Feed(PgListener);
+
+#[async_trait]
+impl CompletionFeed for Feed {
+    async fn next(&mut self) -> Result<String> {
+        let n = self.0.recv().await.map_err(db_error)?;
+        Ok(n.payload().to_owned())
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -657,8 +672,26 @@ impl Store for PostgresStore {
         if let Some(e) = ledger {
             record(&mut tx, &[LedgerRow::of(&e)]).await?;
         }
+        // Delivered to every listening replica when (and only if) the answer commits.
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(COMPLETIONS_CHANNEL)
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
         Ok(true)
+    }
+
+    async fn completion_feed(&self) -> Result<Option<Box<dyn CompletionFeed>>> {
+        let mut listener = PgListener::connect_with(&self.pool)
+            .await
+            .map_err(db_error)?;
+        listener
+            .listen(COMPLETIONS_CHANNEL)
+            .await
+            .map_err(db_error)?;
+        Ok(Some(Box::new(Feed(listener))))
     }
 
     async fn record(&self, rows: &[LedgerRow]) -> Result<()> {

@@ -299,6 +299,7 @@ postgres_only!(
     racing_replicas_lease_a_lapsed_flush_once,
     racing_replicas_claim_a_fallback_once,
     an_idempotency_key_is_unique_across_replicas,
+    a_completion_on_one_replica_is_pushed_to_the_others,
     racing_replicas_record_and_compact_the_ledger_exactly,
 );
 
@@ -1368,6 +1369,10 @@ async fn done_among_names_only_the_finished_of_the_given_jobs(b: &Backend) {
     done.sort();
     assert_eq!(done, ["job_0", "job_300", "job_509"]);
     assert!(store.done_among(&[]).await.unwrap().is_empty());
+    // SQLite is one process: its completions wake their callers in-process, nothing pushed.
+    if matches!(b, Backend::Sqlite(_)) {
+        assert!(store.completion_feed().await.unwrap().is_none());
+    }
     assert!(
         store
             .done_among(&["job_1".to_owned()])
@@ -1569,6 +1574,48 @@ async fn racing_replicas_lease_a_lapsed_flush_once(b: &Backend) {
             .unwrap();
         assert!(!has(&again), "round {round}: the loser took it later");
     }
+}
+
+/// What one replica completes reaches another's feed once it commits, and only then; a
+/// losing completion pushes nothing. (`NOTIFY` is per database, not per schema: ids of
+/// tests running alongside may arrive too, so only this test's ids are looked at.)
+async fn a_completion_on_one_replica_is_pushed_to_the_others(b: &Backend) {
+    let (one, two) = (b.open().await, b.open().await);
+    let tag = crate::batch::new_id("feed");
+    let ids: Vec<String> = (0..3).map(|i| format!("job_{tag}_{i}")).collect();
+    let names: Vec<&str> = ids.iter().map(String::as_str).collect();
+    enqueue_all(&*one, &names, 1).await;
+    let mut feed = two
+        .completion_feed()
+        .await
+        .unwrap()
+        .expect("PostgreSQL pushes completions");
+    assert!(
+        one.complete_job(&ids[0], result(200, "a", 5), None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !one.complete_job(&ids[0], result(200, "late", 6), None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        two.complete_job(&ids[2], result(200, "c", 7), None)
+            .await
+            .unwrap()
+    );
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let id = tokio::time::timeout(std::time::Duration::from_secs(30), feed.next())
+            .await
+            .expect("a notification within 30 s")
+            .unwrap();
+        if id.contains(&tag) {
+            seen.push(id);
+        }
+    }
+    assert_eq!(seen, [ids[0].clone(), ids[2].clone()]);
 }
 
 /// Two replicas' watchdogs reach for the same due job: one sends the fallback.

@@ -322,9 +322,10 @@ impl Engine {
         }
     }
 
-    /// This replica's one sweep for its held callers: answers other replicas stored, in
-    /// one query every `poll_interval` (50 ms to 1 s), and every held job re-checked in
-    /// one query every [`RECHECK_HELD`].
+    /// This replica's one sweep for its held callers: answers other replicas stored, pushed
+    /// as they commit where the store can ([`Store::completion_feed`]), read in one query
+    /// every `poll_interval` (50 ms to 1 s), and every held job re-checked in one query
+    /// every [`RECHECK_HELD`].
     async fn sweep_loop(&self) {
         let every = self
             .cfg
@@ -332,8 +333,36 @@ impl Engine {
             .clamp(Duration::from_millis(50), Duration::from_secs(1));
         let mut completed_seen = self.now();
         let mut last_recheck = self.now();
+        // Other replicas' answers pushed as they commit, where the store can push them.
+        let mut feed = match self.store.completion_feed().await {
+            Ok(feed) => feed,
+            Err(e) => {
+                tracing::warn!(error = %e, "deferred tier: no completion notifications, sweeping only");
+                None
+            }
+        };
+        let mut sweep = tokio::time::interval(every);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::time::sleep(every).await;
+            let pushed = async {
+                match feed.as_mut() {
+                    Some(f) => f.next().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                id = pushed => {
+                    match id {
+                        Ok(id) => self.notify(&id),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "deferred tier: completion notifications lost, sweeping only");
+                            feed = None;
+                        }
+                    }
+                    continue;
+                }
+                _ = sweep.tick() => {}
+            }
             if let Err(e) = self.wake_completed(&mut completed_seen).await {
                 tracing::warn!(error = %e, "deferred tier: cannot read recent completions");
             }

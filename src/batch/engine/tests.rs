@@ -561,22 +561,22 @@ async fn held_callers_are_released_at_shutdown_and_answers_still_delivered() {
 }
 
 /// A held caller has no timer of its own: an answer another replica stored reaches it
-/// through this replica's sweep of recent completions, and one whose completion time the
-/// sweep cannot see (that replica's clock an hour behind) through the re-check of every
-/// held job, at the latest [`super::RECHECK_HELD`] later.
-#[tokio::test(start_paused = true)]
+/// through this replica's sweep of recent completions, and one whose completion time that
+/// sweep cannot see (that replica's clock an hour behind) through the re-check of every held
+/// job. The sweep's two steps are driven by hand, so nothing depends on timing.
+#[tokio::test]
 async fn held_callers_are_woken_by_the_replicas_sweep() {
     let r = rig(InputKind::File, u32::MAX, Ending::Completed).await;
     let ids = r.submit(2, DAY).await;
-    let sweep = {
-        let engine = r.engine.clone();
-        tokio::spawn(async move { engine.sweep_loop().await })
-    };
     let hold = |id: String| {
         let engine = r.engine.clone();
         tokio::spawn(async move { engine.wait_done(&id).await })
     };
     let (first, second) = (hold(ids[0].clone()), hold(ids[1].clone()));
+    let held = |id: &str| super::lock(&r.engine.waiters).contains_key(id);
+    while !(held(&ids[0]) && held(&ids[1])) {
+        tokio::task::yield_now().await;
+    }
     let answer = |at_ms| crate::store::JobResult {
         status: 200,
         body: Bytes::from_static(br#"{"ok":true}"#),
@@ -585,6 +585,7 @@ async fn held_callers_are_woken_by_the_replicas_sweep() {
         completed_at_ms: at_ms,
     };
     let now = r.clock.now_ms();
+    let mut since = now;
     // Written straight to the store, as another replica would: no local wake-up.
     assert!(
         r.store
@@ -592,6 +593,7 @@ async fn held_callers_are_woken_by_the_replicas_sweep() {
             .await
             .unwrap()
     );
+    r.engine.wake_completed(&mut since).await.unwrap();
     assert_eq!(first.await.unwrap().unwrap().result.unwrap().status, 200);
     assert!(
         r.store
@@ -599,12 +601,11 @@ async fn held_callers_are_woken_by_the_replicas_sweep() {
             .await
             .unwrap()
     );
-    // Sweeps of recent completions do not see it; only the clock reaching the re-check does.
-    for _ in 0..5 {
-        tokio::time::sleep(POLL).await;
-    }
-    assert!(!second.is_finished());
-    r.clock.advance(super::RECHECK_HELD);
+    r.engine.wake_completed(&mut since).await.unwrap();
+    assert!(
+        held(&ids[1]),
+        "a completion time before the sweep's window is not seen"
+    );
+    r.engine.recheck_held().await.unwrap();
     assert_eq!(second.await.unwrap().unwrap().result.unwrap().status, 200);
-    sweep.abort();
 }
