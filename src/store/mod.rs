@@ -10,6 +10,7 @@
 
 pub mod ledger;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 mod url;
 
