@@ -832,3 +832,115 @@ async fn idempotent_retry_on_another_replica_gets_the_same_job() {
     }
     assert_eq!(lines.len(), 2, "{lines:?}");
 }
+
+/// Polls the store until replica-visible job rows exist for `n` jobs; returns their ids.
+async fn job_ids(c: &Cluster, n: usize) -> Vec<String> {
+    for _ in 0..POLL_ATTEMPTS {
+        let ids: Vec<(String,)> = sqlx::query_as("SELECT id FROM jobs ORDER BY id")
+            .fetch_all(&c.db)
+            .await
+            .expect("read the jobs");
+        if ids.len() >= n {
+            return ids.into_iter().map(|(id,)| id).collect();
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    panic!("fewer than {n} jobs were ever stored\n{}", c.logs());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_result_stored_elsewhere_wakes_a_caller_held_on_b_at_once() {
+    let Some(mut c) = Cluster::start("wake").await else {
+        return;
+    };
+    // b never flushes, polls or sweeps on its own timer within this test: an hour between
+    // polls and flushes (its sweep of recent completions still runs each second, but the
+    // answer below is stored with a completion time an hour old, which that sweep never
+    // looks at), and its re-check of every held job comes only 30 s after it started. So
+    // the only thing that can wake the caller within the 15 s below is the store's push
+    // (PostgreSQL NOTIFY, sent in the answer's transaction).
+    c.start_replica(
+        "b",
+        &[
+            ("SLUICE_BATCH_MAX_WAIT", "1h"),
+            ("SLUICE_BATCH_POLL_INTERVAL", "1h"),
+        ],
+    )
+    .await;
+    let p = Probe::new("wake", 0);
+    let url = c.url("b", "/v1/chat/completions");
+    let http = c.http.clone();
+    let held = {
+        let p = p.clone();
+        tokio::spawn(async move { p.post(&http, &url, false).await })
+    };
+    let id = job_ids(&c, 1).await.remove(0);
+    // Another writer of the same database completes it: the store code every replica runs.
+    let store = sluice::store::open(&c.schema.url())
+        .await
+        .expect("open the store");
+    let body = serde_json::json!({
+        "id": "chatcmpl-wake", "object": "chat.completion", "created": 0, "model": MODEL,
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": p.message}}],
+    });
+    let an_hour_ago = sluice::batch::now_ms() - 3_600_000;
+    let won = store
+        .complete_job(
+            &id,
+            sluice::store::JobResult {
+                status: 200,
+                body: Bytes::from(body.to_string()),
+                answered_by: sluice::types::Tier::Batch,
+                usage: None,
+                completed_at_ms: an_hour_ago,
+            },
+            None,
+        )
+        .await
+        .expect("complete the job");
+    assert!(won, "nobody else answers this job");
+    let r = tokio::time::timeout(Duration::from_secs(15), held)
+        .await
+        .unwrap_or_else(|_| panic!("the held caller on b was not woken\n{}", c.logs()))
+        .expect("the request task")
+        .unwrap_or_else(|e| panic!("b: {e}"));
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(r.header("x-sluice-job-id"), Some(id.as_str()));
+    assert!(String::from_utf8_lossy(&r.body).contains(&p.message));
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_finished_by_replica_a_answers_callers_held_on_b() {
+    let Some(mut c) = Cluster::start("cross").await else {
+        return;
+    };
+    // b neither flushes nor polls: a does all the batch work for b's callers.
+    c.start_replica(
+        "b",
+        &[
+            ("SLUICE_BATCH_MAX_WAIT", "1h"),
+            ("SLUICE_BATCH_POLL_INTERVAL", "1h"),
+        ],
+    )
+    .await;
+    c.start_replica("a", &[]).await;
+    let probes = spread("cross", &["b"], 4);
+    let replies = send_all(&c, &probes, false).await;
+    let mut ids = BTreeSet::new();
+    for ((p, _), r) in probes.iter().zip(&replies) {
+        let r = r
+            .as_ref()
+            .unwrap_or_else(|e| panic!("{}: {e}\n{}", p.key, c.logs()));
+        ids.insert(p.check_answer(r));
+    }
+    let (_, owner) = c.flush_until("ended", |s, _| s == "ended").await;
+    assert_eq!(owner, "a", "the batch was a's");
+    c.assert_each_batched_once(&ids, 1).await;
+}
