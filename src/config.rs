@@ -161,6 +161,7 @@ struct RawBatch {
     result_retention: Option<String>,
     keep_alive: Option<String>,
     replica_id: Option<String>,
+    lease: Option<String>,
     interactive_below: Option<String>,
 }
 
@@ -449,6 +450,10 @@ pub struct BatchConfig {
     pub keep_alive: Duration,
     /// This replica's name in flush leases (`SLUICE_REPLICA_ID`, default the host name).
     pub replica_id: String,
+    /// How long a replica owns a flush it leased without renewing it (each loop renews it):
+    /// after a replica dies, another takes its flushes over once this lapsed
+    /// (`[batch] lease`, `SLUICE_BATCH_LEASE`, default `60s`).
+    pub lease: Duration,
     /// SLAs shorter than this are always served interactively.
     pub interactive_below: Duration,
 }
@@ -686,7 +691,15 @@ impl Config {
                 .or(batch_raw.replica_id)
                 .or_else(|| env("HOSTNAME"))
                 .unwrap_or_else(|| "sluice".into()),
+            lease: dur(
+                "batch.lease",
+                env("SLUICE_BATCH_LEASE").or(batch_raw.lease),
+                "60s",
+            )?,
         };
+        if batch.lease.is_zero() {
+            return Err(invalid("batch.lease must be greater than zero".into()));
+        }
 
         let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
         if max_body_bytes == 0 {
@@ -875,9 +888,15 @@ mod tests {
             "OPENAI_API_KEY" => Some("sk-secret".to_owned()),
             "OPENAI_BASE_URL" => Some("http://127.0.0.1:1/v1/".to_owned()),
             "SLUICE_BATCH_MAX_WAIT" => Some("90s".to_owned()),
+            "SLUICE_BATCH_LEASE" => Some("2s".to_owned()),
             _ => None,
         };
         let c = Config::load(None, &env).unwrap();
+        assert_eq!(c.batch.lease, Duration::from_secs(2));
+        assert_eq!(
+            Config::load(None, &no_env).unwrap().batch.lease,
+            Duration::from_secs(60)
+        );
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(
             c.provider(Provider::OpenAi).base_url,

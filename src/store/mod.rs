@@ -350,6 +350,18 @@ pub trait Store: Send + Sync + 'static {
         lease_until_ms: i64,
     ) -> Result<Vec<Flush>>;
 
+    /// The fence before each upstream step of a flush: renews `owner`'s lease to
+    /// `lease_until_ms` if `owner` still holds it at `now_ms` (same owner, lease not lapsed,
+    /// flush not `Ended`). False when another replica took the flush over (or may now): the
+    /// caller must then neither call the provider for it nor deliver its results.
+    async fn hold_flush(
+        &self,
+        flush_id: &str,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<bool>;
+
     /// Puts jobs of a flush back into `Queued` (batch failed validation, expired or was
     /// cancelled): they will be flushed again or answered synchronously.
     async fn requeue(&self, job_ids: &[String]) -> Result<()>;

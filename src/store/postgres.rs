@@ -588,6 +588,29 @@ impl Store for PostgresStore {
         Ok(flushes)
     }
 
+    async fn hold_flush(
+        &self,
+        flush_id: &str,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<bool> {
+        // Compare-and-set on owner and lease: a replica that took the flush over after the
+        // lease lapsed wrote its own name, and a lapsed lease may be taken at any moment.
+        let done = sqlx::query(
+            "UPDATE flushes SET lease_until_ms = $1 WHERE id = $2 AND owner = $3 \
+             AND lease_until_ms >= $4 AND state <> 'ended'",
+        )
+        .bind(lease_until_ms)
+        .bind(flush_id)
+        .bind(owner)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn requeue(&self, job_ids: &[String]) -> Result<()> {
         sqlx::query(
             "UPDATE jobs SET state = 'queued', flush_id = NULL, flush_pos = NULL \

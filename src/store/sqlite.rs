@@ -361,6 +361,24 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn hold_flush(
+        &self,
+        flush_id: &str,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<bool> {
+        let (flush_id, owner) = (flush_id.to_owned(), owner.to_owned());
+        self.write(|reply| Request::HoldFlush {
+            flush_id,
+            owner,
+            now_ms,
+            lease_until_ms,
+            reply,
+        })
+        .await
+    }
+
     async fn renew_fallback(
         &self,
         job_id: &str,

@@ -275,6 +275,7 @@ conformance!(
     claim_flush_keeps_order_and_pages_bodies,
     racing_claims_take_each_job_once,
     lease_flushes_takes_own_and_lapsed_but_not_foreign_or_ended,
+    hold_flush_renews_only_a_lease_still_held,
     update_flush_changes_only_given_fields,
     requeue_moves_only_batched_jobs_back,
     fallback_and_complete_are_compare_and_set,
@@ -702,6 +703,48 @@ async fn lease_flushes_takes_own_and_lapsed_but_not_foreign_or_ended(b: &Backend
     let theirs = store.lease_flushes("them", 60, 300).await.unwrap();
     let names: Vec<&str> = theirs.iter().map(|f| f.id.as_str()).collect();
     assert_eq!(names, vec!["flush_foreign"]);
+}
+
+async fn hold_flush_renews_only_a_lease_still_held(b: &Backend) {
+    let store = b.open().await;
+    enqueue_all(&*store, &["job_1"], 1).await;
+    store
+        .claim_flush(flush("flush_1", 1), &ids(&["job_1"]), "me", 100)
+        .await
+        .unwrap();
+    // Held: renewed (up to and including the lease's last millisecond).
+    assert!(store.hold_flush("flush_1", "me", 100, 150).await.unwrap());
+    assert_eq!(
+        store
+            .flush("flush_1")
+            .await
+            .unwrap()
+            .unwrap()
+            .lease_until_ms,
+        150
+    );
+    // Not someone else's, and not once it lapsed (even if nobody took it yet).
+    assert!(!store.hold_flush("flush_1", "them", 120, 300).await.unwrap());
+    assert!(!store.hold_flush("flush_1", "me", 151, 300).await.unwrap());
+    // Taken over: the old owner's fence fails, the new owner's holds.
+    let taken = store.lease_flushes("them", 151, 400).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert!(!store.hold_flush("flush_1", "me", 160, 500).await.unwrap());
+    assert!(store.hold_flush("flush_1", "them", 160, 500).await.unwrap());
+    let f = store.flush("flush_1").await.unwrap().unwrap();
+    assert_eq!((f.owner.as_str(), f.lease_until_ms), ("them", 500));
+    // An ended flush is held by nobody.
+    store
+        .update_flush(
+            "flush_1",
+            FlushUpdate {
+                state: Some(FlushState::Ended),
+                ..FlushUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(!store.hold_flush("flush_1", "them", 170, 600).await.unwrap());
 }
 
 async fn update_flush_changes_only_given_fields(b: &Backend) {

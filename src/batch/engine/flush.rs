@@ -97,6 +97,9 @@ impl Engine {
             // Its key was removed since: the watchdog answers the jobs in time.
             return Ok(now + ms(self.cfg.poll_interval));
         };
+        if f.state != FlushState::Ended && !self.still_held(f).await? {
+            return Ok(now + ms(self.cfg.poll_interval));
+        }
         match f.state {
             FlushState::Ended => Ok(now + ms(self.cfg.poll_interval)),
             FlushState::Submitted => {
@@ -119,6 +122,21 @@ impl Engine {
             }
             FlushState::Claimed | FlushState::Uploaded => self.create(adapter, f, now).await,
         }
+    }
+
+    /// The fence before each upstream step: renews this replica's lease on `f` if it still
+    /// holds it. False (logged) when the lease lapsed, so another replica may have taken the
+    /// flush over: this replica then neither calls the provider for it nor delivers it.
+    async fn still_held(&self, f: &Flush) -> Result<bool, StoreError> {
+        let now = self.now();
+        let held = self
+            .store
+            .hold_flush(&f.id, &self.cfg.owner, now, now + ms(self.cfg.lease))
+            .await?;
+        if !held {
+            tracing::warn!(flush = %f.id, owner = %self.cfg.owner, "flush lease lost; leaving the flush to its new owner");
+        }
+        Ok(held)
     }
 
     /// The first batch `find` offers that no other flush recorded.
@@ -151,6 +169,10 @@ impl Engine {
                 FlushState::Claimed,
             ),
         };
+        // The upload may have taken a while: the last look at the lease before the create.
+        if !self.still_held(f).await? {
+            return Ok(now + ms(self.cfg.poll_interval));
+        }
         self.store
             .update_flush(
                 &f.id,
@@ -230,6 +252,9 @@ impl Engine {
     /// After a poll: a terminal batch is finished, else the next poll is scheduled.
     async fn polled(&self, f: &Flush, b: &UpstreamBatch, now: i64) -> Result<i64, EngineError> {
         if b.is_terminal() {
+            if !self.still_held(f).await? {
+                return Ok(now + ms(self.cfg.poll_interval));
+            }
             self.finish(f, b).await?;
             return Ok(now);
         }

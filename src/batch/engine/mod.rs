@@ -63,7 +63,7 @@ impl EngineConfig {
             turnaround_prior: c.turnaround_prior,
             fallback_lead: c.fallback_lead,
             result_retention: c.result_retention,
-            lease: Duration::from_secs(60),
+            lease: c.lease,
             clock: crate::clock::Clock::System,
         }
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::StatusCode;
 
-use super::{Engine, EngineConfig};
+use super::{Engine, EngineConfig, ms};
 use crate::account::Accountant;
 use crate::clock::Clock;
 use crate::config::UpstreamConfig;
@@ -82,6 +82,17 @@ fn engine(
     clock: &Clock,
     fw: Arc<Forwarder>,
 ) -> Arc<Engine> {
+    engine_as("test", store, fake, clock, fw)
+}
+
+/// [`engine`] for the replica named `owner`.
+fn engine_as(
+    owner: &str,
+    store: &Arc<dyn Store>,
+    fake: &Arc<Fake>,
+    clock: &Clock,
+    fw: Arc<Forwarder>,
+) -> Arc<Engine> {
     let policies = Arc::new(PolicySet::open());
     let metrics = Arc::new(Metrics::new(prometheus::Registry::new()).unwrap());
     let accountant = Arc::new(
@@ -93,7 +104,7 @@ fn engine(
         .with_ledger(store.clone()),
     );
     let cfg = EngineConfig {
-        owner: "test".into(),
+        owner: owner.into(),
         max_wait: Duration::from_secs(30),
         max_requests: None,
         poll_interval: POLL,
@@ -608,4 +619,65 @@ async fn held_callers_are_woken_by_the_replicas_sweep() {
     );
     r.engine.recheck_held().await.unwrap();
     assert_eq!(second.await.unwrap().unwrap().result.unwrap().status, 200);
+}
+
+/// A replica whose lease lapsed (it stalled: a pause, a partition) and that comes back with
+/// its stale view of a flush another replica took over meanwhile must not touch it: no
+/// upload, no second batch, no delivery. The fence is `Store::hold_flush` before each step.
+#[tokio::test]
+async fn a_replica_whose_lease_lapsed_neither_creates_nor_delivers_a_flush_taken_over() {
+    let r = rig(InputKind::File, 1, Ending::Completed).await;
+    let ids = r.submit(3, DAY).await;
+    // The group is due; this replica ("test") claims it, and stalls holding its view.
+    r.clock.advance(Duration::from_secs(40));
+    let now = r.clock.now_ms();
+    r.engine.flush_due(now).await.unwrap();
+    let lease = ms(r.engine.cfg.lease);
+    let stale = r
+        .store
+        .lease_flushes("test", now, now + lease)
+        .await
+        .unwrap();
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    // Its lease lapses; replica "b" takes the flush over, submits it and polls it.
+    r.clock.advance(r.engine.cfg.lease + Duration::from_secs(1));
+    let b = engine_as("b", &r.store, &r.fake, &r.clock, forwarder(None));
+    b.tick().await.unwrap();
+    let f = r.store.flush(&stale[0].id).await.unwrap().unwrap();
+    assert_eq!(
+        (f.owner.as_str(), f.state),
+        ("b", crate::store::FlushState::Submitted)
+    );
+    // The stalled replica resumes with its stale view (state `Claimed`): nothing happens.
+    let now = r.clock.now_ms();
+    r.engine.advance(&stale[0], now).await.unwrap();
+    let calls = r.fake.calls();
+    assert_eq!((calls.upload, calls.create), (1, 1), "{calls:?}");
+    // Nor with a fresh view once the batch ended upstream: only "b" delivers it.
+    let mut submitted = r.store.flush(&stale[0].id).await.unwrap().unwrap();
+    submitted.next_poll_at_ms = 0;
+    r.engine.advance(&submitted, now).await.unwrap();
+    r.engine.advance(&submitted, now).await.unwrap();
+    assert_eq!(r.fake.calls().results, 0, "{:?}", r.fake.calls());
+    for id in &ids {
+        assert!(
+            r.job(id).await.result.is_none(),
+            "{id} answered by the stale replica"
+        );
+    }
+    // "b" finishes it: every job answered once, from one batch.
+    for _ in 0..5 {
+        r.clock.advance(POLL);
+        b.tick().await.unwrap();
+    }
+    for id in &ids {
+        assert_eq!(r.job(id).await.result.unwrap().status, 200);
+    }
+    let calls = r.fake.calls();
+    assert_eq!(
+        (calls.upload, calls.create, calls.results),
+        (1, 1, 1),
+        "{calls:?}"
+    );
+    assert_eq!(r.fake.lines_sent().len(), 3);
 }

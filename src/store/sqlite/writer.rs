@@ -60,6 +60,13 @@ pub(super) enum Request {
         lease_until_ms: i64,
         reply: Reply<bool>,
     },
+    HoldFlush {
+        flush_id: String,
+        owner: String,
+        now_ms: i64,
+        lease_until_ms: i64,
+        reply: Reply<bool>,
+    },
     RenewFallback {
         job_id: String,
         held_until_ms: i64,
@@ -128,6 +135,7 @@ impl Request {
             Request::LeaseFlushes { reply, .. } => fail(reply, e),
             Request::Requeue(_, r) => fail(r, e),
             Request::ClaimFallback { reply, .. } => fail(reply, e),
+            Request::HoldFlush { reply, .. } => fail(reply, e),
             Request::RenewFallback { reply, .. } => fail(reply, e),
             Request::CompleteJob(_, _, _, r) => fail(r, e),
             Request::Record(_, r) => fail(r, e),
@@ -173,6 +181,16 @@ impl Request {
             } => settle(
                 reply,
                 claim_fallback(conn, &job_id, now_ms, lease_until_ms).await,
+            ),
+            Request::HoldFlush {
+                flush_id,
+                owner,
+                now_ms,
+                lease_until_ms,
+                reply,
+            } => settle(
+                reply,
+                hold_flush(conn, &flush_id, &owner, now_ms, lease_until_ms).await,
             ),
             Request::RenewFallback {
                 job_id,
@@ -494,6 +512,28 @@ async fn claim_fallback(
     )
     .bind(lease_until_ms)
     .bind(job_id)
+    .bind(now_ms)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    Ok(done.rows_affected() == 1)
+}
+
+async fn hold_flush(
+    conn: &mut SqliteConnection,
+    flush_id: &str,
+    owner: &str,
+    now_ms: i64,
+    lease_until_ms: i64,
+) -> Result<bool> {
+    // Compare-and-set on owner and lease (see `Store::hold_flush`).
+    let done = sqlx::query(
+        "UPDATE flushes SET lease_until_ms = ? WHERE id = ? AND owner = ? \
+         AND lease_until_ms >= ? AND state <> 'ended'",
+    )
+    .bind(lease_until_ms)
+    .bind(flush_id)
+    .bind(owner)
     .bind(now_ms)
     .execute(&mut *conn)
     .await
