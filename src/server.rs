@@ -262,10 +262,17 @@ where
     });
     let served = shared.builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(served);
-    let why = tokio::select! {
-        r = served.as_mut() => return ended(r),
-        _ = conn.idle_expired(shared.timeouts) => "idle or evicted",
-        _ = shared.stop.cancelled() => "shutdown",
+    // The watchdog and the stop token are polled only when they fire, not on every wake of
+    // the connection (see `lifecycle::Race`).
+    let guard = async {
+        tokio::select! {
+            _ = conn.idle_expired(shared.timeouts) => "idle or evicted",
+            _ = shared.stop.cancelled() => "shutdown",
+        }
+    };
+    let why = match lifecycle::Race::new(served.as_mut(), guard).await {
+        lifecycle::Won::Main(r) => return ended(r),
+        lifecycle::Won::Guard(why) => why,
     };
     // h1 closes once idle, h2 sends GOAWAY and lets open streams finish.
     served.as_mut().graceful_shutdown();
