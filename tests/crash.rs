@@ -9,18 +9,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderMap, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http::{Method, StatusCode};
 use sha2::{Digest, Sha256};
 use sluice::store::ReportRow;
 use sluice::types::Tier;
+
+#[path = "common/binary.rs"]
+mod binary;
+use binary::{Http, Proc, Reply, free_port, http, send};
 
 const KEY: &str = "sk-crash-test";
 const MODEL: &str = "gpt-4o-mini";
@@ -33,85 +32,8 @@ const N: usize = 5;
 /// Polling: at most this many attempts, `POLL` apart.
 const POLL_ATTEMPTS: u32 = 500;
 const POLL: Duration = Duration::from_millis(20);
-/// Safety net so a broken gateway fails the test instead of hanging it.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const SIGABRT: i32 = 6;
 const SIGKILL: i32 = 9;
-
-type Http = Client<HttpConnector, Full<Bytes>>;
-
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "not JSON ({e}): {}",
-                String::from_utf8_lossy(&self.body)
-                    .chars()
-                    .take(500)
-                    .collect::<String>()
-            )
-        })
-    }
-}
-
-fn http() -> Http {
-    // No pooled connections: a connection to a crashed gateway must never be reused.
-    Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(0)
-        .build_http()
-}
-
-async fn send(
-    http: &Http,
-    method: Method,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: Option<String>,
-) -> Result<Reply, String> {
-    let mut req = Request::builder().method(method).uri(url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    if body.is_some() {
-        req = req.header("content-type", "application/json");
-    }
-    let req = req
-        .body(Full::new(Bytes::from(body.unwrap_or_default())))
-        .map_err(|e| e.to_string())?;
-    let call = async {
-        let resp = http.request(req).await.map_err(|e| format!("{e:?}"))?;
-        let (parts, body) = resp.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(|e| format!("reading the body: {e:?}"))?
-            .to_bytes();
-        Ok(Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
-    };
-    tokio::time::timeout(REQUEST_TIMEOUT, call)
-        .await
-        .unwrap_or_else(|_| Err(format!("no answer within {REQUEST_TIMEOUT:?}")))
-}
-
-/// A free port on 127.0.0.1 (the listener is dropped: the child binds it, tiny race).
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
-}
 
 fn temp_dir(name: &str) -> PathBuf {
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -124,18 +46,6 @@ fn temp_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create the temp dir");
     dir
-}
-
-/// A child process killed (SIGKILL) and reaped when dropped.
-struct Proc {
-    child: Child,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// One simulator process and one (re)startable gateway process over one store.
