@@ -749,17 +749,19 @@ fn model_id(model: &str) -> Option<&str> {
         .filter(|m| !m.is_empty() && !m.contains('/'))
 }
 
-fn create(
-    sim: &Simulator,
-    project: &str,
-    number: &str,
-    location: &str,
-    body: &[u8],
-    seq: u64,
-) -> Result<Response<SimBody>, GemError> {
-    let config = &sim.config.vertex;
-    let value = parse_body(body)?;
-    let job = object(&value, "", JOB)?;
+/// What a create request asks for, validated as Vertex validates it before accepting a job.
+struct Spec<'a> {
+    display_name: &'a str,
+    model: &'a str,
+    model_id: &'a str,
+    labels: Option<Value>,
+    uris: Vec<String>,
+    output_prefix: &'a str,
+    output_bucket: &'a str,
+}
+
+fn spec<'a>(value: &'a Value, project: &str, location: &str) -> Result<Spec<'a>, GemError> {
+    let job = object(value, "", JOB)?;
     let display_name = get(job, ("displayName", "display_name"))
         .map(|v| string(v, "display_name"))
         .transpose()?
@@ -773,14 +775,14 @@ fn create(
         .map(|v| string(v, "model"))
         .transpose()?
         .unwrap_or("");
-    let Some(id) = model_id(model) else {
+    let Some(model_id) = model_id(model) else {
         return Err(GemError::invalid(format!(
             "Invalid BatchPredictionJob.model: {model:?}; expected publishers/google/models/{{model}}."
         )));
     };
-    if !known_model(id) {
+    if !known_model(model_id) {
         return Err(GemError::not_found(format!(
-            "Publisher Model `projects/{project}/locations/{location}/publishers/google/models/{id}` not found."
+            "Publisher Model `projects/{project}/locations/{location}/publishers/google/models/{model_id}` not found."
         )));
     }
     let labels = get(job, ("labels", "labels")).cloned();
@@ -792,6 +794,21 @@ fn create(
             return Err(GemError::invalid_value("labels", "map<string, string>", l));
         }
     }
+    let uris = input_uris(job)?;
+    let (output_prefix, output_bucket) = output_prefix(job)?;
+    Ok(Spec {
+        display_name,
+        model,
+        model_id,
+        labels,
+        uris,
+        output_prefix,
+        output_bucket,
+    })
+}
+
+/// `inputConfig`: JSONL from one or more GCS objects.
+fn input_uris(job: &Map<String, Value>) -> Result<Vec<String>, GemError> {
     let input = get(job, ("inputConfig", "input_config"))
         .ok_or_else(|| GemError::invalid("BatchPredictionJob.input_config is required."))?;
     let input = object(input, "input_config", INPUT_CONFIG)?;
@@ -832,6 +849,11 @@ fn create(
             "input_config.gcs_source.uris must name one or more gs://bucket/object URIs.",
         ));
     }
+    Ok(uris)
+}
+
+/// `outputConfig`: JSONL under a GCS prefix; returns the prefix and its bucket.
+fn output_prefix(job: &Map<String, Value>) -> Result<(&str, &str), GemError> {
     let output = get(job, ("outputConfig", "output_config"))
         .ok_or_else(|| GemError::invalid("BatchPredictionJob.output_config is required."))?;
     let output = object(output, "output_config", OUTPUT_CONFIG)?;
@@ -860,64 +882,67 @@ fn create(
         .map(|v| string(v, "output_config.gcs_destination.output_uri_prefix"))
         .transpose()?
         .unwrap_or("");
-    let Some((out_bucket, _)) = parse_uri(prefix) else {
+    let Some((bucket, _)) = parse_uri(prefix) else {
         return Err(GemError::invalid(
             "output_config.gcs_destination.output_uri_prefix must be a gs:// URI.",
         ));
     };
+    Ok((prefix, bucket))
+}
 
-    // Read the input now; problems fail the job when it would start.
+/// Reads the input at creation, as Vertex does; problems fail the job when it would start.
+fn read_input(sim: &Simulator, spec: &Spec<'_>) -> (Plan, Vec<Row>) {
+    let config = &sim.config.vertex;
     let known = |b: &str| config.buckets.iter().any(|k| k == b);
-    let mut plan = Plan::Run;
+    let fail = |code: u8, message: String| Plan::Fail(json!({"code": code, "message": message}));
     let mut content = Vec::new();
-    for uri in &uris {
+    for uri in &spec.uris {
         let Some((bucket, object)) = parse_uri(uri) else {
             continue;
         };
         if !known(bucket) {
-            plan = Plan::Fail(
-                json!({"code": 5, "message": format!("Failed to read input: bucket {bucket} does not exist ({uri}).")}),
-            );
-            break;
+            let m = format!("Failed to read input: bucket {bucket} does not exist ({uri}).");
+            return (fail(5, m), Vec::new());
         }
-        match sim.vertex.gcs.get(bucket, object) {
-            Some(data) => {
-                content.extend_from_slice(&data);
-                if !content.ends_with(b"\n") {
-                    content.push(b'\n');
-                }
-            }
-            None => {
-                plan = Plan::Fail(
-                    json!({"code": 5, "message": format!("Failed to read input: no such object {uri}.")}),
-                );
-                break;
-            }
+        let Some(data) = sim.vertex.gcs.get(bucket, object) else {
+            return (
+                fail(5, format!("Failed to read input: no such object {uri}.")),
+                Vec::new(),
+            );
+        };
+        content.extend_from_slice(&data);
+        if !content.ends_with(b"\n") {
+            content.push(b'\n');
         }
     }
-    if plan == Plan::Run && !known(out_bucket) {
-        plan = Plan::Fail(
-            json!({"code": 5, "message": format!("Output bucket {out_bucket} does not exist.")}),
+    if !known(spec.output_bucket) {
+        let m = format!("Output bucket {} does not exist.", spec.output_bucket);
+        return (fail(5, m), Vec::new());
+    }
+    let rows = read_rows(&content);
+    let plan = if content.len() as u64 > config.max_input_bytes {
+        fail(
+            3,
+            format!("The input exceeds {} bytes.", config.max_input_bytes),
+        )
+    } else if rows.len() > config.max_requests {
+        let m = format!(
+            "The job has {} requests; the limit is {}.",
+            rows.len(),
+            config.max_requests
         );
-    }
-    let mut rows = if plan == Plan::Run {
-        read_rows(&content)
+        fail(3, m)
+    } else if rows.is_empty() {
+        fail(3, "The input has no requests.".to_owned())
     } else {
-        Vec::new()
+        Plan::Run
     };
-    if plan == Plan::Run {
-        if content.len() as u64 > config.max_input_bytes {
-            plan = Plan::Fail(
-                json!({"code": 3, "message": format!("The input exceeds {} bytes.", config.max_input_bytes)}),
-            );
-        } else if rows.len() > config.max_requests {
-            plan = Plan::Fail(
-                json!({"code": 3, "message": format!("The job has {} requests; the limit is {}.", rows.len(), config.max_requests)}),
-            );
-        } else if rows.is_empty() {
-            plan = Plan::Fail(json!({"code": 3, "message": "The input has no requests."}));
-        }
-    }
+    (plan, rows)
+}
+
+/// Admits the job under the simulated quota and applies the faults `/sim` assigned to it
+/// (by its rows' label values); returns the turnaround fault, if any.
+fn admit(sim: &Simulator, plan: &mut Plan, rows: &mut [Row]) -> Result<Option<Duration>, GemError> {
     let keys: Vec<String> = rows
         .iter()
         .flat_map(label_values)
@@ -925,23 +950,23 @@ fn create(
         .collect();
     let assigned = sim
         .control
-        .admit(keys.iter().map(String::as_str), plan == Plan::Run)
+        .admit(keys.iter().map(String::as_str), *plan == Plan::Run)
         .ok_or_else(|| {
             GemError::batch_quota(
                 "Resource has been exhausted (e.g. check quota).".to_owned(),
                 "BatchPredictionJobsPerProject",
             )
         })?;
-    if plan == Plan::Run {
+    if *plan == Plan::Run {
         if assigned.fail_validation {
-            plan = Plan::Fail(
+            *plan = Plan::Fail(
                 json!({"code": 13, "message": "Internal error occurred (simulated fault)."}),
             );
         } else if assigned.expire.is_some() {
-            plan = Plan::Expire;
+            *plan = Plan::Expire;
         }
     }
-    for row in &mut rows {
+    for row in rows.iter_mut() {
         if row.error.is_none()
             && label_values(row)
                 .iter()
@@ -950,6 +975,22 @@ fn create(
             row.error = Some("Internal error occurred.".to_owned());
         }
     }
+    Ok(assigned.turnaround)
+}
+
+fn create(
+    sim: &Simulator,
+    project: &str,
+    number: &str,
+    location: &str,
+    body: &[u8],
+    seq: u64,
+) -> Result<Response<SimBody>, GemError> {
+    let config = &sim.config.vertex;
+    let value = parse_body(body)?;
+    let spec = spec(&value, project, location)?;
+    let (mut plan, mut rows) = read_input(sim, &spec);
+    let turnaround = admit(sim, &mut plan, &mut rows)?;
     let salt = sim.vertex.salt;
     let numeric = splitmix(salt ^ seq.rotate_left(23)) % 9_000_000_000_000_000_000
         + 1_000_000_000_000_000_000;
@@ -959,12 +1000,12 @@ fn create(
         project_id: project.to_owned(),
         project_number: number.to_owned(),
         location: location.to_owned(),
-        display_name: display_name.to_owned(),
-        model: model.to_owned(),
-        model_id: id.to_owned(),
-        uris,
-        output_prefix: prefix.to_owned(),
-        labels,
+        display_name: spec.display_name.to_owned(),
+        model: spec.model.to_owned(),
+        model_id: spec.model_id.to_owned(),
+        output_prefix: spec.output_prefix.to_owned(),
+        uris: spec.uris,
+        labels: spec.labels,
         order: shuffle(rows.len(), splitmix(salt ^ seq)),
         rows,
         start: Instant::now(),
@@ -975,7 +1016,7 @@ fn create(
         } else {
             config.queue_delay
         },
-        run: assigned.turnaround.unwrap_or(config.run_time),
+        run: turnaround.unwrap_or(config.run_time),
         queue_expiry: config.queue_expiry,
         cutoff: config.run_cutoff,
         plan,
