@@ -6,8 +6,8 @@
 //! The raw-HTTP tests use `Prefer: respond-async` to learn a first try's job at once, and
 //! batches whose turnaround is far longer than the advertised timeout, so the order of
 //! events (commit, keep-alives, answer) is fixed by the simulator, not by sleeps. The last
-//! tests run the official SDKs (Python OpenAI and Anthropic, Node OpenAI) with a 2 s timeout
-//! and their default retries against batches that take 8 s.
+//! tests run the official SDKs (Python OpenAI and Anthropic, Node OpenAI) with a 3 s timeout
+//! and their default retries against batches that take 12 s.
 
 mod common;
 
@@ -326,7 +326,7 @@ async fn a_hold_past_half_the_timeout_commits_200_then_spaces_then_the_json() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sdk_that_says_no_timeout_is_committed_after_a_second() {
     // openai-node sends no timeout for its client-wide one, which ends at the headers.
-    let gw = start(Duration::from_secs(3)).await;
+    let gw = start(Duration::from_secs(5)).await;
     let started = Instant::now();
     let resp = open(&gw, &[AUTH, HELD, first()], CHAT, &chat("node style")).await;
     let committed = started.elapsed();
@@ -336,7 +336,7 @@ async fn an_sdk_that_says_no_timeout_is_committed_after_a_second() {
         "committed early"
     );
     assert!(
-        committed < Duration::from_secs(3),
+        committed < Duration::from_secs(5),
         "before the batch: {committed:?}"
     );
     let body = frames(resp).await.expect("a complete body").concat();
@@ -368,12 +368,12 @@ async fn an_answer_within_half_the_timeout_keeps_its_status_and_cost_headers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_error_cuts_the_committed_body_and_the_retry_gets_the_real_status() {
     let gw = start(Duration::from_millis(100)).await;
-    // The next batch fails validation (line 1) at a tenth of its 4 s turnaround: after the
+    // The next batch fails validation (line 1) at a tenth of its 10 s turnaround: long after the
     // commit at 0.1 s.
     let (s, v) = gw
         .sim_post(
             "/sim/batch-faults",
-            serde_json::json!({"fail_validation": 1, "turnaround_ms": 4000}),
+            serde_json::json!({"fail_validation": 1, "turnaround_ms": 10000}),
         )
         .await;
     assert!(s.is_success(), "{v}");
@@ -530,10 +530,10 @@ async fn run(mut cmd: std::process::Command) -> std::io::Result<std::process::Ou
         .expect("the blocking task panicked")
 }
 
-/// The SDK gateway: batches take 8 s (four times the SDKs' 2 s timeout), the default
+/// The SDK gateway: batches take 12 s (four times the SDKs' 3 s timeout), the default
 /// keep-alive (15 s, longer than the timeout) and the default retries on the SDK side.
 async fn sdk_gateway() -> Gateway {
-    start(Duration::from_secs(8)).await
+    start(Duration::from_secs(12)).await
 }
 
 /// Runs an SDK script against a fresh gateway; `None` (skipped) when `skip_var` is `1`
