@@ -1,7 +1,10 @@
-//! Delivery of deferred answers to their callers: held connections (JSON or SSE with
-//! keep-alives), `Prefer: respond-async` (202 + `Location`), and the job endpoints, which
-//! serve a job only to the client that created it.
+//! Delivery of deferred answers to their callers: held connections (JSON, JSON committed
+//! early with whitespace keep-alives, or SSE with keep-alives), `Prefer: respond-async`
+//! (202 + `Location`), and the job endpoints, which serve a job only to the client that
+//! created it.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +15,7 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 
 use crate::account::Accountant;
-use crate::batch::engine::Engine;
+use crate::batch::engine::{Engine, WaitError};
 use crate::error::GatewayError;
 use crate::forward::{X_SLUICE_BASELINE, X_SLUICE_COST, X_SLUICE_TIER};
 use crate::relay::BoxError;
@@ -118,10 +121,63 @@ pub async fn hold(
     Ok(finished(&job, accountant))
 }
 
+/// JSON-insignificant whitespace (RFC 8259 §2): what a committed JSON hold sends while
+/// it waits.
+pub const JSON_KEEP_ALIVE: &[u8] = b" ";
+
+/// A job's answer, awaited by a task that outlives the request handler.
+type Waiting = Pin<Box<dyn Future<Output = Result<Job, WaitError>> + Send>>;
+
+fn waiting(engine: &Arc<Engine>, id: &str) -> Waiting {
+    let (engine, id) = (engine.clone(), id.to_owned());
+    Box::pin(async move { engine.wait_done(&id).await })
+}
+
+/// Holds a request whose caller gives up after `timeout` without a byte (the SDKs'
+/// read timeout): the answer as [`hold`] gives it if it comes within `commit_after`;
+/// otherwise `200` and the job's headers at once, a space every `beat`, then the body.
+/// The cost headers are not known yet then (`GET /sluice/v1/jobs/{id}` has them).
+///
+/// An error answered after the commit cannot change the status: the body is cut instead
+/// (no complete JSON), a transport error the SDKs never take for an answer; the job keeps
+/// the error, so the SDK's retry, which attaches to the job, gets its real status and body.
+pub async fn hold_committing(
+    engine: &Arc<Engine>,
+    accountant: &Accountant,
+    job: &Job,
+    commit_after: Duration,
+    beat: Duration,
+) -> Result<Response<RespBody>, GatewayError> {
+    let mut wait = waiting(engine, &job.id);
+    if let Ok(done) = tokio::time::timeout(commit_after, &mut wait).await {
+        return Ok(finished(&done?, accountant));
+    }
+    let body = held_body(engine, wait, JSON_KEEP_ALIVE, beat, |done| match done {
+        Ok(job) => match job.result {
+            Some(r) if (200..300).contains(&r.status) => vec![Ok(r.body)],
+            Some(r) => vec![Err(late_error(&job.id, r.status))],
+            None => Vec::new(),
+        },
+        Err(e) => vec![Err(e.into())],
+    });
+    let mut r = Response::new(body);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    set_job_headers(r.headers_mut(), job, accountant);
+    Ok(r)
+}
+
+/// Why a committed hold's body was cut.
+fn late_error(job: &str, status: u16) -> BoxError {
+    format!("job {job} was answered {status} after 200 was sent: the body is cut").into()
+}
+
 /// Holds a streaming request: `: keep-alive` comments (blank lines on Gemini-native
-/// streams) while waiting, then the answer as the stream its API would have sent
-/// (chat-completion chunks ending in `data: [DONE]`, Messages or Responses events, one
-/// Gemini chunk).
+/// streams) every `keep_alive` while waiting, then the answer as the stream its API would
+/// have sent (chat-completion chunks ending in `data: [DONE]`, Messages or Responses
+/// events, one Gemini chunk).
 pub fn hold_stream(
     engine: Arc<Engine>,
     accountant: Arc<Accountant>,
@@ -129,31 +185,14 @@ pub fn hold_stream(
     include_usage: bool,
     keep_alive: Duration,
 ) -> Response<RespBody> {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(8);
-    let id = job.id.clone();
     let gemini = job.endpoint.api() == crate::types::Api::Gemini;
     let keep_alive_bytes = if gemini {
         synth::GEMINI_KEEP_ALIVE
     } else {
         synth::KEEP_ALIVE
     };
-    let waiter = engine.clone();
-    engine.tasks().spawn(async move {
-        let engine = waiter;
-        let wait = engine.wait_done(&id);
-        tokio::pin!(wait);
-        let mut tick = tokio::time::interval(keep_alive);
-        tick.tick().await;
-        let done = loop {
-            tokio::select! {
-                r = &mut wait => break r,
-                _ = tick.tick() => {
-                    if tx.send(Ok(Frame::data(Bytes::from_static(keep_alive_bytes)))).await.is_err() {
-                        return; // the client went away; the job is answered anyway
-                    }
-                }
-            }
-        };
+    let wait = waiting(&engine, &job.id);
+    let body = held_body(&engine, wait, keep_alive_bytes, keep_alive, move |done| {
         let events = match done {
             Ok(job) => match &job.result {
                 Some(r) if job.endpoint == crate::types::Endpoint::Messages => {
@@ -164,20 +203,14 @@ pub fn hold_stream(
                 }
                 Some(r) if gemini => synth::gemini_events(r.status, &r.body),
                 Some(r) => synth::chunks(r.status, &r.body, include_usage),
-                None => return,
+                None => Vec::new(),
             },
             Err(e) if gemini => synth::gemini_events(503, &GatewayError::from(e).to_gemini_json()),
             Err(e) => synth::chunks(503, &GatewayError::from(e).to_openai_json(), false),
         };
-        for e in events {
-            if tx.send(Ok(Frame::data(e))).await.is_err() {
-                return;
-            }
-        }
+        events.into_iter().map(Ok).collect()
     });
-    let mut rx = rx;
-    let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
-    let mut r = Response::new(StreamBody::new(stream).boxed_unsync());
+    let mut r = Response::new(body);
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),
@@ -186,6 +219,40 @@ pub fn hold_stream(
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     set_job_headers(r.headers_mut(), &job, &accountant);
     r
+}
+
+/// A body that sends `keep_alive` every `beat` until the job is answered, then what
+/// `finish` makes of the answer (an `Err` part cuts the body there). The wait runs on the
+/// engine's tasks; it ends when the client goes away (the job is answered anyway).
+fn held_body(
+    engine: &Engine,
+    mut wait: Waiting,
+    keep_alive: &'static [u8],
+    beat: Duration,
+    finish: impl FnOnce(Result<Job, WaitError>) -> Vec<Result<Bytes, BoxError>> + Send + 'static,
+) -> RespBody {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(8);
+    engine.tasks().spawn(async move {
+        let mut tick = tokio::time::interval(beat);
+        tick.tick().await;
+        let done = loop {
+            tokio::select! {
+                r = &mut wait => break r,
+                _ = tick.tick() => {
+                    if tx.send(Ok(Frame::data(Bytes::from_static(keep_alive)))).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        };
+        for part in finish(done) {
+            if tx.send(part.map(Frame::data)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    StreamBody::new(stream).boxed_unsync()
 }
 
 /// `GET /sluice/v1/jobs/{id}` and `.../result`, for the job's own client only.

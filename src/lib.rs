@@ -30,6 +30,7 @@
 pub mod account;
 pub mod batch;
 pub mod cli;
+pub mod client_hints;
 pub mod clock;
 pub mod config;
 pub mod deliver;

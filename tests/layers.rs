@@ -32,6 +32,7 @@ const PURE: &[&str] = &[
     "duration",
     "sla",
     "prefer",
+    "client_hints",
     "triage",
     "inspect",
     "usage",

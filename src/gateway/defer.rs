@@ -15,13 +15,18 @@ pub(super) async fn defer(
 }
 
 /// The job, stored before anything is acknowledged; a retry with the same
-/// `Idempotency-Key` gets the job its first try created, if it is the same request.
+/// `Idempotency-Key` gets the job its first try created, if it is the same request, and
+/// so does an SDK's retry without one (see [`retried`]).
 async fn durable(
     engine: &Arc<Engine>,
     call: &Call<'_>,
     upstream_body: Bytes,
 ) -> Result<crate::store::Job, GatewayError> {
     let (client, route, facts, endpoint) = (call.client, call.route, &call.facts, call.endpoint);
+    let retry_key = implicit_key(call);
+    if let Some(job) = retried(engine, call, retry_key.as_deref()).await? {
+        return Ok(job);
+    }
     // A batch line never streams; the answer is turned into a stream on delivery.
     let body = crate::inspect::without_members(&upstream_body, &["stream", "stream_options"])
         .map_err(|e| {
@@ -33,6 +38,7 @@ async fn durable(
         client: client.name.to_string(),
         route: route.name.to_string(),
         idempotency_key: call.admitted.idempotency_key.clone(),
+        retry_key,
         provider: call.provider,
         endpoint,
         model: facts.model.clone(),
@@ -79,6 +85,45 @@ async fn durable(
     })
 }
 
+/// The implicit key of a call from an SDK that counts its tries and sent no
+/// `Idempotency-Key` (whose semantics stand alone).
+fn implicit_key(call: &Call<'_>) -> Option<String> {
+    let admitted = &call.admitted;
+    (admitted.idempotency_key.is_none() && admitted.hints.records_retries()).then(|| {
+        crate::client_hints::retry_key(
+            &call.route.name,
+            call.endpoint.path(),
+            &call.facts.model,
+            call.facts.stream,
+            &call.body,
+        )
+    })
+}
+
+/// A retry (`x-stainless-retry-count` ≥ 1) attaches to the newest job its client created
+/// under the same implicit key within the idempotency window, unless that job ended in an
+/// error the SDK retries on (then this try is a real retry: a new job). A first try never
+/// attaches: two calls with the same body are two jobs.
+async fn retried(
+    engine: &Arc<Engine>,
+    call: &Call<'_>,
+    key: Option<&str>,
+) -> Result<Option<crate::store::Job>, GatewayError> {
+    let Some(key) = key.filter(|_| call.admitted.hints.is_retry()) else {
+        return Ok(None);
+    };
+    let since = crate::batch::now_ms().saturating_sub(crate::store::IDEMPOTENCY_WINDOW_MS);
+    let found = engine
+        .store()
+        .retried(&call.client.name, key, since)
+        .await?;
+    let job = found.filter(|j| crate::client_hints::attaches(j.result.as_ref().map(|r| r.status)));
+    if let Some(j) = &job {
+        tracing::info!(job = %j.id, retry = ?call.admitted.hints.retry_count, "an SDK retry attached to its first try's job");
+    }
+    Ok(job)
+}
+
 /// The caller gets 202 (`Prefer: respond-async`), a held stream, or the held answer.
 async fn deliver(
     app: &App,
@@ -90,13 +135,19 @@ async fn deliver(
     if admitted.prefer.respond_async {
         return Ok(deliver::accepted(&job));
     }
+    // A retry attached to an answered job: the answer, whatever the caller's timeout.
+    if job.result.is_some() && !facts.stream {
+        return Ok(deliver::finished(&job, &app.accountant));
+    }
+    // Keep-alives well inside the caller's advertised timeout.
+    let beat = admitted.hints.beat(app.keep_alive);
     if facts.stream {
         return Ok(deliver::hold_stream(
             engine.clone(),
             app.accountant.clone(),
             job,
             facts.client_wants_usage,
-            app.keep_alive,
+            beat,
         ));
     }
     match admitted.prefer.wait {
@@ -111,6 +162,13 @@ async fn deliver(
                 }
             }
         }
-        None => deliver::hold(engine, &app.accountant, &job.id).await,
+        // A hold that could outlive the caller's timeout commits early (`Prefer: wait`
+        // above bounds the hold instead, as the caller asked).
+        None => match admitted.hints.commit_after() {
+            Some(after) => {
+                deliver::hold_committing(engine, &app.accountant, &job, after, beat).await
+            }
+            None => deliver::hold(engine, &app.accountant, &job.id).await,
+        },
     }
 }

@@ -4,6 +4,7 @@
 
 use super::*;
 
+use crate::client_hints::{self, Hints};
 use crate::prefer::{self, Preferences};
 
 /// A request body up to this size is read and dropped (never buffered) before an error
@@ -24,6 +25,8 @@ pub(super) struct Admitted<'a> {
     pub prefer: Preferences,
     pub idempotency_key: Option<String>,
     pub route_hint: Option<&'a str>,
+    /// The SDK's retry count and timeout (`x-stainless-*`), for held deferred calls.
+    pub hints: Hints,
 }
 
 /// One API request once ingress is done: who calls, what it asks, how long it may wait.
@@ -148,7 +151,27 @@ pub(super) fn admit(headers: &HeaderMap) -> Result<Admitted<'_>, GatewayError> {
         prefer,
         idempotency_key: idempotency_key(headers)?,
         route_hint,
+        hints: hints(headers)?,
     })
+}
+
+/// The SDK hints; each header once (or repeated identically), values a hint may ignore.
+fn hints(headers: &HeaderMap) -> Result<Hints, GatewayError> {
+    let [read_timeout, timeout] = client_hints::TIMEOUTS;
+    Ok(Hints::parse(
+        single_bytes(headers, client_hints::RETRY_COUNT)?,
+        &[
+            single_bytes(headers, read_timeout)?,
+            single_bytes(headers, timeout)?,
+        ],
+    ))
+}
+
+fn single_bytes<'h>(
+    headers: &'h HeaderMap,
+    name: &'static str,
+) -> Result<Option<&'h [u8]>, GatewayError> {
+    Ok(single(headers, name)?.map(HeaderValue::as_bytes))
 }
 
 fn invalid_header(header: &'static str, message: String, code: &'static str) -> GatewayError {

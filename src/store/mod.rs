@@ -87,6 +87,8 @@ pub struct NewJob {
     pub client: String,
     pub route: String,
     pub idempotency_key: Option<String>,
+    /// The implicit key its SDK's retries look it up by (`client_hints::retry_key`).
+    pub retry_key: Option<String>,
     pub provider: Provider,
     pub endpoint: Endpoint,
     pub model: String,
@@ -280,6 +282,10 @@ pub trait Store: Send + Sync + 'static {
     async fn enqueue(&self, job: NewJob) -> Result<Enqueued>;
 
     async fn job(&self, id: &str) -> Result<Option<Job>>;
+
+    /// The newest job `client` created under the implicit `retry_key` at or after
+    /// `since_ms`: the job an SDK retry of the same call attaches to.
+    async fn retried(&self, client: &str, retry_key: &str, since_ms: i64) -> Result<Option<Job>>;
 
     /// The request body of a job (for a synchronous fallback).
     async fn job_body(&self, id: &str) -> Result<Option<Bytes>>;

@@ -275,8 +275,8 @@ impl Store for PostgresStore {
     async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
         let insert = sqlx::query(
             "INSERT INTO jobs (id, client, route, idempotency_key, provider, endpoint, model, \
-             body, stream, tier, prefix, created_at_ms, deadline_ms, state) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'queued')",
+             body, stream, tier, prefix, created_at_ms, deadline_ms, state, retry_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'queued', $14)",
         )
         .bind(&job.id)
         .bind(&job.client)
@@ -290,7 +290,8 @@ impl Store for PostgresStore {
         .bind(job.tier.as_str())
         .bind(&job.prefix)
         .bind(job.created_at_ms)
-        .bind(job.deadline_ms);
+        .bind(job.deadline_ms)
+        .bind(&job.retry_key);
         let Some(key) = &job.idempotency_key else {
             insert.execute(&self.pool).await.map_err(db_error)?;
             return Ok(Enqueued::Created);
@@ -333,6 +334,21 @@ impl Store for PostgresStore {
             .ok_or_else(|| StoreError::Corrupt(format!("idempotency key {key:?} names no job")))?;
         tx.rollback().await.map_err(db_error)?;
         Ok(Enqueued::Existing(Box::new(rows::job(&existing)?)))
+    }
+
+    async fn retried(&self, client: &str, retry_key: &str, since_ms: i64) -> Result<Option<Job>> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE client = $1 AND retry_key = $2 \
+             AND created_at_ms >= $3 ORDER BY created_at_ms DESC, seq DESC LIMIT 1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(client)
+            .bind(retry_key)
+            .bind(since_ms)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        row.as_ref().map(rows::job).transpose()
     }
 
     async fn job(&self, id: &str) -> Result<Option<Job>> {

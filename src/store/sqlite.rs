@@ -175,6 +175,21 @@ impl Store for SqliteStore {
         row.as_ref().map(rows::job).transpose()
     }
 
+    async fn retried(&self, client: &str, retry_key: &str, since_ms: i64) -> Result<Option<Job>> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE client = ? AND retry_key = ? \
+             AND created_at_ms >= ? ORDER BY created_at_ms DESC, rowid DESC LIMIT 1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(client)
+            .bind(retry_key)
+            .bind(since_ms)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_error)?;
+        row.as_ref().map(rows::job).transpose()
+    }
+
     async fn job_body(&self, id: &str) -> Result<Option<Bytes>> {
         let row = sqlx::query("SELECT body FROM jobs WHERE id = ?")
             .bind(id)

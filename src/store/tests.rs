@@ -269,6 +269,7 @@ macro_rules! postgres_only {
 conformance!(
     enqueue_then_job_round_trips_exact_bytes,
     idempotency_key_is_per_client_and_expires_after_a_day,
+    retry_keys_never_deduplicate_and_name_the_newest_job_of_their_client,
     concurrent_enqueues_are_durable,
     concurrent_same_key_enqueues_create_exactly_one,
     a_failing_enqueue_does_not_sink_its_group,
@@ -310,6 +311,7 @@ fn job(id: &str, client: &str, key: Option<&str>, created_at_ms: i64) -> NewJob 
         client: client.to_owned(),
         route: "default".to_owned(),
         idempotency_key: key.map(str::to_owned),
+        retry_key: None,
         provider: Provider::OpenAi,
         endpoint: Endpoint::ChatCompletions,
         model: "gpt-4o-mini".to_owned(),
@@ -415,6 +417,77 @@ async fn memory_store_shares_one_database() {
     // A second in-memory store is a different database.
     let other = SqliteStore::open("sqlite::memory:").await.unwrap();
     assert!(other.queued().await.unwrap().is_empty());
+}
+
+async fn retry_keys_never_deduplicate_and_name_the_newest_job_of_their_client(b: &Backend) {
+    let t0 = 10 * DAY_MS;
+    let with_retry = |id: &str, client: &str, key: Option<&str>, at: i64| NewJob {
+        retry_key: key.map(str::to_owned),
+        ..job(id, client, None, at)
+    };
+    {
+        let store = b.open().await;
+        // Recording a retry key is not deduplication: every first try is a job of its own.
+        for (id, client, key, at) in [
+            ("job_1", "alice", Some("r"), t0),
+            ("job_2", "alice", Some("r"), t0),
+            ("job_3", "bob", Some("r"), t0 + 5),
+            ("job_4", "alice", None, t0 + 9),
+            ("job_5", "alice", Some("other"), t0 + 9),
+        ] {
+            assert!(matches!(
+                store
+                    .enqueue(with_retry(id, client, key, at))
+                    .await
+                    .unwrap(),
+                Enqueued::Created
+            ));
+        }
+        // An idempotency key and a retry key are separate: a keyed job is found by both.
+        let keyed = NewJob {
+            retry_key: Some("keyed".into()),
+            ..job("job_6", "alice", Some("k"), t0)
+        };
+        assert!(matches!(
+            store.enqueue(keyed).await.unwrap(),
+            Enqueued::Created
+        ));
+    }
+    // Across a restart: the newest of the client's jobs under the key (insertion order
+    // breaks a tie in the same millisecond), never another client's, never out of window.
+    let store = b.open().await;
+    let found = |client: &'static str, key: &'static str, since: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .retried(client, key, since)
+                .await
+                .unwrap()
+                .map(|j| j.id)
+        }
+    };
+    assert_eq!(found("alice", "r", t0).await.as_deref(), Some("job_2"));
+    assert_eq!(found("bob", "r", t0).await.as_deref(), Some("job_3"));
+    assert_eq!(found("bob", "r", t0 + 5).await.as_deref(), Some("job_3"));
+    assert_eq!(found("bob", "r", t0 + 6).await, None);
+    assert_eq!(found("carol", "r", 0).await, None);
+    assert_eq!(found("alice", "other", 0).await.as_deref(), Some("job_5"));
+    assert_eq!(found("alice", "keyed", 0).await.as_deref(), Some("job_6"));
+    assert_eq!(found("alice", "missing", 0).await, None);
+    // A finished job is still found (its retry gets the stored answer); a purged one is not.
+    assert!(
+        store
+            .complete_job("job_3", result(200, "answer", t0 + 7), None)
+            .await
+            .unwrap()
+    );
+    let job = store.retried("bob", "r", t0).await.unwrap().unwrap();
+    assert_eq!(
+        job.result.map(|r| r.body),
+        Some(Bytes::from_static(b"answer"))
+    );
+    assert_eq!(store.purge(t0 + 8).await.unwrap(), 1);
+    assert_eq!(found("bob", "r", 0).await, None);
 }
 
 async fn idempotency_key_is_per_client_and_expires_after_a_day(b: &Backend) {

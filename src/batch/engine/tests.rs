@@ -179,6 +179,7 @@ impl Rig {
                     client: "default".into(),
                     route: "default".into(),
                     idempotency_key: None,
+                    retry_key: None,
                     provider,
                     endpoint,
                     model: "gpt-4o-mini".into(),

@@ -356,8 +356,8 @@ async fn enqueue(conn: &mut SqliteConnection, job: NewJob) -> Result<Enqueued> {
     }
     sqlx::query(
         "INSERT INTO jobs (id, client, route, idempotency_key, provider, endpoint, model, \
-         body, stream, tier, prefix, created_at_ms, deadline_ms, state) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         body, stream, tier, prefix, created_at_ms, deadline_ms, state, retry_key) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&job.id)
     .bind(&job.client)
@@ -373,6 +373,7 @@ async fn enqueue(conn: &mut SqliteConnection, job: NewJob) -> Result<Enqueued> {
     .bind(job.created_at_ms)
     .bind(job.deadline_ms)
     .bind(JobState::Queued.as_str())
+    .bind(&job.retry_key)
     .execute(&mut *conn)
     .await
     .map_err(db_error)?;
