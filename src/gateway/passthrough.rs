@@ -181,6 +181,8 @@ pub(super) async fn model(
     known: &mut Known,
 ) -> Result<Response<RespBody>, GatewayError> {
     let id = &parts.uri.path()["/v1/models/".len()..];
+    let client = app.policies.identify(gateway_key(&parts.headers)?)?;
+    known.client = Some(client.name.clone());
     match models(app, parts, Some(id)) {
         Err(e @ GatewayError::ModelNotFound { .. }) => {
             let provider = provider_for(&parts.method, parts.uri.path(), api_of(parts))?;
