@@ -51,8 +51,11 @@ impl Upstream {
         &self,
         req: http::Request<Full<Bytes>>,
     ) -> Result<http::Response<Incoming>, UpstreamError> {
-        self.send_streamed(req.map(|b| b.map_err(|never| -> BoxError { match never {} }).boxed_unsync()))
-            .await
+        self.send_streamed(req.map(|b| {
+            b.map_err(|never| -> BoxError { match never {} })
+                .boxed_unsync()
+        }))
+        .await
     }
 
     /// [`Upstream::send`] with a body that may still be arriving: one pool for both.

@@ -20,7 +20,10 @@ use serde_json::{Value, json};
 
 const KEY: &str = "sk-team";
 const AUTH: (&str, &str) = ("authorization", "Bearer sk-team");
-const ANTHROPIC: [(&str, &str); 2] = [("x-api-key", "sk-team"), ("anthropic-version", "2023-06-01")];
+const ANTHROPIC: [(&str, &str); 2] = [
+    ("x-api-key", "sk-team"),
+    ("anthropic-version", "2023-06-01"),
+];
 const BOUNDARY: &str = "----sluicePassThrough";
 
 fn team() -> Vec<(String, String)> {
@@ -78,7 +81,10 @@ async fn sdk_paths_reach_the_simulator_and_are_counted_under_closed_labels() {
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(h["content-type"], "audio/mpeg");
-    assert!(b.starts_with(b"ID3") && b.len() == 3 + 5 * 64, "binary, whole");
+    assert!(
+        b.starts_with(b"ID3") && b.len() == 3 + 5 * 64,
+        "binary, whole"
+    );
 
     let (s, _, b) = gw
         .post(
@@ -115,25 +121,62 @@ async fn sdk_paths_reach_the_simulator_and_are_counted_under_closed_labels() {
 
     // A model Sluice does not list is the provider's to answer.
     let (s, _, b) = gw.get("/v1/models/gpt-4o-mini", &[AUTH]).await;
-    assert_eq!((s, parse(&b)["owned_by"].as_str()), (StatusCode::OK, Some("openai")));
+    assert_eq!(
+        (s, parse(&b)["owned_by"].as_str()),
+        (StatusCode::OK, Some("openai"))
+    );
     let (s, _, b) = gw.get("/v1/models/ft:gpt-4o:acme::x1", &[AUTH]).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_eq!(parse(&b)["error"]["code"], "model_not_found");
 
     let m = gw
         .metrics_until("the last pass-through counted", |m| {
-            requests(m, &[("client", "team"), ("status", "404"), ("provider", "openai")]) >= 1.0
+            requests(
+                m,
+                &[
+                    ("client", "team"),
+                    ("status", "404"),
+                    ("provider", "openai"),
+                ],
+            ) >= 1.0
         })
         .await;
     assert_eq!(cost(&m), before, "a retrieval is not a new charge");
-    let passed = [("client", "team"), ("route", "default"), ("tier", "interactive")];
+    let passed = [
+        ("client", "team"),
+        ("route", "default"),
+        ("tier", "interactive"),
+    ];
     // moderations, images, speech, count_tokens, responses (create, get, input_items), models.
     assert_eq!(requests(&m, &passed), 8.0, "{m}");
     // Labelled with the model the request named when it is priced, else `other`.
     let anthropic = [("provider", "anthropic"), ("status", "200")];
-    assert_eq!(requests(&m, &[anthropic[0], anthropic[1], ("model", "claude-haiku-4-5")]), 1.0);
-    assert_eq!(requests(&m, &[("provider", "openai"), ("model", "other"), ("status", "200")]), 4.0, "{m}");
-    for raw in ["moderations", "input_items", "resp_", "ft:gpt", "omni-moderation"] {
+    assert_eq!(
+        requests(
+            &m,
+            &[anthropic[0], anthropic[1], ("model", "claude-haiku-4-5")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        requests(
+            &m,
+            &[
+                ("provider", "openai"),
+                ("model", "other"),
+                ("status", "200")
+            ]
+        ),
+        4.0,
+        "{m}"
+    );
+    for raw in [
+        "moderations",
+        "input_items",
+        "resp_",
+        "ft:gpt",
+        "omni-moderation",
+    ] {
         assert!(!m.contains(raw), "{raw} is not a label value: {m}");
     }
     gw.stop().await;
@@ -164,14 +207,27 @@ async fn files_batches_unknown_and_escaping_paths_are_refused_in_the_callers_sha
     let (s, _, b) = gw.post("/v1/messages/batches", &ANTHROPIC, "{}").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let v = parse(&b);
-    assert_eq!((v["type"].as_str(), v["error"]["type"].as_str()), (Some("error"), Some("not_found_error")));
-    assert!(v["error"]["message"].as_str().unwrap().contains("not yet supported"));
+    assert_eq!(
+        (v["type"].as_str(), v["error"]["type"].as_str()),
+        (Some("error"), Some("not_found_error"))
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not yet supported")
+    );
 
     let (s, _, b) = gw.post("/v1/nonsense", &[AUTH], "{}").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let e = &parse(&b)["error"];
     assert_eq!(e["code"], "unknown_url");
-    assert!(e["message"].as_str().unwrap().contains("neither the OpenAI nor the Anthropic API"));
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("neither the OpenAI nor the Anthropic API")
+    );
     let (_, _, b) = gw.get("/v1/organization/users", &[AUTH]).await;
     assert_eq!(parse(&b)["error"]["code"], "unsupported_endpoint");
 
@@ -185,27 +241,49 @@ async fn files_batches_unknown_and_escaping_paths_are_refused_in_the_callers_sha
         assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
         assert_eq!(parse(&b)["error"]["code"], "invalid_path", "{path}");
     }
-    assert!(gw.sim_requests().await.is_empty(), "nothing reached the provider");
+    assert!(
+        gw.sim_requests().await.is_empty(),
+        "nothing reached the provider"
+    );
     let m = gw.metrics().await;
-    assert!(requests(&m, &[("client", "team"), ("route", "none"), ("status", "404")]) == 12.0, "{m}");
+    assert!(
+        requests(
+            &m,
+            &[("client", "team"), ("route", "none"), ("status", "404")]
+        ) == 12.0,
+        "{m}"
+    );
     assert!(!m.contains("nonsense") && !m.contains("batch_1"));
     gw.stop().await;
 }
 
 #[tokio::test]
 async fn keys_are_required_and_the_callers_never_reach_the_provider() {
-    let up = canned_with(200, "application/json", vec![r#"{"object":"list","data":[]}"#], &[]).await;
+    let up = canned_with(
+        200,
+        "application/json",
+        vec![r#"{"object":"list","data":[]}"#],
+        &[],
+    )
+    .await;
     let gw = Gateway::start_at(&up.base_url(), None, team(), |_| {}).await;
     let (s, _, b) = gw.get("/v1/responses/resp_1/input_items", &[]).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert_eq!(parse(&b)["error"]["code"], "missing_api_key");
     let (s, _, b) = gw
-        .post("/v1/messages/count_tokens", &[("anthropic-version", "2023-06-01")], "{}")
+        .post(
+            "/v1/messages/count_tokens",
+            &[("anthropic-version", "2023-06-01")],
+            "{}",
+        )
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert_eq!(parse(&b)["error"]["type"], "authentication_error");
     let (s, _, _) = gw
-        .get("/v1/responses/resp_1", &[("authorization", "Bearer sk-wrong")])
+        .get(
+            "/v1/responses/resp_1",
+            &[("authorization", "Bearer sk-wrong")],
+        )
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert!(up.heads.lock().unwrap().is_empty());
@@ -213,13 +291,21 @@ async fn keys_are_required_and_the_callers_never_reach_the_provider() {
     let (s, _, b) = gw
         .get(
             "/v1/responses/resp_1/input_items?limit=2&order=asc&after=msg%201",
-            &[AUTH, ("cookie", "session=1"), ("x-stainless-retry-count", "0")],
+            &[
+                AUTH,
+                ("cookie", "session=1"),
+                ("x-stainless-retry-count", "0"),
+            ],
         )
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(parse(&b)["object"], "list");
     let (s, _, _) = gw
-        .post("/v1/messages/count_tokens", &ANTHROPIC, r#"{"model":"claude-haiku-4-5"}"#)
+        .post(
+            "/v1/messages/count_tokens",
+            &ANTHROPIC,
+            r#"{"model":"claude-haiku-4-5"}"#,
+        )
         .await;
     assert_eq!(s, StatusCode::OK);
     let uris = up.uris.lock().unwrap().clone();
@@ -240,25 +326,51 @@ async fn keys_are_required_and_the_callers_never_reach_the_provider() {
     assert!(anthropic.get("authorization").is_none());
     assert_eq!(anthropic["anthropic-version"], "2023-06-01");
     for h in [openai, anthropic] {
-        assert!(h.values().all(|v| v.as_bytes() != b"Bearer sk-team" && v.as_bytes() != b"sk-team"));
+        assert!(
+            h.values()
+                .all(|v| v.as_bytes() != b"Bearer sk-team" && v.as_bytes() != b"sk-team")
+        );
     }
-    assert_eq!(up.bodies.lock().unwrap()[1], r#"{"model":"claude-haiku-4-5"}"#.as_bytes());
+    assert_eq!(
+        up.bodies.lock().unwrap()[1],
+        r#"{"model":"claude-haiku-4-5"}"#.as_bytes()
+    );
     gw.stop().await;
 }
 
 #[tokio::test]
 async fn upstream_errors_pass_through_and_gateway_errors_take_the_callers_shape() {
     const LIMITED: &str = r#"{"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#;
-    let up = canned_with(429, "application/json", vec![LIMITED], &[("retry-after", "7")]).await;
+    let up = canned_with(
+        429,
+        "application/json",
+        vec![LIMITED],
+        &[("retry-after", "7")],
+    )
+    .await;
     let gw = Gateway::start_at(&up.base_url(), None, team(), |_| {}).await;
-    let (s, h, b) = gw.post("/v1/moderations", &[AUTH], r#"{"input":"x"}"#).await;
+    let (s, h, b) = gw
+        .post("/v1/moderations", &[AUTH], r#"{"input":"x"}"#)
+        .await;
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(b, LIMITED.as_bytes(), "the provider's body, unchanged");
     assert_eq!(h["retry-after"], "7");
     let m = gw
-        .metrics_until("the 429 counted", |m| requests(m, &[("status", "429")]) >= 1.0)
+        .metrics_until("the 429 counted", |m| {
+            requests(m, &[("status", "429")]) >= 1.0
+        })
         .await;
-    assert_eq!(requests(&m, &[("status", "429"), ("provider", "openai"), ("model", "other")]), 1.0);
+    assert_eq!(
+        requests(
+            &m,
+            &[
+                ("status", "429"),
+                ("provider", "openai"),
+                ("model", "other")
+            ]
+        ),
+        1.0
+    );
     gw.stop().await;
 
     // Nobody listening: a 502 in each caller's shape.
@@ -348,16 +460,24 @@ async fn a_10_mb_multipart_upload_streams_up_in_pieces() {
     let (url, mut seen) = counting_upstream().await;
     let gw = Gateway::start_at(&url, None, team(), |_| {}).await;
     let (tx, answer) = streamed_post(gw.url("/v1/audio/transcriptions"), &headers);
-    tx.send(Ok(Frame::data(Bytes::from(head.clone())))).await.unwrap();
-    tx.send(Ok(Frame::data(Bytes::from(vec![1u8; MB])))).await.unwrap();
+    tx.send(Ok(Frame::data(Bytes::from(head.clone()))))
+        .await
+        .unwrap();
+    tx.send(Ok(Frame::data(Bytes::from(vec![1u8; MB]))))
+        .await
+        .unwrap();
     tokio::time::timeout(Duration::from_secs(20), seen.wait_for(|n| *n >= MB))
         .await
         .expect("the provider saw the first piece while the upload went on")
         .unwrap();
     for _ in 1..10 {
-        tx.send(Ok(Frame::data(Bytes::from(vec![1u8; MB])))).await.unwrap();
+        tx.send(Ok(Frame::data(Bytes::from(vec![1u8; MB]))))
+            .await
+            .unwrap();
     }
-    tx.send(Ok(Frame::data(Bytes::from(tail.clone())))).await.unwrap();
+    tx.send(Ok(Frame::data(Bytes::from(tail.clone()))))
+        .await
+        .unwrap();
     drop(tx);
     let (s, b) = answer.await.unwrap();
     assert_eq!(s, StatusCode::OK);
@@ -369,7 +489,9 @@ async fn a_10_mb_multipart_upload_streams_up_in_pieces() {
     let (tx, answer) = streamed_post(gw.url("/v1/audio/transcriptions"), &headers);
     tx.send(Ok(Frame::data(Bytes::from(head)))).await.unwrap();
     for _ in 0..10 {
-        tx.send(Ok(Frame::data(Bytes::from(vec![2u8; MB])))).await.unwrap();
+        tx.send(Ok(Frame::data(Bytes::from(vec![2u8; MB]))))
+            .await
+            .unwrap();
     }
     tx.send(Ok(Frame::data(Bytes::from(tail)))).await.unwrap();
     drop(tx);
@@ -396,14 +518,26 @@ async fn uploads_past_the_body_limit_are_413_declared_or_streamed() {
     );
     let sender = tokio::spawn(async move {
         for _ in 0..4 {
-            if tx.send(Ok(Frame::data(Bytes::from(vec![0u8; 32 * 1024])))).await.is_err() {
+            if tx
+                .send(Ok(Frame::data(Bytes::from(vec![0u8; 32 * 1024]))))
+                .await
+                .is_err()
+            {
                 break;
             }
         }
     });
     let (s, b) = answer.await.unwrap();
-    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{}", String::from_utf8_lossy(&b));
-    assert_eq!(parse(&b)["error"]["message"], "request body exceeds the limit of 65536 bytes");
+    assert_eq!(
+        s,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        String::from_utf8_lossy(&b)
+    );
+    assert_eq!(
+        parse(&b)["error"]["message"],
+        "request body exceeds the limit of 65536 bytes"
+    );
     sender.await.unwrap();
     gw.stop().await;
 }

@@ -186,7 +186,9 @@ pub fn error_response(e: &GatewayError) -> Response<RespBody> {
 pub fn api_for_path(method: &str, path: &str) -> crate::types::Api {
     match gemini_path::parse(method, path, None) {
         Some(_) => crate::types::Api::Gemini,
-        None => Endpoint::from_path(path).map_or_else(|| passthrough::api_for_path(path), Endpoint::api),
+        None => {
+            Endpoint::from_path(path).map_or_else(|| passthrough::api_for_path(path), Endpoint::api)
+        }
     }
 }
 

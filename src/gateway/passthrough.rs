@@ -89,8 +89,11 @@ pub(super) fn owns(path: &str) -> bool {
 
 /// The API a pass-through caller speaks, for the shape of gateway errors: Anthropic for
 /// Anthropic-only paths or when the head is an Anthropic SDK's (`anthropic-version`, or
-/// `x-api-key` without `Authorization`), OpenAI otherwise.
+/// `x-api-key` without `Authorization`), OpenAI otherwise and on the gateway's own paths.
 pub(super) fn api(path: &str, headers: &HeaderMap) -> Api {
+    if !owns(path) {
+        return Api::OpenAi;
+    }
     let anthropic_head = headers.contains_key("anthropic-version")
         || (headers.contains_key("x-api-key") && !headers.contains_key(header::AUTHORIZATION));
     if anthropic_only(path) || anthropic_head {
@@ -117,7 +120,11 @@ fn anthropic_only(path: &str) -> bool {
 }
 
 /// The provider serving `method path`, or why it is not passed through.
-pub(super) fn provider_for(method: &Method, path: &str, api: Api) -> Result<Provider, GatewayError> {
+pub(super) fn provider_for(
+    method: &Method,
+    path: &str,
+    api: Api,
+) -> Result<Provider, GatewayError> {
     let refuse = |reason, code| GatewayError::NotPassedThrough {
         method: method.to_string(),
         path: path.to_owned(),
@@ -525,10 +532,22 @@ mod tests {
             ("/v1/moderations", Api::OpenAi, Provider::OpenAi),
             ("/v1/images/generations", Api::OpenAi, Provider::OpenAi),
             ("/v1/audio/transcriptions", Api::OpenAi, Provider::OpenAi),
-            ("/v1/responses/resp_1/input_items", Api::OpenAi, Provider::OpenAi),
-            ("/v1/messages/count_tokens", Api::OpenAi, Provider::Anthropic),
+            (
+                "/v1/responses/resp_1/input_items",
+                Api::OpenAi,
+                Provider::OpenAi,
+            ),
+            (
+                "/v1/messages/count_tokens",
+                Api::OpenAi,
+                Provider::Anthropic,
+            ),
             ("/v1/models/claude-x", Api::Anthropic, Provider::Anthropic),
-            ("/v1/models/ft:gpt-4o:org::id", Api::OpenAi, Provider::OpenAi),
+            (
+                "/v1/models/ft:gpt-4o:org::id",
+                Api::OpenAi,
+                Provider::OpenAi,
+            ),
             ("/v1/complete", Api::Anthropic, Provider::Anthropic),
         ] {
             assert_eq!(provider(Method::POST, path, api), Ok(want), "{path}");
@@ -568,6 +587,9 @@ mod tests {
     fn the_caller_api_follows_anthropic_heads_and_paths() {
         let mut h = HeaderMap::new();
         assert_eq!(api("/v1/models/x", &h), Api::OpenAi);
+        h.insert("x-api-key", HeaderValue::from_static("k"));
+        assert_eq!(api("/v1/models", &h), Api::OpenAi, "the gateway's own list");
+        h.clear();
         assert_eq!(api("/v1/messages/count_tokens", &h), Api::Anthropic);
         h.insert("x-api-key", HeaderValue::from_static("k"));
         assert_eq!(api("/v1/models/x", &h), Api::Anthropic);

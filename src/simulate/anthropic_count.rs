@@ -5,10 +5,9 @@
 use serde_json::{Value, json};
 
 use super::anthropic::AnthError;
+use super::anthropic_cache;
 use super::body::Reply;
 use super::fields;
-use super::anthropic_cache;
-
 
 pub fn handle(body: &[u8]) -> Result<Reply, AnthError> {
     let value: Value = serde_json::from_slice(body)
@@ -32,6 +31,5 @@ pub fn handle(body: &[u8]) -> Result<Reply, AnthError> {
         }
     }
     let input = anthropic_cache::total_tokens(&anthropic_cache::blocks(obj)?);
-    Reply::json(&json!({"input_tokens": input}))
-        .map_err(|e| AnthError::from_api(&e))
+    Reply::json(&json!({"input_tokens": input})).map_err(|e| AnthError::from_api(&e))
 }

@@ -31,15 +31,23 @@ const SPEECH_BYTES_PER_CHAR: usize = 64;
 pub fn transcribe(parts: &Parts, body: &[u8], translate: bool) -> Result<Reply, ApiError> {
     let form = Form::from_request(parts, body)?;
     let file = form.part("file").ok_or_else(|| ApiError::missing("file"))?;
-    let model = form.text("model").ok_or_else(|| ApiError::missing("model"))?;
+    let model = form
+        .text("model")
+        .ok_or_else(|| ApiError::missing("model"))?;
     let name = file.filename.as_deref().unwrap_or("audio");
     let text = format!(
         "Simulated {} of {name} ({} bytes).",
-        if translate { "translation" } else { "transcription" },
+        if translate {
+            "translation"
+        } else {
+            "transcription"
+        },
         file.data.len()
     );
     let seconds = file.data.len().div_ceil(BYTES_PER_SECOND).max(1);
-    let format = form.text("response_format").unwrap_or_else(|| "json".into());
+    let format = form
+        .text("response_format")
+        .unwrap_or_else(|| "json".into());
     let plain = |s: String| Ok(Reply::Typed(Bytes::from(s), "text/plain; charset=utf-8"));
     match format.as_str() {
         "json" if translate => Reply::json(&json!({"text": text})),
@@ -69,8 +77,12 @@ pub fn transcribe(parts: &Parts, body: &[u8], translate: bool) -> Result<Reply, 
                 "tokens": [], "temperature": 0.0, "avg_logprob": -0.1,
                 "compression_ratio": 1.0, "no_speech_prob": 0.0}],
         })),
-        "srt" => plain(format!("1\n00:00:00,000 --> 00:00:{seconds:02},000\n{text}\n\n")),
-        "vtt" => plain(format!("WEBVTT\n\n00:00:00.000 --> 00:00:{seconds:02}.000\n{text}\n\n")),
+        "srt" => plain(format!(
+            "1\n00:00:00,000 --> 00:00:{seconds:02},000\n{text}\n\n"
+        )),
+        "vtt" => plain(format!(
+            "WEBVTT\n\n00:00:00.000 --> 00:00:{seconds:02}.000\n{text}\n\n"
+        )),
         other => Err(ApiError::invalid(
             format!(
                 "Invalid value: '{other}'. Supported values are: 'json', 'text', 'srt', 'verbose_json', and 'vtt'."
@@ -89,7 +101,6 @@ struct Speech {
     response_format: Option<String>,
 }
 
-
 /// Speech of `input`: `SPEECH_BYTES_PER_CHAR` bytes per character, behind the format's
 /// magic bytes.
 pub fn speech(body: &[u8]) -> Result<Reply, ApiError> {
@@ -97,25 +108,31 @@ pub fn speech(body: &[u8]) -> Result<Reply, ApiError> {
     req.model.ok_or_else(|| ApiError::missing("model"))?;
     let input = req.input.ok_or_else(|| ApiError::missing("input"))?;
     req.voice.ok_or_else(|| ApiError::missing("voice"))?;
-    let (magic, media): (&[u8], &'static str) =
-        match req.response_format.as_deref().unwrap_or("mp3") {
-            "mp3" => (b"ID3", "audio/mpeg"),
-            "opus" => (b"OggS", "audio/opus"),
-            "aac" => (b"\xff\xf1", "audio/aac"),
-            "flac" => (b"fLaC", "audio/flac"),
-            "wav" => (b"RIFF", "audio/wav"),
-            "pcm" => (b"", "audio/pcm"),
-            other => {
-                return Err(ApiError::invalid(
-                    format!(
-                        "Invalid value: '{other}'. Supported values are: 'mp3', 'opus', 'aac', 'flac', 'wav', and 'pcm'."
-                    ),
-                    Some("response_format"),
-                    Some("invalid_value"),
-                ));
-            }
-        };
+    let (magic, media): (&[u8], &'static str) = match req
+        .response_format
+        .as_deref()
+        .unwrap_or("mp3")
+    {
+        "mp3" => (b"ID3", "audio/mpeg"),
+        "opus" => (b"OggS", "audio/opus"),
+        "aac" => (b"\xff\xf1", "audio/aac"),
+        "flac" => (b"fLaC", "audio/flac"),
+        "wav" => (b"RIFF", "audio/wav"),
+        "pcm" => (b"", "audio/pcm"),
+        other => {
+            return Err(ApiError::invalid(
+                format!(
+                    "Invalid value: '{other}'. Supported values are: 'mp3', 'opus', 'aac', 'flac', 'wav', and 'pcm'."
+                ),
+                Some("response_format"),
+                Some("invalid_value"),
+            ));
+        }
+    };
     let mut audio = magic.to_vec();
-    audio.resize(magic.len() + input.chars().count() * SPEECH_BYTES_PER_CHAR, 0x55);
+    audio.resize(
+        magic.len() + input.chars().count() * SPEECH_BYTES_PER_CHAR,
+        0x55,
+    );
     Ok(Reply::Typed(Bytes::from(audio), media))
 }

@@ -71,7 +71,11 @@ pub fn from_form(meta: &Meta, parts: &Parts, body: &[u8], edit: bool) -> Result<
     let n = match form.text("n") {
         None => 1,
         Some(n) => n.parse().map_err(|_| {
-            ApiError::invalid("Invalid 'n': expected an integer.", Some("n"), Some("invalid_type"))
+            ApiError::invalid(
+                "Invalid 'n': expected an integer.",
+                Some("n"),
+                Some("invalid_type"),
+            )
         })?,
     };
     answer(
@@ -89,7 +93,10 @@ pub fn from_form(meta: &Meta, parts: &Parts, body: &[u8], edit: bool) -> Result<
 fn answer(meta: &Meta, ask: Ask) -> Result<Reply, ApiError> {
     if !(1..=10).contains(&ask.n) {
         return Err(ApiError::invalid(
-            format!("Invalid 'n': integer must be between 1 and 10, got {}.", ask.n),
+            format!(
+                "Invalid 'n': integer must be between 1 and 10, got {}.",
+                ask.n
+            ),
             Some("n"),
             Some("integer_out_of_range"),
         ));
@@ -120,4 +127,3 @@ fn answer(meta: &Meta, ask: Ask) -> Result<Reply, ApiError> {
     }
     Reply::json(&out)
 }
-

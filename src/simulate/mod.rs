@@ -498,8 +498,7 @@ impl Simulator {
         let limit = if matches!(
             parts.uri.path(),
             "/v1/files" | "/v1/audio/transcriptions" | "/v1/audio/translations"
-        )
-            || gemini::is_upload(parts.uri.path())
+        ) || gemini::is_upload(parts.uri.path())
             || vertex::is_upload(parts.uri.path())
         {
             MAX_UPLOAD_BYTES

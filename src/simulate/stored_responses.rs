@@ -84,10 +84,7 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Option<Result<ResponseRoute<
 }
 
 fn no_such(id: &str) -> ApiError {
-    ApiError::no_such(
-        format!("Response with id '{id}' not found."),
-        "response_id",
-    )
+    ApiError::no_such(format!("Response with id '{id}' not found."), "response_id")
 }
 
 pub fn handle(

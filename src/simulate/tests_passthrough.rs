@@ -37,7 +37,11 @@ async fn moderations_flag_by_rule_with_every_category() {
     assert_eq!(results[0]["flagged"], true);
     assert_eq!(results[0]["categories"]["violence"], true);
     assert_eq!(results[1]["flagged"], false);
-    for key in ["categories", "category_scores", "category_applied_input_types"] {
+    for key in [
+        "categories",
+        "category_scores",
+        "category_applied_input_types",
+    ] {
         assert_eq!(results[1][key].as_object().unwrap().len(), 13, "{key}");
     }
     // `input` is required, unknown fields are refused, a bare string is one input.
@@ -156,7 +160,10 @@ async fn transcriptions_name_the_whole_upload_in_each_format() {
             .unwrap()
             .starts_with("text/plain")
     );
-    assert_eq!(a.text(), "Simulated transcription of call.wav (40000 bytes).");
+    assert_eq!(
+        a.text(),
+        "Simulated transcription of call.wav (40000 bytes)."
+    );
     let a = send(
         vec![("model", "whisper-1"), ("response_format", "verbose_json")],
         "/v1/audio/transcriptions",
@@ -193,7 +200,12 @@ async fn speech_is_binary_audio_of_the_requested_type() {
             &json!({"model": "gpt-4o-mini-tts", "input": "hello", "voice": "alloy"}),
         )
         .await;
-    assert_eq!(a.status, StatusCode::OK, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        a.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&a.body)
+    );
     assert_eq!(a.headers["content-type"], "audio/mpeg");
     assert!(a.body.starts_with(b"ID3"));
     assert_eq!(a.body.len(), 3 + 5 * 64);
@@ -205,7 +217,10 @@ async fn speech_is_binary_audio_of_the_requested_type() {
         .await;
     assert_eq!(a.headers["content-type"], "audio/wav");
     let a = srv
-        .post("/v1/audio/speech", &json!({"model": "tts-1", "input": "hi"}))
+        .post(
+            "/v1/audio/speech",
+            &json!({"model": "tts-1", "input": "hi"}),
+        )
         .await;
     assert_eq!(a.json()["error"]["param"], "voice");
     srv.stop().await;
@@ -354,7 +369,9 @@ async fn stored_responses_are_retrieved_listed_and_deleted() {
 #[tokio::test]
 async fn models_are_retrieved_by_id() {
     let srv = Server::start(SimConfig::default()).await;
-    let a = srv.send(Method::GET, "/v1/models/gpt-4o", &[AUTH], "").await;
+    let a = srv
+        .send(Method::GET, "/v1/models/gpt-4o", &[AUTH], "")
+        .await;
     assert_eq!(a.json()["id"], "gpt-4o");
     let a = srv.send(Method::GET, "/v1/models/nope", &[AUTH], "").await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
