@@ -115,7 +115,7 @@ impl Forwarder {
         let mut targets = HashMap::new();
         let mut bases = HashMap::new();
         for p in providers {
-            if matches!(p.provider, Provider::OpenAi | Provider::Anthropic) {
+            if crate::providers::passes_through(p.provider) {
                 let auth = match &p.api_key {
                     Some(k) => Some(crate::providers::credentials(p.provider, k.expose())?),
                     None => None,

@@ -4,9 +4,9 @@
 //! the caller's. Bodies stream both ways (an audio upload is never held whole); the answer
 //! is relayed unchanged and counted in the metrics when its body ends.
 //!
-//! Which provider serves a path is decided from documented lists of each API's first path
-//! segments (OpenAI: the `paths` of `reference/openai-openapi.yaml`; Anthropic: messages,
-//! complete, models, skills). Paths whose objects need per-client ownership (files, uploads,
+//! Which provider serves a path is decided behind the provider seam
+//! (`providers::pass_through`, from documented lists of each API's first path segments).
+//! Paths whose objects need per-client ownership (files, uploads,
 //! batches, message batches) and the admin APIs are refused with a clear 404, as are paths
 //! neither provider serves.
 
@@ -21,38 +21,6 @@ use http_body::{Body, Frame, SizeHint};
 
 use super::*;
 use crate::types::Api;
-
-/// First path segments below `/v1/` that the OpenAI API serves (the `paths` of
-/// /work/shared/reference/openai-openapi.yaml), the refused ones aside.
-const OPENAI: &[&str] = &[
-    "assistants",
-    "audio",
-    "chat",
-    "chatkit",
-    "completions",
-    "containers",
-    "content_provenance_checks",
-    "conversations",
-    "embeddings",
-    "evals",
-    "fine_tuning",
-    "images",
-    "models",
-    "moderations",
-    "realtime",
-    "responses",
-    "skills",
-    "threads",
-    "vector_stores",
-    "videos",
-];
-
-/// Those the Anthropic API serves: `messages/count_tokens` (and whatever else is below
-/// `messages/`), the legacy Text Completions `complete`, `models`, `skills` (beta).
-const ANTHROPIC: &[&str] = &["messages", "complete", "models", "skills"];
-
-/// Served by both: the caller's API decides.
-const SHARED: &[&str] = &["models", "skills"];
 
 /// Objects another client must not see: explicit Files and Batch API use needs per-client
 /// ownership, not built yet.
@@ -152,19 +120,12 @@ pub(super) fn provider_for(
             "unsupported_endpoint",
         ));
     }
-    let anthropic = ANTHROPIC.contains(&first);
-    match (OPENAI.contains(&first), anthropic) {
-        _ if SHARED.contains(&first) => Ok(match api {
-            Api::Anthropic => Provider::Anthropic,
-            _ => Provider::OpenAi,
-        }),
-        (true, _) => Ok(Provider::OpenAi),
-        (false, true) => Ok(Provider::Anthropic),
-        (false, false) => Err(refuse(
+    crate::providers::pass_through(first, api == Api::Anthropic).ok_or_else(|| {
+        refuse(
             "no such endpoint: neither the OpenAI nor the Anthropic API serves this path",
             "unknown_url",
-        )),
-    }
+        )
+    })
 }
 
 /// A segment that could leave `/v1/` at the provider, or mean something else to it.
@@ -522,33 +483,25 @@ impl Drop for Tap {
 mod tests {
     use super::*;
 
-    fn provider(method: Method, path: &str, api: Api) -> Result<Provider, String> {
-        provider_for(&method, path, api).map_err(|e| e.status_label().to_owned())
+    fn provider(method: Method, path: &str, api: Api) -> Result<&'static str, String> {
+        provider_for(&method, path, api)
+            .map(Provider::as_str)
+            .map_err(|e| e.status_label().to_owned())
     }
 
     #[test]
     fn paths_go_to_the_provider_that_serves_them() {
         for (path, api, want) in [
-            ("/v1/moderations", Api::OpenAi, Provider::OpenAi),
-            ("/v1/images/generations", Api::OpenAi, Provider::OpenAi),
-            ("/v1/audio/transcriptions", Api::OpenAi, Provider::OpenAi),
-            (
-                "/v1/responses/resp_1/input_items",
-                Api::OpenAi,
-                Provider::OpenAi,
-            ),
-            (
-                "/v1/messages/count_tokens",
-                Api::OpenAi,
-                Provider::Anthropic,
-            ),
-            ("/v1/models/claude-x", Api::Anthropic, Provider::Anthropic),
-            (
-                "/v1/models/ft:gpt-4o:org::id",
-                Api::OpenAi,
-                Provider::OpenAi,
-            ),
-            ("/v1/complete", Api::Anthropic, Provider::Anthropic),
+            ("/v1/moderations", Api::OpenAi, "openai"),
+            ("/v1/moderations", Api::Anthropic, "openai"),
+            ("/v1/images/generations", Api::OpenAi, "openai"),
+            ("/v1/audio/transcriptions", Api::OpenAi, "openai"),
+            ("/v1/responses/resp_1/input_items", Api::OpenAi, "openai"),
+            ("/v1/messages/count_tokens", Api::OpenAi, "anthropic"),
+            ("/v1/models/claude-x", Api::Anthropic, "anthropic"),
+            ("/v1/models/ft:gpt-4o:org::id", Api::OpenAi, "openai"),
+            ("/v1/skills", Api::Anthropic, "anthropic"),
+            ("/v1/complete", Api::Anthropic, "anthropic"),
         ] {
             assert_eq!(provider(Method::POST, path, api), Ok(want), "{path}");
         }
