@@ -62,6 +62,17 @@ pub enum GatewayError {
     NotFound { method: String, path: String },
     #[error("method {method} is not allowed on {path}")]
     MethodNotAllowed { method: String, path: String },
+    /// A `/v1/` path Sluice does not pass through to a provider, and why.
+    #[error("{method} {path}: {reason}")]
+    NotPassedThrough {
+        method: String,
+        path: String,
+        reason: &'static str,
+        code: &'static str,
+    },
+    /// A pass-through request for a provider whose API key is not configured.
+    #[error("the {provider} API is not configured (set its API key)")]
+    ApiNotConfigured { provider: &'static str },
     #[error("request body exceeds the limit of {limit} bytes")]
     BodyTooLarge { limit: usize },
     #[error("timed out reading the request body")]
@@ -147,10 +158,13 @@ impl GatewayError {
             | Untranslatable { .. }
             | BatchLineInvalid { .. }
             | MalformedHttp => StatusCode::BAD_REQUEST,
-            ProviderNotConfigured { .. } => StatusCode::BAD_REQUEST,
+            ProviderNotConfigured { .. } | ApiNotConfigured { .. } => StatusCode::BAD_REQUEST,
             IdempotencyKeyMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             MissingKey | UnknownKey => StatusCode::UNAUTHORIZED,
-            NotFound { .. } | ModelNotFound { .. } | JobNotFound { .. } => StatusCode::NOT_FOUND,
+            NotFound { .. }
+            | ModelNotFound { .. }
+            | JobNotFound { .. }
+            | NotPassedThrough { .. } => StatusCode::NOT_FOUND,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             UriTooLong { .. } => StatusCode::URI_TOO_LONG,
@@ -184,6 +198,8 @@ impl GatewayError {
                 "unknown_route",
             ),
             NotFound { .. } => ("invalid_request_error", None, "unknown_url"),
+            NotPassedThrough { code, .. } => ("invalid_request_error", None, code),
+            ApiNotConfigured { .. } => ("invalid_request_error", None, "provider_not_configured"),
             ModelNotFound { .. } => ("invalid_request_error", Some("model"), "model_not_found"),
             JobNotFound { .. } => ("invalid_request_error", None, "job_not_found"),
             Untranslatable { .. } => ("invalid_request_error", None, "unsupported_parameter"),

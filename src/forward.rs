@@ -80,6 +80,24 @@ pub struct Forwarder {
     upstream: Upstream,
     /// Pre-built per provider and endpoint, so a request only clones.
     targets: HashMap<(Provider, Endpoint), Target>,
+    /// Per provider whose whole API is passed through (OpenAI, Anthropic): its base URL
+    /// and credential, for paths below it that are not one of the endpoints above.
+    bases: HashMap<Provider, Base>,
+}
+
+/// A provider's API root for pass-through requests.
+struct Base {
+    url: String,
+    auth: Option<(HeaderName, HeaderValue)>,
+    defaults: &'static [(&'static str, &'static str)],
+}
+
+/// One pass-through request: the method, the path and query below the provider's base
+/// URL (`/moderations?x=1`), checked by the gateway.
+pub struct Pass<'a> {
+    pub provider: Provider,
+    pub method: Method,
+    pub path_and_query: &'a str,
 }
 
 impl Forwarder {
@@ -95,7 +113,22 @@ impl Forwarder {
         vertex_tokens: Option<Arc<TokenSource>>,
     ) -> Result<Forwarder, String> {
         let mut targets = HashMap::new();
+        let mut bases = HashMap::new();
         for p in providers {
+            if crate::providers::passes_through(p.provider) {
+                let auth = match &p.api_key {
+                    Some(k) => Some(crate::providers::credentials(p.provider, k.expose())?),
+                    None => None,
+                };
+                bases.insert(
+                    p.provider,
+                    Base {
+                        url: p.base_url.clone(),
+                        auth,
+                        defaults: crate::providers::default_headers(p.provider),
+                    },
+                );
+            }
             for e in Endpoint::ALL {
                 let Some(path) = crate::providers::path(p.provider, e) else {
                     continue;
@@ -127,7 +160,11 @@ impl Forwarder {
                 );
             }
         }
-        Ok(Forwarder { upstream, targets })
+        Ok(Forwarder {
+            upstream,
+            targets,
+            bases,
+        })
     }
 
     /// The credential of one request: the target's key, or a Vertex AI access token.
@@ -216,29 +253,13 @@ impl Forwarder {
         let mut req = Request::new(Full::new(body));
         *req.method_mut() = Method::POST;
         *req.uri_mut() = uri;
-        // Sized once: growing a header map one insert at a time reallocates it.
-        let room = client_headers.len() + billing.headers.len() + target.defaults.len() + 2;
-        *req.headers_mut() = HeaderMap::with_capacity(room);
-        let headers = req.headers_mut();
-        for (name, value) in client_headers {
-            if passes(name, billing) {
-                headers.append(name.clone(), value.clone());
-            }
-        }
-        // The policy's organization and project win over the caller's.
-        for (name, value) in &billing.headers {
-            headers.insert(name.clone(), value.clone());
-        }
-        headers.insert(auth_name, auth.clone());
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
+        *req.headers_mut() = upstream_headers(
+            client_headers,
+            billing,
+            (auth_name, auth.clone()),
+            Some(HeaderValue::from_static("application/json")),
+            target.defaults,
         );
-        for (name, value) in target.defaults {
-            if !headers.contains_key(*name) {
-                headers.insert(*name, HeaderValue::from_static(value));
-            }
-        }
         let sent = self.upstream.send(req).await;
         // A refused token (revoked, clock skew) is not used again: the next call gets a
         // new one. This call's 401 reaches the caller (its body may not be resent here).
@@ -247,18 +268,94 @@ impl Forwarder {
                 tokens.invalidate(&auth).await;
             }
         }
-        sent.map_err(|e| match e {
-            UpstreamError::Timeout(d) => GatewayError::UpstreamTimeout {
+        sent.map_err(|e| upstream_error(provider, e))
+    }
+
+    /// Whether `provider`'s API can be passed through: it has a base and a key.
+    pub fn passes_through(&self, provider: Provider) -> bool {
+        self.bases.get(&provider).is_some_and(|b| b.auth.is_some())
+    }
+
+    /// Sends a pass-through request: `body` streamed up as it arrives, with the client's
+    /// allowed headers and its own `content-type` (a multipart boundary), the provider
+    /// key instead of the caller's. The answer head is returned; its body is the caller's
+    /// to stream down.
+    pub async fn pass(
+        &self,
+        to: Pass<'_>,
+        client_headers: &HeaderMap,
+        billing: &Billing,
+        body: crate::upstream::ReqBody,
+    ) -> Result<http::Response<Incoming>, GatewayError> {
+        let provider = to.provider;
+        let not_configured = || GatewayError::ApiNotConfigured {
+            provider: provider.as_str(),
+        };
+        let base = self.bases.get(&provider).ok_or_else(not_configured)?;
+        let auth = base.auth.clone().ok_or_else(not_configured)?;
+        let url = format!("{}{}", base.url, to.path_and_query);
+        let uri: Uri = url
+            .parse()
+            .map_err(|_| GatewayError::invalid("the request path is not a valid URL", None))?;
+        let content_type = client_headers.get(header::CONTENT_TYPE).cloned();
+        let mut req = Request::new(body);
+        *req.method_mut() = to.method;
+        *req.uri_mut() = uri;
+        *req.headers_mut() =
+            upstream_headers(client_headers, billing, auth, content_type, base.defaults);
+        self.upstream
+            .send_streamed(req)
+            .await
+            .map_err(|e| upstream_error(provider, e))
+    }
+}
+
+/// The headers of a request to the provider: the client's that pass the allow-list, the
+/// policy's billing headers, the provider credential, the body's type and the provider's
+/// defaults the client did not set.
+fn upstream_headers(
+    client_headers: &HeaderMap,
+    billing: &Billing,
+    (auth_name, auth): (HeaderName, HeaderValue),
+    content_type: Option<HeaderValue>,
+    defaults: &'static [(&'static str, &'static str)],
+) -> HeaderMap {
+    // Sized once: growing a header map one insert at a time reallocates it.
+    let room = client_headers.len() + billing.headers.len() + defaults.len() + 2;
+    let mut headers = HeaderMap::with_capacity(room);
+    for (name, value) in client_headers {
+        if passes(name, billing) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    // The policy's organization and project win over the caller's.
+    for (name, value) in &billing.headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    headers.insert(auth_name, auth);
+    if let Some(ct) = content_type {
+        headers.insert(header::CONTENT_TYPE, ct);
+    }
+    for (name, value) in defaults {
+        if !headers.contains_key(*name) {
+            headers.insert(*name, HeaderValue::from_static(value));
+        }
+    }
+    headers
+}
+
+fn upstream_error(provider: Provider, e: UpstreamError) -> GatewayError {
+    match e {
+        UpstreamError::Timeout(d) => GatewayError::UpstreamTimeout {
+            provider: provider.as_str(),
+            secs: d.as_secs(),
+        },
+        UpstreamError::Connect(reason) | UpstreamError::Request(reason) => {
+            GatewayError::UpstreamUnavailable {
                 provider: provider.as_str(),
-                secs: d.as_secs(),
-            },
-            UpstreamError::Connect(reason) | UpstreamError::Request(reason) => {
-                GatewayError::UpstreamUnavailable {
-                    provider: provider.as_str(),
-                    reason,
-                }
+                reason,
             }
-        })
+        }
     }
 }
 

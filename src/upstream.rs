@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -13,6 +13,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::UpstreamConfig;
+use crate::relay::BoxError;
+
+/// A request body sent upstream: whole (`Full`) or streamed as it arrives (pass-through).
+pub type ReqBody = UnsyncBoxBody<Bytes, BoxError>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -26,7 +30,7 @@ pub enum UpstreamError {
 
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, ReqBody>,
     response_timeout: Duration,
 }
 
@@ -46,6 +50,18 @@ impl Upstream {
     pub async fn send(
         &self,
         req: http::Request<Full<Bytes>>,
+    ) -> Result<http::Response<Incoming>, UpstreamError> {
+        self.send_streamed(req.map(|b| {
+            b.map_err(|never| -> BoxError { match never {} })
+                .boxed_unsync()
+        }))
+        .await
+    }
+
+    /// [`Upstream::send`] with a body that may still be arriving: one pool for both.
+    pub async fn send_streamed(
+        &self,
+        req: http::Request<ReqBody>,
     ) -> Result<http::Response<Incoming>, UpstreamError> {
         match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
             Err(_) => Err(UpstreamError::Timeout(self.response_timeout)),

@@ -1,6 +1,6 @@
 //! The official OpenAI Node SDK against the gateway: starts the simulated provider and
 //! the gateway in-process on loopback, then runs `node --test` on
-//! `tests/node/openai_sdk.test.mjs` against them.
+//! `tests/node/openai_sdk.test.mjs` and `tests/node/passthrough.test.mjs` against them.
 //!
 //! Node is `$SLUICE_NODE`, else `node` on the PATH; the SDK pinned in
 //! `tests/node/package-lock.json` must be in `tests/node/node_modules`, and the test installs
@@ -20,7 +20,10 @@ const KEY: &str = "sk-sluice-node-sdk";
 
 const SETUP: &str = "sh tests/node/setup.sh";
 
-const TESTS: &str = "tests/node/openai_sdk.test.mjs";
+const TESTS: [&str; 2] = [
+    "tests/node/openai_sdk.test.mjs",
+    "tests/node/passthrough.test.mjs",
+];
 
 fn policy() -> String {
     format!(
@@ -164,7 +167,8 @@ async fn openai_node_sdk_against_the_gateway() {
     // An explicit file rather than a directory: Node 20 searches directories, Node 22+
     // takes glob patterns, and a file path means the same to both.
     let mut cmd = node_command(&node, &manifest_dir());
-    cmd.args(["--test", "--test-reporter=spec", TESTS])
+    cmd.args(["--test", "--test-reporter=spec"])
+        .args(TESTS)
         .env("SLUICE_BASE_URL", format!("http://{addr}/v1"))
         .env("SLUICE_KEY", KEY)
         .env("SIM_BASE_URL", &sim_url);
@@ -177,7 +181,8 @@ async fn openai_node_sdk_against_the_gateway() {
     sim.stop().await;
     assert!(
         out.status.success(),
-        "node --test {TESTS} failed ({}):\n{}\n{}",
+        "node --test {} failed ({}):\n{}\n{}",
+        TESTS.join(" "),
         out.status,
         text(&out.stdout),
         text(&out.stderr)

@@ -34,6 +34,7 @@ mod defer;
 mod execute;
 mod gemini_path;
 mod ingress;
+mod passthrough;
 mod plan;
 mod respond;
 
@@ -185,7 +186,9 @@ pub fn error_response(e: &GatewayError) -> Response<RespBody> {
 pub fn api_for_path(method: &str, path: &str) -> crate::types::Api {
     match gemini_path::parse(method, path, None) {
         Some(_) => crate::types::Api::Gemini,
-        None => Endpoint::from_path(path).map_or(crate::types::Api::OpenAi, Endpoint::api),
+        None => {
+            Endpoint::from_path(path).map_or_else(|| passthrough::api_for_path(path), Endpoint::api)
+        }
     }
 }
 
@@ -227,7 +230,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<RespBody>
             }
             match endpoint {
                 Some(endpoint) => api_error_response(&e, endpoint.api()),
-                None => error_response(&e),
+                None => api_error_response(&e, passthrough::api(path, &parts.headers)),
             }
         }
     };
@@ -269,9 +272,9 @@ async fn route(
         (&Method::GET, "/sluice/v1/turnaround", _) => turnaround(app, parts).await,
         (&Method::GET, p, _) if p.starts_with("/sluice/v1/jobs/") => jobs(app, parts).await,
         (&Method::GET, p, _) if p.starts_with("/v1/models/") => {
-            let id = p["/v1/models/".len()..].to_owned();
-            models(app, parts, Some(&id))
+            passthrough::model(app, parts, unread, known).await
         }
+        (_, p, None) if passthrough::owns(p) => passthrough::serve(app, parts, unread, known).await,
         (_, p, e) if e.is_some() || is_get_route(p) => Err(GatewayError::MethodNotAllowed {
             method: parts.method.to_string(),
             path: p.to_owned(),

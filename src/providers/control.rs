@@ -16,7 +16,7 @@ use crate::config::UpstreamConfig;
 use crate::relay::BoxError;
 use crate::upstream::{build_client, error_chain};
 
-pub type ReqBody = UnsyncBoxBody<Bytes, BoxError>;
+pub use crate::upstream::ReqBody;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BatchApiError {

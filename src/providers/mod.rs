@@ -173,6 +173,28 @@ pub fn upstream_endpoint(p: Provider, caller: Endpoint) -> Endpoint {
     }
 }
 
+/// Whether the gateway passes `p`'s whole API through (paths beyond its endpoints).
+pub fn passes_through(p: Provider) -> bool {
+    match p {
+        Provider::OpenAi | Provider::Anthropic => true,
+        Provider::Gemini | Provider::Vertex => false,
+    }
+}
+
+/// The provider serving a pass-through path below `/v1/`, by its first segment (the
+/// documented lists `PASS_THROUGH` of each API): a segment both serve (`models`, `skills`)
+/// is Anthropic's for a caller speaking Anthropic's API. `None` when neither serves it.
+pub fn pass_through(first: &str, anthropic_caller: bool) -> Option<Provider> {
+    let openai = openai::PASS_THROUGH.contains(&first);
+    let anthropic = anthropic::PASS_THROUGH.contains(&first);
+    match (openai, anthropic) {
+        (true, true) if anthropic_caller => Some(Provider::Anthropic),
+        (true, _) => Some(Provider::OpenAi),
+        (false, true) => Some(Provider::Anthropic),
+        (false, false) => None,
+    }
+}
+
 /// The path below the provider's base URL for an upstream endpoint, or `None` where the
 /// provider has no such API.
 pub fn path(p: Provider, upstream: Endpoint) -> Option<&'static str> {

@@ -1,5 +1,6 @@
 //! Anthropic API (reference 2): routing, authentication, the error envelope (2.1), the
-//! per-request faults and response headers of every route below `/v1/messages`.
+//! per-request faults and response headers of every route below `/v1/messages`
+//! (`/v1/messages`, `/v1/messages/count_tokens`, the Message Batches API).
 //!
 //! Every route needs `x-api-key` (or `Authorization: Bearer`; else 401
 //! `authentication_error`) and `anthropic-version` (else 400). `x-sim-fault: 429 | 500 |
@@ -18,6 +19,7 @@ use http::{HeaderMap, Method, Response, StatusCode};
 use serde_json::json;
 
 use super::anthropic_batch::{self, BatchRoute};
+use super::anthropic_count;
 use super::anthropic_messages;
 use super::body::{Reply, SimBody};
 use super::error::ApiError;
@@ -134,6 +136,7 @@ pub fn owns(path: &str) -> bool {
 
 enum Route<'a> {
     Messages,
+    CountTokens,
     Batches(BatchRoute<'a>),
 }
 
@@ -141,6 +144,13 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, AnthError> {
     if path == "/v1/messages" {
         return if *method == Method::POST {
             Ok(Route::Messages)
+        } else {
+            Err(method_not_allowed(method, path))
+        };
+    }
+    if path == "/v1/messages/count_tokens" {
+        return if *method == Method::POST {
+            Ok(Route::CountTokens)
         } else {
             Err(method_not_allowed(method, path))
         };
@@ -255,6 +265,7 @@ impl Simulator {
                 })?;
                 anthropic_messages::handle(self, body, seq)?
             }
+            Route::CountTokens => anthropic_count::handle(body)?,
             Route::Batches(r) => {
                 anthropic_batch::handle(self, r, parts.uri.query(), body, seq, &host(parts))?
             }
@@ -293,6 +304,7 @@ fn reply_response(seq: u64, reply: Reply, delay: Duration) -> Response<SimBody> 
         Reply::Json(bytes) => (SimBody::full(bytes), "application/json"),
         Reply::Sse(frames) => (SimBody::frames(frames, delay), "text/event-stream"),
         Reply::Raw(bytes) => (SimBody::full(bytes), "application/x-jsonl"),
+        Reply::Typed(bytes, media) => (SimBody::full(bytes), media),
     };
     let mut resp = Response::new(body);
     let h = resp.headers_mut();

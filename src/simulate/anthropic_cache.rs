@@ -81,6 +81,11 @@ pub struct Block {
     breakpoint: Option<Ttl>,
 }
 
+/// Input tokens of a request's prompt blocks, cached or not (what `count_tokens` answers).
+pub fn total_tokens(blocks: &[Block]) -> u64 {
+    blocks.iter().map(|b| b.tokens).sum()
+}
+
 /// How a request's input tokens split (total = `input + read + creation`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Split {

@@ -160,6 +160,8 @@ pub enum Reply {
     Sse(Vec<Bytes>),
     /// `application/octet-stream` body (file content).
     Raw(Bytes),
+    /// A body of its own media type (speech audio, a plain-text transcription).
+    Typed(Bytes, &'static str),
 }
 
 impl Reply {

@@ -190,6 +190,49 @@ pub const GOOGLE_CHAT: &[&str] = &[
 /// `encoding_format` and `dimensions` UNCONFIRMED.
 pub const GOOGLE_EMBEDDINGS: &[&str] = &["dimensions", "encoding_format", "input", "model"];
 
+/// `POST /v1/moderations` (openapi `CreateModerationRequest`).
+pub const MODERATIONS: &[&str] = &["input", "model"];
+
+/// Top-level keys of a generation request (openapi `CreateImageRequest`).
+pub const IMAGE_GENERATIONS: &[&str] = &[
+    "background",
+    "model",
+    "moderation",
+    "n",
+    "output_compression",
+    "output_format",
+    "partial_images",
+    "prompt",
+    "quality",
+    "response_format",
+    "size",
+    "stream",
+    "style",
+    "user",
+];
+
+/// Top-level keys of a speech request (openapi `CreateSpeechRequest`).
+pub const SPEECH: &[&str] = &[
+    "input",
+    "instructions",
+    "model",
+    "response_format",
+    "speed",
+    "stream_format",
+    "voice",
+];
+
+/// `POST /v1/messages/count_tokens` (Anthropic): a Messages request without `max_tokens`.
+pub const ANTHROPIC_COUNT_TOKENS: &[&str] = &[
+    "mcp_servers",
+    "messages",
+    "model",
+    "system",
+    "thinking",
+    "tool_choice",
+    "tools",
+];
+
 /// The first top-level key of the JSON object `body` (in document order) that is not in
 /// `allowed`. `None` when every key is allowed or when `body` is not valid JSON or not an
 /// object: the endpoint's own parser reports malformed bodies.
@@ -291,6 +334,10 @@ mod tests {
             ANTHROPIC_MESSAGES,
             GOOGLE_CHAT,
             GOOGLE_EMBEDDINGS,
+            MODERATIONS,
+            IMAGE_GENERATIONS,
+            SPEECH,
+            ANTHROPIC_COUNT_TOKENS,
         ] {
             assert!(list.windows(2).all(|w| w[0] < w[1]), "{list:?}");
         }

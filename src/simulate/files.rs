@@ -6,7 +6,6 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 use http::Method;
-use http::header::CONTENT_TYPE;
 use http::request::Parts;
 use serde::Serialize;
 
@@ -178,28 +177,8 @@ fn lookup(sim: &Simulator, id: &str) -> Result<(FileObject, Bytes), ApiError> {
 }
 
 fn upload(sim: &Simulator, parts: &Parts, body: &Bytes, seq: u64) -> Result<Reply, ApiError> {
-    let content_type = parts
-        .headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let boundary = multipart::boundary(content_type).ok_or_else(|| {
-        ApiError::invalid(
-            format!(
-                "Invalid Content-Type header ({content_type}), expected multipart/form-data with a boundary."
-            ),
-            None,
-            None,
-        )
-    })?;
-    let form = multipart::parse(body, &boundary).map_err(|e| {
-        ApiError::invalid(format!("Could not parse multipart form: {e}"), None, None)
-    })?;
-    let text = |name: &str| {
-        form.iter()
-            .find(|p| p.name == name)
-            .map(|p| String::from_utf8_lossy(p.data).trim().to_owned())
-    };
+    let form = multipart::Form::from_request(parts, body)?;
+    let text = |name: &str| form.text(name);
     let purpose = text("purpose").ok_or_else(|| ApiError::missing("purpose"))?;
     if !PURPOSES.contains(&purpose.as_str()) {
         return Err(ApiError::invalid(
@@ -210,10 +189,7 @@ fn upload(sim: &Simulator, parts: &Parts, body: &Bytes, seq: u64) -> Result<Repl
             Some("invalid_value"),
         ));
     }
-    let file = form
-        .iter()
-        .find(|p| p.name == "file")
-        .ok_or_else(|| ApiError::missing("file"))?;
+    let file = form.part("file").ok_or_else(|| ApiError::missing("file"))?;
     let filename = file.filename.clone().ok_or_else(|| {
         ApiError::invalid(
             "Invalid 'file': expected a file upload (a part with a filename).",

@@ -3,14 +3,17 @@
 //! Endpoints (all answers deterministic except ids and timestamps):
 //! `POST /v1/chat/completions` (JSON and SSE; tool calls and structured outputs by the
 //! rules of `tools.rs`, instances of JSON Schemas by `schema.rs`), `POST /v1/completions`, `POST /v1/embeddings`,
-//! `POST /v1/responses`, `GET /v1/models`, `GET /v1/models/{id}`, the Files API
+//! `POST /v1/responses` (with `GET|DELETE /v1/responses/{id}`, `GET
+//! /v1/responses/{id}/input_items` and `POST /v1/responses/{id}/cancel` for stored ones),
+//! `POST /v1/moderations`, `POST /v1/images/{generations,edits,variations}`, `POST
+//! /v1/audio/{transcriptions,translations,speech}`, `GET /v1/models`, `GET /v1/models/{id}`, the Files API
 //! (`POST|GET /v1/files`, `GET|DELETE /v1/files/{id}`, `GET /v1/files/{id}/content`), the
 //! Batch API (`POST|GET /v1/batches`, `GET /v1/batches/{id}`, `POST /v1/batches/{id}/cancel`),
 //! plus the test-only `GET|DELETE /sim/requests` (request log), `DELETE /sim/cache` (forget
 //! cached prefixes), `GET|POST /sim/batch-faults` and `GET /sim/batches/stats`.
 //!
 //! The Anthropic API lives beside it (reference 2, see `anthropic.rs`): `POST /v1/messages`
-//! (JSON and named-event SSE, explicit prompt caching) and the Message Batches API below
+//! (JSON and named-event SSE, explicit prompt caching), `POST /v1/messages/count_tokens` and the Message Batches API below
 //! `/v1/messages/batches`, answered in the Anthropic error envelope. Gemini's
 //! OpenAI-compatible layer (reference 3.5, `google.rs`) answers `POST
 //! {/v1,/v1beta}/openai/{chat/completions,embeddings}` like the OpenAI routes, with
@@ -36,7 +39,9 @@
 mod anthropic;
 mod anthropic_batch;
 mod anthropic_cache;
+mod anthropic_count;
 mod anthropic_messages;
+mod audio;
 mod batch;
 mod batch_run;
 mod body;
@@ -54,12 +59,15 @@ mod gemini_batch;
 mod gemini_content;
 mod gemini_files;
 mod google;
+mod images;
 mod log;
 mod models;
+mod moderations;
 mod multipart;
 mod oauth;
 mod responses;
 mod schema;
+mod stored_responses;
 mod text;
 mod tools;
 mod vertex;
@@ -85,6 +93,8 @@ mod tests_gemini_batch;
 mod tests_gemini_files;
 #[cfg(test)]
 mod tests_more;
+#[cfg(test)]
+mod tests_passthrough;
 #[cfg(test)]
 mod tests_tools;
 #[cfg(test)]
@@ -124,6 +134,7 @@ use faults::BatchControl;
 use files::FileStore;
 use gemini::GeminiState;
 use log::RequestLog;
+use stored_responses::ResponseStore;
 use vertex::VertexState;
 
 /// Largest accepted request body.
@@ -234,6 +245,8 @@ pub struct Simulator {
     files: FileStore,
     batches: BatchStore,
     message_batches: MessageBatchStore,
+    /// Responses created with `store`, for retrieval and their input items.
+    stored_responses: ResponseStore,
     control: BatchControl,
     gemini: GeminiState,
     vertex: VertexState,
@@ -262,6 +275,14 @@ enum Route<'a> {
     Model(&'a str),
     Files(files::FileRoute<'a>),
     Batches(batch::BatchRoute<'a>),
+    StoredResponse(stored_responses::ResponseRoute<'a>),
+    Moderations,
+    ImageGenerations,
+    /// Edits (`true`) or variations.
+    ImageForm(bool),
+    /// Translations (`true`) or transcriptions.
+    Transcribe(bool),
+    Speech,
 }
 
 impl Route<'_> {
@@ -280,6 +301,9 @@ impl Route<'_> {
             Route::Embeddings => Some(fields::EMBEDDINGS),
             Route::Responses => Some(fields::RESPONSES),
             Route::Batches(batch::BatchRoute::Create) => Some(fields::BATCH_CREATE),
+            Route::Moderations => Some(fields::MODERATIONS),
+            Route::ImageGenerations => Some(fields::IMAGE_GENERATIONS),
+            Route::Speech => Some(fields::SPEECH),
             _ => None,
         }
     }
@@ -292,7 +316,17 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ApiError> {
     if let Some(r) = batch::route(method, path) {
         return r.map(Route::Batches);
     }
+    if let Some(r) = stored_responses::route(method, path) {
+        return r.map(Route::StoredResponse);
+    }
     let (route, allowed) = match path {
+        "/v1/moderations" => (Route::Moderations, Method::POST),
+        "/v1/images/generations" => (Route::ImageGenerations, Method::POST),
+        "/v1/images/edits" => (Route::ImageForm(true), Method::POST),
+        "/v1/images/variations" => (Route::ImageForm(false), Method::POST),
+        "/v1/audio/transcriptions" => (Route::Transcribe(false), Method::POST),
+        "/v1/audio/translations" => (Route::Transcribe(true), Method::POST),
+        "/v1/audio/speech" => (Route::Speech, Method::POST),
         "/v1/chat/completions" => (Route::Chat, Method::POST),
         "/v1/completions" => (Route::Completions, Method::POST),
         "/v1/embeddings" => (Route::Embeddings, Method::POST),
@@ -362,6 +396,7 @@ impl Simulator {
             files: FileStore::default(),
             batches: BatchStore::default(),
             message_batches: MessageBatchStore::default(),
+            stored_responses: ResponseStore::default(),
             control: BatchControl::default(),
             gemini: GeminiState::new(config.seed, &tag),
             vertex: VertexState::new(&tag),
@@ -460,8 +495,10 @@ impl Simulator {
         let start = Instant::now();
         let seq = self.next_seq();
         let (parts, body) = req.into_parts();
-        let limit = if parts.uri.path() == "/v1/files"
-            || gemini::is_upload(parts.uri.path())
+        let limit = if matches!(
+            parts.uri.path(),
+            "/v1/files" | "/v1/audio/transcriptions" | "/v1/audio/translations"
+        ) || gemini::is_upload(parts.uri.path())
             || vertex::is_upload(parts.uri.path())
         {
             MAX_UPLOAD_BYTES
@@ -588,6 +625,14 @@ impl Simulator {
             Route::Model(id) => Reply::Json(models::get(id)?),
             Route::Files(r) => files::handle(self, r, parts, body, seq)?,
             Route::Batches(r) => batch::handle(self, r, parts.uri.query(), b, seq)?,
+            Route::StoredResponse(r) => {
+                stored_responses::handle(&self.stored_responses, r, parts.uri.query())?
+            }
+            Route::Moderations => moderations::handle(&meta, b)?,
+            Route::ImageGenerations => images::generations(&meta, b)?,
+            Route::ImageForm(edit) => images::from_form(&meta, parts, b, edit)?,
+            Route::Transcribe(translate) => audio::transcribe(parts, b, translate)?,
+            Route::Speech => audio::speech(b)?,
         };
         let slow = fault == Some(Fault::Slow);
         let chunk_delay = if slow {
@@ -679,6 +724,7 @@ impl Simulator {
             Reply::Json(bytes) => (SimBody::full(bytes), "application/json"),
             Reply::Sse(frames) => (SimBody::frames(frames, delay), "text/event-stream"),
             Reply::Raw(bytes) => (SimBody::full(bytes), "application/octet-stream"),
+            Reply::Typed(bytes, media) => (SimBody::full(bytes), media),
         };
         let mut resp = Response::new(body);
         let h = resp.headers_mut();

@@ -1,10 +1,15 @@
-//! A small `multipart/form-data` parser (RFC 7578) for `POST /v1/files`.
+//! A small `multipart/form-data` parser (RFC 7578) for `POST /v1/files`, image edits and
+//! audio uploads.
 //!
 //! Tolerant where real clients differ (LF or CRLF line ends, preamble, quoted or bare
 //! parameters, `filename*=UTF-8''…`), strict about structure: a body without a closing
 //! delimiter or a part without `Content-Disposition: form-data; name=…` is rejected.
 
+use http::header::CONTENT_TYPE;
+use http::request::Parts;
 use memchr::memmem;
+
+use super::error::ApiError;
 
 /// One part of a form.
 #[derive(Debug, PartialEq, Eq)]
@@ -183,6 +188,43 @@ pub fn percent_decode(s: &str) -> Vec<u8> {
         i += 1;
     }
     out
+}
+
+/// A parsed `multipart/form-data` body.
+pub struct Form<'a>(pub Vec<Part<'a>>);
+
+impl<'a> Form<'a> {
+    pub fn from_request(parts: &Parts, body: &'a [u8]) -> Result<Form<'a>, ApiError> {
+        let content_type = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let boundary = boundary(content_type).ok_or_else(|| {
+            ApiError::invalid(
+                format!(
+                    "Invalid Content-Type header ({content_type}), expected multipart/form-data with a boundary."
+                ),
+                None,
+                None,
+            )
+        })?;
+        parse(body, &boundary).map(Form).map_err(|e| {
+            ApiError::invalid(format!("Could not parse multipart form: {e}"), None, None)
+        })
+    }
+
+    /// A text field, trimmed.
+    pub fn text(&self, name: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| String::from_utf8_lossy(p.data).trim().to_owned())
+    }
+
+    pub fn part(&self, name: &str) -> Option<&Part<'a>> {
+        self.0.iter().find(|p| p.name == name)
+    }
 }
 
 #[cfg(test)]

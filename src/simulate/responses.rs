@@ -1,4 +1,6 @@
-//! `POST /v1/responses`: a minimal Responses API (non-streaming and SSE).
+//! `POST /v1/responses`: a minimal Responses API (non-streaming and SSE). A response
+//! created with `store` (the default) is kept for `GET /v1/responses/{id}` and its input
+//! items (`stored_responses.rs`).
 //!
 //! The response object carries every key the openapi `Response` schema marks required
 //! (id, object, created_at, error, incomplete_details, instructions, model, tools, output,
@@ -265,9 +267,14 @@ pub fn handle(sim: &Simulator, meta: &Meta, body: &[u8]) -> Result<Reply, ApiErr
         metadata: req.metadata.as_ref().unwrap_or(&default_metadata),
     };
     let done = base(final_status, &outputs[..], Some(usage), true);
+    let done_json = json_bytes(&done)?;
+    if req.store.unwrap_or(true) {
+        let input = super::stored_responses::input_items(req.input.as_ref(), meta.seq);
+        sim.stored_responses.save(&id, done_json.clone(), input);
+    }
 
     if !req.stream.unwrap_or(false) {
-        return Ok(Reply::Json(json_bytes(&done)?));
+        return Ok(Reply::Json(done_json));
     }
 
     let started = base("in_progress", &[], None, false);

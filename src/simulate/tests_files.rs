@@ -9,20 +9,32 @@ use super::SimConfig;
 use super::tests::{Answer, Server};
 
 const AUTH: (&str, &str) = ("authorization", "Bearer sk-test");
-const BOUNDARY: &str = "----sluiceTestBoundary7MA4YWxk";
+pub(super) const BOUNDARY: &str = "----sluiceTestBoundary7MA4YWxk";
 
 /// A `multipart/form-data` body with a `purpose` part and a `file` part.
 pub(super) fn form(purpose: &str, filename: &str, content: &[u8]) -> Vec<u8> {
+    form_with(&[("purpose", purpose)], "file", filename, content)
+}
+
+/// A `multipart/form-data` body (boundary [`BOUNDARY`]) with text `fields` and one file part.
+pub(super) fn form_with(
+    fields: &[(&str, &str)],
+    file_field: &str,
+    filename: &str,
+    content: &[u8],
+) -> Vec<u8> {
     let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
     body.extend_from_slice(
         format!(
-            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\n{purpose}\r\n"
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(
-        format!(
-            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{file_field}\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
         )
         .as_bytes(),
     );

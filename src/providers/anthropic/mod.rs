@@ -41,6 +41,11 @@ pub fn path(upstream: Endpoint) -> Option<&'static str> {
     (upstream == Endpoint::Messages).then_some("/messages")
 }
 
+/// First path segments below `/v1/` the Anthropic API serves, passed through whole by
+/// the gateway: `messages/count_tokens` (and the rest below `messages/`), the legacy Text
+/// Completions `complete`, `models`, `skills` (beta).
+pub const PASS_THROUGH: &[&str] = &["complete", "messages", "models", "skills"];
+
 /// A Messages answer as the OpenAI chat completion the caller asked for.
 pub fn for_caller(status: u16, body: &[u8], created: i64) -> Result<Bytes, String> {
     if (200..300).contains(&status) {

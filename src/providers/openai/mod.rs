@@ -29,6 +29,33 @@ pub fn path(upstream: Endpoint) -> Option<&'static str> {
     (!matches!(upstream, Endpoint::Messages | Endpoint::GenerateContent)).then(|| upstream.suffix())
 }
 
+/// First path segments below `/v1/` the OpenAI API serves (the `paths` of
+/// /work/shared/reference/openai-openapi.yaml), passed through whole by the gateway
+/// (`files`, `uploads`, `batches` and the admin `organization`, `projects` are refused
+/// before this is asked).
+pub const PASS_THROUGH: &[&str] = &[
+    "assistants",
+    "audio",
+    "chat",
+    "chatkit",
+    "completions",
+    "containers",
+    "content_provenance_checks",
+    "conversations",
+    "embeddings",
+    "evals",
+    "fine_tuning",
+    "images",
+    "models",
+    "moderations",
+    "realtime",
+    "responses",
+    "skills",
+    "threads",
+    "vector_stores",
+    "videos",
+];
+
 const BOUNDARY: &str = "sluice-batch-boundary-7c1f0e9a";
 
 /// The Files and Batch APIs of one OpenAI account.
