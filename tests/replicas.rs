@@ -3,7 +3,10 @@
 //! schema of its own per test). Callers spread over the replicas all get their answers,
 //! nothing is sent upstream twice (the simulator counts every batch line by `custom_id`),
 //! a replica killed while it holds a flush's lease is taken over once the lease lapses,
-//! and an answer stored by one replica wakes a caller held on another.
+//! and an answer stored by one replica wakes a caller held on another. Every replica reports
+//! the store's queue depth and turnaround, one `sluice report` sums every replica's ledger,
+//! and the compose example's nginx (deploy/replicas/nginx.conf; skipped without nginx on
+//! PATH) passes held answers and streams.
 //!
 //! The PostgreSQL server is `SLUICE_TEST_POSTGRES` (default
 //! `postgres://postgres@127.0.0.1:5432/test`); when it cannot be reached the tests skip,
