@@ -19,7 +19,7 @@ const REPORT_WINDOW: u32 = 1000;
 const ENDED_OVERLAP: Duration = Duration::from_secs(300);
 /// Every turnaround is re-read this often, whatever the census showed: the correctness
 /// path for an end time (another replica's clock) older than [`ENDED_OVERLAP`].
-const REREAD_ALL: Duration = Duration::from_secs(600);
+pub(super) const REREAD_ALL: Duration = Duration::from_secs(600);
 
 /// Observed batch turnaround (submit to end) of one provider and model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

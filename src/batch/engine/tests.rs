@@ -765,3 +765,48 @@ fn observed_percentiles_take_triage_from_the_newest_200() {
     // A negative turnaround (clocks of two replicas) counts as zero, not as a panic.
     assert_eq!(super::Observed::of(&[-5]).unwrap().p99, Duration::ZERO);
 }
+
+/// A batch another replica ended with an end time from a clock far behind this one's is
+/// older than the census's window of recent ends: the re-read of every turnaround, every
+/// `REREAD_ALL`, still learns it.
+#[tokio::test]
+async fn a_turnaround_ended_by_a_lagging_clock_is_learnt_at_the_next_full_reread() {
+    let r = rig(InputKind::File, 1, Ending::Completed).await;
+    let mut state = super::census::CensusState::default();
+    r.engine.take_census(&mut state).await.unwrap();
+    let ids = r.submit(1, DAY).await;
+    let now = r.clock.now_ms();
+    let flush = crate::store::NewFlush {
+        id: "flush_lagging".into(),
+        provider: Provider::OpenAi,
+        endpoint: Endpoint::ChatCompletions,
+        model: "gpt-4o-mini".into(),
+        created_at_ms: now,
+    };
+    r.store
+        .claim_flush(flush, &ids, "elsewhere", now + 60_000)
+        .await
+        .unwrap();
+    let an_hour_ago = now - 3_600_000;
+    let update = crate::store::FlushUpdate {
+        state: Some(crate::store::FlushState::Ended),
+        submitted_at_ms: Some(an_hour_ago - 42_000),
+        ended_at_ms: Some(an_hour_ago),
+        ..Default::default()
+    };
+    r.store.update_flush("flush_lagging", update).await.unwrap();
+    r.engine.take_census(&mut state).await.unwrap();
+    assert_eq!(
+        r.engine
+            .observed_turnaround(Provider::OpenAi, "gpt-4o-mini"),
+        None,
+        "outside the window of recent ends"
+    );
+    r.clock.advance(super::census::REREAD_ALL);
+    r.engine.take_census(&mut state).await.unwrap();
+    let o = r
+        .engine
+        .observed_turnaround(Provider::OpenAi, "gpt-4o-mini")
+        .expect("learnt at the full re-read");
+    assert_eq!((o.samples, o.triage_p95), (1, Duration::from_secs(42)));
+}
