@@ -17,6 +17,9 @@ const REPORT_WINDOW: u32 = 1000;
 /// Batches that ended this long before this replica's now are still looked at: their end
 /// times come from other replicas' clocks.
 const ENDED_OVERLAP: Duration = Duration::from_secs(300);
+/// How often a replica takes its census: often enough for a scrape (15 s) or a triage
+/// decision to see the store's numbers, rarely enough to cost nothing.
+const CENSUS_EVERY: Duration = Duration::from_secs(1);
 /// Every turnaround is re-read this often, whatever the census showed: the correctness
 /// path for an end time (another replica's clock) older than [`ENDED_OVERLAP`].
 pub(super) const REREAD_ALL: Duration = Duration::from_secs(600);
@@ -74,11 +77,11 @@ pub(super) struct CensusState {
 }
 
 impl Engine {
-    /// Refreshes queue depth and turnaround from the store every sweep interval, until
+    /// Refreshes queue depth and turnaround from the store every [`CENSUS_EVERY`], until
     /// the engine stops.
     pub(super) async fn census_loop(&self) {
         let mut state = CensusState::default();
-        let mut every = tokio::time::interval(self.sweep_every());
+        let mut every = tokio::time::interval(CENSUS_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;

@@ -330,7 +330,10 @@ impl Engine {
     /// every `poll_interval` (50 ms to 1 s), and every held job re-checked in one query
     /// every [`RECHECK_HELD`].
     async fn sweep_loop(&self) {
-        let every = self.sweep_every();
+        let every = self
+            .cfg
+            .poll_interval
+            .clamp(Duration::from_millis(50), Duration::from_secs(1));
         let mut completed_seen = self.now();
         let mut last_recheck = self.now();
         // Other replicas' answers pushed as they commit, where the store can push them.
@@ -373,14 +376,6 @@ impl Engine {
                 }
             }
         }
-    }
-
-    /// How often a replica sweeps for answers and reads its census: `poll_interval`, within
-    /// 50 ms to 1 s.
-    fn sweep_every(&self) -> Duration {
-        self.cfg
-            .poll_interval
-            .clamp(Duration::from_millis(50), Duration::from_secs(1))
     }
 
     async fn run_loop(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
