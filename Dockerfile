@@ -4,6 +4,8 @@ FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# The store's schema migrations are embedded at compile time (sqlx::migrate!).
+COPY migrations ./migrations
 COPY benches ./benches
 RUN cargo build --release --locked --bin sluice && strip target/release/sluice
 

@@ -280,6 +280,7 @@ async fn prepare(loaded: Loaded) -> Result<(Arc<App>, ServerOptions), CliError> 
     let metrics = Arc::new(
         Metrics::new(prometheus::Registry::new()).map_err(|e| CliError::Setup(e.to_string()))?,
     );
+    metrics.identify(&loaded.config.batch.replica_id);
     let opts = ServerOptions::new(&loaded.config, tls);
     let app = build(loaded, metrics).await?;
     Ok((app, opts))
@@ -420,7 +421,13 @@ pub async fn report(
     let window = since.map_or("all time".to_owned(), |d| {
         format!("last {}", crate::duration::format_duration(d))
     });
-    writeln!(out, "sluice report: {} ({window})", config.store).map_err(io)?;
+    // The URL may carry a PostgreSQL password: printed redacted, as `check` does.
+    writeln!(
+        out,
+        "sluice report: {} ({window})",
+        crate::store::redacted(&config.store)
+    )
+    .map_err(io)?;
     write!(out, "{}", render_report(&rows)).map_err(io)
 }
 

@@ -25,6 +25,11 @@ pub struct Metrics {
     pub batch_turnaround: HistogramVec,
     pub upstream_duration: HistogramVec,
     pub overhead: HistogramVec,
+    /// `sluice_build_info{replica,version} 1`: which replica (`SLUICE_REPLICA_ID`, the owner
+    /// named in flush leases and logs) answers at a scrape target. The one family with a
+    /// replica label: Prometheus tells replicas apart by `instance` already, and the
+    /// contract's families are summed across replicas, or (queue depth) the same on each.
+    pub build_info: GaugeVec,
     /// Every family above as (name, help, type), for the headers of those without samples.
     families: Vec<(String, String, &'static str)>,
 }
@@ -64,6 +69,14 @@ impl Metrics {
             &["provider", "model"],
         )?;
         r.register(Box::new(batch_queue_depth.clone()))?;
+        let build_info = GaugeVec::new(
+            Opts::new(
+                "sluice_build_info",
+                "This replica's id (SLUICE_REPLICA_ID, the owner of its flush leases) and Sluice version; always 1.",
+            ),
+            &["replica", "version"],
+        )?;
+        r.register(Box::new(build_info.clone()))?;
         let mut m = Metrics {
             requests: counter(
                 r,
@@ -154,6 +167,7 @@ impl Metrics {
                     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                 ],
             )?,
+            build_info,
             registry,
             families: Vec::new(),
         };
@@ -179,11 +193,20 @@ impl Metrics {
         }
         declare(&m.savings, "untyped");
         declare(&m.batch_queue_depth, "gauge");
+        declare(&m.build_info, "gauge");
         for h in [&m.batch_turnaround, &m.upstream_duration, &m.overhead] {
             declare(h, "histogram");
         }
         m.families = families;
         Ok(m)
+    }
+
+    /// Names the replica these metrics are of (`sluice_build_info`).
+    pub fn identify(&self, replica: &str) {
+        self.build_info.reset();
+        self.build_info
+            .with_label_values(&[replica, env!("CARGO_PKG_VERSION")])
+            .set(1.0);
     }
 
     pub fn registry(&self) -> &Registry {
@@ -354,5 +377,26 @@ mod tests {
         assert!(text.contains("sluice_savings_usd_total{"), "{text}");
         assert!(text.contains("sluice_overhead_seconds_count{"), "{text}");
         assert!(!text.contains("sluice_batch_queue_depth{"), "{text}");
+    }
+
+    #[test]
+    fn build_info_names_one_replica() {
+        let m = Metrics::new(Registry::new()).unwrap();
+        m.identify("first");
+        m.identify("sluice-b");
+        let text = String::from_utf8(m.render()).unwrap();
+        let version = env!("CARGO_PKG_VERSION");
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("sluice_build_info"))
+            .collect();
+        assert_eq!(
+            series,
+            [format!(
+                "sluice_build_info{{replica=\"sluice-b\",version=\"{version}\"}} 1"
+            )],
+            "{text}"
+        );
+        assert!(text.contains("# TYPE sluice_build_info gauge"), "{text}");
     }
 }

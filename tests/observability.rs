@@ -10,6 +10,8 @@ mod common;
 mod dashboard;
 #[path = "observability/prometheus.rs"]
 mod prometheus;
+#[path = "observability/replicas_deploy.rs"]
+mod replicas_deploy;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

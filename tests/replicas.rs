@@ -3,7 +3,10 @@
 //! schema of its own per test). Callers spread over the replicas all get their answers,
 //! nothing is sent upstream twice (the simulator counts every batch line by `custom_id`),
 //! a replica killed while it holds a flush's lease is taken over once the lease lapses,
-//! and an answer stored by one replica wakes a caller held on another.
+//! and an answer stored by one replica wakes a caller held on another. Every replica reports
+//! the store's queue depth and turnaround, one `sluice report` sums every replica's ledger,
+//! and the compose example's nginx (deploy/replicas/nginx.conf; skipped without nginx on
+//! PATH) passes held answers and streams.
 //!
 //! The PostgreSQL server is `SLUICE_TEST_POSTGRES` (default
 //! `postgres://postgres@127.0.0.1:5432/test`); when it cannot be reached the tests skip,
@@ -23,7 +26,10 @@ use sqlx::Connection;
 
 #[path = "common/binary.rs"]
 mod binary;
+#[path = "common/metrics.rs"]
+mod metrics;
 use binary::{Http, Proc, Reply, free_port, http, send};
+use metrics::metric;
 
 const KEY: &str = "sk-replica-test";
 const MODEL: &str = "gpt-4o-mini";
@@ -357,6 +363,60 @@ impl Cluster {
         let _ = r.proc.child.kill();
         let status = r.proc.child.wait().expect("reap the replica");
         assert!(!status.success(), "{}: {status}", r.id);
+    }
+
+    /// SIGTERMs a replica (a clean shutdown: the ledger is committed) and waits for it.
+    async fn terminate(&mut self, id: &str) {
+        let pid = self
+            .replicas
+            .get(id)
+            .expect("a running replica")
+            .proc
+            .child
+            .id();
+        // SAFETY: kill(2) on our own child's pid, which is not reaped until wait_exit.
+        let sent = unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(sent, 0, "SIGTERM to {id}");
+        let status = self.wait_exit(id).await;
+        assert!(
+            status.success(),
+            "{id} after SIGTERM: {status}\n{}",
+            self.logs()
+        );
+    }
+
+    /// `GET path` on `replica` with the client's key: 200, its body.
+    async fn get(&self, replica: &str, path: &str) -> Reply {
+        let auth = format!("Bearer {KEY}");
+        let r = send(
+            &self.http,
+            Method::GET,
+            &self.url(replica, path),
+            &[("authorization", &auth)],
+            None,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("GET {path} on {replica}: {e}"));
+        assert_eq!(r.status, StatusCode::OK, "GET {path} on {replica}");
+        r
+    }
+
+    /// `replica`'s `/metrics`, polled (bounded) until `pred` holds.
+    async fn metrics_until(
+        &self,
+        replica: &str,
+        what: &str,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
+        let mut text = String::new();
+        for _ in 0..POLL_ATTEMPTS {
+            text = String::from_utf8_lossy(&self.get(replica, "/metrics").await.body).into_owned();
+            if pred(&text) {
+                return text;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        panic!("{replica} never showed {what}:\n{text}\n{}", self.logs());
     }
 
     /// Waits (bounded polling) until replica `id` has exited on its own; removes it.
@@ -854,4 +914,317 @@ async fn a_batch_finished_by_replica_a_answers_callers_held_on_b() {
     let (_, owner) = c.flush_until("ended", |s, _| s == "ended").await;
     assert_eq!(owner, "a", "the batch was a's");
     c.assert_each_batched_once(&ids, 1).await;
+}
+
+/// `MODEL`'s queue depth on OpenAI in a `/metrics` text.
+fn queue_depth(metrics: &str) -> f64 {
+    metric(
+        metrics,
+        "sluice_batch_queue_depth",
+        &[("provider", "openai"), ("model", MODEL)],
+    )
+}
+
+/// Jobs queued through replica a alone show in every replica's queue depth; a batch run by a
+/// alone shows in every replica's turnaround endpoint, and what triage uses: each replica
+/// reads both from the store, not from what it saw itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn three_replicas_report_the_same_queue_depth_and_turnaround() {
+    let Some(mut c) = Cluster::start("census").await else {
+        return;
+    };
+    // Nobody flushes for an hour: the jobs stay queued.
+    c.start_three(&[("SLUICE_BATCH_MAX_WAIT", "1h")]).await;
+    let probes = spread("census", &["a"], 5);
+    let ids = accept_all(&c, &probes).await;
+    for r in ["a", "b", "c"] {
+        c.metrics_until(r, "a queue depth of 5", |m| queue_depth(m) == 5.0)
+            .await;
+    }
+    // a comes back with a short flush wait: it alone batches the queue.
+    c.kill("a");
+    c.start_replica("a", &[("SLUICE_BATCH_MAX_WAIT", "1s")])
+        .await;
+    let (_, owner) = c.flush_until("ended", |s, _| s == "ended").await;
+    assert_eq!(owner, "a");
+    assert_all_answered(&c, &probes, &ids, "b", 1).await;
+    let mut rows = Vec::new();
+    for r in ["a", "b", "c"] {
+        c.metrics_until(r, "an empty queue", |m| queue_depth(m) == 0.0)
+            .await;
+        let mut row = serde_json::Value::Null;
+        for _ in 0..POLL_ATTEMPTS {
+            let v = c.get(r, "/sluice/v1/turnaround").await.json();
+            if let Some(found) = v["data"].as_array().and_then(|d| {
+                d.iter()
+                    .find(|x| x["provider"] == "openai" && x["model"] == MODEL)
+            }) {
+                row = found.clone();
+                break;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        assert_eq!(row["samples"], 1, "{r}: {row}\n{}", c.logs());
+        // Learnt (the prior is 6 h; the simulator ends a batch in well under a minute).
+        assert!(
+            row["triage_p95_seconds"].as_f64().unwrap() < 60.0,
+            "{r}: {row}"
+        );
+        rows.push(row);
+    }
+    assert_eq!(rows[0], rows[1], "a and b");
+    assert_eq!(rows[0], rows[2], "a and c");
+}
+
+/// Traffic answered on two replicas (interactive and batch) is in one `sluice report` run
+/// against the shared store: its totals are the sums of both replicas' counters.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_report_holds_the_traffic_of_every_replica() {
+    let Some(mut c) = Cluster::start("report").await else {
+        return;
+    };
+    c.start_replica("a", &[]).await;
+    c.start_replica("b", &[]).await;
+    let auth = format!("Bearer {KEY}");
+    for (i, replica) in ["a", "a", "a", "b", "b"].into_iter().enumerate() {
+        let body = serde_json::json!({
+            "model": MODEL,
+            "messages": [{"role": "user", "content": format!("interactive {i}")}],
+        });
+        let r = send(
+            &c.http,
+            Method::POST,
+            &c.url(replica, "/v1/chat/completions"),
+            &[("authorization", &auth)],
+            Some(body.to_string()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{replica}: {e}"));
+        assert_eq!(r.status, StatusCode::OK, "{replica}");
+        assert_eq!(r.header("x-sluice-tier"), Some("interactive"));
+    }
+    let probes = spread("report", &["a", "b"], 2);
+    for ((p, replica), r) in probes.iter().zip(send_all(&c, &probes, false).await) {
+        p.check_answer(&r.unwrap_or_else(|e| panic!("{replica}: {e}")));
+    }
+    let (mut requests, mut cost, mut baseline) = (0.0, 0.0, 0.0);
+    for r in ["a", "b"] {
+        let m = String::from_utf8_lossy(&c.get(r, "/metrics").await.body).into_owned();
+        let mine = metric(&m, "sluice_requests_total", &[]);
+        assert!(mine > 0.0, "{r} answered some: {m}");
+        requests += mine;
+        cost += metric(&m, "sluice_cost_usd_total", &[]);
+        baseline += metric(&m, "sluice_baseline_cost_usd_total", &[]);
+    }
+    assert_eq!(requests, 9.0, "5 interactive + 4 batch answers");
+    // A clean shutdown commits the ledger rows still lingering in memory.
+    c.terminate("a").await;
+    c.terminate("b").await;
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("report")
+        .env_clear()
+        .env("SLUICE_STORE", c.schema.url())
+        .output()
+        .expect("run sluice report");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let total: Vec<&str> = text
+        .lines()
+        .find(|l| l.starts_with("TOTAL"))
+        .unwrap_or_else(|| panic!("no TOTAL line:\n{text}"))
+        .split_whitespace()
+        .collect();
+    // TOTAL requests cost_usd baseline_usd savings_usd saved% wasted_usd
+    let num = |i: usize| -> f64 { total[i].trim_end_matches('%').parse().unwrap() };
+    assert_eq!(num(1), requests, "{text}");
+    // The report prints six decimals.
+    assert!((num(2) - cost).abs() < 1e-6, "cost {cost} vs\n{text}");
+    assert!(
+        (num(3) - baseline).abs() < 1e-6,
+        "baseline {baseline} vs\n{text}"
+    );
+    for tier in ["interactive", "batch"] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains(" replicas ") && l.contains(tier)),
+            "{tier} row of client replicas:\n{text}"
+        );
+    }
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// nginx running deploy/replicas/nginx.conf with the replicas' names pointed at this
+/// cluster's ports; stopped (SIGTERM: the master ends its workers) and reaped on drop.
+struct Balancer {
+    proc: Proc,
+    port: u16,
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own, not yet reaped, child.
+        unsafe { libc::kill(self.proc.child.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = self.proc.child.wait();
+    }
+}
+
+impl Cluster {
+    async fn start_balancer(&self, nginx: &std::path::Path) -> Balancer {
+        let conf =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/replicas/nginx.conf");
+        let mut text = std::fs::read_to_string(conf).expect("read deploy/replicas/nginx.conf");
+        for (id, r) in &self.replicas {
+            text = text.replace(
+                &format!("server sluice-{id}:8080"),
+                &format!("server 127.0.0.1:{}", r.port),
+            );
+        }
+        assert!(
+            !text.contains("sluice-"),
+            "a replica is not in the cluster: {text}"
+        );
+        let dir = self.dir.join("nginx");
+        std::fs::create_dir_all(&dir).expect("the nginx dir");
+        for _ in 0..3 {
+            let port = free_port();
+            let file = dir.join("nginx.conf");
+            std::fs::write(
+                &file,
+                text.replace("listen 8080;", &format!("listen 127.0.0.1:{port};")),
+            )
+            .expect("write nginx.conf");
+            let out = self.log_file("nginx.log");
+            let err = out.try_clone().expect("clone the log file");
+            let child = Command::new(nginx)
+                .args(["-p", &format!("{}/", dir.display())])
+                .args(["-e", &dir.join("error.log").display().to_string()])
+                .args(["-c", &file.display().to_string()])
+                .args([
+                    "-g",
+                    &format!("daemon off; pid {};", dir.join("nginx.pid").display()),
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(out))
+                .stderr(Stdio::from(err))
+                .spawn()
+                .expect("spawn nginx");
+            let mut lb = Balancer {
+                proc: Proc { child },
+                port,
+            };
+            let url = format!("http://127.0.0.1:{port}/healthz");
+            if self.ready(&mut lb.proc, &url).await.is_some() {
+                return lb;
+            }
+        }
+        panic!("nginx never became ready\n{}", self.logs());
+    }
+}
+
+/// The load balancer of the compose example in front of three replicas: a held answer
+/// comes through it after seconds of silence, a held stream's keep-alive comments reach
+/// the caller while its batch still runs, then its answer; the balancer serves no
+/// `/metrics` (Prometheus scrapes each replica).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_compose_load_balancer_passes_held_answers_and_streams_as_they_come() {
+    let Some(nginx) = on_path("nginx") else {
+        eprintln!(
+            "note: skipping the load-balancer test: nginx is not on PATH \
+             (`apt-get install -y nginx-light`)"
+        );
+        return;
+    };
+    let Some(mut c) = Cluster::start("balancer").await else {
+        return;
+    };
+    let config = c.dir.join("sluice.toml");
+    std::fs::write(&config, "[batch]\nkeep_alive = \"100ms\"\n").expect("write the config");
+    c.sim_post(
+        "/sim/batch-faults",
+        serde_json::json!({"turnaround_ms": 3000}),
+    )
+    .await;
+    c.start_three(&[("SLUICE_CONFIG", &config.display().to_string())])
+        .await;
+    let lb = c.start_balancer(&nginx).await;
+    let chat = format!("http://127.0.0.1:{}/v1/chat/completions", lb.port);
+    let held = Probe::new("lb", 0);
+    let r = held
+        .post(&c.http, &chat, false)
+        .await
+        .unwrap_or_else(|e| panic!("through nginx: {e}\n{}", c.logs()));
+    held.check_answer(&r);
+
+    let streamed = Probe::new("lb", 1);
+    let auth = format!("Bearer {KEY}");
+    let req = http::Request::post(&chat)
+        .header("authorization", &auth)
+        .header("x-sla", "24h")
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(Bytes::from(
+            serde_json::json!({
+                "model": MODEL,
+                "stream": true,
+                "messages": [{"role": "user", "content": streamed.message}],
+            })
+            .to_string(),
+        )))
+        .unwrap();
+    let resp = tokio::time::timeout(binary::REQUEST_TIMEOUT, c.http.request(req))
+        .await
+        .expect("a response head in time")
+        .expect("a response");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let job = resp.headers()["x-sluice-job-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut body = resp.into_body();
+    use http_body_util::BodyExt as _;
+    let first = tokio::time::timeout(binary::REQUEST_TIMEOUT, body.frame())
+        .await
+        .expect("a first frame in time")
+        .expect("a frame")
+        .expect("no error")
+        .into_data()
+        .expect("data");
+    let (answered,): (Option<i64>,) =
+        sqlx::query_as("SELECT completed_at_ms FROM jobs WHERE id = $1")
+            .bind(&job)
+            .fetch_one(&c.db)
+            .await
+            .expect("read the job");
+    assert!(
+        first.starts_with(b": keep-alive") && answered.is_none(),
+        "the first bytes ({:?}) came only with the answer: the balancer held them back",
+        String::from_utf8_lossy(&first)
+    );
+    let rest = tokio::time::timeout(binary::REQUEST_TIMEOUT, body.collect())
+        .await
+        .expect("the stream's end in time")
+        .expect("the stream")
+        .to_bytes();
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.contains(&streamed.message), "{rest}");
+    assert!(rest.ends_with("data: [DONE]\n\n"), "{rest}");
+
+    let r = send(
+        &c.http,
+        Method::GET,
+        &format!("http://127.0.0.1:{}/metrics", lb.port),
+        &[],
+        None,
+    )
+    .await
+    .expect("GET /metrics through nginx");
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
 }

@@ -32,7 +32,9 @@ pub(super) async fn jobs(
     deliver::job_endpoint(engine, &app.accountant, &client.name, id, result).await
 }
 
-/// `GET /sluice/v1/turnaround`: observed batch turnaround percentiles per provider and model.
+/// `GET /sluice/v1/turnaround`: observed batch turnaround percentiles per provider and model,
+/// as of the engine's last census of the store: every replica answers the same, and a
+/// request reads no store.
 pub(super) async fn turnaround(
     app: &App,
     req: &http::request::Parts,
@@ -52,23 +54,19 @@ pub(super) async fn turnaround(
             if !engine.batches(provider) {
                 continue;
             }
-            let mut samples = engine.store().turnarounds(provider, name, 1000).await?;
-            if samples.is_empty() {
+            let Some(o) = engine.observed_turnaround(provider, name) else {
                 continue;
-            }
-            samples.sort_unstable();
-            let pct =
-                |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
+            };
             data.push(serde_json::json!({
                 "provider": provider.as_str(),
                 "model": name,
-                "samples": samples.len(),
-                "p50_seconds": pct(0.50),
-                "p90_seconds": pct(0.90),
-                "p95_seconds": pct(0.95),
-                "p99_seconds": pct(0.99),
-                // What triage uses now (refreshed when a batch ends).
-                "triage_p95_seconds": engine.turnaround_p95(provider, name).as_secs_f64(),
+                "samples": o.samples,
+                "p50_seconds": o.p50.as_secs_f64(),
+                "p90_seconds": o.p90.as_secs_f64(),
+                "p95_seconds": o.p95.as_secs_f64(),
+                "p99_seconds": o.p99.as_secs_f64(),
+                // What triage uses now: the p95 of the newest 200.
+                "triage_p95_seconds": o.triage_p95.as_secs_f64(),
             }));
         }
     }

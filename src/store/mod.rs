@@ -275,6 +275,27 @@ pub struct ReportRow {
     pub wasted_usd: f64,
 }
 
+/// What every replica reads of the shared queue and batch history once per refresh, so
+/// that all of them report the same queue depth and turnaround ([`Store::census`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Census {
+    /// Jobs waiting to be flushed (`Queued`), by provider and model.
+    pub queued: Vec<(Provider, String, u64)>,
+    /// Flushes with a turnaround (submitted, then ended) that ended at or after the time
+    /// asked for.
+    pub ended: Vec<EndedFlush>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EndedFlush {
+    pub id: String,
+    pub provider: Provider,
+    pub model: String,
+}
+
+/// The newest turnarounds (ms, newest first) of one provider and model.
+pub type Turnarounds = (Provider, String, Vec<i64>);
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Makes the job durable (group-committed: concurrent calls share one fsync) unless
@@ -412,6 +433,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Submit-to-end durations (ms) of the last `limit` ended flushes for a provider and model.
     async fn turnarounds(&self, provider: Provider, model: &str, limit: u32) -> Result<Vec<i64>>;
+
+    /// [`Store::turnarounds`] of every provider and model at once: the newest `limit` of
+    /// each, in one query.
+    async fn all_turnarounds(&self, limit: u32) -> Result<Vec<Turnarounds>>;
+
+    /// The queue depth per provider and model, and the flushes that ended (with a
+    /// turnaround) at or after `ended_since_ms`, in one query: what each replica reads once
+    /// per refresh, so every replica reports the same numbers at the cost of one small query
+    /// per replica and interval, whatever the traffic.
+    async fn census(&self, ended_since_ms: i64) -> Result<Census>;
 
     /// Deletes finished jobs completed before `before_ms` and idempotency keys older than 24 h.
     async fn purge(&self, before_ms: i64) -> Result<u64>;

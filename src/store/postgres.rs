@@ -29,8 +29,9 @@ use sqlx::{ConnectOptions, Connection};
 use self::rows::{FLUSH_COLUMNS, JOB_COLUMNS, count, db_error, migrate_error};
 use super::ledger::{LedgerKey, LedgerRow, LedgerSums, MINUTE_MS};
 use super::{
-    CompletionFeed, Enqueued, Flush, FlushState, FlushUpdate, IDEMPOTENCY_WINDOW_MS, Job,
+    Census, CompletionFeed, Enqueued, Flush, FlushState, FlushUpdate, IDEMPOTENCY_WINDOW_MS, Job,
     JobResult, LedgerEntry, NewFlush, NewJob, QueuedJob, ReportRow, Result, Store, StoreError,
+    Turnarounds,
 };
 use crate::types::Provider;
 
@@ -804,7 +805,7 @@ impl Store for PostgresStore {
         let found = sqlx::query(
             "SELECT ended_at_ms - submitted_at_ms AS turnaround FROM flushes \
              WHERE provider = $1 AND model = $2 AND ended_at_ms IS NOT NULL \
-             AND submitted_at_ms IS NOT NULL ORDER BY ended_at_ms DESC LIMIT $3",
+             AND submitted_at_ms IS NOT NULL ORDER BY ended_at_ms DESC, id DESC LIMIT $3",
         )
         .bind(provider.as_str())
         .bind(model)
@@ -816,6 +817,37 @@ impl Store for PostgresStore {
             .iter()
             .map(|r| rows::i64_column(r, "turnaround"))
             .collect()
+    }
+
+    async fn all_turnarounds(&self, limit: u32) -> Result<Vec<Turnarounds>> {
+        let found = sqlx::query(
+            "SELECT provider, model, turnaround FROM (\
+               SELECT provider, model, ended_at_ms - submitted_at_ms AS turnaround, \
+               ROW_NUMBER() OVER (PARTITION BY provider, model \
+                 ORDER BY ended_at_ms DESC, id DESC) AS newest \
+               FROM flushes WHERE ended_at_ms IS NOT NULL AND submitted_at_ms IS NOT NULL\
+             ) AS t WHERE newest <= $1 ORDER BY provider, model, newest",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows::turnaround_groups(&found)
+    }
+
+    async fn census(&self, ended_since_ms: i64) -> Result<Census> {
+        let found = sqlx::query(
+            "SELECT provider, model, COUNT(*) AS queued, NULL AS flush_id FROM jobs \
+             WHERE state = 'queued' GROUP BY provider, model \
+             UNION ALL \
+             SELECT provider, model, 0, id FROM flushes \
+             WHERE ended_at_ms >= $1 AND submitted_at_ms IS NOT NULL",
+        )
+        .bind(ended_since_ms)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows::census(&found)
     }
 
     async fn purge(&self, before_ms: i64) -> Result<u64> {

@@ -6,7 +6,10 @@ use sqlx::Row;
 use sqlx::postgres::{PgRow, Postgres};
 use sqlx::sqlite::{Sqlite, SqliteRow};
 
-use crate::store::{Flush, FlushState, Job, JobResult, JobState, QueuedJob, ReportRow, StoreError};
+use crate::store::{
+    Census, EndedFlush, Flush, FlushState, Job, JobResult, JobState, QueuedJob, ReportRow,
+    StoreError, Turnarounds,
+};
 use crate::types::{Endpoint, Provider, Tier, Usage};
 
 /// Columns of [`Job`] (no request body), as [`job`] reads them.
@@ -212,6 +215,43 @@ pub fn report_row(row: &impl Columns) -> Result<ReportRow, StoreError> {
         savings_usd: get(row, "savings_usd")?,
         wasted_usd: get(row, "wasted_usd")?,
     })
+}
+
+/// Reads the rows of a census: a queue-depth group, or (with a `flush_id`) a flush that
+/// ended.
+pub fn census(rows: &[impl Columns]) -> Result<Census, StoreError> {
+    let mut census = Census::default();
+    for row in rows {
+        let provider = provider(row, "provider")?;
+        let model: String = get(row, "model")?;
+        match get::<Option<String>>(row, "flush_id")? {
+            Some(id) => census.ended.push(EndedFlush {
+                id,
+                provider,
+                model,
+            }),
+            None => census
+                .queued
+                .push((provider, model, unsigned(row, "queued")?)),
+        }
+    }
+    Ok(census)
+}
+
+/// Groups `(provider, model, turnaround)` rows ordered by provider and model, newest first
+/// within each.
+pub fn turnaround_groups(rows: &[impl Columns]) -> Result<Vec<Turnarounds>, StoreError> {
+    let mut groups: Vec<Turnarounds> = Vec::new();
+    for row in rows {
+        let p = provider(row, "provider")?;
+        let model: String = get(row, "model")?;
+        let t: i64 = get(row, "turnaround")?;
+        match groups.last_mut() {
+            Some((q, m, samples)) if *q == p && *m == model => samples.push(t),
+            _ => groups.push((p, model, vec![t])),
+        }
+    }
+    Ok(groups)
 }
 
 pub fn i64_column(row: &impl Columns, column: &str) -> Result<i64, StoreError> {

@@ -18,8 +18,8 @@ use crate::store::ledger::rollup;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
-    Enqueued, FlushState, FlushUpdate, JobResult, JobState, LedgerEntry, NewFlush, NewJob, Store,
-    StoreError,
+    Census, EndedFlush, Enqueued, FlushState, FlushUpdate, JobResult, JobState, LedgerEntry,
+    NewFlush, NewJob, Store, StoreError,
 };
 use crate::types::{Endpoint, Provider, Tier, Usage};
 
@@ -287,6 +287,7 @@ conformance!(
     the_ledger_grows_with_minutes_and_labels_not_with_answers,
     old_minutes_fold_into_hours_and_keep_their_totals,
     turnarounds_are_newest_ended_flushes_first,
+    a_census_counts_the_queue_and_names_recent_ends,
     purge_deletes_only_old_finished_jobs_and_frees_their_keys,
     reopen_after_drop_keeps_everything,
     values_that_do_not_parse_are_corrupt,
@@ -1318,6 +1319,82 @@ async fn turnarounds_are_newest_ended_flushes_first(b: &Backend) {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+async fn a_census_counts_the_queue_and_names_recent_ends(b: &Backend) {
+    let store = b.open().await;
+    assert_eq!(store.census(0).await.unwrap(), Census::default());
+    for i in 0..3 {
+        store
+            .enqueue(job(&format!("job_o{i}"), "c", None, 1))
+            .await
+            .unwrap();
+    }
+    for i in 0..2 {
+        let mut j = job(&format!("job_a{i}"), "c", None, 1);
+        (j.provider, j.model) = (Provider::Anthropic, "claude-haiku-4-5".into());
+        store.enqueue(j).await.unwrap();
+    }
+    // (flush, its job, submitted, ended): only the queued jobs count, only flushes with a
+    // turnaround that ended at or after the census's time are named.
+    let flushes = [
+        ("flush_recent", "job_o0", Some(4_000), Some(5_000)),
+        ("flush_old", "job_o1", Some(500), Some(1_000)),
+        ("flush_running", "job_a0", Some(4_500), None),
+        ("flush_never_submitted", "job_a1", None, Some(6_000)),
+    ];
+    for (fid, jid, submitted, ended) in flushes {
+        let mut f = flush(fid, 1);
+        if jid.starts_with("job_a") {
+            (f.provider, f.model) = (Provider::Anthropic, "claude-haiku-4-5".into());
+        }
+        store
+            .claim_flush(f, &[jid.to_owned()], "me", 9)
+            .await
+            .unwrap();
+        let update = FlushUpdate {
+            state: ended.map(|_| FlushState::Ended),
+            submitted_at_ms: submitted,
+            ended_at_ms: ended,
+            ..FlushUpdate::default()
+        };
+        store.update_flush(fid, update).await.unwrap();
+    }
+    store.requeue(&["job_o1".to_owned()]).await.unwrap();
+    let mut census = store.census(2_000).await.unwrap();
+    census.queued.sort();
+    assert_eq!(
+        census.queued,
+        vec![(Provider::OpenAi, "gpt-4o-mini".to_owned(), 2)],
+        "job_o1 requeued and job_o2 count; the rest are in flushes"
+    );
+    assert_eq!(
+        census.ended,
+        vec![EndedFlush {
+            id: "flush_recent".into(),
+            provider: Provider::OpenAi,
+            model: "gpt-4o-mini".into(),
+        }]
+    );
+    assert_eq!(store.census(1_000).await.unwrap().ended.len(), 2);
+    // Every model's turnarounds at once are each model's, newest first.
+    let all = store.all_turnarounds(10).await.unwrap();
+    assert_eq!(
+        all,
+        vec![(Provider::OpenAi, "gpt-4o-mini".to_owned(), vec![1_000, 500])]
+    );
+    assert_eq!(
+        all[0].2,
+        store
+            .turnarounds(Provider::OpenAi, "gpt-4o-mini", 10)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.all_turnarounds(1).await.unwrap()[0].2,
+        vec![1_000],
+        "the newest first"
     );
 }
 

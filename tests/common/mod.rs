@@ -19,6 +19,11 @@ use sluice::policy::{PolicySet, hash_key};
 use sluice::pricing::PriceTable;
 use sluice::simulate::SimConfig;
 
+mod metrics;
+// Not every test crate reads metrics.
+#[allow(unused_imports)]
+pub use metrics::metric;
+
 pub struct Gateway {
     pub addr: SocketAddr,
     pub db: std::path::PathBuf,
@@ -250,24 +255,6 @@ impl Gateway {
         }
         remove_db(&self.db);
     }
-}
-
-/// Sum of a metric's samples whose labels include all of `labels`.
-pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            let (n, rest) = series.split_once('{').unwrap_or((series, ""));
-            if n != name {
-                return None;
-            }
-            let ok = labels
-                .iter()
-                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
-            ok.then(|| value.parse::<f64>().ok()).flatten()
-        })
-        .sum()
 }
 
 /// A fake provider answering every request with fixed bytes, recording request bodies.

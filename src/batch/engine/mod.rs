@@ -69,6 +69,7 @@ impl EngineConfig {
     }
 }
 
+mod census;
 mod flush;
 mod liveness;
 mod results;
@@ -76,6 +77,7 @@ mod schedule;
 #[cfg(test)]
 mod tests;
 
+pub use census::Observed;
 use liveness::Liveness;
 pub use liveness::{NotReady, PROBE_TIMEOUT};
 
@@ -89,8 +91,9 @@ pub struct Engine {
     cfg: EngineConfig,
     wake: Notify,
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
-    /// By provider, then model: looked up by `&str` on every request, without a copy.
-    turnaround: Mutex<HashMap<Provider, HashMap<String, Duration>>>,
+    /// Observed turnaround as the store has it (see `census`), by provider, then model:
+    /// looked up by `&str` on every request, without a copy.
+    turnaround: Mutex<HashMap<Provider, HashMap<String, Observed>>>,
     /// Groups whose last batch failed as a whole (e.g. enqueued-token limit): not before.
     backoff: Mutex<HashMap<GroupKey, i64>>,
     /// Jobs whose synchronous fallback this process is sending.
@@ -229,8 +232,7 @@ impl Engine {
         lock(&self.turnaround)
             .get(&provider)
             .and_then(|m| m.get(model))
-            .copied()
-            .unwrap_or(self.cfg.turnaround_prior)
+            .map_or(self.cfg.turnaround_prior, |o| o.triage_p95)
     }
 
     /// Makes a job durable, then lets the scheduler know.
@@ -314,10 +316,11 @@ impl Engine {
         let running = self.liveness.start();
         async move {
             let _running = running;
-            // The sweep never ends; the loop ends at shutdown, and the sweep with it.
+            // The sweep and the census never end; the loop ends at shutdown, and they with it.
             tokio::select! {
                 _ = self.clone().run_loop(shutdown) => {}
                 _ = self.sweep_loop() => {}
+                _ = self.census_loop() => {}
             }
         }
     }

@@ -49,6 +49,11 @@ impl Engine {
                 },
             )
             .await?;
+        // This replica learns its own batch's turnaround at once (the others at their next
+        // census, which also retries a failed read here), before the metrics say it ended.
+        if let Err(e) = self.refresh_turnaround(f.provider, &f.model).await {
+            tracing::warn!(error = %e, "deferred tier: cannot read the turnaround of a batch that ended");
+        }
         let m = self.accountant.metrics();
         m.batches
             .with_label_values(&[f.provider.as_str(), &b.status])
@@ -58,7 +63,6 @@ impl Engine {
                 .with_label_values(&[f.provider.as_str()])
                 .observe((now - sub).max(0) as f64 / 1000.0);
         }
-        self.refresh_turnaround(f.provider, &f.model).await?;
         Ok(())
     }
 
@@ -275,20 +279,6 @@ impl Engine {
                 },
             )
             .await?;
-        Ok(())
-    }
-
-    async fn refresh_turnaround(&self, provider: Provider, model: &str) -> Result<(), EngineError> {
-        let mut samples = self.store.turnarounds(provider, model, 200).await?;
-        if samples.is_empty() {
-            return Ok(());
-        }
-        samples.sort_unstable();
-        let p95 = samples[((samples.len() - 1) as f64 * 0.95).round() as usize];
-        lock(&self.turnaround)
-            .entry(provider)
-            .or_default()
-            .insert(model.to_owned(), Duration::from_millis(p95.max(0) as u64));
         Ok(())
     }
 

@@ -39,17 +39,15 @@ impl Engine {
     }
 
     /// The batch jobs of the queue with their flush-by times, and the per-group request
-    /// caps routes set; updates the queue-depth gauge on the way.
+    /// caps routes set. (The queue-depth gauge is the census's: every replica's the same.)
     fn pending(
         &self,
         queued: &[crate::store::QueuedJob],
     ) -> (Vec<Pending>, HashMap<GroupKey, u32>) {
-        let mut depth: HashMap<(Provider, &str), f64> = HashMap::new();
         let mut group_max: HashMap<GroupKey, u32> = HashMap::new();
         let backoff = lock(&self.backoff).clone();
         let mut pending = Vec::with_capacity(queued.len());
         for q in queued {
-            *depth.entry((q.provider, q.model.as_str())).or_default() += 1.0;
             if q.tier != Tier::Batch || !self.batches(q.provider) {
                 continue;
             }
@@ -83,13 +81,6 @@ impl Engine {
                 created_at_ms: q.created_at_ms,
                 flush_by_ms: flush_by,
             });
-        }
-        let m = self.accountant.metrics();
-        m.batch_queue_depth.reset();
-        for ((p, model), n) in depth {
-            m.batch_queue_depth
-                .with_label_values(&[p.as_str(), self.accountant.model_label(model)])
-                .add(n);
         }
         (pending, group_max)
     }

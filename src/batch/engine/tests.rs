@@ -241,7 +241,7 @@ async fn completed_batch_answers_every_job_with_one_upload_and_one_create() {
 async fn inline_providers_send_the_requests_in_the_create_call() {
     let r = rig(InputKind::Inline, 0, Ending::Completed).await;
     let ids = r.submit(2, DAY).await;
-    r.run(4, Duration::from_secs(40)).await;
+    r.run(10, Duration::from_secs(40)).await;
     for id in &ids {
         assert_eq!(r.job(id).await.result.unwrap().status, 200);
     }
@@ -259,7 +259,7 @@ async fn expired_and_cancelled_batches_requeue_every_job_into_a_new_batch() {
         assert!(r.job(&ids[0]).await.result.is_none(), "{ending:?}");
         // ...and the next batch answers them.
         r.fake.set_ending(Ending::Completed);
-        r.run(4, Duration::from_secs(40)).await;
+        r.run(10, Duration::from_secs(40)).await;
         for id in &ids {
             assert_eq!(r.job(id).await.result.unwrap().status, 200, "{ending:?}");
         }
@@ -282,7 +282,7 @@ async fn a_failed_batch_answers_the_lines_it_names_and_resubmits_the_rest() {
     );
     assert!(r.job(&ids[1]).await.result.is_none(), "line 2 requeued");
     r.fake.set_ending(Ending::Completed);
-    r.run(4, Duration::from_secs(40)).await;
+    r.run(10, Duration::from_secs(40)).await;
     assert_eq!(r.job(&ids[1]).await.result.unwrap().status, 200);
 }
 
@@ -681,4 +681,133 @@ async fn a_replica_whose_lease_lapsed_neither_creates_nor_delivers_a_flush_taken
         "{calls:?}"
     );
     assert_eq!(r.fake.lines_sent().len(), 3);
+}
+
+/// `sluice_batch_queue_depth` as exposed: (provider, model, value) of every series.
+fn queue_depth(engine: &Engine) -> Vec<(String, String, f64)> {
+    use prometheus::core::Collector;
+    let mut series = Vec::new();
+    for family in engine.accountant.metrics().batch_queue_depth.collect() {
+        for m in family.get_metric() {
+            let label = |name: &str| {
+                m.get_label()
+                    .iter()
+                    .find(|l| l.name() == name)
+                    .map(|l| l.value().to_owned())
+                    .unwrap_or_default()
+            };
+            series.push((label("provider"), label("model"), m.get_gauge().get_value()));
+        }
+    }
+    series.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    series
+}
+
+/// Two replicas on one store report the same queue depth and turnaround (and triage with
+/// the same), though only one of them queued the jobs and ran their batch: both read them
+/// from the store at their census, which is driven by hand here.
+#[tokio::test]
+async fn every_replica_reports_the_queue_depth_and_turnaround_the_store_has() {
+    let r = rig(InputKind::File, 1, Ending::Completed).await;
+    let b = engine_as("b", &r.store, &r.fake, &r.clock, forwarder(None));
+    let (mut at_a, mut at_b) = (
+        super::census::CensusState::default(),
+        super::census::CensusState::default(),
+    );
+    let ids = r.submit(3, DAY).await;
+    r.engine.take_census(&mut at_a).await.unwrap();
+    b.take_census(&mut at_b).await.unwrap();
+    let three = vec![("openai".to_owned(), "gpt-4o-mini".to_owned(), 3.0)];
+    assert_eq!(queue_depth(&r.engine), three);
+    assert_eq!(queue_depth(&b), three, "b queued nothing itself");
+    // Replica "test" runs the batch; "b" only reads the store.
+    r.run(10, Duration::from_secs(40)).await;
+    for id in &ids {
+        assert!(r.job(id).await.result.is_some(), "{id} answered");
+    }
+    let observed = r
+        .engine
+        .observed_turnaround(Provider::OpenAi, "gpt-4o-mini")
+        .expect("the replica that ran the batch knows its turnaround at once");
+    assert_eq!(observed.samples, 1);
+    let prior = b.config().turnaround_prior;
+    assert_eq!(b.turnaround_p95(Provider::OpenAi, "gpt-4o-mini"), prior);
+    b.take_census(&mut at_b).await.unwrap();
+    r.engine.take_census(&mut at_a).await.unwrap();
+    assert_eq!(
+        b.observed_turnaround(Provider::OpenAi, "gpt-4o-mini"),
+        Some(observed)
+    );
+    assert_eq!(
+        b.turnaround_p95(Provider::OpenAi, "gpt-4o-mini"),
+        observed.triage_p95
+    );
+    assert_ne!(observed.triage_p95, prior);
+    assert_eq!(
+        queue_depth(&r.engine),
+        vec![],
+        "an emptied queue's series is removed"
+    );
+    assert_eq!(queue_depth(&b), vec![]);
+}
+
+#[test]
+fn observed_percentiles_take_triage_from_the_newest_200() {
+    // 1,000 turnarounds, newest first: the newest 200 are slow (10 s), the rest fast (1 s).
+    let samples: Vec<i64> = (0..1000)
+        .map(|i| if i < 200 { 10_000 } else { 1_000 })
+        .collect();
+    let o = super::Observed::of(&samples).unwrap();
+    assert_eq!(o.samples, 1000);
+    assert_eq!(o.p50, Duration::from_secs(1));
+    assert_eq!(o.p90, Duration::from_secs(10));
+    assert_eq!(o.triage_p95, Duration::from_secs(10));
+    assert_eq!(super::Observed::of(&[]), None);
+    // A negative turnaround (clocks of two replicas) counts as zero, not as a panic.
+    assert_eq!(super::Observed::of(&[-5]).unwrap().p99, Duration::ZERO);
+}
+
+/// A batch another replica ended with an end time from a clock far behind this one's is
+/// older than the census's window of recent ends: the re-read of every turnaround, every
+/// `REREAD_ALL`, still learns it.
+#[tokio::test]
+async fn a_turnaround_ended_by_a_lagging_clock_is_learnt_at_the_next_full_reread() {
+    let r = rig(InputKind::File, 1, Ending::Completed).await;
+    let mut state = super::census::CensusState::default();
+    r.engine.take_census(&mut state).await.unwrap();
+    let ids = r.submit(1, DAY).await;
+    let now = r.clock.now_ms();
+    let flush = crate::store::NewFlush {
+        id: "flush_lagging".into(),
+        provider: Provider::OpenAi,
+        endpoint: Endpoint::ChatCompletions,
+        model: "gpt-4o-mini".into(),
+        created_at_ms: now,
+    };
+    r.store
+        .claim_flush(flush, &ids, "elsewhere", now + 60_000)
+        .await
+        .unwrap();
+    let an_hour_ago = now - 3_600_000;
+    let update = crate::store::FlushUpdate {
+        state: Some(crate::store::FlushState::Ended),
+        submitted_at_ms: Some(an_hour_ago - 42_000),
+        ended_at_ms: Some(an_hour_ago),
+        ..Default::default()
+    };
+    r.store.update_flush("flush_lagging", update).await.unwrap();
+    r.engine.take_census(&mut state).await.unwrap();
+    assert_eq!(
+        r.engine
+            .observed_turnaround(Provider::OpenAi, "gpt-4o-mini"),
+        None,
+        "outside the window of recent ends"
+    );
+    r.clock.advance(super::census::REREAD_ALL);
+    r.engine.take_census(&mut state).await.unwrap();
+    let o = r
+        .engine
+        .observed_turnaround(Provider::OpenAi, "gpt-4o-mini")
+        .expect("learnt at the full re-read");
+    assert_eq!((o.samples, o.triage_p95), (1, Duration::from_secs(42)));
 }
