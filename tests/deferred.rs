@@ -521,7 +521,8 @@ async fn a_cancelled_batch_is_resubmitted() {
 async fn the_watchdog_answers_in_time_and_the_late_batch_line_is_waste() {
     // A 2-minute SLA is batchable when batches are believed fast (prior 1 s: 1 s + the
     // 118.5 s fallback lead + one 50 ms poll fit in 2 m); the provider is slower than
-    // believed (1.5 s), so the watchdog, 1.5 s after arrival, answers first.
+    // believed (4 s: well past the watchdog on a loaded machine), so the watchdog, 1.5 s
+    // after arrival, answers first.
     let gw = Gateway::start_sim(sim(), vec![keyed_policy("team", KEY, "")], |c| {
         c.batch.turnaround_prior = Duration::from_secs(1);
         c.batch.fallback_lead = Duration::from_millis(118_500);
@@ -529,7 +530,7 @@ async fn the_watchdog_answers_in_time_and_the_late_batch_line_is_waste() {
     .await;
     gw.sim_post(
         "/sim/batch-faults",
-        serde_json::json!({"turnaround_ms": 1500}),
+        serde_json::json!({"turnaround_ms": 4000}),
     )
     .await;
     let (s, h, b) = gw

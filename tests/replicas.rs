@@ -1137,6 +1137,10 @@ impl Cluster {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_compose_load_balancer_passes_held_answers_and_streams_as_they_come() {
     let Some(nginx) = on_path("nginx") else {
+        assert!(
+            std::env::var("SLUICE_REQUIRE_DEPLOY_TOOLS").as_deref() != Ok("1"),
+            "SLUICE_REQUIRE_DEPLOY_TOOLS=1 but nginx is not on PATH"
+        );
         eprintln!(
             "note: skipping the load-balancer test: nginx is not on PATH \
              (`apt-get install -y nginx-light`)"
