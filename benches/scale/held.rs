@@ -339,7 +339,7 @@ pub async fn hold_on(
     n: usize,
     base: u64,
 ) -> Result<(Vec<Holders>, u64, Duration), BoxError> {
-    const CHUNK: usize = 1_000;
+    const CHUNK: usize = 200;
     let client = generator::client();
     let start = Instant::now();
     let mut all = Vec::new();
