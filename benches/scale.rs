@@ -68,10 +68,10 @@ fn run() -> Result<(), BoxError> {
     let wanted = |s: &str| named.is_empty() || named.contains(&s);
     let env = procs::Env::new(quick)?;
     println!(
-        "sluice scale bench{}: {}; every figure from this one run{}",
+        "sluice scale bench{}: {}; every figure from this one run, on a machine shared with \
+         other work: read ratios, not absolutes",
         if quick { " (--quick)" } else { "" },
         env.pinning(),
-        ", on a machine shared with other work: read ratios, not absolutes"
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
