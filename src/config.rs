@@ -63,6 +63,7 @@ struct RawConfig {
     max_connections: Option<usize>,
     http2_keep_alive_interval: Option<String>,
     http2_keep_alive_timeout: Option<String>,
+    http2_max_concurrent_streams: Option<u32>,
     tls: Option<RawTls>,
     upstream: Option<RawUpstream>,
     #[serde(default)]
@@ -486,6 +487,10 @@ pub struct Config {
     /// `http2_keep_alive_timeout` (default `10s`): an HTTP/2 peer that does not answer a PING
     /// within this time is closed, requests in flight included (it is dead).
     pub http2_keep_alive_timeout: Duration,
+    /// `http2_max_concurrent_streams` (default `200`): requests one HTTP/2 connection may
+    /// have in flight. A client holding many deferred requests multiplexes them on a few
+    /// connections (a held stream costs a fraction of a held HTTP/1.1 connection).
+    pub http2_max_concurrent_streams: u32,
     pub tls: Option<TlsConfig>,
     pub upstream: UpstreamConfig,
     pub providers: Vec<ProviderConfig>,
@@ -497,6 +502,8 @@ pub const SIMULATED_VERTEX_PROJECT: &str = "sim-project";
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// hyper's own default, pinned here so that it cannot change under us.
+pub const DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS: u32 = 200;
 
 impl Config {
     /// Loads the optional file, then applies the environment (`env` is injected so tests
@@ -709,6 +716,14 @@ impl Config {
         if max_connections == 0 {
             return Err(invalid("max_connections must be greater than zero".into()));
         }
+        let http2_max_concurrent_streams = raw
+            .http2_max_concurrent_streams
+            .unwrap_or(DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS);
+        if http2_max_concurrent_streams == 0 {
+            return Err(invalid(
+                "http2_max_concurrent_streams must be greater than zero".into(),
+            ));
+        }
         // A zero timeout would close every connection at once, or disable a bound.
         let positive = |name: &str, v: Option<String>, default: &str| {
             let d = dur(name, v, default)?;
@@ -744,6 +759,7 @@ impl Config {
                 raw.http2_keep_alive_timeout,
                 "10s",
             )?,
+            http2_max_concurrent_streams,
             tls: raw.tls.map(|t| TlsConfig {
                 cert: PathBuf::from(t.cert),
                 key: PathBuf::from(t.key),
@@ -922,6 +938,7 @@ mod tests {
             "max_connections = 0",
             "idle_timeout = \"0s\"",
             "http2_keep_alive_timeout = \"0ms\"",
+            "http2_max_concurrent_streams = 0",
         ] {
             let raw: RawConfig = parse_toml(text, "x").unwrap();
             let err = Config::resolve(raw, "x", &no_env).unwrap_err().to_string();
@@ -937,6 +954,17 @@ mod tests {
         assert_eq!(c.idle_timeout, Duration::from_secs(5));
         assert_eq!(c.max_connections, 32);
         assert_eq!(c.http2_keep_alive_interval, Duration::from_secs(1));
+        assert_eq!(c.http2_max_concurrent_streams, 200);
+        let raw: RawConfig = parse_toml("http2_max_concurrent_streams = 5000", "x").unwrap();
+        let c = Config::resolve(raw, "x", &no_env).unwrap();
+        assert_eq!(c.http2_max_concurrent_streams, 5000);
+        for bad in [
+            "http2_max_concurrent_streams = -1",
+            "http2_max_concurrent_streams = \"x\"",
+        ] {
+            let err = parse_toml::<RawConfig>(bad, "x").unwrap_err().to_string();
+            assert!(err.starts_with("x:1:"), "{bad}: {err}");
+        }
     }
 
     fn vertex_of(

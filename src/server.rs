@@ -48,6 +48,7 @@ pub struct ServerOptions {
     pub max_connections: usize,
     pub http2_keep_alive_interval: Duration,
     pub http2_keep_alive_timeout: Duration,
+    pub http2_max_concurrent_streams: u32,
     pub tls: Option<TlsAcceptor>,
     /// From the shutdown signal to exit, at most ([`lifecycle::SHUTDOWN_TIMEOUT`]); requests
     /// in flight get its first 5/6 ([`lifecycle::Deadlines`]).
@@ -62,6 +63,7 @@ impl ServerOptions {
             max_connections: config.max_connections,
             http2_keep_alive_interval: config.http2_keep_alive_interval,
             http2_keep_alive_timeout: config.http2_keep_alive_timeout,
+            http2_max_concurrent_streams: config.http2_max_concurrent_streams,
             tls,
             shutdown_timeout: lifecycle::SHUTDOWN_TIMEOUT,
         }
@@ -134,6 +136,7 @@ fn http_builder(opts: &ServerOptions, exec: TrackedExec) -> Builder<TrackedExec>
         .timer(TokioTimer::new())
         .keep_alive_interval(opts.http2_keep_alive_interval)
         .keep_alive_timeout(opts.http2_keep_alive_timeout)
+        .max_concurrent_streams(opts.http2_max_concurrent_streams)
         .max_header_list_size(u32::try_from(MAX_HEAD_BYTES).unwrap_or(u32::MAX));
     builder
 }
