@@ -296,6 +296,43 @@ pub struct EndedFlush {
 /// The newest turnarounds (ms, newest first) of one provider and model.
 pub type Turnarounds = (Provider, String, Vec<i64>);
 
+/// What a client created through the explicit Files and Batch APIs (passed through to the
+/// provider under its key): files and batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ObjectKind {
+    File,
+    Batch,
+}
+
+impl ObjectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectKind::File => "file",
+            ObjectKind::Batch => "batch",
+        }
+    }
+    pub fn parse(s: &str) -> Option<ObjectKind> {
+        [ObjectKind::File, ObjectKind::Batch]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+/// The ownership record of an object a client created through the explicit Files and
+/// Batch APIs: only that client may see it, and a batch's usage is priced into the ledger
+/// once, under its client and route, when it ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Owned {
+    pub provider: Provider,
+    pub kind: ObjectKind,
+    /// The provider's id of the object.
+    pub id: String,
+    pub client: String,
+    /// The route its usage is attributed to.
+    pub route: String,
+    pub created_at_ms: i64,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Makes the job durable (group-committed: concurrent calls share one fsync) unless
@@ -443,6 +480,42 @@ pub trait Store: Send + Sync + 'static {
     /// per refresh, so every replica reports the same numbers at the cost of one small query
     /// per replica and interval, whatever the traffic.
     async fn census(&self, ended_since_ms: i64) -> Result<Census>;
+
+    /// Records that `o.client` owns `o.id`, durably before it returns. An object already
+    /// recorded keeps its first record. Returns the client that owns it.
+    async fn own(&self, o: Owned) -> Result<String>;
+
+    /// The ownership record of an object, if any.
+    async fn owned(&self, provider: Provider, kind: ObjectKind, id: &str)
+    -> Result<Option<Owned>>;
+
+    /// Those of `ids` that `client` owns, in no particular order (a list answer filtered).
+    async fn owned_among(
+        &self,
+        provider: Provider,
+        kind: ObjectKind,
+        client: &str,
+        ids: &[String],
+    ) -> Result<Vec<String>>;
+
+    /// Owned batches not priced yet whose next check is due at `now_ms` (never put off, or
+    /// put off until then or earlier), those due longest first, at most `limit`.
+    async fn unpriced_batches(&self, now_ms: i64, limit: u32) -> Result<Vec<Owned>>;
+
+    /// Puts off the next check of an owned batch until `at_ms`.
+    async fn check_batch_at(&self, provider: Provider, id: &str, at_ms: i64) -> Result<()>;
+
+    /// Marks an owned batch priced (at `now_ms`) and adds `rows` to the ledger in one
+    /// transaction, unless it is priced already or not recorded: true if this call priced
+    /// it. A batch's usage thus reaches the ledger exactly once, whichever replica, and
+    /// however many times, sees it end.
+    async fn price_batch(
+        &self,
+        provider: Provider,
+        id: &str,
+        now_ms: i64,
+        rows: &[ledger::LedgerRow],
+    ) -> Result<bool>;
 
     /// Deletes finished jobs completed before `before_ms` and idempotency keys older than 24 h.
     async fn purge(&self, before_ms: i64) -> Result<u64>;
