@@ -56,6 +56,10 @@ pub enum GatewayError {
     },
     #[error("no job {id} for this client")]
     JobNotFound { id: String },
+    /// A file or batch of the explicit Files and Batch APIs this client did not create
+    /// (another client's, Sluice's own, or none): the provider's "no such object" wording.
+    #[error("No such {what} object: {id}")]
+    NoSuchObject { what: &'static str, id: String },
     #[error("The model '{model}' does not exist")]
     ModelNotFound { model: String },
     #[error("no such endpoint: {method} {path}")]
@@ -164,6 +168,7 @@ impl GatewayError {
             NotFound { .. }
             | ModelNotFound { .. }
             | JobNotFound { .. }
+            | NoSuchObject { .. }
             | NotPassedThrough { .. } => StatusCode::NOT_FOUND,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -202,6 +207,7 @@ impl GatewayError {
             ApiNotConfigured { .. } => ("invalid_request_error", None, "provider_not_configured"),
             ModelNotFound { .. } => ("invalid_request_error", Some("model"), "model_not_found"),
             JobNotFound { .. } => ("invalid_request_error", None, "job_not_found"),
+            NoSuchObject { .. } => ("invalid_request_error", Some("id"), "not_found"),
             Untranslatable { .. } => ("invalid_request_error", None, "unsupported_parameter"),
             MethodNotAllowed { .. } => ("invalid_request_error", None, "method_not_allowed"),
             BodyTooLarge { .. } => ("invalid_request_error", None, "request_too_large"),

@@ -34,6 +34,7 @@ mod defer;
 mod execute;
 mod gemini_path;
 mod ingress;
+mod owned;
 mod passthrough;
 mod plan;
 mod respond;
@@ -274,6 +275,7 @@ async fn route(
         (&Method::GET, p, _) if p.starts_with("/v1/models/") => {
             passthrough::model(app, parts, unread, known).await
         }
+        (_, p, None) if owned::owns(p) => owned::serve(app, parts, unread, known).await,
         (_, p, None) if passthrough::owns(p) => passthrough::serve(app, parts, unread, known).await,
         (_, p, e) if e.is_some() || is_get_route(p) => Err(GatewayError::MethodNotAllowed {
             method: parts.method.to_string(),
@@ -332,6 +334,7 @@ fn is_get_route(p: &str) -> bool {
 }
 
 /// What accounting needs of a request being served: owned, so a stream's end can use it.
+#[derive(Clone)]
 struct Ctx {
     client: Arc<str>,
     route: Arc<str>,

@@ -6,9 +6,9 @@
 //!
 //! Which provider serves a path is decided behind the provider seam
 //! (`providers::pass_through`, from documented lists of each API's first path segments).
-//! Paths whose objects need per-client ownership (files, uploads,
-//! batches, message batches) and the admin APIs are refused with a clear 404, as are paths
-//! neither provider serves.
+//! The Files and Batch APIs are not here but in `owned` (their objects have owners); the
+//! Uploads API and the admin APIs are refused with a clear 404, as are paths neither
+//! provider serves.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,9 +22,9 @@ use http_body::{Body, Frame, SizeHint};
 use super::*;
 use crate::types::Api;
 
-/// Objects another client must not see: explicit Files and Batch API use needs per-client
-/// ownership, not built yet.
-const OWNED: &[&str] = &["files", "uploads", "batches"];
+/// The Uploads API makes files in parts; ownership of its objects is not built (the
+/// Files API, `owned`, takes files of up to 512 MB in one streamed request).
+const OWNED: &[&str] = &["uploads"];
 
 /// Account administration (OpenAI `organization`, `projects`; Anthropic `organizations`):
 /// admin keys, never a gateway client's business.
@@ -108,9 +108,9 @@ pub(super) fn provider_for(
         ));
     }
     let first = segments[0];
-    if OWNED.contains(&first) || segments[..segments.len().min(2)] == ["messages", "batches"] {
+    if OWNED.contains(&first) {
         return Err(refuse(
-            "explicit Files and Batch API use through Sluice is not yet supported (it needs per-client ownership of the objects); send requests to the inference endpoints and let Sluice batch them, or call the provider directly",
+            "the Uploads API is not passed through (its objects would need per-client ownership); upload files of up to 512 MB with POST /v1/files",
             "unsupported_endpoint",
         ));
     }
@@ -183,7 +183,7 @@ pub(super) async fn serve(
     let admitted = ingress::admit(&parts.headers)?;
     let route = client.route(path, "", admitted.route_hint)?;
     known.route = Some(route.name.clone());
-    let body = upload(app, &parts.headers, unread)?;
+    let body = upload(app, &parts.headers, unread, app.max_body_bytes)?;
     let state = body.state.clone();
     let to = forward::Pass {
         provider,
@@ -229,13 +229,13 @@ pub(super) async fn serve(
     Ok(relay(app.clone(), ctx, priced, state, resp))
 }
 
-/// The caller's body, bounded by the gateway's body size and read time limits.
-fn upload(
+/// The caller's body, bounded by `limit` and the gateway's body read time limit.
+pub(super) fn upload(
     app: &App,
     headers: &HeaderMap,
     unread: &mut Option<Incoming>,
+    limit: usize,
 ) -> Result<Upload, GatewayError> {
-    let limit = app.max_body_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -262,7 +262,7 @@ fn upload(
     })
 }
 
-fn is_json(headers: &HeaderMap) -> bool {
+pub(super) fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -305,6 +305,20 @@ fn relay(
     out
 }
 
+/// The same for an answer that is not priced and whose request had no body (downloads).
+pub(super) fn relay_unpriced(
+    app: Arc<App>,
+    ctx: &Ctx,
+    resp: http::Response<Incoming>,
+) -> Response<RespBody> {
+    let request = Arc::new(UploadState {
+        why: AtomicU8::new(0),
+        limit: 0,
+        json: Mutex::new(None),
+    });
+    relay(app, ctx.clone(), false, request, resp)
+}
+
 /// The `model` a JSON body names and, for a priced operation's answer, the usage it reports.
 fn read_json(answer: &[u8], priced: bool) -> (Option<String>, Option<crate::types::Usage>) {
     #[derive(serde::Deserialize)]
@@ -319,7 +333,7 @@ fn read_json(answer: &[u8], priced: bool) -> (Option<String>, Option<crate::type
 }
 
 /// What stopped an upload early, for the error the caller gets; the start of a JSON body.
-struct UploadState {
+pub(super) struct UploadState {
     why: AtomicU8,
     limit: usize,
     /// Up to [`CAPTURE_REQUEST_BYTES`] of a JSON body; `None` past that or for other types.
@@ -351,7 +365,7 @@ impl UploadState {
         read_json(json.as_ref()?, false).0
     }
 
-    fn error(&self) -> Option<GatewayError> {
+    pub(super) fn error(&self) -> Option<GatewayError> {
         match self.why.load(Ordering::Relaxed) {
             UPLOAD_TOO_LARGE => Some(GatewayError::BodyTooLarge { limit: self.limit }),
             UPLOAD_TOO_SLOW => Some(GatewayError::BodyTimeout),
@@ -362,12 +376,12 @@ impl UploadState {
 
 /// The caller's body on its way up: frames passed on as they arrive, cut with an error
 /// past the size limit or the read deadline (the provider then sees an aborted request).
-struct Upload {
+pub(super) struct Upload {
     inner: Incoming,
     read: usize,
     limit: usize,
     deadline: Pin<Box<tokio::time::Sleep>>,
-    state: Arc<UploadState>,
+    pub(super) state: Arc<UploadState>,
 }
 
 impl Body for Upload {
@@ -510,12 +524,8 @@ mod tests {
     #[test]
     fn owned_admin_unknown_and_escaping_paths_are_refused() {
         for (path, code) in [
-            ("/v1/files", "unsupported_endpoint"),
-            ("/v1/files/file-1/content", "unsupported_endpoint"),
+            ("/v1/uploads", "unsupported_endpoint"),
             ("/v1/uploads/u/parts", "unsupported_endpoint"),
-            ("/v1/batches", "unsupported_endpoint"),
-            ("/v1/messages/batches", "unsupported_endpoint"),
-            ("/v1/messages/batches/b1/results", "unsupported_endpoint"),
             ("/v1/organization/users", "unsupported_endpoint"),
             ("/v1/organizations/api_keys", "unsupported_endpoint"),
             ("/v1/nonsense", "unknown_url"),

@@ -70,6 +70,7 @@ impl EngineConfig {
 }
 
 mod census;
+mod explicit;
 mod flush;
 mod liveness;
 mod results;
@@ -105,6 +106,8 @@ pub struct Engine {
     tasks: Tasks,
     /// Cancelled when shutdown begins: held callers are released ([`WaitError::ShuttingDown`]).
     released: CancellationToken,
+    /// A pass over client-created batches (`explicit`) is running.
+    explicit_running: std::sync::atomic::AtomicBool,
 }
 
 /// Why [`Engine::wait_done`] returned without an answer.
@@ -165,6 +168,7 @@ impl Engine {
             liveness: Arc::new(Liveness::default()),
             tasks: Tasks::new("engine"),
             released: CancellationToken::new(),
+            explicit_running: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -468,6 +472,9 @@ impl Engine {
                     .spawn(async move { engine.fallback(job, "deadline").await });
             }
         }
+
+        // 4. Price the client-created batches that ended (in the background: downloads).
+        self.price_explicit_soon();
         Ok(next)
     }
 }
