@@ -486,8 +486,7 @@ pub trait Store: Send + Sync + 'static {
     async fn own(&self, o: Owned) -> Result<String>;
 
     /// The ownership record of an object, if any.
-    async fn owned(&self, provider: Provider, kind: ObjectKind, id: &str)
-    -> Result<Option<Owned>>;
+    async fn owned(&self, provider: Provider, kind: ObjectKind, id: &str) -> Result<Option<Owned>>;
 
     /// Those of `ids` that `client` owns, in no particular order (a list answer filtered).
     async fn owned_among(

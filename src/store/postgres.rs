@@ -4,8 +4,9 @@
 //! - claims (`claim_flush`, `lease_flushes`) lock their candidate rows with
 //!   `FOR UPDATE SKIP LOCKED`, so two replicas never wait on (or both take) the same row;
 //! - compare-and-set updates (`claim_fallback`, `renew_fallback`, `complete_job`,
-//!   `requeue`) put the expected state in their `WHERE`: under READ COMMITTED a racing
-//!   update waits for the row lock, then re-checks the condition on the committed row;
+//!   `requeue`, `price_batch`) put the expected state in their `WHERE`: under READ
+//!   COMMITTED a racing update waits for the row lock, then re-checks the condition on the
+//!   committed row;
 //! - an idempotency key is a primary-key row that a concurrent enqueue of the same key
 //!   waits on (see `migrations/postgres/0001_init.sql`).
 //!
@@ -26,13 +27,12 @@ use bytes::Bytes;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection};
 
-use self::rows::{FLUSH_COLUMNS, JOB_COLUMNS, count, db_error, migrate_error};
+use self::rows::{FLUSH_COLUMNS, JOB_COLUMNS, OWNED_COLUMNS, count, db_error, migrate_error};
 use super::ledger::{LedgerKey, LedgerRow, LedgerSums, MINUTE_MS};
 use super::{
-    ObjectKind, Owned,
     Census, CompletionFeed, Enqueued, Flush, FlushState, FlushUpdate, IDEMPOTENCY_WINDOW_MS, Job,
-    JobResult, LedgerEntry, NewFlush, NewJob, QueuedJob, ReportRow, Result, Store, StoreError,
-    Turnarounds,
+    JobResult, LedgerEntry, NewFlush, NewJob, ObjectKind, Owned, QueuedJob, ReportRow, Result,
+    Store, StoreError, Turnarounds,
 };
 use crate::types::Provider;
 
@@ -851,45 +851,135 @@ impl Store for PostgresStore {
         rows::census(&found)
     }
 
-    async fn own(&self, _o: Owned) -> Result<String> {
-        Err(StoreError::Query("ownership records: not built yet".into()))
+    async fn own(&self, o: Owned) -> Result<String> {
+        // A concurrent first record of the same object makes the insert wait for it and do
+        // nothing; the read after it is a statement of its own, whose snapshot (READ
+        // COMMITTED) then holds that record. Records are never deleted, so it is found.
+        let inserted = sqlx::query(
+            "INSERT INTO owned_objects (provider, kind, id, client, route, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (provider, kind, id) DO NOTHING",
+        )
+        .bind(o.provider.as_str())
+        .bind(o.kind.as_str())
+        .bind(&o.id)
+        .bind(&o.client)
+        .bind(&o.route)
+        .bind(o.created_at_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        if inserted.rows_affected() == 1 {
+            return Ok(o.client);
+        }
+        match self.owned(o.provider, o.kind, &o.id).await? {
+            Some(first) => Ok(first.client),
+            None => Err(StoreError::Query(format!(
+                "the ownership record of {} {} {:?} vanished",
+                o.provider.as_str(),
+                o.kind.as_str(),
+                o.id
+            ))),
+        }
     }
 
-    async fn owned(
-        &self,
-        _provider: Provider,
-        _kind: ObjectKind,
-        _id: &str,
-    ) -> Result<Option<Owned>> {
-        Err(StoreError::Query("ownership records: not built yet".into()))
+    async fn owned(&self, provider: Provider, kind: ObjectKind, id: &str) -> Result<Option<Owned>> {
+        let sql = format!(
+            "SELECT {OWNED_COLUMNS} FROM owned_objects \
+             WHERE provider = $1 AND kind = $2 AND id = $3"
+        );
+        let row = sqlx::query(&sql)
+            .bind(provider.as_str())
+            .bind(kind.as_str())
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        row.as_ref().map(rows::owned).transpose()
     }
 
     async fn owned_among(
         &self,
-        _provider: Provider,
-        _kind: ObjectKind,
-        _client: &str,
-        _ids: &[String],
+        provider: Provider,
+        kind: ObjectKind,
+        client: &str,
+        ids: &[String],
     ) -> Result<Vec<String>> {
-        Err(StoreError::Query("ownership records: not built yet".into()))
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found = sqlx::query(
+            "SELECT id FROM owned_objects WHERE provider = $1 AND kind = $2 AND client = $3 \
+             AND id = ANY($4)",
+        )
+        .bind(provider.as_str())
+        .bind(kind.as_str())
+        .bind(client)
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        found.iter().map(|r| rows::string_column(r, "id")).collect()
     }
 
-    async fn unpriced_batches(&self, _now_ms: i64, _limit: u32) -> Result<Vec<Owned>> {
-        Err(StoreError::Query("ownership records: not built yet".into()))
+    async fn unpriced_batches(&self, now_ms: i64, limit: u32) -> Result<Vec<Owned>> {
+        let sql = format!(
+            "SELECT {OWNED_COLUMNS} FROM owned_objects \
+             WHERE kind = 'batch' AND priced_at_ms IS NULL \
+             AND (next_check_at_ms IS NULL OR next_check_at_ms <= $1) \
+             ORDER BY next_check_at_ms NULLS FIRST, created_at_ms, \
+             provider COLLATE \"C\", id COLLATE \"C\" LIMIT $2"
+        );
+        let found = sqlx::query(&sql)
+            .bind(now_ms)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        found.iter().map(rows::owned).collect()
     }
 
-    async fn check_batch_at(&self, _provider: Provider, _id: &str, _at_ms: i64) -> Result<()> {
-        Err(StoreError::Query("ownership records: not built yet".into()))
+    async fn check_batch_at(&self, provider: Provider, id: &str, at_ms: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE owned_objects SET next_check_at_ms = $1 \
+             WHERE provider = $2 AND kind = 'batch' AND id = $3",
+        )
+        .bind(at_ms)
+        .bind(provider.as_str())
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
     }
 
     async fn price_batch(
         &self,
-        _provider: Provider,
-        _id: &str,
-        _now_ms: i64,
-        _rows: &[LedgerRow],
+        provider: Provider,
+        id: &str,
+        now_ms: i64,
+        rows: &[LedgerRow],
     ) -> Result<bool> {
-        Err(StoreError::Query("ownership records: not built yet".into()))
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        // Compare-and-set on the mark: a racing replica's update waits for this row lock,
+        // then re-checks `priced_at_ms IS NULL` on the committed row and changes nothing.
+        let done = sqlx::query(
+            "UPDATE owned_objects SET priced_at_ms = $1 \
+             WHERE provider = $2 AND kind = 'batch' AND id = $3 AND priced_at_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(provider.as_str())
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if done.rows_affected() != 1 {
+            tx.rollback().await.map_err(db_error)?;
+            return Ok(false);
+        }
+        // The mark and the usage commit together: a crash cannot keep one without the other.
+        record(&mut tx, rows).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
     }
 
     async fn purge(&self, before_ms: i64) -> Result<u64> {

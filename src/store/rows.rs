@@ -7,8 +7,8 @@ use sqlx::postgres::{PgRow, Postgres};
 use sqlx::sqlite::{Sqlite, SqliteRow};
 
 use crate::store::{
-    Census, EndedFlush, Flush, FlushState, Job, JobResult, JobState, QueuedJob, ReportRow,
-    StoreError, Turnarounds,
+    Census, EndedFlush, Flush, FlushState, Job, JobResult, JobState, ObjectKind, Owned, QueuedJob,
+    ReportRow, StoreError, Turnarounds,
 };
 use crate::types::{Endpoint, Provider, Tier, Usage};
 
@@ -22,6 +22,9 @@ pub const JOB_COLUMNS: &str = "id, client, route, provider, endpoint, model, str
 pub const FLUSH_COLUMNS: &str = "id, provider, endpoint, model, state, file_id, \
      batch_id, upstream_status, job_count, created_at_ms, submitted_at_ms, ended_at_ms, \
      owner, lease_until_ms, next_poll_at_ms, create_attempts";
+
+/// Columns of [`Owned`], as [`owned`] reads them.
+pub const OWNED_COLUMNS: &str = "provider, kind, id, client, route, created_at_ms";
 
 /// A value both backends decode (text, integers, floats, booleans, bytes, and `Option`s of
 /// them).
@@ -191,6 +194,18 @@ pub fn flush(row: &impl Columns) -> Result<Flush, StoreError> {
         lease_until_ms: get(row, "lease_until_ms")?,
         next_poll_at_ms: get(row, "next_poll_at_ms")?,
         create_attempts: unsigned(row, "create_attempts")?,
+    })
+}
+
+pub fn owned(row: &impl Columns) -> Result<Owned, StoreError> {
+    let kind: String = get(row, "kind")?;
+    Ok(Owned {
+        provider: provider(row, "provider")?,
+        kind: ObjectKind::parse(&kind).ok_or_else(|| corrupt("object kind", &kind))?,
+        id: get(row, "id")?,
+        client: get(row, "client")?,
+        route: get(row, "route")?,
+        created_at_ms: get(row, "created_at_ms")?,
     })
 }
 

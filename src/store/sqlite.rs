@@ -18,13 +18,12 @@ use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::{mpsc, oneshot};
 
-use self::rows::{FLUSH_COLUMNS, JOB_COLUMNS, db_error, migrate_error};
+use self::rows::{FLUSH_COLUMNS, JOB_COLUMNS, OWNED_COLUMNS, db_error, migrate_error};
 use self::writer::Request;
 use super::ledger::LedgerRow;
 use super::{
-    ObjectKind, Owned,
-    Census, Enqueued, Flush, FlushUpdate, Job, JobResult, LedgerEntry, NewFlush, NewJob, QueuedJob,
-    ReportRow, Result, Store, StoreError, Turnarounds,
+    Census, Enqueued, Flush, FlushUpdate, Job, JobResult, LedgerEntry, NewFlush, NewJob,
+    ObjectKind, Owned, QueuedJob, ReportRow, Result, Store, StoreError, Turnarounds,
 };
 use crate::lifecycle::Tasks;
 use crate::types::Provider;
@@ -509,45 +508,100 @@ impl Store for SqliteStore {
         rows::census(&found)
     }
 
-    async fn own(&self, _o: Owned) -> Result<String> {
-        Err(StoreError::Query("ownership records: not built yet".into()))
+    async fn own(&self, o: Owned) -> Result<String> {
+        self.write(|reply| Request::Own(o, reply)).await
     }
 
-    async fn owned(
-        &self,
-        _provider: Provider,
-        _kind: ObjectKind,
-        _id: &str,
-    ) -> Result<Option<Owned>> {
-        Err(StoreError::Query("ownership records: not built yet".into()))
+    async fn owned(&self, provider: Provider, kind: ObjectKind, id: &str) -> Result<Option<Owned>> {
+        let sql = format!(
+            "SELECT {OWNED_COLUMNS} FROM owned_objects WHERE provider = ? AND kind = ? AND id = ?"
+        );
+        let row = sqlx::query(&sql)
+            .bind(provider.as_str())
+            .bind(kind.as_str())
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_error)?;
+        row.as_ref().map(rows::owned).transpose()
     }
 
     async fn owned_among(
         &self,
-        _provider: Provider,
-        _kind: ObjectKind,
-        _client: &str,
-        _ids: &[String],
+        provider: Provider,
+        kind: ObjectKind,
+        client: &str,
+        ids: &[String],
     ) -> Result<Vec<String>> {
-        Err(StoreError::Query("ownership records: not built yet".into()))
+        let mut owned = Vec::new();
+        // Within SQLite's default limit of bound parameters per statement.
+        for chunk in ids.chunks(500) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "SELECT id FROM owned_objects WHERE provider = ",
+            );
+            q.push_bind(provider.as_str())
+                .push(" AND kind = ")
+                .push_bind(kind.as_str())
+                .push(" AND client = ")
+                .push_bind(client)
+                .push(" AND id IN (");
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(id);
+            }
+            q.push(")");
+            let found = q.build().fetch_all(&self.read).await.map_err(db_error)?;
+            for r in &found {
+                owned.push(rows::string_column(r, "id")?);
+            }
+        }
+        Ok(owned)
     }
 
-    async fn unpriced_batches(&self, _now_ms: i64, _limit: u32) -> Result<Vec<Owned>> {
-        Err(StoreError::Query("ownership records: not built yet".into()))
+    async fn unpriced_batches(&self, now_ms: i64, limit: u32) -> Result<Vec<Owned>> {
+        // NULLs sort first in SQLite: batches never put off are the most overdue.
+        let sql = format!(
+            "SELECT {OWNED_COLUMNS} FROM owned_objects \
+             WHERE kind = 'batch' AND priced_at_ms IS NULL \
+             AND (next_check_at_ms IS NULL OR next_check_at_ms <= ?) \
+             ORDER BY next_check_at_ms, created_at_ms, provider, id LIMIT ?"
+        );
+        let found = sqlx::query(&sql)
+            .bind(now_ms)
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_error)?;
+        found.iter().map(rows::owned).collect()
     }
 
-    async fn check_batch_at(&self, _provider: Provider, _id: &str, _at_ms: i64) -> Result<()> {
-        Err(StoreError::Query("ownership records: not built yet".into()))
+    async fn check_batch_at(&self, provider: Provider, id: &str, at_ms: i64) -> Result<()> {
+        let id = id.to_owned();
+        self.write(|reply| Request::CheckBatchAt {
+            provider,
+            id,
+            at_ms,
+            reply,
+        })
+        .await
     }
 
     async fn price_batch(
         &self,
-        _provider: Provider,
-        _id: &str,
-        _now_ms: i64,
-        _rows: &[LedgerRow],
+        provider: Provider,
+        id: &str,
+        now_ms: i64,
+        rows: &[LedgerRow],
     ) -> Result<bool> {
-        Err(StoreError::Query("ownership records: not built yet".into()))
+        let (id, rows) = (id.to_owned(), rows.to_vec());
+        self.write(|reply| Request::PriceBatch {
+            provider,
+            id,
+            now_ms,
+            rows,
+            reply,
+        })
+        .await
     }
 
     async fn purge(&self, before_ms: i64) -> Result<u64> {

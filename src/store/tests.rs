@@ -19,7 +19,7 @@ use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
     Census, EndedFlush, Enqueued, FlushState, FlushUpdate, JobResult, JobState, LedgerEntry,
-    NewFlush, NewJob, Store, StoreError,
+    NewFlush, NewJob, ObjectKind, Owned, Store, StoreError,
 };
 use crate::types::{Endpoint, Provider, Tier, Usage};
 
@@ -294,6 +294,13 @@ conformance!(
     completions_are_listed_since_a_time_and_carry_their_ledger_entry,
     done_among_names_only_the_finished_of_the_given_jobs,
     recorded_batch_ids_are_known,
+    the_first_owner_of_an_object_keeps_it,
+    owned_among_names_only_the_clients_own_objects,
+    unpriced_batches_are_the_due_batches_most_overdue_first,
+    a_batch_is_priced_into_the_ledger_once,
+    pricing_a_batch_commits_its_rows_and_mark_together,
+    racing_replicas_price_a_batch_once,
+    ownership_records_survive_reopening,
 );
 
 postgres_only!(
@@ -1915,4 +1922,419 @@ async fn racing_replicas_record_and_compact_the_ledger_exactly(b: &Backend) {
     assert_eq!(a.unwrap() + b2.unwrap(), 18);
     assert_eq!(replicas[1].ledger_rows().await.unwrap(), 2);
     assert_eq!(total(replicas[1].report(0).await.unwrap()), 8 * 42);
+}
+
+fn owned(
+    provider: Provider,
+    kind: ObjectKind,
+    id: &str,
+    client: &str,
+    created_at_ms: i64,
+) -> Owned {
+    Owned {
+        provider,
+        kind,
+        id: id.to_owned(),
+        client: client.to_owned(),
+        route: format!("route_of_{client}"),
+        created_at_ms,
+    }
+}
+
+fn batch(id: &str, client: &str, created_at_ms: i64) -> Owned {
+    owned(
+        Provider::OpenAi,
+        ObjectKind::Batch,
+        id,
+        client,
+        created_at_ms,
+    )
+}
+
+async fn the_first_owner_of_an_object_keeps_it(b: &Backend) {
+    let store = b.open().await;
+    let (file, batch) = (ObjectKind::File, ObjectKind::Batch);
+    let first = owned(Provider::OpenAi, file, "obj_1", "alice", 1);
+    assert_eq!(store.own(first.clone()).await.unwrap(), "alice");
+    // Another client (or the same one again) changes nothing and is told the owner.
+    let again = owned(Provider::OpenAi, file, "obj_1", "bob", 2);
+    assert_eq!(store.own(again).await.unwrap(), "alice");
+    assert_eq!(store.own(first.clone()).await.unwrap(), "alice");
+    assert_eq!(
+        store
+            .owned(Provider::OpenAi, file, "obj_1")
+            .await
+            .unwrap()
+            .as_ref(),
+        Some(&first)
+    );
+    // The same id under another kind or provider is another object.
+    for (provider, kind) in [(Provider::OpenAi, batch), (Provider::Anthropic, file)] {
+        assert!(
+            store
+                .owned(provider, kind, "obj_1")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let o = owned(provider, kind, "obj_1", "bob", 3);
+        assert_eq!(store.own(o.clone()).await.unwrap(), "bob");
+        assert_eq!(store.owned(provider, kind, "obj_1").await.unwrap(), Some(o));
+    }
+    assert!(
+        store
+            .owned(Provider::Gemini, file, "obj_1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Replicas recording one object at once all name the same single owner.
+    let replicas = [b.open().await, b.open().await];
+    let mut set = JoinSet::new();
+    for i in 0..8 {
+        let store = Arc::clone(&replicas[i % 2]);
+        set.spawn(async move {
+            store
+                .own(owned(Provider::OpenAi, batch, "raced", &format!("c{i}"), 5))
+                .await
+                .unwrap()
+        });
+    }
+    let mut answers = Vec::new();
+    while let Some(a) = set.join_next().await {
+        answers.push(a.unwrap());
+    }
+    let winner = store
+        .owned(Provider::OpenAi, batch, "raced")
+        .await
+        .unwrap()
+        .unwrap()
+        .client;
+    assert!(
+        answers.iter().all(|a| *a == winner),
+        "{answers:?} vs {winner}"
+    );
+}
+
+async fn owned_among_names_only_the_clients_own_objects(b: &Backend) {
+    let store = b.open().await;
+    use futures_util::{StreamExt, TryStreamExt};
+    // More ids than one SQLite statement binds, split between two clients; records made
+    // 50 at a time share group commits (and stay within a PostgreSQL pool's waits).
+    let ids: Vec<String> = (0..1100).map(|i| format!("file_{i}")).collect();
+    let records = ids.iter().enumerate().map(|(i, id)| {
+        let client = if i % 3 == 0 { "alice" } else { "bob" };
+        store.own(owned(Provider::OpenAi, ObjectKind::File, id, client, 1))
+    });
+    let _: Vec<String> = futures_util::stream::iter(records)
+        .buffer_unordered(50)
+        .try_collect()
+        .await
+        .unwrap();
+    // Bob's batch and Alice's Anthropic file of the same name are other objects.
+    store
+        .own(owned(
+            Provider::OpenAi,
+            ObjectKind::Batch,
+            "file_1",
+            "bob",
+            1,
+        ))
+        .await
+        .unwrap();
+    store
+        .own(owned(
+            Provider::Anthropic,
+            ObjectKind::File,
+            "file_1",
+            "alice",
+            1,
+        ))
+        .await
+        .unwrap();
+    let mut asked = ids.clone();
+    asked.push("file_unknown".into());
+    let among = |client: &'static str, kind: ObjectKind, provider: Provider| {
+        let (store, asked) = (Arc::clone(&store), asked.clone());
+        async move {
+            let mut found = store
+                .owned_among(provider, kind, client, &asked)
+                .await
+                .unwrap();
+            found.sort();
+            found
+        }
+    };
+    let mut alice: Vec<String> = ids.iter().step_by(3).cloned().collect();
+    alice.sort();
+    assert_eq!(
+        among("alice", ObjectKind::File, Provider::OpenAi).await,
+        alice
+    );
+    assert_eq!(
+        among("bob", ObjectKind::File, Provider::OpenAi).await.len(),
+        1100 - alice.len()
+    );
+    assert_eq!(
+        among("bob", ObjectKind::Batch, Provider::OpenAi).await,
+        ["file_1"]
+    );
+    assert_eq!(
+        among("alice", ObjectKind::File, Provider::Anthropic).await,
+        ["file_1"]
+    );
+    assert!(
+        among("carol", ObjectKind::File, Provider::OpenAi)
+            .await
+            .is_empty()
+    );
+    assert!(
+        store
+            .owned_among(Provider::OpenAi, ObjectKind::File, "alice", &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn unpriced_batches_are_the_due_batches_most_overdue_first(b: &Backend) {
+    let store = b.open().await;
+    let anthropic = owned(Provider::Anthropic, ObjectKind::Batch, "a_1", "bob", 3);
+    for o in [
+        batch("b_1", "alice", 10),
+        batch("b_2", "alice", 5),
+        batch("b_3", "alice", 1),
+        batch("b_4", "bob", 2),
+        batch("b_5", "bob", 0),
+        batch("b_priced", "bob", 0),
+        anthropic.clone(),
+        // Files are never priced, whatever their age.
+        owned(Provider::OpenAi, ObjectKind::File, "f_1", "alice", 0),
+    ] {
+        store.own(o).await.unwrap();
+    }
+    let op = Provider::OpenAi;
+    store.check_batch_at(op, "b_3", 100).await.unwrap();
+    store.check_batch_at(op, "b_4", 50).await.unwrap();
+    store.check_batch_at(op, "b_5", 1000).await.unwrap();
+    // Neither a file nor an unknown batch is changed (or an error).
+    store.check_batch_at(op, "f_1", 10_000).await.unwrap();
+    store.check_batch_at(op, "nope", 10_000).await.unwrap();
+    assert!(store.price_batch(op, "b_priced", 1, &[]).await.unwrap());
+    let due = |now: i64, limit: u32| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .unpriced_batches(now, limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|o| o.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    // Never put off first (by age), then by when they are due; not yet due ones left out.
+    assert_eq!(due(500, 10).await, ["a_1", "b_2", "b_1", "b_4", "b_3"]);
+    assert_eq!(due(500, 2).await, ["a_1", "b_2"]);
+    assert_eq!(due(49, 10).await, ["a_1", "b_2", "b_1"]);
+    assert_eq!(due(50, 10).await, ["a_1", "b_2", "b_1", "b_4"]);
+    assert_eq!(
+        due(10_000, 10).await,
+        ["a_1", "b_2", "b_1", "b_4", "b_3", "b_5"]
+    );
+    // Putting one off moves it behind those due sooner.
+    store.check_batch_at(op, "b_1", 60).await.unwrap();
+    assert_eq!(due(500, 10).await, ["a_1", "b_2", "b_4", "b_1", "b_3"]);
+    store.check_batch_at(op, "b_1", 600).await.unwrap();
+    assert_eq!(due(500, 10).await, ["a_1", "b_2", "b_4", "b_3"]);
+    // The records come back whole.
+    assert_eq!(store.unpriced_batches(500, 1).await.unwrap(), [anthropic]);
+}
+
+/// A batch's usage: two minutes of Alice's route at the batch tier, 7 USD in three answers.
+fn batch_usage() -> Vec<crate::store::ledger::LedgerRow> {
+    rollup(&[
+        entry(MIN, "route_of_alice", "alice", Tier::Batch, 1.0, false),
+        entry(MIN + 1, "route_of_alice", "alice", Tier::Batch, 2.0, false),
+        entry(2 * MIN, "route_of_alice", "alice", Tier::Batch, 4.0, false),
+    ])
+}
+
+/// The ledger's totals: (requests, cost).
+async fn ledger_totals(store: &dyn Store) -> (u64, f64) {
+    let rows = store.report(0).await.unwrap();
+    (
+        rows.iter().map(|r| r.requests).sum(),
+        rows.iter().map(|r| r.cost_usd).sum(),
+    )
+}
+
+async fn a_batch_is_priced_into_the_ledger_once(b: &Backend) {
+    let store = b.open().await;
+    let op = Provider::OpenAi;
+    store.own(batch("batch_1", "alice", 1)).await.unwrap();
+    store
+        .own(owned(op, ObjectKind::File, "file_1", "alice", 1))
+        .await
+        .unwrap();
+    let rows = batch_usage();
+    // Unknown batches, files and other providers' ids are not priced, and add nothing.
+    assert!(
+        !store
+            .price_batch(op, "batch_unknown", 5, &rows)
+            .await
+            .unwrap()
+    );
+    assert!(!store.price_batch(op, "file_1", 5, &rows).await.unwrap());
+    assert!(
+        !store
+            .price_batch(Provider::Anthropic, "batch_1", 5, &rows)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.ledger_rows().await.unwrap(), 0);
+    assert!(store.price_batch(op, "batch_1", 5, &rows).await.unwrap());
+    assert!(!store.price_batch(op, "batch_1", 6, &rows).await.unwrap());
+    let (requests, cost) = ledger_totals(&*store).await;
+    assert_eq!(requests, 3);
+    assert!((cost - 7.0).abs() < 1e-9, "{cost}");
+    assert_eq!(store.ledger_rows().await.unwrap(), 2);
+    let report = store.report(0).await.unwrap();
+    assert_eq!(
+        (
+            report[0].route.as_str(),
+            report[0].client.as_str(),
+            report[0].tier
+        ),
+        ("route_of_alice", "alice", Tier::Batch)
+    );
+    assert!(
+        store
+            .unpriced_batches(i64::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A batch without usage is priced too (and then no longer checked).
+    store.own(batch("batch_empty", "alice", 1)).await.unwrap();
+    assert!(store.price_batch(op, "batch_empty", 7, &[]).await.unwrap());
+    assert!(!store.price_batch(op, "batch_empty", 8, &[]).await.unwrap());
+    assert!(
+        store
+            .unpriced_batches(i64::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(ledger_totals(&*store).await.0, 3);
+}
+
+async fn pricing_a_batch_commits_its_rows_and_mark_together(b: &Backend) {
+    let store = b.open().await;
+    let op = Provider::OpenAi;
+    store.own(batch("batch_1", "alice", 1)).await.unwrap();
+    // A ledger write that fails, after the batch was marked priced in the same call.
+    let (fail, unfail) = match b {
+        Backend::Sqlite(_) => (
+            "CREATE TRIGGER no_boom BEFORE INSERT ON ledger_rollup WHEN NEW.route = 'boom' \
+             BEGIN SELECT RAISE(ABORT, 'boom'); END",
+            "DROP TRIGGER no_boom",
+        ),
+        Backend::Postgres(_) => (
+            "ALTER TABLE ledger_rollup ADD CONSTRAINT no_boom CHECK (route <> 'boom')",
+            "ALTER TABLE ledger_rollup DROP CONSTRAINT no_boom",
+        ),
+    };
+    b.exec(fail).await;
+    let mut rows = batch_usage();
+    rows.extend(rollup(&[entry(
+        3 * MIN,
+        "boom",
+        "alice",
+        Tier::Batch,
+        8.0,
+        false,
+    )]));
+    assert!(store.price_batch(op, "batch_1", 5, &rows).await.is_err());
+    // Neither the mark nor any row was kept: the batch is still to price.
+    assert_eq!(store.ledger_rows().await.unwrap(), 0);
+    let due = store.unpriced_batches(10, 10).await.unwrap();
+    assert_eq!(due, [batch("batch_1", "alice", 1)]);
+    b.exec(unfail).await;
+    assert!(store.price_batch(op, "batch_1", 6, &rows).await.unwrap());
+    let (requests, cost) = ledger_totals(&*store).await;
+    assert_eq!(requests, 4);
+    assert!((cost - 15.0).abs() < 1e-9, "{cost}");
+}
+
+async fn racing_replicas_price_a_batch_once(b: &Backend) {
+    let replicas = [b.open().await, b.open().await];
+    replicas[0].own(batch("batch_1", "alice", 1)).await.unwrap();
+    let mut set = JoinSet::new();
+    for i in 0..8 {
+        let store = Arc::clone(&replicas[i % 2]);
+        set.spawn(async move {
+            store
+                .price_batch(Provider::OpenAi, "batch_1", 5, &batch_usage())
+                .await
+                .unwrap()
+        });
+    }
+    let mut priced = 0;
+    while let Some(won) = set.join_next().await {
+        priced += usize::from(won.unwrap());
+    }
+    assert_eq!(priced, 1);
+    for store in &replicas {
+        let (requests, cost) = ledger_totals(&**store).await;
+        assert_eq!(requests, 3);
+        assert!((cost - 7.0).abs() < 1e-9, "{cost}");
+    }
+}
+
+async fn ownership_records_survive_reopening(b: &Backend) {
+    let op = Provider::OpenAi;
+    let file = owned(op, ObjectKind::File, "file_1", "alice", 1);
+    {
+        let store = b.open().await;
+        store.own(file.clone()).await.unwrap();
+        for id in ["batch_1", "batch_2", "batch_3"] {
+            store.own(batch(id, "bob", 2)).await.unwrap();
+        }
+        store.check_batch_at(op, "batch_2", 100).await.unwrap();
+        assert!(
+            store
+                .price_batch(op, "batch_3", 3, &batch_usage())
+                .await
+                .unwrap()
+        );
+    }
+    let store = b.open().await;
+    assert_eq!(
+        store.owned(op, ObjectKind::File, "file_1").await.unwrap(),
+        Some(file)
+    );
+    assert_eq!(
+        store
+            .own(owned(op, ObjectKind::File, "file_1", "bob", 9))
+            .await
+            .unwrap(),
+        "alice"
+    );
+    let ids = |v: Vec<Owned>| v.into_iter().map(|o| o.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.unpriced_batches(99, 10).await.unwrap()),
+        ["batch_1"]
+    );
+    assert_eq!(
+        ids(store.unpriced_batches(100, 10).await.unwrap()),
+        ["batch_1", "batch_2"]
+    );
+    assert!(
+        !store
+            .price_batch(op, "batch_3", 4, &batch_usage())
+            .await
+            .unwrap()
+    );
+    assert_eq!(ledger_totals(&*store).await.0, 3);
 }

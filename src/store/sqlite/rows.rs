@@ -2,8 +2,8 @@
 
 use crate::store::StoreError;
 pub(super) use crate::store::rows::{
-    FLUSH_COLUMNS, JOB_COLUMNS, body, census, count, flush, flush_body, i64_column, job,
-    queued_job, report_row, string_column, turnaround_groups,
+    FLUSH_COLUMNS, JOB_COLUMNS, OWNED_COLUMNS, body, census, count, flush, flush_body, i64_column,
+    job, owned, queued_job, report_row, string_column, turnaround_groups,
 };
 
 /// Maps a driver error: connection, pool and I/O trouble (and a locked or full database)

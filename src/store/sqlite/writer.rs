@@ -24,8 +24,9 @@ use super::rows::{self, FLUSH_COLUMNS, JOB_COLUMNS, count, db_error, dup};
 use crate::store::ledger::{LedgerRow, MINUTE_MS};
 use crate::store::{
     Enqueued, Flush, FlushState, FlushUpdate, IDEMPOTENCY_WINDOW_MS, JobResult, JobState,
-    LedgerEntry, NewFlush, NewJob, Result, StoreError,
+    LedgerEntry, NewFlush, NewJob, ObjectKind, Owned, Result, StoreError,
 };
+use crate::types::Provider;
 
 /// Most requests applied in one transaction.
 pub(super) const MAX_GROUP: usize = 512;
@@ -79,6 +80,21 @@ pub(super) enum Request {
     CompactLedger(i64, Reply<u64>),
     /// The readiness probe: overwrites the one row of `probe`.
     Probe(i64, Reply<()>),
+    /// Answers the owning client.
+    Own(Owned, Reply<String>),
+    CheckBatchAt {
+        provider: Provider,
+        id: String,
+        at_ms: i64,
+        reply: Reply<()>,
+    },
+    PriceBatch {
+        provider: Provider,
+        id: String,
+        now_ms: i64,
+        rows: Vec<LedgerRow>,
+        reply: Reply<bool>,
+    },
 }
 
 /// How a request went inside the group transaction.
@@ -124,6 +140,8 @@ impl Request {
                 | Request::Record(..)
                 | Request::CompleteJob(..)
                 | Request::CompactLedger(..)
+                | Request::Own(..)
+                | Request::PriceBatch { .. }
         )
     }
 
@@ -142,6 +160,9 @@ impl Request {
             Request::Purge(_, r) => fail(r, e),
             Request::CompactLedger(_, r) => fail(r, e),
             Request::Probe(_, r) => fail(r, e),
+            Request::Own(_, r) => fail(r, e),
+            Request::CheckBatchAt { reply, .. } => fail(reply, e),
+            Request::PriceBatch { reply, .. } => fail(reply, e),
         }
     }
 
@@ -210,6 +231,20 @@ impl Request {
                 settle(r, compact_ledger(conn, before_ms).await)
             }
             Request::Probe(at_ms, r) => settle(r, probe(conn, at_ms).await),
+            Request::Own(o, r) => settle(r, own(conn, &o).await),
+            Request::CheckBatchAt {
+                provider,
+                id,
+                at_ms,
+                reply,
+            } => settle(reply, check_batch_at(conn, provider, &id, at_ms).await),
+            Request::PriceBatch {
+                provider,
+                id,
+                now_ms,
+                rows,
+                reply,
+            } => settle(reply, price_batch(conn, provider, &id, now_ms, &rows).await),
         }
     }
 }
@@ -706,4 +741,81 @@ async fn probe(conn: &mut SqliteConnection, at_ms: i64) -> Result<()> {
     .await
     .map_err(db_error)?;
     Ok(())
+}
+
+/// The first record of an object wins: a later one (another client, or a retry) changes
+/// nothing and is told the owner.
+async fn own(conn: &mut SqliteConnection, o: &Owned) -> Result<String> {
+    let inserted = sqlx::query(
+        "INSERT INTO owned_objects (provider, kind, id, client, route, created_at_ms) \
+         VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (provider, kind, id) DO NOTHING",
+    )
+    .bind(o.provider.as_str())
+    .bind(o.kind.as_str())
+    .bind(&o.id)
+    .bind(&o.client)
+    .bind(&o.route)
+    .bind(o.created_at_ms)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    if inserted.rows_affected() == 1 {
+        return Ok(o.client.clone());
+    }
+    let row =
+        sqlx::query("SELECT client FROM owned_objects WHERE provider = ? AND kind = ? AND id = ?")
+            .bind(o.provider.as_str())
+            .bind(o.kind.as_str())
+            .bind(&o.id)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    rows::string_column(&row, "client")
+}
+
+async fn check_batch_at(
+    conn: &mut SqliteConnection,
+    provider: Provider,
+    id: &str,
+    at_ms: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE owned_objects SET next_check_at_ms = ? \
+         WHERE provider = ? AND kind = ? AND id = ?",
+    )
+    .bind(at_ms)
+    .bind(provider.as_str())
+    .bind(ObjectKind::Batch.as_str())
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+async fn price_batch(
+    conn: &mut SqliteConnection,
+    provider: Provider,
+    id: &str,
+    now_ms: i64,
+    rows: &[LedgerRow],
+) -> Result<bool> {
+    // Compare-and-set on the mark; the ledger rows commit with it (this request's savepoint)
+    // or not at all, so a batch is priced once even when several replicas see it end.
+    let done = sqlx::query(
+        "UPDATE owned_objects SET priced_at_ms = ? \
+         WHERE provider = ? AND kind = ? AND id = ? AND priced_at_ms IS NULL",
+    )
+    .bind(now_ms)
+    .bind(provider.as_str())
+    .bind(ObjectKind::Batch.as_str())
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    record(conn, rows).await?;
+    Ok(true)
 }
