@@ -232,7 +232,7 @@ impl MessageBatch {
 
     /// The current state, with the batch finalized if it has ended.
     fn current(&mut self, sim: &Simulator) -> State {
-        let state = self.state(self.start.elapsed());
+        let state = self.state(sim.control.elapsed(self.start));
         self.finalize(sim, &state);
         state
     }
@@ -335,7 +335,7 @@ pub fn handle(
                 reply(&b.object(&state, host))
             }),
         BatchRoute::Cancel(id) => sim.message_batches.with(id, |b| {
-            let now = b.start.elapsed();
+            let now = sim.control.elapsed(b.start);
             let state = b.current(sim);
             if state.ended_at.is_some() {
                 return Err(AnthError::conflict(format!(

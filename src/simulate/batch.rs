@@ -379,7 +379,7 @@ pub fn handle(
 impl Batch {
     /// Evaluates (and finalizes) the batch, applying a cancel request first if given.
     fn view(&mut self, sim: &Simulator, cancel: Option<Duration>) -> Result<Reply, ApiError> {
-        let now = self.start.elapsed();
+        let now = sim.control.elapsed(self.start);
         let mut state = self.state(now);
         if let Some(delay) = cancel {
             if state.terminal && self.cancel.is_none() {
@@ -437,7 +437,7 @@ fn list(sim: &Simulator, query: Option<&str>) -> Result<Reply, ApiError> {
     let mut inner = sim.batches.lock();
     let mut objects = Vec::with_capacity(inner.batches.len());
     for b in inner.batches.iter_mut().rev() {
-        let state = b.state(b.start.elapsed());
+        let state = b.state(sim.control.elapsed(b.start));
         b.finalize(sim, &state);
         objects.push(
             serde_json::to_value(b.object(&state))

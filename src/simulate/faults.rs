@@ -6,7 +6,9 @@
 //! validation, `fail_validation` (OpenAI batches only) and `expire` by the next created
 //! batches whose input is valid (in that order of precedence), `line_errors` per custom_id
 //! by the first valid created batch containing it. `turnaround_ms` and
-//! `expire_completed_fraction` stay until `reset`. Message Batches answer `create_429`
+//! `expire_completed_fraction` stay until `reset`. `hold: true` stops the clock of every
+//! batch (OpenAI and Anthropic): they read as at the moment of the hold (one created
+//! during it as just created: with a non-zero turnaround, not ended), until `hold: false` (or `reset`) lets their time run again, with the held time counted. Message Batches answer `create_429`
 //! with a 429 `rate_limit_error`, expired lines with `{"type":"expired"}` and line errors
 //! with `{"type":"errored"}` (`api_error`). The statistics count both kinds of batches
 //! (`created`; `message_batches_created` for the Anthropic ones) and their lines.
@@ -39,6 +41,8 @@ pub struct BatchFaults {
     pub line_errors: BTreeSet<String>,
     /// Turnaround override for new batches.
     pub turnaround_ms: Option<u64>,
+    /// Batch time is stopped (see the module docs).
+    pub hold: bool,
 }
 
 impl Default for BatchFaults {
@@ -50,6 +54,7 @@ impl Default for BatchFaults {
             expire_completed_fraction: DEFAULT_EXPIRE_FRACTION,
             line_errors: BTreeSet::new(),
             turnaround_ms: None,
+            hold: false,
         }
     }
 }
@@ -64,6 +69,7 @@ struct Update {
     expire_completed_fraction: Option<f64>,
     line_errors: Option<Vec<String>>,
     turnaround_ms: Option<u64>,
+    hold: Option<bool>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -96,6 +102,8 @@ pub struct Assigned {
 struct State {
     faults: BatchFaults,
     stats: Stats,
+    /// When `hold` began.
+    held_since: Option<tokio::time::Instant>,
 }
 
 /// Fault settings and statistics, behind one lock so that admission is atomic.
@@ -126,6 +134,9 @@ impl BatchControl {
         if update.reset == Some(true) {
             *faults = BatchFaults::default();
         }
+        if let Some(hold) = update.hold {
+            faults.hold = hold;
+        }
         if let Some(n) = update.create_429 {
             faults.create_429 = n;
         }
@@ -144,7 +155,22 @@ impl BatchControl {
         if update.turnaround_ms.is_some() {
             faults.turnaround_ms = update.turnaround_ms;
         }
-        json_bytes(&*faults)
+        let hold = faults.hold;
+        let json = json_bytes(&*faults);
+        state.held_since = match (hold, state.held_since) {
+            (true, since) => since.or_else(|| Some(tokio::time::Instant::now())),
+            (false, _) => None,
+        };
+        json
+    }
+
+    /// How long a batch created at `start` has run, as its timeline sees it: stopped
+    /// while `hold` is on.
+    pub fn elapsed(&self, start: tokio::time::Instant) -> Duration {
+        match self.lock().held_since {
+            Some(held) => held.saturating_duration_since(start),
+            None => start.elapsed(),
+        }
     }
 
     /// The current settings as JSON.
@@ -188,7 +214,7 @@ impl BatchControl {
             state.faults.create_429 -= 1;
             return None;
         }
-        let State { faults, stats } = &mut *state;
+        let State { faults, stats, .. } = &mut *state;
         stats.created += 1;
         stats.message_batches_created += u64::from(messages);
         let mut assigned = Assigned {

@@ -471,3 +471,24 @@ async fn batch_stats_count_created_batches() {
     assert_eq!(reset["line_errors"], json!([]));
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn hold_stops_batch_time_until_released() {
+    let srv = Server::start(SimConfig {
+        batch_turnaround: Duration::from_millis(20),
+        ..SimConfig::default()
+    })
+    .await;
+    assert_eq!(faults(&srv, json!({"hold": true})).await["hold"], true);
+    let file = upload_lines(&srv, &[chat_line("a", "x")]).await;
+    let id = create_ok(&srv, &file).await;
+    // Held: a batch stays where it started, however often and however late it is read.
+    let held = std::time::Instant::now();
+    while held.elapsed() < Duration::from_millis(100) {
+        let b = get(&srv, &format!("/v1/batches/{id}")).await.json();
+        assert_eq!(b["status"], "validating", "{b}");
+    }
+    assert_eq!(faults(&srv, json!({"hold": false})).await["hold"], false);
+    assert_eq!(poll_terminal(&srv, &id).await["status"], "completed");
+    srv.stop().await;
+}
