@@ -158,6 +158,7 @@ struct Call<'a> {
     app: &'a Arc<App>,
     parts: &'a http::request::Parts,
     client: &'a ClientPolicy,
+    engine: &'a Arc<Engine>,
     provider: Provider,
     ctx: Ctx,
 }
@@ -174,14 +175,14 @@ pub(super) async fn serve(
     let op = op(&parts.method, parts.uri.path())?;
     let provider = op.provider();
     known.provider = Some(provider);
-    if app.engine.is_none() {
+    let Some(engine) = app.engine.as_ref() else {
         return Err(GatewayError::NotPassedThrough {
             method: parts.method.to_string(),
             path: parts.uri.path().to_owned(),
             reason: "explicit Files and Batch API use needs the store (SLUICE_STORE), which keeps who owns each object",
             code: "unsupported_endpoint",
         });
-    }
+    };
     let admitted = ingress::admit(&parts.headers)?;
     // Usage is attributed to the route of the inference endpoint the batch runs.
     let route_path = match op {
@@ -203,6 +204,7 @@ pub(super) async fn serve(
         app,
         parts,
         client,
+        engine,
         provider,
         ctx,
     };
@@ -261,7 +263,7 @@ pub(super) async fn serve(
         Op::MessageBatchDelete(id) => {
             // Its results go with it: price it first if it ended and is not priced yet
             // (a priced batch is not priced again).
-            if let (Some(engine), Some(owned)) = (&app.engine, &target) {
+            if let Some(owned) = &target {
                 if let Err(e) = engine.price_if_ended(owned).await {
                     tracing::warn!(batch = %id, error = %e, "pricing a batch before its deletion failed");
                 }
@@ -274,13 +276,6 @@ pub(super) async fn serve(
         }
         Op::FileContent(_) | Op::MessageBatchResults(_) => call.stream().await,
     }
-}
-
-fn engine_store(app: &App) -> &Arc<dyn crate::store::Store> {
-    app.engine
-        .as_ref()
-        .expect("checked when the request was served")
-        .store()
 }
 
 fn full_body(b: Bytes) -> crate::upstream::ReqBody {
@@ -308,7 +303,10 @@ async fn read_small(
     let read = tokio::time::timeout(app.body_read_timeout, Limited::new(body, limit).collect());
     match read.await {
         Err(_) => Err(GatewayError::BodyTimeout),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             Err(GatewayError::BodyTooLarge { limit })
         }
         Ok(Err(e)) => Err(GatewayError::invalid(
@@ -349,7 +347,7 @@ fn ended(batch: &Value) -> bool {
 
 impl Call<'_> {
     fn store(&self) -> &Arc<dyn crate::store::Store> {
-        engine_store(self.app)
+        self.engine.store()
     }
 
     /// 404 unless this client owns the object.
@@ -438,7 +436,11 @@ impl Call<'_> {
     /// the caller's, an ended batch is priced soon, Anthropic's `results_url` points here.
     async fn saw_batch(&self, batch: &mut Value) -> Result<(), GatewayError> {
         for field in ["output_file_id", "error_file_id"] {
-            if let Some(file) = batch.get(field).and_then(Value::as_str).filter(|f| safe_id(f)) {
+            if let Some(file) = batch
+                .get(field)
+                .and_then(Value::as_str)
+                .filter(|f| safe_id(f))
+            {
                 self.own_object(ObjectKind::File, file, &self.ctx.route)
                     .await?;
             }
@@ -450,12 +452,9 @@ impl Call<'_> {
             *url = Value::String(format!("/v1/messages/batches/{id}/results"));
         }
         if ended(batch) {
-            if let Some(engine) = &self.app.engine {
-                self.store()
-                    .check_batch_at(self.provider, &id, 0)
-                    .await?;
-                engine.price_explicit_soon();
-            }
+            // Priced by the engine's next pass over batches due for a check (at most a
+            // poll interval away); this only starts one now if none is running.
+            self.engine.price_explicit_soon();
         }
         Ok(())
     }
@@ -482,10 +481,7 @@ impl Call<'_> {
             })
             .collect();
         let get = |params: &[(String, String)], k: &str| {
-            params
-                .iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.clone())
+            params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
         };
         let want = get(&params, "limit")
             .and_then(|v| v.parse::<u32>().ok())
@@ -500,9 +496,7 @@ impl Call<'_> {
         for _ in 0..MAX_LIST_PAGES {
             let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let path = format!("{}?{}", self.parts.uri.path(), query.join("&"));
-            let (status, headers, answer) = self
-                .send_to(Method::GET, &path, empty_body())
-                .await?;
+            let (status, headers, answer) = self.send_to(Method::GET, &path, empty_body()).await?;
             if !status.is_success() {
                 return Ok(self.answer(status, headers, answer));
             }
@@ -553,21 +547,13 @@ impl Call<'_> {
         }
         let more = more || data.len() > want;
         data.truncate(want);
-        let id_of = |i: Option<&Value>| {
-            i.and_then(|i| i.get("id"))
-                .cloned()
-                .unwrap_or(Value::Null)
-        };
+        let id_of = |i: Option<&Value>| i.and_then(|i| i.get("id")).cloned().unwrap_or(Value::Null);
         top.insert("first_id".into(), id_of(data.first()));
         top.insert("last_id".into(), id_of(data.last()));
         top.insert("has_more".into(), Value::Bool(more));
         top.insert("data".into(), Value::Array(data));
         let (status, headers) = last_status;
-        Ok(self.answer(
-            status,
-            headers,
-            Bytes::from(Value::Object(top).to_string()),
-        ))
+        Ok(self.answer(status, headers, Bytes::from(Value::Object(top).to_string())))
     }
 
     /// Sends the caller's request (its method and path) and reads the JSON answer whole.
@@ -640,7 +626,11 @@ impl Call<'_> {
         let resp = self
             .send(self.parts.method.clone(), path, empty_body())
             .await?;
-        Ok(passthrough::relay_unpriced(self.app.clone(), &self.ctx, resp))
+        Ok(passthrough::relay_unpriced(
+            self.app.clone(),
+            &self.ctx,
+            resp,
+        ))
     }
 
     /// An answer read whole, relayed with its status and headers, counted.
@@ -657,8 +647,10 @@ impl Call<'_> {
         for (name, value) in headers.iter() {
             r.headers_mut().insert(name, value.clone());
         }
-        r.headers_mut()
-            .insert(X_SLUICE_TIER, HeaderValue::from_static(Tier::Interactive.as_str()));
+        r.headers_mut().insert(
+            X_SLUICE_TIER,
+            HeaderValue::from_static(Tier::Interactive.as_str()),
+        );
         r
     }
 }
@@ -680,9 +672,18 @@ mod tests {
         let post = Method::POST;
         let delete = Method::DELETE;
         assert_eq!(op(&post, "/v1/files").unwrap(), Op::FileUpload);
-        assert_eq!(op(&get, "/v1/files/file-1/content").unwrap(), Op::FileContent("file-1"));
-        assert_eq!(op(&delete, "/v1/files/file-1").unwrap(), Op::FileDelete("file-1"));
-        assert_eq!(op(&post, "/v1/batches/b_1/cancel").unwrap(), Op::BatchCancel("b_1"));
+        assert_eq!(
+            op(&get, "/v1/files/file-1/content").unwrap(),
+            Op::FileContent("file-1")
+        );
+        assert_eq!(
+            op(&delete, "/v1/files/file-1").unwrap(),
+            Op::FileDelete("file-1")
+        );
+        assert_eq!(
+            op(&post, "/v1/batches/b_1/cancel").unwrap(),
+            Op::BatchCancel("b_1")
+        );
         assert_eq!(
             op(&get, "/v1/messages/batches/mb_1/results").unwrap(),
             Op::MessageBatchResults("mb_1")
@@ -701,7 +702,11 @@ mod tests {
             (&get, "/v1/batches/", 404),
             (&get, "/v1/batchesx", 404),
         ] {
-            assert_eq!(op(m, p).map_err(|e| e.status().as_u16()), Err(status), "{m} {p}");
+            assert_eq!(
+                op(m, p).map_err(|e| e.status().as_u16()),
+                Err(status),
+                "{m} {p}"
+            );
         }
         assert!(owns("/v1/files") && owns("/v1/messages/batches/x") && owns("/v1/batches/x"));
         assert!(!owns("/v1/filesystem") && !owns("/v1/messages") && !owns("/v1/batchesx"));
@@ -713,6 +718,8 @@ mod tests {
         assert!(ended(&serde_json::json!({"status": "cancelled"})));
         assert!(!ended(&serde_json::json!({"status": "cancelling"})));
         assert!(ended(&serde_json::json!({"processing_status": "ended"})));
-        assert!(!ended(&serde_json::json!({"processing_status": "canceling"})));
+        assert!(!ended(
+            &serde_json::json!({"processing_status": "canceling"})
+        ));
     }
 }

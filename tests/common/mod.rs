@@ -92,9 +92,38 @@ impl Gateway {
         policies: Vec<(String, String)>,
         tweak: impl FnOnce(&mut Config),
     ) -> Gateway {
+        Gateway::start_on(temp_db(), base_url, sim, policies, tweak).await
+    }
+
+    /// Stops this gateway (gracefully) and starts another on the same store and simulator,
+    /// as a restart would.
+    pub async fn restart(
+        mut self,
+        policies: Vec<(String, String)>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Gateway {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap();
+        }
+        let sim = self.sim.take().expect("gateway started with a simulator");
+        let url = sim.base_url();
+        let db = std::mem::take(&mut self.db);
+        Gateway::start_on(db, &url, Some(sim), policies, tweak).await
+    }
+
+    /// A gateway on the SQLite store at `db`.
+    pub async fn start_on(
+        db: std::path::PathBuf,
+        base_url: &str,
+        sim: Option<SimHandle>,
+        policies: Vec<(String, String)>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Gateway {
         let mut config = Config::load(None, &|_| None).unwrap();
         config.use_simulator(base_url);
-        let db = temp_db();
         config.store = format!("sqlite://{}", db.display());
         // Fast loops so deferred work finishes within a test.
         config.batch.poll_interval = std::time::Duration::from_millis(50);

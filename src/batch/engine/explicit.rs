@@ -18,8 +18,8 @@ use crate::account::Answer;
 use crate::pricing::Priced;
 use crate::providers::lines::LineSplitter;
 use crate::providers::{Adapter, BatchApiError, BatchState, LineOutcome};
-use crate::store::ledger::{LedgerKey, LedgerRow, LedgerSums};
 use crate::store::Owned;
+use crate::store::ledger::{LedgerKey, LedgerRow, LedgerSums};
 use crate::types::{Tier, Usage};
 
 /// Batches read per pass: a pass is one request to the provider per batch.
@@ -124,7 +124,10 @@ impl Engine {
         loop {
             let (lines, end) = match body.frame().await {
                 Some(Ok(frame)) => (
-                    frame.into_data().map(|d| split.push(&d)).unwrap_or_default(),
+                    frame
+                        .into_data()
+                        .map(|d| split.push(&d))
+                        .unwrap_or_default(),
                     false,
                 ),
                 Some(Err(e)) => {
