@@ -11,11 +11,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{Gateway, keyed_policy};
+use common::{Gateway, keyed_policy, sdk};
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -494,42 +494,6 @@ async fn hint_headers_repeated_differently_are_refused_and_junk_is_ignored() {
 
 // ---------- the official SDKs, default retries ----------
 
-fn manifest_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A child process that talks only to loopback, whatever proxy the environment sets.
-fn loopback(program: &Path) -> std::process::Command {
-    let mut cmd = std::process::Command::new(program);
-    cmd.current_dir(manifest_dir())
-        .env("PYTHONDONTWRITEBYTECODE", "1");
-    for var in [
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "NODE_USE_ENV_PROXY",
-        "OPENAI_API_KEY",
-        "OPENAI_BASE_URL",
-        "OPENAI_LOG",
-        "ANTHROPIC_API_KEY",
-        "ANTHROPIC_BASE_URL",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("NO_PROXY", "127.0.0.1,localhost")
-        .env("no_proxy", "127.0.0.1,localhost");
-    cmd
-}
-
-async fn run(mut cmd: std::process::Command) -> std::io::Result<std::process::Output> {
-    tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .expect("the blocking task panicked")
-}
-
 /// The SDK gateway: batches take 12 s (four times the SDKs' 3 s timeout), the default
 /// keep-alive (15 s, longer than the timeout) and the default retries on the SDK side.
 async fn sdk_gateway() -> Gateway {
@@ -539,27 +503,17 @@ async fn sdk_gateway() -> Gateway {
 /// Runs an SDK script against a fresh gateway; `None` (skipped) when `skip_var` is `1`
 /// and the SDK cannot be loaded.
 async fn run_sdk(program: PathBuf, args: &[&str], check: &[&str], skip_var: &str) {
-    let mut probe = loopback(&program);
-    probe.args(check);
-    let ready = matches!(run(probe).await, Ok(o) if o.status.success());
-    if !ready {
-        assert!(
-            std::env::var(skip_var).is_ok_and(|v| v == "1"),
-            "{} cannot load the pinned SDK: run tests/python/setup.sh and tests/node/setup.sh \
-             ({skip_var}=1 skips this test)",
-            program.display()
-        );
-        println!("{skip_var}=1: skipped");
+    if !sdk::ready(&program, check, skip_var).await {
         return;
     }
     let gw = sdk_gateway().await;
-    let mut cmd = loopback(&program);
+    let mut cmd = sdk::loopback(&program);
     cmd.args(args)
         .env("SLUICE_BASE_URL", gw.url("/v1"))
         .env("SLUICE_ROOT_URL", gw.url(""))
         .env("SLUICE_KEY", KEY)
         .env("SIM_BASE_URL", gw.sim.as_ref().unwrap().base_url());
-    let out = run(cmd).await.expect("run the SDK tests");
+    let out = sdk::run(cmd).await.expect("run the SDK tests");
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
@@ -570,17 +524,10 @@ async fn run_sdk(program: PathBuf, args: &[&str], check: &[&str], skip_var: &str
     assert!(out.status.success(), "{args:?} failed:\n{stdout}\n{stderr}");
 }
 
-fn python() -> PathBuf {
-    std::env::var_os("SLUICE_PYTHON")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| manifest_dir().join(".venv/bin/python"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_openai_and_anthropic_sdks_survive_their_timeout_with_one_batch_line() {
     run_sdk(
-        python(),
+        sdk::python(),
         &[
             "-m",
             "pytest",
@@ -597,13 +544,9 @@ async fn python_openai_and_anthropic_sdks_survive_their_timeout_with_one_batch_l
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_openai_sdk_survives_its_timeout_with_one_batch_line() {
-    let node = std::env::var_os("SLUICE_NODE")
-        .filter(|p| !p.is_empty())
-        .map_or_else(|| PathBuf::from("node"), PathBuf::from);
-    let sdk = manifest_dir().join("tests/node/node_modules/openai/package.json");
-    let check = format!("require({:?})", sdk.display().to_string());
+    let check = sdk::node_sdk_check();
     run_sdk(
-        node,
+        sdk::node(),
         &["--test", "--test-reporter=spec", "tests/node/holds.mjs"],
         &["-e", &check],
         "SLUICE_SKIP_NODE",

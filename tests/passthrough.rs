@@ -183,14 +183,11 @@ async fn sdk_paths_reach_the_simulator_and_are_counted_under_closed_labels() {
 }
 
 #[tokio::test]
-async fn files_batches_unknown_and_escaping_paths_are_refused_in_the_callers_shape() {
+async fn uploads_unknown_and_escaping_paths_are_refused_in_the_callers_shape() {
     let gw = Gateway::start(team(), |_| {}).await;
     for (method, path) in [
-        ("POST", "/v1/files"),
-        ("GET", "/v1/files/file-abc/content"),
         ("POST", "/v1/uploads"),
-        ("POST", "/v1/batches"),
-        ("GET", "/v1/batches/batch_1"),
+        ("POST", "/v1/uploads/upload_1/parts"),
     ] {
         let req = Request::builder()
             .method(method)
@@ -202,20 +199,16 @@ async fn files_batches_unknown_and_escaping_paths_are_refused_in_the_callers_sha
         assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
         let e = &parse(&b)["error"];
         assert_eq!(e["code"], "unsupported_endpoint", "{path}");
-        assert!(e["message"].as_str().unwrap().contains("not yet supported"));
+        assert!(e["message"].as_str().unwrap().contains("POST /v1/files"));
     }
-    let (s, _, b) = gw.post("/v1/messages/batches", &ANTHROPIC, "{}").await;
+    // An Anthropic SDK's request is refused in Anthropic's shape.
+    let (s, _, b) = gw.get("/v1/organizations/api_keys", &ANTHROPIC).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let v = parse(&b);
     assert_eq!(
         (v["type"].as_str(), v["error"]["type"].as_str()),
-        (Some("error"), Some("not_found_error"))
-    );
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("not yet supported")
+        (Some("error"), Some("not_found_error")),
+        "{v}"
     );
 
     let (s, _, b) = gw.post("/v1/nonsense", &[AUTH], "{}").await;
@@ -250,10 +243,10 @@ async fn files_batches_unknown_and_escaping_paths_are_refused_in_the_callers_sha
         requests(
             &m,
             &[("client", "team"), ("route", "none"), ("status", "404")]
-        ) == 12.0,
+        ) == 9.0,
         "{m}"
     );
-    assert!(!m.contains("nonsense") && !m.contains("batch_1"));
+    assert!(!m.contains("nonsense") && !m.contains("upload_1"));
     gw.stop().await;
 }
 

@@ -20,6 +20,7 @@ use sluice::pricing::PriceTable;
 use sluice::simulate::SimConfig;
 
 mod metrics;
+pub mod sdk;
 // Not every test crate reads metrics.
 #[allow(unused_imports)]
 pub use metrics::metric;

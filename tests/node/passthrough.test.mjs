@@ -43,6 +43,9 @@ test('responses.retrieve returns what responses.create made', async () => {
   assert.equal(got.output_text, created.output_text);
 });
 
-test('batches are refused with a clear message', async () => {
-  await assert.rejects(oai.batches.list(), (e) => e.status === 404 && /not yet supported/.test(e.message));
+test('uploads are refused with a clear message', async () => {
+  await assert.rejects(
+    oai.uploads.create({ bytes: 1, filename: 'in.jsonl', mime_type: 'application/jsonl', purpose: 'batch' }),
+    (e) => e.status === 404 && /POST \/v1\/files/.test(e.message),
+  );
 });
