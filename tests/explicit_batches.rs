@@ -549,3 +549,29 @@ async fn node_openai_sdk_batches_through_sluice_priced_once_across_restarts() {
     assert_eq!((report[0].0.as_str(), report[0].1), ("nightly", 3));
     assert!((report[0].2 - batch_cost(&m, "openai")).abs() < 1e-12);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_output_is_deleted_at_once_is_still_priced() {
+    // Passes over unpriced batches are an hour apart: only the deletion can price it in time.
+    let gw = Gateway::start_sim(sim(), policies(), |c| {
+        c.batch.poll_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let lines: Vec<String> = (0..2)
+        .map(|i| chat_line(&format!("d{i}"), "brief"))
+        .collect();
+    let (_, file) = upload(&gw, TEAM, &lines).await;
+    let create = json!({"input_file_id": file["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h"}).to_string();
+    let (s, b) = send(&gw, "POST", "/v1/batches", &[TEAM], &create).await;
+    assert_eq!(s, StatusCode::OK);
+    let id = parse(&b)["id"].as_str().unwrap().to_owned();
+    let done = until_ended(&gw, &format!("/v1/batches/{id}"), &[TEAM]).await;
+    let output = done["output_file_id"].as_str().unwrap();
+    let (s, _) = send(&gw, "DELETE", &format!("/v1/files/{output}"), &[TEAM], "").await;
+    assert_eq!(s, StatusCode::OK);
+    // Priced before the output went: in the ledger when the deletion is answered.
+    let report = batch_report(&gw).await;
+    assert_eq!(report.len(), 1, "{report:?}");
+    assert_eq!((report[0].0.as_str(), report[0].1), ("nightly", 2));
+    gw.stop().await;
+}

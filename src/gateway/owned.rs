@@ -270,7 +270,14 @@ pub(super) async fn serve(
             }
             call.stream().await
         }
-        Op::File(_) | Op::FileDelete(_) => {
+        Op::FileDelete(_) => {
+            // The file may be the output of one of the caller's batches that ended but is
+            // not priced yet (a pass is at most a poll interval away): price those first.
+            call.price_ended_batches().await;
+            let (status, headers, answer) = call.send_read(empty_body()).await?;
+            Ok(call.answer(status, headers, answer))
+        }
+        Op::File(_) => {
             let (status, headers, answer) = call.send_read(empty_body()).await?;
             Ok(call.answer(status, headers, answer))
         }
@@ -383,6 +390,26 @@ impl Call<'_> {
             })
             .await?;
         Ok(())
+    }
+
+    /// Prices the caller's batches that ended and are not priced yet (best effort: a
+    /// failure leaves them to the engine's passes).
+    async fn price_ended_batches(&self) {
+        let unpriced = match self.store().unpriced_batches(i64::MAX, 1000).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing unpriced batches before a file deletion failed");
+                return;
+            }
+        };
+        for batch in unpriced
+            .iter()
+            .filter(|b| b.provider == self.provider && *b.client == *self.client.name)
+        {
+            if let Err(e) = self.engine.price_if_ended(batch).await {
+                tracing::warn!(batch = %batch.id, error = %e, "pricing a batch before a file deletion failed");
+            }
+        }
     }
 
     /// `POST /v1/batches`: the input file must be the caller's; the route is that of the
