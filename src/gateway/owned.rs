@@ -57,15 +57,16 @@ enum Op<'a> {
 
 impl Op<'_> {
     fn provider(self) -> Provider {
-        match self {
+        let message_batches = matches!(
+            self,
             Op::MessageBatchCreate
-            | Op::MessageBatchList
-            | Op::MessageBatch(_)
-            | Op::MessageBatchCancel(_)
-            | Op::MessageBatchDelete(_)
-            | Op::MessageBatchResults(_) => Provider::Anthropic,
-            _ => Provider::OpenAi,
-        }
+                | Op::MessageBatchList
+                | Op::MessageBatch(_)
+                | Op::MessageBatchCancel(_)
+                | Op::MessageBatchDelete(_)
+                | Op::MessageBatchResults(_)
+        );
+        crate::providers::explicit_batch_api(message_batches)
     }
 
     /// The object an operation on one object names, and its kind.

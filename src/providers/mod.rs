@@ -195,6 +195,16 @@ pub fn pass_through(first: &str, anthropic_caller: bool) -> Option<Provider> {
     }
 }
 
+/// The provider of an explicit Batch API (`gateway::owned`): Anthropic's Message Batches
+/// when `message_batches`, else OpenAI's Files and Batches.
+pub fn explicit_batch_api(message_batches: bool) -> Provider {
+    if message_batches {
+        Provider::Anthropic
+    } else {
+        Provider::OpenAi
+    }
+}
+
 /// The path below the provider's base URL for an upstream endpoint, or `None` where the
 /// provider has no such API.
 pub fn path(p: Provider, upstream: Endpoint) -> Option<&'static str> {
