@@ -139,6 +139,20 @@ async fn batch_report(gw: &Gateway) -> Vec<(String, u64, f64)> {
         .collect()
 }
 
+/// One interactive answer: the gateway is up and its engine has ticked since it started.
+async fn chat_once(gw: &Gateway) {
+    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
+    let (s, _) = send(
+        gw,
+        "POST",
+        "/v1/chat/completions",
+        &[TEAM],
+        &body.to_string(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+}
+
 /// Asserts a 404 in OpenAI's shape naming the object.
 fn no_such(s: StatusCode, b: &[u8], id: &str) {
     assert_eq!(s, StatusCode::NOT_FOUND, "{}", String::from_utf8_lossy(b));
@@ -264,16 +278,7 @@ async fn openai_files_and_batches_are_owned_and_priced_once_across_a_restart() {
     assert_eq!(parse(&b)["data"][0]["id"], batch_id.as_str());
     assert_eq!(batch_report(&gw).await, report);
     // The engine had its passes (the sweep of unpriced batches), and priced nothing again.
-    let (s, _) = send(
-        &gw,
-        "POST",
-        "/v1/chat/completions",
-        &[TEAM],
-        &json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
-            .to_string(),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK);
+    chat_once(&gw).await;
     let m = gw.metrics().await;
     assert_eq!(batch_cost(&m, "openai"), 0.0, "{m}");
 
@@ -475,16 +480,7 @@ async fn across_restarts(
     let gw = gw.restart(policies(), |_| {}).await;
     phase(program, &args, &gw).await;
     // A sweep of unpriced batches ran (the engine's passes follow its ticks) and found none.
-    let (s, _) = send(
-        &gw,
-        "POST",
-        "/v1/chat/completions",
-        &[TEAM],
-        &json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
-            .to_string(),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK);
+    chat_once(&gw).await;
     assert_eq!(batch_report(&gw).await, report, "priced once");
     let again = gw.metrics().await;
     for provider in ["openai", "anthropic"] {

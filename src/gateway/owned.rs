@@ -334,7 +334,11 @@ fn parse(answer: &[u8]) -> Result<Value, GatewayError> {
 
 /// The `id` of a created object's JSON.
 fn read_id(answer: &[u8]) -> Result<String, GatewayError> {
-    parse(answer)?
+    id_of(&parse(answer)?)
+}
+
+fn id_of(object: &Value) -> Result<String, GatewayError> {
+    object
         .get("id")
         .and_then(Value::as_str)
         .filter(|id| safe_id(id))
@@ -453,7 +457,7 @@ impl Call<'_> {
             return Ok(self.answer(status, headers, answer));
         }
         let mut batch = parse(&answer)?;
-        let id = read_id(&answer)?;
+        let id = id_of(&batch)?;
         self.own_object(ObjectKind::Batch, &id, &self.ctx.route)
             .await?;
         self.saw_batch(&mut batch).await?;
