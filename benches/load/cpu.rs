@@ -1,10 +1,11 @@
 //! `--cpu`: what the gateway costs in CPU, not what the upstream costs in waiting. The
 //! simulator answers at once (`--latency 0ms`); the gateway and the bare forwarder are
 //! pinned to core 0, this load generator and the simulator to core 1 (`taskset`,
-//! `sched_setaffinity`). Each pass drives both proxies to saturation at fixed concurrency,
-//! then at a fixed rate, and reads each proxy's CPU time from `/proc/<pid>/stat` before and
-//! after: CPU µs per request is comparable even when the generator, not the proxy, is the
-//! limit. Several passes, interleaved, medians reported. On a machine with fewer than two
+//! `sched_setaffinity`). Each pass drives each proxy in turn to saturation at fixed
+//! concurrency, reading its CPU time from `/proc/<pid>/stat` before and after (CPU µs per
+//! request is comparable even when the generator, not the proxy, is the limit); then all
+//! of them at once at a fixed rate, their requests interleaved, for latency. Several
+//! passes, medians reported. On a machine with fewer than two
 //! CPUs nothing is pinned, and the table says so.
 
 use std::net::SocketAddr;
@@ -43,15 +44,31 @@ pub struct CpuPlan {
 impl CpuPlan {
     pub fn new(quick: bool) -> CpuPlan {
         CpuPlan {
-            passes: if quick { 1 } else { 3 },
+            passes: if quick { 1 } else { 9 },
             workers: 64,
-            closed: Duration::from_secs(if quick { 2 } else { 6 }),
-            warmup: Duration::from_millis(500),
+            closed: Duration::from_secs(2),
+            warmup: Duration::from_millis(300),
             rate: 200.0,
-            open: Duration::from_secs(if quick { 2 } else { 5 }),
-            streams: if quick { 400 } else { 2_000 },
+            open: Duration::from_secs_f64(if quick { 2.0 } else { 3.5 }),
+            streams: if quick { 400 } else { 600 },
             profile: None,
         }
+    }
+}
+
+/// Every latency sample of one target over all passes: percentiles are taken over the
+/// pool, not per pass (a p99 of 700 samples is the 7th worst and swings with one hiccup).
+#[derive(Default, Clone)]
+struct Pool {
+    latencies: Vec<Duration>,
+    ttfb: Vec<Duration>,
+}
+
+impl Pool {
+    fn percentile(v: &[Duration], p: f64) -> f64 {
+        let mut v = v.to_vec();
+        v.sort_unstable();
+        ms(percentile(&v, p))
     }
 }
 
@@ -59,10 +76,6 @@ impl CpuPlan {
 struct Pass {
     rps: f64,
     cpu_us: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    ttfb_p50_ms: f64,
-    ttfb_p99_ms: f64,
     /// Time to first byte with 8 streams in flight back to back: the proxy's core is then
     /// saturated, so this tracks CPU per request more than latency.
     ttfb_busy_p50_ms: f64,
@@ -127,11 +140,18 @@ struct Target {
     bearers: Arc<[HeaderValue]>,
 }
 
+impl Target {
+    fn shot(&self, stream: bool) -> generator::Shot {
+        let mut s = shot(self.addr, &chat_body(stream));
+        s.bearers = self.bearers.clone();
+        s
+    }
+}
+
 /// A closed loop on one target for `secs`, announced first: for profilers, not figures.
 async fn profile(t: &Target, secs: Duration) -> Result<(), BoxError> {
     let client = generator::client();
-    let mut json = shot(t.addr, &chat_body(false));
-    json.bearers = t.bearers.clone();
+    let json = t.shot(false);
     generator::closed_loop(&client, &json, 64, Duration::from_millis(500)).await;
     println!(
         "profile: {} is pid {}, loaded for {secs:?} from now",
@@ -150,12 +170,11 @@ async fn profile(t: &Target, secs: Duration) -> Result<(), BoxError> {
     Ok(())
 }
 
-async fn pass(plan: &CpuPlan, t: &Target) -> Result<Pass, BoxError> {
+/// One pass's saturation figures for one target: closed loops, one target at a time (the
+/// proxy core must be the limit).
+async fn saturate(plan: &CpuPlan, t: &Target, p: &mut Pass) -> Result<(), BoxError> {
     let client = generator::client();
-    let mut json = shot(t.addr, &chat_body(false));
-    json.bearers = t.bearers.clone();
-    let mut stream = shot(t.addr, &chat_body(true));
-    stream.bearers = t.bearers.clone();
+    let json = t.shot(false);
     generator::closed_loop(&client, &json, plan.workers, plan.warmup).await;
     let before = cpu_us(t.pid)?;
     let closed = generator::closed_loop(&client, &json, plan.workers, plan.closed).await;
@@ -163,24 +182,43 @@ async fn pass(plan: &CpuPlan, t: &Target) -> Result<Pass, BoxError> {
     if closed.ok() == 0 {
         return Err(format!("no request to {} succeeded: {:?}", t.name, closed.errors).into());
     }
-    let open = generator::open_loop(&client, &json, plan.rate, plan.open).await;
-    // Latency is judged at a fixed rate, like the JSON figures: closed-loop streams against
-    // a zero-latency upstream queue on the proxy's core and measure its throughput again.
-    let streams = generator::open_loop(&client, &stream, plan.rate, plan.open).await;
-    let busy = generator::fixed_count(&client, &stream, 8, plan.streams).await;
-    if streams.ttfb.is_empty() || busy.ttfb.is_empty() {
-        return Err(format!("no stream from {} succeeded: {:?}", t.name, streams.errors).into());
+    let busy = generator::fixed_count(&client, &t.shot(true), 8, plan.streams).await;
+    if busy.ttfb.is_empty() {
+        return Err(format!("no stream from {} succeeded: {:?}", t.name, busy.errors).into());
     }
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    Ok(Pass {
-        rps: closed.rps(),
-        cpu_us: spent / closed.ok() as f64,
-        p50_ms: ms(percentile(&open.latencies, 0.50)),
-        p99_ms: ms(percentile(&open.latencies, 0.99)),
-        ttfb_p50_ms: ms(percentile(&streams.ttfb, 0.50)),
-        ttfb_p99_ms: ms(percentile(&streams.ttfb, 0.99)),
-        ttfb_busy_p50_ms: ms(percentile(&busy.ttfb, 0.50)),
-    })
+    p.rps = closed.rps();
+    p.cpu_us = spent / closed.ok() as f64;
+    p.ttfb_busy_p50_ms = ms(percentile(&busy.ttfb, 0.50));
+    Ok(())
+}
+
+/// One pass's latency samples, into `pools`: every target at `plan.rate` at the same time (interleaved,
+/// see [`generator::open_loops`]): JSON, then streams timed to their first event. Streams
+/// are judged at a fixed rate like the JSON figures: back to back against a zero-latency
+/// upstream they queue on the proxy's core and measure its throughput again.
+async fn latencies(plan: &CpuPlan, targets: &[Target], pools: &mut [Pool]) -> Result<(), BoxError> {
+    let client = generator::client();
+    let json: Vec<_> = targets.iter().map(|t| t.shot(false)).collect();
+    let stream: Vec<_> = targets.iter().map(|t| t.shot(true)).collect();
+    let opens = generator::open_loops(&client, &json, plan.rate, plan.open).await;
+    let streams = generator::open_loops(&client, &stream, plan.rate, plan.open).await;
+    let each = targets.iter().zip(pools).zip(opens).zip(streams);
+    for (((t, pool), open), streams) in each {
+        if open.ok() == 0 || streams.ttfb.is_empty() {
+            return Err(format!(
+                "at {} req/s, nothing from {} succeeded: {:?} {:?}",
+                plan.rate, t.name, open.errors, streams.errors
+            )
+            .into());
+        }
+        pool.latencies.extend(open.latencies);
+        pool.ttfb.extend(streams.ttfb);
+    }
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 /// A policy folder of 50 clients with two routes each, and their keys as bearer values.
@@ -267,24 +305,32 @@ pub fn run(sluice: &Path, quick: bool, profile_secs: Option<u64>) -> Result<(), 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let passes = rt.block_on(async {
+    let (passes, pools) = rt.block_on(async {
         let client = generator::client();
         wait_all_ready(&client, &mut procs, sim, open, bare).await?;
         let ready = format!("http://{fifty}/healthz");
         super::wait_ready(&client, &mut procs, "sluice serve (50 clients)", ready).await?;
         let mut passes: Vec<Vec<Pass>> = vec![Vec::new(); targets.len()];
+        let mut pools = vec![Pool::default(); targets.len()];
         if let Some(secs) = plan.profile {
             for t in &targets {
                 profile(t, secs).await?;
             }
-            return Ok(passes);
+            return Ok((passes, pools));
         }
-        for _ in 0..plan.passes {
-            for (t, p) in targets.iter().zip(passes.iter_mut()) {
-                p.push(pass(&plan, t).await?);
+        for i in 0..plan.passes {
+            let mut pass = vec![Pass::default(); targets.len()];
+            // Saturation runs one target at a time; the order turns every pass so that
+            // none is always first after the latency phase (or always last).
+            for k in (0..targets.len()).map(|j| (i + j) % targets.len()) {
+                saturate(&plan, &targets[k], &mut pass[k]).await?;
+            }
+            latencies(&plan, &targets, &mut pools).await?;
+            for (all, p) in passes.iter_mut().zip(pass) {
+                all.push(p);
             }
         }
-        Ok::<_, BoxError>(passes)
+        Ok::<_, BoxError>((passes, pools))
     })?;
     drop(rt);
     drop(procs);
@@ -292,14 +338,29 @@ pub fn run(sluice: &Path, quick: bool, profile_secs: Option<u64>) -> Result<(), 
     if plan.profile.is_some() {
         return Ok(());
     }
-    report(&plan, pin, chat_body(false).len(), &targets, &passes);
+    report(
+        &plan,
+        pin,
+        chat_body(false).len(),
+        &targets,
+        &passes,
+        &pools,
+    );
     Ok(())
 }
 
-fn report(plan: &CpuPlan, pinned: bool, body: usize, targets: &[Target], passes: &[Vec<Pass>]) {
+fn report(
+    plan: &CpuPlan,
+    pinned: bool,
+    body: usize,
+    targets: &[Target],
+    passes: &[Vec<Pass>],
+    pools: &[Pool],
+) {
     let med = |v: &[Pass], f: fn(&Pass) -> f64| median(v.iter().map(f).collect());
     println!(
-        "\nCPU bench: zero-latency simulator; {}; chat body {body} bytes; ledger on; {} passes, medians",
+        "\nCPU bench: zero-latency simulator; {}; chat body {body} bytes; ledger on; {} passes: \
+         saturation medians, latency percentiles over every pass's samples",
         if pinned {
             "proxies pinned to core 0, generator and simulator to core 1"
         } else {
@@ -318,26 +379,35 @@ fn report(plan: &CpuPlan, pinned: bool, body: usize, targets: &[Target], passes:
         "TTFB p99@200",
         "TTFB p50 busy"
     );
-    for (t, v) in targets.iter().zip(passes) {
+    for ((t, v), pool) in targets.iter().zip(passes).zip(pools) {
         println!(
             "{:<18} {:>9.0} {:>11.1} {:>11.3} {:>11.3} {:>12.3} {:>12.3} {:>13.3}",
             t.name,
             med(v, |p| p.rps),
             med(v, |p| p.cpu_us),
-            med(v, |p| p.p50_ms),
-            med(v, |p| p.p99_ms),
-            med(v, |p| p.ttfb_p50_ms),
-            med(v, |p| p.ttfb_p99_ms),
+            Pool::percentile(&pool.latencies, 0.50),
+            Pool::percentile(&pool.latencies, 0.99),
+            Pool::percentile(&pool.ttfb, 0.50),
+            Pool::percentile(&pool.ttfb, 0.99),
             med(v, |p| p.ttfb_busy_p50_ms),
         );
     }
     let verdict = |ok: bool| if ok { "PASS" } else { "MISS" };
-    let bare = &passes[0];
-    for (t, v) in targets.iter().zip(passes).skip(1) {
-        let ratio = |f: fn(&Pass) -> f64| med(v, f) / med(bare, f);
+    let (bare, bare_pool) = (&passes[0], &pools[0]);
+    for ((t, v), pool) in targets.iter().zip(passes).zip(pools).skip(1) {
+        // Saturation: the median of each pass's ratio to the bare forwarder's run of the
+        // same pass (minutes apart at most), so a slow spell of the machine cancels out.
+        let ratio =
+            |f: fn(&Pass) -> f64| median(v.iter().zip(bare).map(|(p, b)| f(p) / f(b)).collect());
         let (rps, cpu) = (ratio(|p| p.rps), ratio(|p| p.cpu_us));
-        let (p50, p99) = (ratio(|p| p.p50_ms), ratio(|p| p.p99_ms));
-        let (t50, t99) = (ratio(|p| p.ttfb_p50_ms), ratio(|p| p.ttfb_p99_ms));
+        let pooled = |f: fn(&Pool) -> &Vec<Duration>, q: f64| {
+            Pool::percentile(f(pool), q) / Pool::percentile(f(bare_pool), q)
+        };
+        let (p50, p99) = (
+            pooled(|p| &p.latencies, 0.5),
+            pooled(|p| &p.latencies, 0.99),
+        );
+        let (t50, t99) = (pooled(|p| &p.ttfb, 0.5), pooled(|p| &p.ttfb, 0.99));
         println!("{} / bare:", t.name);
         println!(
             "  saturation: throughput {rps:.3}, CPU per request {cpu:.3}: {} (throughput >= {GOAL_THROUGHPUT}x, or CPU per request <= {GOAL_CPU}x when the generator is the limit)",

@@ -227,23 +227,51 @@ pub async fn closed_loop(
 /// Open loop: one request every `1/rate` s regardless of answers, each timed from its
 /// scheduled send time (no coordinated omission).
 pub async fn open_loop(client: &HttpClient, shot: &Shot, rate: f64, duration: Duration) -> Sample {
+    let mut samples = open_loops(client, std::slice::from_ref(shot), rate, duration).await;
+    samples.pop().unwrap_or_default()
+}
+
+/// [`open_loop`] on several targets at once, one `Sample` per shot: each gets `rate`
+/// requests per second, the shots' send times spread evenly over each interval and their
+/// order rotated every interval. Noise that comes and goes on a shared machine (another
+/// tenant, a timer storm) then falls on every target alike, which running them one after
+/// another cannot promise; at a low rate their requests hardly ever overlap.
+pub async fn open_loops(
+    client: &HttpClient,
+    shots: &[Shot],
+    rate: f64,
+    duration: Duration,
+) -> Vec<Sample> {
     let count = (rate * duration.as_secs_f64()).round() as u32;
     let interval = Duration::from_secs_f64(1.0 / rate);
+    let n = shots.len().max(1) as u32;
+    let slot = interval / n;
     let first = tokio::time::Instant::now() + Duration::from_millis(5);
-    let mut tasks = Vec::with_capacity(count as usize);
+    let mut tasks: Vec<Vec<_>> = shots
+        .iter()
+        .map(|_| Vec::with_capacity(count as usize))
+        .collect();
     for i in 0..count {
-        let at = first + interval * i;
-        tokio::time::sleep_until(at).await;
-        let (client, shot) = (client.clone(), shot.clone());
-        tasks.push(tokio::spawn(async move {
-            send(&client, &shot, at.into_std()).await
-        }));
+        for j in 0..n {
+            let k = ((i + j) % n) as usize;
+            let at = first + interval * i + slot * j;
+            tokio::time::sleep_until(at).await;
+            let (client, shot) = (client.clone(), shots[k].clone());
+            tasks[k].push(tokio::spawn(async move {
+                send(&client, &shot, at.into_std()).await
+            }));
+        }
     }
-    let mut all = Sample::default();
-    for task in tasks {
-        all.record(task.await.expect("request task panicked"));
+    let mut samples = Vec::with_capacity(tasks.len());
+    for target in tasks {
+        let mut all = Sample::default();
+        for task in target {
+            all.record(task.await.expect("request task panicked"));
+        }
+        samples.push(all);
     }
-    all.finish(first.elapsed())
+    let elapsed = first.elapsed();
+    samples.into_iter().map(|s| s.finish(elapsed)).collect()
 }
 
 /// `total` requests (meant to be streaming) shared by `workers` tasks.
