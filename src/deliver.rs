@@ -121,6 +121,77 @@ pub async fn hold(
     Ok(finished(&job, accountant))
 }
 
+/// How a held JSON answer waits.
+#[derive(Clone, Copy, Debug)]
+pub enum HoldFor {
+    /// Until the job is answered.
+    Answer,
+    /// `Prefer: wait=N`: at most N, then the job (202) to poll.
+    AtMost(Duration),
+    /// A caller that gives up after a silent while: see [`hold_committing`].
+    Committing { after: Duration, beat: Duration },
+}
+
+/// A held JSON request, as little as its wait needs: the request path returns it instead
+/// of awaiting it, so the request's own state (head, body, plan: a ~20 KiB future and its
+/// buffers) is freed before a hold that may last hours. What a hold costs then is this,
+/// its task and its connection.
+pub struct Held {
+    engine: Arc<Engine>,
+    accountant: Arc<Accountant>,
+    job: Job,
+    how: HoldFor,
+    api: crate::types::Api,
+}
+
+impl Held {
+    pub fn new(
+        engine: Arc<Engine>,
+        accountant: Arc<Accountant>,
+        job: Job,
+        how: HoldFor,
+        api: crate::types::Api,
+    ) -> Held {
+        Held {
+            engine,
+            accountant,
+            job,
+            how,
+            api,
+        }
+    }
+
+    /// The API the caller spoke: the shape of an error [`Held::answer`] returns.
+    pub fn api(&self) -> crate::types::Api {
+        self.api
+    }
+
+    pub async fn answer(self) -> Result<Response<RespBody>, GatewayError> {
+        let Held {
+            engine,
+            accountant,
+            job,
+            how,
+            api: _,
+        } = self;
+        match how {
+            HoldFor::Answer => hold(&engine, &accountant, &job.id).await,
+            HoldFor::AtMost(wait) => {
+                match tokio::time::timeout(wait, hold(&engine, &accountant, &job.id)).await {
+                    Ok(answer) => answer,
+                    Err(_) => match engine.store().job(&job.id).await {
+                        Ok(now) => Ok(accepted(&now.unwrap_or(job))),
+                        Err(e) => Err(e.into()),
+                    },
+                }
+            }
+            HoldFor::Committing { after, beat } => {
+                hold_committing(&engine, &accountant, &job, after, beat).await
+            }
+        }
+    }
+}
+
 /// JSON-insignificant whitespace (RFC 8259 §2): what a committed JSON hold sends while
 /// it waits.
 pub const JSON_KEEP_ALIVE: &[u8] = b" ";

@@ -27,7 +27,9 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::sync::{
+    CancellationToken, WaitForCancellationFuture, WaitForCancellationFutureOwned,
+};
 use tokio_util::task::TaskTracker;
 
 /// From the shutdown signal to exit, at most: the default termination grace of common
@@ -162,10 +164,30 @@ impl Tasks {
 }
 
 /// Runs `task` until `cut` is cancelled, then drops it: the wrapper for work whose owner
-/// cannot wait past a deadline (a connection, a loop mid-step).
-pub async fn until_cut<F: Future<Output = ()>>(cut: CancellationToken, task: F) {
-    let task = std::pin::pin!(task);
-    let _ = Race::new(task, cut.cancelled_owned()).await;
+/// cannot wait past a deadline (a connection, an HTTP/2 stream, a loop mid-step). Its
+/// output is dropped.
+pub fn until_cut<F: Future>(cut: CancellationToken, task: F) -> UntilCut<F> {
+    UntilCut {
+        race: Race::new(task, cut.cancelled_owned()),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`until_cut`]'s future. A struct rather than an `async fn`: an async fn's state
+    /// keeps its argument beside the future it awaits (rust-lang/rust#62958), so each such
+    /// wrapper would double the task it wraps: a held request's HTTP/2 stream task, say.
+    pub struct UntilCut<F> {
+        #[pin]
+        race: Race<F, WaitForCancellationFutureOwned>,
+    }
+}
+
+impl<F: Future> Future for UntilCut<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.project().race.poll(cx).map(drop)
+    }
 }
 
 /// Which side of a [`Race`] finished first.
@@ -174,17 +196,20 @@ pub enum Won<M, G> {
     Guard(G),
 }
 
-/// `main` raced against `guard`, the guard polled only when its own waker fired (and once at
-/// the start). A connection's future is woken several times per request by its sockets,
-/// while its watchdog and cancellation fire once in its life: `select!` polls every branch
-/// on every wake (each poll of a registered `Notified` or token takes its lock), a cost
-/// measurable per request at saturation. The guard wins a tie, as a cancellation should.
-pub struct Race<M, G> {
-    main: M,
-    guard: Pin<Box<G>>,
-    signal: Arc<GuardSignal>,
-    /// `signal` as a waker, built once.
-    guard_waker: std::task::Waker,
+pin_project_lite::pin_project! {
+    /// `main` raced against `guard`, the guard polled only when its own waker fired (and once at
+    /// the start). A connection's future is woken several times per request by its sockets,
+    /// while its watchdog and cancellation fire once in its life: `select!` polls every branch
+    /// on every wake (each poll of a registered `Notified` or token takes its lock), a cost
+    /// measurable per request at saturation. The guard wins a tie, as a cancellation should.
+    pub struct Race<M, G> {
+        #[pin]
+        main: M,
+        guard: Pin<Box<G>>,
+        signal: Arc<GuardSignal>,
+        // `signal` as a waker, built once.
+        guard_waker: std::task::Waker,
+    }
 }
 
 struct GuardSignal {
@@ -203,7 +228,7 @@ impl std::task::Wake for GuardSignal {
     }
 }
 
-impl<M: Future + Unpin, G: Future> Race<M, G> {
+impl<M: Future, G: Future> Race<M, G> {
     pub fn new(main: M, guard: G) -> Self {
         let signal = Arc::new(GuardSignal {
             woken: AtomicBool::new(true),
@@ -218,20 +243,20 @@ impl<M: Future + Unpin, G: Future> Race<M, G> {
     }
 }
 
-impl<M: Future + Unpin, G: Future> Future for Race<M, G> {
+impl<M: Future, G: Future> Future for Race<M, G> {
     type Output = Won<M::Output, G::Output>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
+        let this = self.project();
         // Registered before the flag is read: a wake-up after the read finds this waker.
         this.signal.parent.register(cx.waker());
         if this.signal.woken.swap(false, Ordering::AcqRel) {
-            let mut guard_cx = Context::from_waker(&this.guard_waker);
+            let mut guard_cx = Context::from_waker(this.guard_waker);
             if let Poll::Ready(v) = this.guard.as_mut().poll(&mut guard_cx) {
                 return Poll::Ready(Won::Guard(v));
             }
         }
-        match Pin::new(&mut this.main).poll(cx) {
+        match this.main.poll(cx) {
             Poll::Ready(v) => Poll::Ready(Won::Main(v)),
             Poll::Pending => Poll::Pending,
         }
@@ -339,7 +364,7 @@ mod tests {
     async fn until_cut_drops_the_task_when_cut() {
         let cut = CancellationToken::new();
         let tasks = Tasks::new("cut");
-        tasks.spawn(until_cut(cut.clone(), std::future::pending()));
+        tasks.spawn(until_cut(cut.clone(), std::future::pending::<()>()));
         cut.cancel();
         let deadline = Instant::now() + Duration::from_secs(1);
         assert_eq!(tasks.wait(deadline).await, Ok(()));

@@ -18,12 +18,15 @@ mod http_errors;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use hyper::Request;
+use futures_util::future::Either;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
+use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -32,9 +35,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::gateway::{App, handle};
+use crate::gateway::{App, RespBody, handle};
 use crate::lifecycle::{self, Deadlines, Tasks};
-use conn::{Conn, Registry, Timeouts, Tracked};
+use conn::{Conn, InFlight, Registry, Timeouts, Tracked};
 use http_errors::{H1Log, HttpErrors, MAX_HEAD_BYTES, MAX_HEADERS};
 
 /// How long a connection asked to close (idle, evicted, shutdown) may take to say goodbye
@@ -116,9 +119,7 @@ where
 {
     fn execute(&self, fut: F) {
         self.tasks
-            .spawn(lifecycle::until_cut(self.cut.clone(), async {
-                let _ = fut.await;
-            }));
+            .spawn(lifecycle::until_cut(self.cut.clone(), fut));
     }
 }
 
@@ -251,17 +252,7 @@ where
         // Synchronous part: runs when hyper has the head, before any response byte.
         let in_flight = calls.start();
         log.record(&req);
-        let app = app.clone();
-        async move {
-            let resp = match http_errors::uri_too_long(&req) {
-                Some(e) => {
-                    let api = crate::gateway::api_for_path(req.method().as_str(), req.uri().path());
-                    crate::gateway::api_error_response(&e, api)
-                }
-                None => handle(app, req).await,
-            };
-            Ok::<_, Infallible>(resp.map(|body| Tracked::new(body, in_flight)))
-        }
+        answer(app.clone(), req, in_flight)
     });
     let served = shared.builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(served);
@@ -282,6 +273,53 @@ where
     tokio::select! {
         r = served.as_mut() => ended(r),
         _ = conn.idle_for(CLOSE_GRACE) => tracing::debug!(why, "connection closed"),
+    }
+}
+
+/// A request's answer; a fn with a declared output, which a closure's inferred one is too
+/// narrow for (the spawned connection's `Send` check fails on it).
+fn answer(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    in_flight: InFlight,
+) -> impl Future<Output = Result<Response<Tracked<RespBody>>, Infallible>> + Send + 'static {
+    let answer = match http_errors::uri_too_long(&req) {
+        Some(e) => {
+            let api = crate::gateway::api_for_path(req.method().as_str(), req.uri().path());
+            Either::Left(std::future::ready(crate::gateway::api_error_response(
+                &e, api,
+            )))
+        }
+        None => Either::Right(handle(app, req)),
+    };
+    Answered {
+        answer,
+        in_flight: Some(in_flight),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's answer, its body counted as in flight until it ends. A struct rather
+    /// than an `async move` block, which would keep the request beside the `handle` future
+    /// it moved into, in every held request's task.
+    struct Answered<F> {
+        #[pin]
+        answer: F,
+        in_flight: Option<InFlight>,
+    }
+}
+
+impl<F: Future<Output = Response<RespBody>>> Future for Answered<F> {
+    type Output = Result<Response<Tracked<RespBody>>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let resp = ready!(this.answer.poll(cx));
+        // Never polled again once ready (the `Future` contract).
+        let Some(in_flight) = this.in_flight.take() else {
+            return Poll::Pending;
+        };
+        Poll::Ready(Ok(resp.map(|body| Tracked::new(body, in_flight))))
     }
 }
 

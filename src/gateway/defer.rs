@@ -1,6 +1,7 @@
 //! The batch tier on the request path: a durable job, then held, async or streamed delivery.
 
 use super::*;
+use crate::deliver::{Held, HoldFor};
 
 /// The batch tier: the job is durable before anything is acknowledged; then the caller
 /// gets 202 (`Prefer: respond-async`), a held SSE stream, or the held answer.
@@ -9,7 +10,7 @@ pub(super) async fn defer(
     engine: &Arc<Engine>,
     call: &Call<'_>,
     upstream_body: Bytes,
-) -> Result<Response<RespBody>, GatewayError> {
+) -> Result<Reply, GatewayError> {
     let job = durable(engine, call, upstream_body).await?;
     deliver(app, engine, call, job).await
 }
@@ -124,51 +125,42 @@ async fn retried(
     Ok(job)
 }
 
-/// The caller gets 202 (`Prefer: respond-async`), a held stream, or the held answer.
+/// The caller gets 202 (`Prefer: respond-async`), a held stream, or the held answer,
+/// which the request path returns to be awaited once the request itself is dropped.
 async fn deliver(
     app: &App,
     engine: &Arc<Engine>,
     call: &Call<'_>,
     job: crate::store::Job,
-) -> Result<Response<RespBody>, GatewayError> {
+) -> Result<Reply, GatewayError> {
     let (admitted, facts) = (&call.admitted, &call.facts);
     if admitted.prefer.respond_async {
-        return Ok(deliver::accepted(&job));
+        return Ok(Reply::Now(deliver::accepted(&job)));
     }
     // A retry attached to an answered job: the answer, whatever the caller's timeout.
     if job.result.is_some() && !facts.stream {
-        return Ok(deliver::finished(&job, &app.accountant));
+        return Ok(Reply::Now(deliver::finished(&job, &app.accountant)));
     }
     // Keep-alives well inside the caller's advertised timeout.
     let beat = admitted.hints.beat(app.keep_alive);
     if facts.stream {
-        return Ok(deliver::hold_stream(
+        return Ok(Reply::Now(deliver::hold_stream(
             engine.clone(),
             app.accountant.clone(),
             job,
             facts.client_wants_usage,
             beat,
-        ));
+        )));
     }
-    match admitted.prefer.wait {
+    let how = match (admitted.prefer.wait, admitted.hints.commit_after()) {
         // `Prefer: wait=N`: held at most N seconds, then the job (202) to poll.
-        Some(wait) => {
-            match tokio::time::timeout(wait, deliver::hold(engine, &app.accountant, &job.id)).await
-            {
-                Ok(answer) => answer,
-                Err(_) => {
-                    let job = engine.store().job(&job.id).await?.unwrap_or(job);
-                    Ok(deliver::accepted(&job))
-                }
-            }
-        }
+        (Some(wait), _) => HoldFor::AtMost(wait),
         // A hold that could outlive the caller's timeout commits early (`Prefer: wait`
         // above bounds the hold instead, as the caller asked).
-        None => match admitted.hints.commit_after() {
-            Some(after) => {
-                deliver::hold_committing(engine, &app.accountant, &job, after, beat).await
-            }
-            None => deliver::hold(engine, &app.accountant, &job.id).await,
-        },
-    }
+        (None, Some(after)) => HoldFor::Committing { after, beat },
+        (None, None) => HoldFor::Answer,
+    };
+    let (engine, accountant) = (engine.clone(), app.accountant.clone());
+    let api = call.endpoint.api();
+    Ok(Reply::Held(Held::new(engine, accountant, job, how, api)))
 }

@@ -8,10 +8,10 @@ pub(super) async fn execute(
     app: &Arc<App>,
     call: Call<'_>,
     plan: Plan,
-) -> Result<Response<RespBody>, GatewayError> {
+) -> Result<Reply, GatewayError> {
     if let Some((key, _)) = &plan.cache {
         if let Some(hit) = app.response_cache.get(key).await {
-            return Ok(respond::cached(app, &call, &hit));
+            return Ok(Reply::Now(respond::cached(app, &call, &hit)));
         }
     }
     if plan.tier == Tier::Batch {
@@ -36,7 +36,8 @@ pub(super) async fn execute(
             return Err(e);
         }
     };
-    respond::upstream(app, ctx, &call, plan, resp, sent).await
+    let response = respond::upstream(app, ctx, &call, plan, resp, sent).await?;
+    Ok(Reply::Now(response))
 }
 
 /// Headers the provider gets: the caller's end-to-end ones through the allow-list, or, for

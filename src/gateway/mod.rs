@@ -199,8 +199,28 @@ pub fn api_error_response(e: &GatewayError, api: crate::types::Api) -> Response<
     full(r.status(), "application/json", e.to_json(api))
 }
 
+/// What the request path answers with: a response now, or a held job, awaited only once
+/// the request's own state is gone (see [`deliver::Held`]).
+enum Reply {
+    Now(Response<RespBody>),
+    Held(deliver::Held),
+}
+
 /// Entry point for every request.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<RespBody> {
+    // Boxed, the request path's state is freed when it returns, before a hold that may
+    // last hours; inline, its ~20 KiB would stay in every held request's task.
+    match Box::pin(serve(app, req)).await {
+        Reply::Now(response) => response,
+        Reply::Held(held) => {
+            let api = held.api();
+            let answer = held.answer().await;
+            answer.unwrap_or_else(|e| api_error_response(&e, api))
+        }
+    }
+}
+
+async fn serve(app: Arc<App>, req: Request<Incoming>) -> Reply {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
     // Gemini-native paths name their model; every other API endpoint is a fixed path.
@@ -224,7 +244,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<RespBody>
         None => route(&app, &parts, endpoint, &mut unread, &mut known).await,
     };
     let response = match (result, endpoint) {
-        (Ok(r), _) => return r,
+        (Ok(reply), _) => return reply,
         (Err(e), endpoint) => {
             if e.source() == crate::error::Source::Downstream {
                 count_rejected(&app, &known, e.status());
@@ -235,7 +255,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<RespBody>
             }
         }
     };
-    match unread {
+    Reply::Now(match unread {
         None => response,
         Some(body) => match ingress::drain(body).await {
             None => response,
@@ -247,7 +267,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<RespBody>
                 .boxed_unsync()
             }),
         },
-    }
+    })
 }
 
 /// The fixed-path routes.
@@ -257,11 +277,25 @@ async fn route(
     endpoint: Option<Endpoint>,
     unread: &mut Option<Incoming>,
     known: &mut Known,
+) -> Result<Reply, GatewayError> {
+    match (&parts.method, endpoint) {
+        (&Method::POST, Some(endpoint)) => proxy(app, endpoint, None, parts, unread, known).await,
+        _ => other(app, parts, endpoint, unread, known)
+            .await
+            .map(Reply::Now),
+    }
+}
+
+/// Every route but the API endpoints' POSTs: probes, metrics, jobs, the explicit Batch
+/// APIs, pass-through.
+async fn other(
+    app: &Arc<App>,
+    parts: &http::request::Parts,
+    endpoint: Option<Endpoint>,
+    unread: &mut Option<Incoming>,
+    known: &mut Known,
 ) -> Result<Response<RespBody>, GatewayError> {
     match (&parts.method, parts.uri.path(), endpoint) {
-        (&Method::POST, _, Some(endpoint)) => {
-            proxy(app, endpoint, None, parts, unread, known).await
-        }
         (&Method::GET, "/healthz", _) => Ok(full(StatusCode::OK, "text/plain", "ok\n")),
         (&Method::GET, "/readyz", _) => ready(app).await,
         (&Method::GET, "/metrics", _) => Ok(full(
@@ -379,7 +413,7 @@ async fn proxy(
     parts: &http::request::Parts,
     unread: &mut Option<Incoming>,
     known: &mut Known,
-) -> Result<Response<RespBody>, GatewayError> {
+) -> Result<Reply, GatewayError> {
     let call = ingress::accept(app, endpoint, gemini, parts, unread, known).await?;
     let plan = plan::plan(app, &call)?;
     execute::execute(app, call, plan).await
