@@ -133,7 +133,7 @@ pub enum HoldFor {
 }
 
 /// A held JSON request, as little as its wait needs: the request path returns it instead
-/// of awaiting it, so the request's own state (head, body, plan: a ~20 KiB future and its
+/// of awaiting it, so the request's own state (head, body, plan: a ~4.5 KiB future and the
 /// buffers) is freed before a hold that may last hours. What a hold costs then is this,
 /// its task and its connection.
 pub struct Held {
