@@ -209,7 +209,8 @@ enum Reply {
 /// Entry point for every request.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<RespBody> {
     // Boxed, the request path's state is freed when it returns, before a hold that may
-    // last hours; inline, its ~4.5 KiB (and the request it keeps) would stay in every held request's task.
+    // last hours; inline, its ~4.5 KiB (and the request it keeps) would stay in every
+    // held request's task.
     match Box::pin(serve(app, req)).await {
         Reply::Now(response) => response,
         Reply::Held(held) => {
