@@ -141,29 +141,16 @@ pub struct Held {
     accountant: Arc<Accountant>,
     job: Job,
     how: HoldFor,
-    api: crate::types::Api,
 }
 
 impl Held {
-    pub fn new(
-        engine: Arc<Engine>,
-        accountant: Arc<Accountant>,
-        job: Job,
-        how: HoldFor,
-        api: crate::types::Api,
-    ) -> Held {
+    pub fn new(engine: Arc<Engine>, accountant: Arc<Accountant>, job: Job, how: HoldFor) -> Held {
         Held {
             engine,
             accountant,
             job,
             how,
-            api,
         }
-    }
-
-    /// The API the caller spoke: the shape of an error [`Held::answer`] returns.
-    pub fn api(&self) -> crate::types::Api {
-        self.api
     }
 
     pub async fn answer(self) -> Result<Response<RespBody>, GatewayError> {
@@ -172,7 +159,6 @@ impl Held {
             accountant,
             job,
             how,
-            api: _,
         } = self;
         match how {
             HoldFor::Answer => hold(&engine, &accountant, &job.id).await,

@@ -192,10 +192,10 @@ async fn saturate(plan: &CpuPlan, t: &Target, p: &mut Pass) -> Result<(), BoxErr
     Ok(())
 }
 
-/// One pass's latency samples, into `pools`: every target at `plan.rate` at the same time (interleaved,
-/// see [`generator::open_loops`]): JSON, then streams timed to their first event. Streams
-/// are judged at a fixed rate like the JSON figures: back to back against a zero-latency
-/// upstream they queue on the proxy's core and measure its throughput again.
+/// One pass's latency samples, into `pools`: every target at `plan.rate` at the same time
+/// (interleaved, see [`generator::open_loops`]): JSON, then streams timed to their first
+/// event. Streams are judged at a fixed rate like the JSON figures: back to back against a
+/// zero-latency upstream they queue on the proxy's core and measure its throughput again.
 async fn latencies(plan: &CpuPlan, targets: &[Target], pools: &mut [Pool]) -> Result<(), BoxError> {
     let client = generator::client();
     let json: Vec<_> = targets.iter().map(|t| t.shot(false)).collect();

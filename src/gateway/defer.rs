@@ -161,6 +161,6 @@ async fn deliver(
         (None, None) => HoldFor::Answer,
     };
     let (engine, accountant) = (engine.clone(), app.accountant.clone());
-    let api = call.endpoint.api();
-    Ok(Reply::Held(Held::new(engine, accountant, job, how, api)))
+    let held = Held::new(engine, accountant, job, how);
+    Ok(Reply::Held(held, call.endpoint.api()))
 }

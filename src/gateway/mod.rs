@@ -200,10 +200,11 @@ pub fn api_error_response(e: &GatewayError, api: crate::types::Api) -> Response<
 }
 
 /// What the request path answers with: a response now, or a held job, awaited only once
-/// the request's own state is gone (see [`deliver::Held`]).
+/// the request's own state is gone (see [`deliver::Held`]), with the API the caller spoke
+/// (the shape of an error).
 enum Reply {
     Now(Response<RespBody>),
-    Held(deliver::Held),
+    Held(deliver::Held, crate::types::Api),
 }
 
 /// Entry point for every request.
@@ -213,8 +214,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<RespBody>
     // held request's task.
     match Box::pin(serve(app, req)).await {
         Reply::Now(response) => response,
-        Reply::Held(held) => {
-            let api = held.api();
+        Reply::Held(held, api) => {
             let answer = held.answer().await;
             answer.unwrap_or_else(|e| api_error_response(&e, api))
         }
