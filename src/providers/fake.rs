@@ -68,6 +68,10 @@ pub struct Fake {
     polls: u32,
     ending: Mutex<Ending>,
     state: Mutex<State>,
+    /// Creates wait here, before the fake receives them, while stalled.
+    stall: tokio::sync::watch::Sender<bool>,
+    /// Creates waiting at the stall now.
+    stalled_creates: tokio::sync::watch::Sender<u32>,
 }
 
 impl Fake {
@@ -79,6 +83,8 @@ impl Fake {
             polls,
             ending: Mutex::new(ending),
             state: Mutex::default(),
+            stall: tokio::sync::watch::Sender::new(false),
+            stalled_creates: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -122,6 +128,22 @@ impl Fake {
         self.state().lost_answers += n;
     }
 
+    /// Creates from now on wait, on their way to the fake (a slow network, a stalled
+    /// sender), until [`Fake::release_creates`]; those dropped meanwhile never arrive.
+    pub fn stall_creates(&self) {
+        self.stall.send_replace(true);
+    }
+
+    pub fn release_creates(&self) {
+        self.stall.send_replace(false);
+    }
+
+    /// Returns once `n` creates wait at the stall.
+    pub async fn creates_stalled(&self, n: u32) {
+        let mut waiting = self.stalled_creates.subscribe();
+        let _ = waiting.wait_for(|w| *w >= n).await;
+    }
+
     /// Every custom id sent upstream, once per line of every batch created.
     pub fn lines_sent(&self) -> Vec<String> {
         let s = self.state();
@@ -154,6 +176,13 @@ impl Fake {
         f: FlushRef<'_>,
         input: BatchInput,
     ) -> Result<UpstreamBatch, BatchApiError> {
+        let mut stall = self.stall.subscribe();
+        if *stall.borrow_and_update() {
+            self.stalled_creates.send_modify(|n| *n += 1);
+            // Counted out again even when the caller drops this call at the stall.
+            let _out = Stalled(&self.stalled_creates);
+            let _ = stall.wait_for(|s| !*s).await;
+        }
         let bytes = match input {
             BatchInput::File(id) => self.state().files.get(&id).cloned().unwrap_or_default(),
             BatchInput::Inline(chunks) => drain(chunks).await?,
@@ -334,4 +363,13 @@ async fn drain(mut chunks: FileChunks) -> Result<Vec<u8>, BatchApiError> {
         out.extend_from_slice(&chunk);
     }
     Ok(out)
+}
+
+/// One create waiting at the stall.
+struct Stalled<'a>(&'a tokio::sync::watch::Sender<u32>);
+
+impl Drop for Stalled<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
 }

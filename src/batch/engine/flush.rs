@@ -7,7 +7,8 @@
 //!
 //! Each state is recorded before the upstream call that leaves it, so a restart knows what
 //! may already exist upstream: `creating` without a batch id is reconciled with
-//! [`Adapter::find`] before any second create.
+//! [`Adapter::find`] before any second create. The create itself runs under the lease
+//! ([`Engine::fenced`]), so it cannot reach the provider after another replica took over.
 
 use super::*;
 use crate::providers::{BatchInput, Encoder, FlushRef, InputKind};
@@ -19,6 +20,39 @@ fn flush_ref(f: &Flush) -> FlushRef<'_> {
         model: &f.model,
         job_count: f.job_count,
         created_at_ms: f.created_at_ms,
+    }
+}
+
+/// How a call under [`Engine::fenced`] ended.
+enum Fenced<T> {
+    Done(T),
+    /// Half a lease passed since the lease was last renewed: the call was dropped.
+    Deadline,
+    /// Another replica took the flush over.
+    LeaseLost,
+}
+
+/// When an inline create in flight must stop sending its input (unix ms; see
+/// [`Engine::fenced`]), shared with the task that produces it.
+#[derive(Clone)]
+struct CreateDeadline(Arc<std::sync::atomic::AtomicI64>);
+
+impl Default for CreateDeadline {
+    /// None until the create starts.
+    fn default() -> Self {
+        CreateDeadline(Arc::new(i64::MAX.into()))
+    }
+}
+
+impl CreateDeadline {
+    const PASSED: &str = "the create's deadline passed while its input was sent";
+
+    fn set(&self, at_ms: i64) {
+        self.0.store(at_ms, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn passed(&self, clock: &crate::clock::Clock) -> bool {
+        clock.now_ms() >= self.0.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -154,8 +188,9 @@ impl Engine {
     }
 
     /// Prepares the input (uploading it once, for providers that take a file) and creates
-    /// the batch.
+    /// the batch, under [`Engine::fenced`].
     async fn create(&self, adapter: &Adapter, f: &Flush, now: i64) -> Result<i64, EngineError> {
+        let deadline = CreateDeadline::default();
         let (input, retry_state) = match adapter.input_kind() {
             InputKind::File => {
                 let file_id = match &f.file_id {
@@ -165,11 +200,16 @@ impl Engine {
                 (BatchInput::File(file_id), FlushState::Uploaded)
             }
             InputKind::Inline => (
-                BatchInput::Inline(self.stream_bodies(f, adapter.encoder(f.endpoint))),
+                BatchInput::Inline(self.stream_bodies(
+                    f,
+                    adapter.encoder(f.endpoint),
+                    Some(deadline.clone()),
+                )),
                 FlushState::Claimed,
             ),
         };
         // The upload may have taken a while: the last look at the lease before the create.
+        let renewed_at = self.now();
         if !self.still_held(f).await? {
             return Ok(now + ms(self.cfg.poll_interval));
         }
@@ -183,24 +223,82 @@ impl Engine {
             )
             .await?;
         failpoint("before_create");
-        match adapter.create(flush_ref(f), input).await {
-            Ok(b) => {
+        let call = adapter.create(flush_ref(f), input);
+        match self.fenced(f, renewed_at, &deadline, call).await? {
+            Fenced::Done(Ok(b)) => {
                 failpoint("after_create");
                 self.record_submitted(f, &b, now).await?;
                 Ok(now + ms(self.cfg.poll_interval))
             }
-            Err(e) if e.is_retryable() => self.back_off_create(f, &e, retry_state, now).await,
-            Err(e) => {
+            Fenced::Done(Err(e)) if e.is_retryable() => {
+                self.back_off_create(f, &e, retry_state, now).await
+            }
+            Fenced::Done(Err(e)) => {
                 // Rejected for good (e.g. 400): answer every job with the error.
                 self.fail_all(f, &e.to_string(), now).await?;
                 Ok(now)
+            }
+            Fenced::Deadline if self.still_held(f).await? => {
+                // It may have reached the provider: reconciled before any second create.
+                let e = BatchApiError::Transport {
+                    provider: f.provider.as_str(),
+                    reason: "batch create still unanswered half a lease after its lease \
+                             was last renewed; abandoned"
+                        .into(),
+                };
+                self.back_off_create(f, &e, retry_state, now).await
+            }
+            Fenced::Deadline | Fenced::LeaseLost => Ok(now + ms(self.cfg.poll_interval)),
+        }
+    }
+
+    /// Runs `call` (a batch create) only while this replica provably holds `f`: the lease
+    /// is renewed every quarter lease, and the call is dropped, its inline input cut off,
+    /// once half a lease has passed since the last renewal (this replica or its store
+    /// stalled). So whatever reaches the provider does so at least half a lease before
+    /// another replica may take the flush over, and that replica finds the batch
+    /// ([`Engine::find_unrecorded`]) instead of creating it again.
+    async fn fenced<T>(
+        &self,
+        f: &Flush,
+        renewed_at: i64,
+        deadline: &CreateDeadline,
+        call: impl Future<Output = T>,
+    ) -> Result<Fenced<T>, StoreError> {
+        let (clock, lease) = (&self.cfg.clock, ms(self.cfg.lease));
+        let mut call = std::pin::pin!(call);
+        let mut renewed = renewed_at;
+        loop {
+            let cutoff = renewed + lease / 2;
+            deadline.set(cutoff);
+            // Checked on every wake-up, before the call moves on: a process resumed after
+            // a stall may be polled before its timers fire.
+            let call_or_cutoff = std::future::poll_fn(|cx| {
+                if clock.now_ms() >= cutoff {
+                    return std::task::Poll::Ready(None);
+                }
+                call.as_mut().poll(cx).map(Some)
+            });
+            tokio::select! {
+                biased;
+                _ = clock.sleep_until(cutoff) => return Ok(Fenced::Deadline),
+                _ = clock.sleep_until(renewed + lease / 4) => {
+                    let at = clock.now_ms();
+                    if !self.still_held(f).await? {
+                        return Ok(Fenced::LeaseLost);
+                    }
+                    renewed = at;
+                }
+                out = call_or_cutoff => {
+                    return Ok(out.map_or(Fenced::Deadline, Fenced::Done));
+                }
             }
         }
     }
 
     /// Streams the flush's bodies into an input file; records it before anything else.
     async fn upload(&self, adapter: &Adapter, f: &Flush) -> Result<String, EngineError> {
-        let rx = self.stream_bodies(f, adapter.encoder(f.endpoint));
+        let rx = self.stream_bodies(f, adapter.encoder(f.endpoint), None);
         let id = adapter.upload(flush_ref(f), rx).await?;
         self.store
             .update_flush(
@@ -296,10 +394,17 @@ impl Engine {
     }
 
     /// The flush's bodies, page by page from the store, formatted by `encoder`: a large
-    /// batch never sits whole in memory.
-    fn stream_bodies(&self, f: &Flush, encoder: Encoder) -> crate::providers::FileChunks {
+    /// batch never sits whole in memory. Past `deadline` (an inline create's), the input
+    /// ends in an error, so the provider never receives it whole.
+    fn stream_bodies(
+        &self,
+        f: &Flush,
+        encoder: Encoder,
+        deadline: Option<CreateDeadline>,
+    ) -> crate::providers::FileChunks {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let store = self.store.clone();
+        let clock = self.cfg.clock.clone();
         let liveness = self.liveness.clone();
         let flush_id = f.id.clone();
         // Ends when its reader (the upload or create call) is dropped, or at shutdown.
@@ -321,6 +426,10 @@ impl Engine {
                 let Some((last, _, _)) = page.last() else {
                     break;
                 };
+                if deadline.as_ref().is_some_and(|d| d.passed(&clock)) {
+                    let _ = tx.send(Err(CreateDeadline::PASSED.into())).await;
+                    return;
+                }
                 // A large input takes a while: progress, not a stuck loop.
                 liveness.beat();
                 after = Some(*last);
@@ -332,6 +441,10 @@ impl Engine {
                 if tx.send(Ok(chunk.freeze())).await.is_err() {
                     return;
                 }
+            }
+            if deadline.as_ref().is_some_and(|d| d.passed(&clock)) {
+                let _ = tx.send(Err(CreateDeadline::PASSED.into())).await;
+                return;
             }
             let tail = encoder.tail();
             if !tail.is_empty() {

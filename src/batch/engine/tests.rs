@@ -811,3 +811,98 @@ async fn a_turnaround_ended_by_a_lagging_clock_is_learnt_at_the_next_full_reread
         .expect("learnt at the full re-read");
     assert_eq!((o.samples, o.triage_p95), (1, Duration::from_secs(42)));
 }
+
+/// The window between a replica's last look at its lease and its create reaching the
+/// provider: if the replica (or the network, or its store) stalls there for half a lease,
+/// the create is dropped before it arrives; the replica that takes the flush over finds
+/// nothing upstream and creates it once. File input and inline input alike.
+#[tokio::test]
+async fn a_create_stalled_half_a_lease_is_dropped_and_the_flush_created_once() {
+    for kind in [InputKind::File, InputKind::Inline] {
+        let r = rig(kind, 1, Ending::Completed).await;
+        let ids = r.submit(3, DAY).await;
+        r.clock.advance(Duration::from_secs(40));
+        r.fake.stall_creates();
+        let a = tokio::spawn({
+            let engine = r.engine.clone();
+            async move { engine.tick().await }
+        });
+        r.fake.creates_stalled(1).await;
+        r.clock.advance(r.engine.cfg.lease / 2);
+        // Released before the stalled replica runs again: it must not go on with the call.
+        r.fake.release_creates();
+        a.await.unwrap().unwrap();
+        assert_eq!(
+            r.fake.calls().create,
+            0,
+            "{kind:?}: the stalled create arrived"
+        );
+        let flush_id = r.job(&ids[0]).await.flush_id.unwrap();
+        let f = r.store.flush(&flush_id).await.unwrap().unwrap();
+        // Recorded as possibly created: whoever goes on reconciles first.
+        assert_eq!(f.state, crate::store::FlushState::Creating, "{kind:?}");
+
+        // This replica stays stalled; its lease lapses and "b" takes over.
+        r.clock.advance(r.engine.cfg.lease + Duration::from_secs(1));
+        let b = engine_as("b", &r.store, &r.fake, &r.clock, forwarder(None));
+        for _ in 0..5 {
+            b.tick().await.unwrap();
+            r.engine.tick().await.unwrap();
+            r.clock.advance(POLL);
+        }
+        for id in &ids {
+            assert_eq!(r.job(id).await.result.unwrap().status, 200, "{kind:?}");
+        }
+        let calls = r.fake.calls();
+        assert_eq!((calls.create, calls.find), (1, 1), "{kind:?}: {calls:?}");
+        assert_eq!(r.fake.lines_sent().len(), 3, "{kind:?}");
+        let f = r.store.flush(&flush_id).await.unwrap().unwrap();
+        assert_eq!(f.owner, "b", "{kind:?}");
+    }
+}
+
+/// A create that takes longer than a lease on a live replica (a large inline input) keeps
+/// its lease: renewed every quarter lease, so no other replica takes the flush over.
+#[tokio::test]
+async fn a_long_create_renews_its_lease_and_is_not_taken_over() {
+    let r = rig(InputKind::Inline, 1, Ending::Completed).await;
+    let ids = r.submit(3, DAY).await;
+    r.clock.advance(Duration::from_secs(40));
+    r.fake.stall_creates();
+    let a = tokio::spawn({
+        let engine = r.engine.clone();
+        async move { engine.tick().await }
+    });
+    r.fake.creates_stalled(1).await;
+    let flush_id = r.job(&ids[0]).await.flush_id.unwrap();
+    let b = engine_as("b", &r.store, &r.fake, &r.clock, forwarder(None));
+    for _ in 0..6 {
+        r.clock.advance(r.engine.cfg.lease / 4);
+        let renewed = r.clock.now_ms() + ms(r.engine.cfg.lease);
+        let mut lease_until = 0;
+        for _ in 0..1_000 {
+            lease_until = r
+                .store
+                .flush(&flush_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .lease_until_ms;
+            if lease_until >= renewed {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(lease_until, renewed, "the lease was not renewed");
+        b.tick().await.unwrap();
+    }
+    r.fake.release_creates();
+    a.await.unwrap().unwrap();
+    let f = r.store.flush(&flush_id).await.unwrap().unwrap();
+    assert_eq!(
+        (f.owner.as_str(), f.state),
+        ("test", crate::store::FlushState::Submitted)
+    );
+    let calls = r.fake.calls();
+    assert_eq!((calls.create, calls.find), (1, 0), "{calls:?}");
+}

@@ -3,7 +3,7 @@
 //! manual [`Clock`]; jobs run with zero simulated run time, so nothing sleeps.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -186,7 +186,7 @@ fn ended(b: &crate::providers::UpstreamBatch) -> Vec<String> {
 }
 
 fn manual_at(ms: i64) -> Clock {
-    Clock::Manual(Arc::new(AtomicI64::new(ms)))
+    Clock::manual_at(ms)
 }
 
 #[tokio::test]
