@@ -80,8 +80,9 @@ pub async fn run(env: &Env) -> Result<(), BoxError> {
         .fetch_all(&mut conn)
         .await?;
     drop(conn);
-    // Let the enqueue burst's statistics settle before counting.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Let the enqueue burst's statistics reach pg_stat_database before counting: an idle
+    // backend reports its counts within 10 s (PostgreSQL 15+, PGSTAT_IDLE_INTERVAL).
+    tokio::time::sleep(Duration::from_secs(11)).await;
     let after = rate(&db, after_window).await?;
 
     let store = sluice::store::open(&db.url).await?;
