@@ -242,6 +242,18 @@ pub struct FlushUpdate {
     pub create_attempts: Option<u32>,
 }
 
+/// The flushes [`Store::purge`] deletes (parameters: before_ms, turnarounds_kept), in SQL
+/// both engines run: ranked as the turnaround queries rank them; one never submitted is no
+/// turnaround.
+const PURGE_FLUSHES: &str = "DELETE FROM flushes WHERE id IN (\
+       SELECT id FROM (\
+         SELECT id, ended_at_ms, submitted_at_ms, ROW_NUMBER() OVER (\
+           PARTITION BY provider, model, submitted_at_ms IS NULL \
+           ORDER BY ended_at_ms DESC, id DESC) AS newest \
+         FROM flushes WHERE state = 'ended' AND ended_at_ms IS NOT NULL\
+       ) AS t WHERE t.ended_at_ms < $1 AND (t.submitted_at_ms IS NULL OR t.newest > $2)\
+     ) AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.flush_id = flushes.id)";
+
 /// One priced answer, as the ledger sums it (see [`ledger`]: rows are per-minute sums).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LedgerEntry {
@@ -516,8 +528,11 @@ pub trait Store: Send + Sync + 'static {
         rows: &[ledger::LedgerRow],
     ) -> Result<bool>;
 
-    /// Deletes finished jobs completed before `before_ms` and idempotency keys older than 24 h.
-    async fn purge(&self, before_ms: i64) -> Result<u64>;
+    /// Deletes finished jobs completed before `before_ms` (their idempotency keys with
+    /// them), then the ended flushes that ended before `before_ms`, that no job refers to
+    /// any more, and that are not among the newest `turnarounds_kept` turnarounds of their
+    /// provider and model (observed turnaround outlives the jobs). Returns the rows deleted.
+    async fn purge(&self, before_ms: i64, turnarounds_kept: u32) -> Result<u64>;
 
     /// Readiness: the store answers reads.
     async fn ping(&self) -> Result<()>;

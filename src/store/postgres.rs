@@ -982,7 +982,7 @@ impl Store for PostgresStore {
         Ok(true)
     }
 
-    async fn purge(&self, before_ms: i64) -> Result<u64> {
+    async fn purge(&self, before_ms: i64, turnarounds_kept: u32) -> Result<u64> {
         // A purged job's idempotency key goes with it (ON DELETE CASCADE), as in SQLite
         // where the key is a column of the job.
         let done = sqlx::query("DELETE FROM jobs WHERE state = 'done' AND completed_at_ms < $1")
@@ -990,7 +990,13 @@ impl Store for PostgresStore {
             .execute(&self.pool)
             .await
             .map_err(db_error)?;
-        Ok(done.rows_affected())
+        let flushes = sqlx::query(super::PURGE_FLUSHES)
+            .bind(before_ms)
+            .bind(i64::from(turnarounds_kept))
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(done.rows_affected() + flushes.rows_affected())
     }
 
     async fn ping(&self) -> Result<()> {

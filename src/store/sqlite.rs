@@ -604,8 +604,9 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn purge(&self, before_ms: i64) -> Result<u64> {
-        self.write(|reply| Request::Purge(before_ms, reply)).await
+    async fn purge(&self, before_ms: i64, turnarounds_kept: u32) -> Result<u64> {
+        self.write(|reply| Request::Purge(before_ms, turnarounds_kept, reply))
+            .await
     }
 
     async fn ping(&self) -> Result<()> {

@@ -289,6 +289,7 @@ conformance!(
     turnarounds_are_newest_ended_flushes_first,
     a_census_counts_the_queue_and_names_recent_ends,
     purge_deletes_only_old_finished_jobs_and_frees_their_keys,
+    purge_deletes_old_flushes_but_keeps_turnarounds_and_those_jobs_name,
     reopen_after_drop_keeps_everything,
     values_that_do_not_parse_are_corrupt,
     completions_are_listed_since_a_time_and_carry_their_ledger_entry,
@@ -494,7 +495,7 @@ async fn retry_keys_never_deduplicate_and_name_the_newest_job_of_their_client(b:
         job.result.map(|r| r.body),
         Some(Bytes::from_static(b"answer"))
     );
-    assert_eq!(store.purge(t0 + 8).await.unwrap(), 1);
+    assert_eq!(store.purge(t0 + 8, 1000).await.unwrap(), 1);
     assert_eq!(found("bob", "r", 0).await, None);
 }
 
@@ -1426,11 +1427,11 @@ async fn purge_deletes_only_old_finished_jobs_and_frees_their_keys(b: &Backend) 
             .await
             .unwrap()
     );
-    assert_eq!(store.purge(200).await.unwrap(), 1);
+    assert_eq!(store.purge(200, 1000).await.unwrap(), 1);
     assert!(store.job("job_old").await.unwrap().is_none());
     assert!(store.job("job_new").await.unwrap().is_some());
     assert!(store.job("job_open").await.unwrap().is_some());
-    assert_eq!(store.purge(200).await.unwrap(), 0);
+    assert_eq!(store.purge(200, 1000).await.unwrap(), 0);
     // The purged job's key no longer deduplicates.
     assert!(matches!(
         store
@@ -1439,6 +1440,64 @@ async fn purge_deletes_only_old_finished_jobs_and_frees_their_keys(b: &Backend) 
             .unwrap(),
         Enqueued::Created
     ));
+}
+
+async fn purge_deletes_old_flushes_but_keeps_turnarounds_and_those_jobs_name(b: &Backend) {
+    let store = b.open().await;
+    // (flush, submitted, ended, its job completed at): purged before 1,000, keeping the
+    // newest 2 turnarounds.
+    let flushes = [
+        ("flush_oldest", Some(10), Some(100), Some(50)),
+        ("flush_job_kept", Some(10), Some(120), Some(5_000)),
+        ("flush_never_submitted", None, Some(150), Some(50)),
+        ("flush_second", Some(10), Some(200), Some(50)),
+        ("flush_newest", Some(10), Some(300), Some(50)),
+        ("flush_open", Some(10), None, None),
+        ("flush_ended_late", None, Some(2_000), Some(50)),
+    ];
+    for (i, (fid, submitted, ended, completed)) in flushes.iter().enumerate() {
+        let jid = format!("job_{i}");
+        store.enqueue(job(&jid, "c", None, 1)).await.unwrap();
+        store
+            .claim_flush(flush(fid, 1), std::slice::from_ref(&jid), "me", 9)
+            .await
+            .unwrap();
+        let update = FlushUpdate {
+            state: ended.map(|_| FlushState::Ended),
+            submitted_at_ms: *submitted,
+            ended_at_ms: *ended,
+            ..FlushUpdate::default()
+        };
+        store.update_flush(fid, update).await.unwrap();
+        if let Some(at) = completed {
+            assert!(
+                store
+                    .complete_job(&jid, result(200, "", *at), None)
+                    .await
+                    .unwrap()
+            );
+        }
+    }
+    let turnarounds = store
+        .turnarounds(Provider::OpenAi, "gpt-4o-mini", 10)
+        .await
+        .unwrap();
+    // Jobs 0, 2, 3, 4, 6; then flush_oldest and flush_never_submitted.
+    assert_eq!(store.purge(1_000, 2).await.unwrap(), 5 + 2);
+    for (fid, ..) in flushes {
+        let kept = store.flush(fid).await.unwrap().is_some();
+        let purged = ["flush_oldest", "flush_never_submitted"].contains(&fid);
+        assert_eq!(kept, !purged, "{fid}");
+    }
+    // The two newest turnarounds are still observed.
+    assert_eq!(
+        store
+            .turnarounds(Provider::OpenAi, "gpt-4o-mini", 2)
+            .await
+            .unwrap(),
+        turnarounds[..2]
+    );
+    assert_eq!(store.purge(1_000, 2).await.unwrap(), 0);
 }
 
 async fn reopen_after_drop_keeps_everything(b: &Backend) {

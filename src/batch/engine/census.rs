@@ -13,7 +13,8 @@ use crate::store::Census;
 /// that slows down.
 const TRIAGE_WINDOW: usize = 200;
 /// The newest turnarounds the turnaround endpoint's percentiles are taken over.
-const REPORT_WINDOW: u32 = 1000;
+/// Older ended flushes are purged with their jobs (see [`Store::purge`]).
+pub(super) const REPORT_WINDOW: u32 = 1000;
 /// Batches that ended this long before this replica's now are still looked at: their end
 /// times come from other replicas' clocks.
 const ENDED_OVERLAP: Duration = Duration::from_secs(300);

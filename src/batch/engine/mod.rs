@@ -401,7 +401,8 @@ impl Engine {
             let now = self.now();
             if now - last_purge > 60_000 {
                 last_purge = now;
-                if let Err(e) = self.store.purge(now - ms(self.cfg.result_retention)).await {
+                let before = now - ms(self.cfg.result_retention);
+                if let Err(e) = self.store.purge(before, census::REPORT_WINDOW).await {
                     tracing::warn!(error = %e, "purging old results failed");
                 }
                 let fold = crate::store::ledger::fold_before(now);

@@ -76,7 +76,7 @@ pub(super) enum Request {
     },
     CompleteJob(String, JobResult, Option<LedgerEntry>, Reply<bool>),
     Record(Vec<LedgerRow>, Reply<()>),
-    Purge(i64, Reply<u64>),
+    Purge(i64, u32, Reply<u64>),
     CompactLedger(i64, Reply<u64>),
     /// The readiness probe: overwrites the one row of `probe`.
     Probe(i64, Reply<()>),
@@ -157,7 +157,7 @@ impl Request {
             Request::RenewFallback { reply, .. } => fail(reply, e),
             Request::CompleteJob(_, _, _, r) => fail(r, e),
             Request::Record(_, r) => fail(r, e),
-            Request::Purge(_, r) => fail(r, e),
+            Request::Purge(_, _, r) => fail(r, e),
             Request::CompactLedger(_, r) => fail(r, e),
             Request::Probe(_, r) => fail(r, e),
             Request::Own(_, r) => fail(r, e),
@@ -226,7 +226,7 @@ impl Request {
                 settle(r, complete_job(conn, &id, result, entry).await)
             }
             Request::Record(rows, r) => settle(r, record(conn, &rows).await),
-            Request::Purge(before_ms, r) => settle(r, purge(conn, before_ms).await),
+            Request::Purge(before_ms, kept, r) => settle(r, purge(conn, before_ms, kept).await),
             Request::CompactLedger(before_ms, r) => {
                 settle(r, compact_ledger(conn, before_ms).await)
             }
@@ -722,13 +722,19 @@ async fn compact_ledger(conn: &mut SqliteConnection, before_ms: i64) -> Result<u
     Ok(gone.rows_affected())
 }
 
-async fn purge(conn: &mut SqliteConnection, before_ms: i64) -> Result<u64> {
+async fn purge(conn: &mut SqliteConnection, before_ms: i64, turnarounds_kept: u32) -> Result<u64> {
     let done = sqlx::query("DELETE FROM jobs WHERE state = 'done' AND completed_at_ms < ?")
         .bind(before_ms)
         .execute(&mut *conn)
         .await
         .map_err(db_error)?;
-    Ok(done.rows_affected())
+    let flushes = sqlx::query(crate::store::PURGE_FLUSHES)
+        .bind(before_ms)
+        .bind(i64::from(turnarounds_kept))
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    Ok(done.rows_affected() + flushes.rows_affected())
 }
 
 async fn probe(conn: &mut SqliteConnection, at_ms: i64) -> Result<()> {
