@@ -4,8 +4,9 @@
 //! paused time cannot serve here: it auto-advances while the store's worker threads run,
 //! which fires the connection pool's timeouts.)
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 /// Wall-clock time now.
@@ -25,11 +26,33 @@ pub enum Clock {
     Manual(Arc<Manual>),
 }
 
-/// A test's time, and a wake-up for those sleeping on it ([`Clock::sleep_until`]).
+/// A test's time, and the tasks waiting for it to move ([`Manual::reached`]).
 #[derive(Debug, Default)]
 pub struct Manual {
     ms: AtomicI64,
-    moved: tokio::sync::Notify,
+    waiting: Mutex<Vec<Waker>>,
+}
+
+impl Manual {
+    /// Ready once this clock reads `at_ms` or later: woken by [`Clock::advance`].
+    pub fn reached(&self, at_ms: i64) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.ms.load(Ordering::SeqCst) >= at_ms {
+                return Poll::Ready(());
+            }
+            let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+            if !waiting.iter().any(|w| w.will_wake(cx.waker())) {
+                waiting.push(cx.waker().clone());
+            }
+            drop(waiting);
+            // Looked again once registered, so an advance in between is not missed.
+            if self.ms.load(Ordering::SeqCst) >= at_ms {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+    }
 }
 
 impl Clock {
@@ -42,7 +65,7 @@ impl Clock {
     pub fn manual_at(ms: i64) -> Clock {
         Clock::Manual(Arc::new(Manual {
             ms: AtomicI64::new(ms),
-            moved: tokio::sync::Notify::new(),
+            waiting: Mutex::default(),
         }))
     }
 
@@ -60,27 +83,8 @@ impl Clock {
                 by.as_millis().min(i64::MAX as u128) as i64,
                 Ordering::SeqCst,
             );
-            m.moved.notify_waiters();
-        }
-    }
-
-    /// Returns once this clock reads `at_ms` or later: a timer on the system clock, the
-    /// test's advance on a manual one.
-    pub async fn sleep_until(&self, at_ms: i64) {
-        match self {
-            Clock::System => {
-                let left = at_ms.saturating_sub(now_ms()).max(0) as u64;
-                tokio::time::sleep(Duration::from_millis(left)).await;
-            }
-            Clock::Manual(m) => loop {
-                // Registered before the read, so an advance in between is not missed.
-                let mut moved = std::pin::pin!(m.moved.notified());
-                moved.as_mut().enable();
-                if m.ms.load(Ordering::SeqCst) >= at_ms {
-                    return;
-                }
-                moved.await;
-            },
+            let waiting = std::mem::take(&mut *m.waiting.lock().unwrap_or_else(|p| p.into_inner()));
+            waiting.into_iter().for_each(Waker::wake);
         }
     }
 }
@@ -100,12 +104,19 @@ mod tests {
         assert!(Clock::System.now_ms() >= a);
     }
 
+    fn manual(c: &Clock) -> Arc<Manual> {
+        match c {
+            Clock::Manual(m) => m.clone(),
+            Clock::System => unreachable!("a manual clock"),
+        }
+    }
+
     #[tokio::test]
     async fn sleeping_on_a_manual_clock_ends_when_it_is_moved_past() {
         let c = Clock::manual_at(1_000);
         let sleeper = tokio::spawn({
             let c = c.clone();
-            async move { c.sleep_until(5_000).await }
+            async move { manual(&c).reached(5_000).await }
         });
         c.advance(Duration::from_millis(3_000));
         tokio::task::yield_now().await;
@@ -113,6 +124,6 @@ mod tests {
         c.advance(Duration::from_millis(1_000));
         sleeper.await.unwrap();
         // Already past: at once.
-        c.sleep_until(0).await;
+        manual(&c).reached(0).await;
     }
 }

@@ -23,6 +23,18 @@ fn flush_ref(f: &Flush) -> FlushRef<'_> {
     }
 }
 
+/// Returns once `clock` reads `at_ms` or later: a timer on the system clock, the test's
+/// advance on a manual one.
+async fn sleep_until(clock: &crate::clock::Clock, at_ms: i64) {
+    match clock {
+        crate::clock::Clock::System => {
+            let left = at_ms.saturating_sub(crate::clock::now_ms()).max(0) as u64;
+            tokio::time::sleep(Duration::from_millis(left)).await;
+        }
+        crate::clock::Clock::Manual(m) => m.reached(at_ms).await,
+    }
+}
+
 /// How a call under [`Engine::fenced`] ended.
 enum Fenced<T> {
     Done(T),
@@ -281,8 +293,8 @@ impl Engine {
             });
             tokio::select! {
                 biased;
-                _ = clock.sleep_until(cutoff) => return Ok(Fenced::Deadline),
-                _ = clock.sleep_until(renewed + lease / 4) => {
+                _ = sleep_until(clock, cutoff) => return Ok(Fenced::Deadline),
+                _ = sleep_until(clock, renewed + lease / 4) => {
                     let at = clock.now_ms();
                     if !self.still_held(f).await? {
                         return Ok(Fenced::LeaseLost);
